@@ -1,0 +1,150 @@
+/*
+ * Internal core types: a compiled service definition (what a service script
+ * returned, checked and turned into C structures), field validation and the
+ * JSON Schema export.  The script subsystem fills a flow__service from Lua;
+ * the engine (core/engine.c) uses it to run transitions.
+ */
+#ifndef FLOW_CORE_H
+#define FLOW_CORE_H
+
+#include <jansson.h>
+
+#include "util/util.h"
+
+typedef enum flow__ftype {
+  FLOW__F_STRING = 0,
+  FLOW__F_INTEGER,
+  FLOW__F_NUMBER,
+  FLOW__F_BOOLEAN,
+  FLOW__F_ENUM,
+  FLOW__F_DATE,
+  FLOW__F_DATETIME,
+  FLOW__F_OBJECT,
+  FLOW__F_LIST
+} flow__ftype;
+
+/* The type's name as a script writes it ("string"), or NULL. */
+const char *flow__ftype_name(int type);
+/* The type for a name, or -1. */
+int flow__ftype_from_name(const char *name);
+
+/* One entry of `fields`. */
+typedef struct flow__field {
+  char *name;
+  int type;          /* flow__ftype */
+  int required;
+  int pii;
+  int index;
+  char *pattern;     /* a Lua pattern (strings only), or NULL */
+  int has_min, has_max;
+  double min, max;   /* length for string/list, value for integer/number */
+  char **values;     /* enum values */
+  size_t nvalues;
+  char *title;       /* optional human label, or NULL */
+  int line;          /* where the field is declared, 0 if unknown */
+} flow__field;
+
+/*
+ * One entry of a state's `on` table.  A shorthand ("collect = 'closed'")
+ * has only target; a table form has target, roles and maybe guard; a
+ * function form has handler.  Function references are luaL_ref indices in
+ * the registry of the service's sandbox, or FLOW__NOREF.
+ */
+#define FLOW__NOREF (-2)
+
+typedef struct flow__trans {
+  char *event;
+  char *target;      /* NULL when a handler decides */
+  char **roles;
+  size_t nroles;
+  int handler;       /* FLOW__NOREF or a registry reference */
+  int guard;
+  int line;
+} flow__trans;
+
+/* A state-scoped timer from `after`: duration text -> target state or
+   {event=, payload=}.  Parsed now, fired by the loop (issue 4). */
+typedef struct flow__after {
+  char *duration;    /* as written */
+  flow__duration dur;
+  char *target;      /* state to go to, or NULL when event is set */
+  char *event;       /* event to fire, or NULL */
+  json_t *payload;   /* owned, may be NULL */
+  int line;
+} flow__after;
+
+typedef struct flow__state {
+  char *name;
+  int final;
+  int enter;         /* FLOW__NOREF or registry reference */
+  int exit;
+  flow__trans *on;
+  size_t non;
+  flow__after *after;
+  size_t nafter;
+  int line;
+} flow__state;
+
+struct flow__sandbox;
+
+typedef struct flow__service {
+  char *name;
+  int64_t version;
+  char *title;       /* NULL when absent */
+  char *initial;
+  flow__field *fields;
+  size_t nfields;
+  flow__state *states;
+  size_t nstates;
+  char *sla_within;  /* duration text, or NULL */
+  flow__duration sla;
+  char *source;
+  size_t source_len;
+  char *chunkname;
+  char sha256[65];
+  struct flow__sandbox *sb; /* owns the Lua state the refs live in */
+  struct flow__service *next; /* engine's cache list */
+} flow__service;
+
+/* Frees every member and the sandbox, then svc itself.  Accepts NULL. */
+void flow__service_free(const flow__allocator *a, flow__service *svc);
+
+const flow__state *flow__service_state(const flow__service *svc,
+                                       const char *name);
+const flow__trans *flow__state_trans(const flow__state *st,
+                                     const char *event);
+const flow__field *flow__service_field(const flow__service *svc,
+                                       const char *name);
+
+/*
+ * Validates data (a JSON object) against the service's fields.  Unknown
+ * keys are refused too: a typo in a handler ("case.data.crw") must not
+ * silently store junk.  match tests a Lua pattern (the sandbox provides it);
+ * it returns 1 match, 0 no match, or a negative FLOW_E* when the pattern
+ * itself is broken or over budget.  On failure returns FLOW_EDATA with a
+ * message listing every failing field ("uprn: required; bin: must be one
+ * of refuse, recycling, garden").
+ */
+typedef int (*flow__match_fn)(void *ctx, const char *s, size_t len,
+                              const char *pattern);
+int flow__fields_validate(const flow__service *svc, json_t *data,
+                          flow__match_fn match, void *ctx, flow__err *err);
+
+/* The fields as a JSON Schema 2020-12 object (new reference), or NULL on
+   allocation failure. */
+json_t *flow__fields_schema(const flow__service *svc);
+
+/* ---- JSON at the boundary (core_json.c) ------------------------------ */
+
+/* Appends j as compact JSON with sorted keys.  FLOW_ENOMEM. */
+int flow__json_dump(json_t *j, flow__buf *b);
+/* j as an owned string for the host (flow_free), or NULL when out of
+   memory or j is NULL. */
+char *flow__json_owned(const flow__allocator *a, json_t *j);
+/* Parses text as a JSON object (NULL text: {}); duplicate keys and
+   trailing text are refused.  FLOW_EINVAL names `what`, the line and the
+   column. */
+int flow__json_parse_object(const char *text, const char *what, json_t **out,
+                            flow__err *err);
+
+#endif /* FLOW_CORE_H */

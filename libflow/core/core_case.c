@@ -1,0 +1,701 @@
+/*
+ * Cases: opening, applying events, reading them back.
+ *
+ * A transition holds the database write lock from the moment it reads the
+ * case until it commits, so two processes signalling the same case cannot
+ * lose an update.  Inside the lock the handler runs in the sandbox on a
+ * copy of the data, the result is validated, and the case row, one history
+ * row and the queued actions are written together.  Every refusal rolls
+ * back, so the database is exactly as it was.
+ */
+#include "engine_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static int
+parse_case_id(flow_engine *e, const char *text, int64_t *out)
+{
+  if (text == NULL)
+    return flow__engine_fail(e, FLOW_EMISUSE, "case id is NULL");
+  const char *p = text;
+  int64_t v = 0;
+  if (*p < '1' || *p > '9')
+    goto bad;
+  for (; *p; p++) {
+    if (*p < '0' || *p > '9' || v > (INT64_MAX - (*p - '0')) / 10)
+      goto bad;
+    v = v * 10 + (*p - '0');
+  }
+  *out = v;
+  return 0;
+bad:
+  return flow__engine_fail(e, FLOW_EINVAL,
+                           "'%.40s' is not a case id (case ids are whole "
+                           "numbers like 42)",
+                           text);
+}
+
+static int
+is_identifier(const char *s)
+{
+  if (s == NULL || !((*s >= 'a' && *s <= 'z') || *s == '_'))
+    return 0;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+      return 0;
+  return 1;
+}
+
+/* splitmix64: a well-mixed seed from the case id and opening time. */
+static uint64_t
+case_seed(int64_t id, int64_t opened_at)
+{
+  uint64_t z = (uint64_t)id * 0x9E3779B97F4A7C15ull ^ (uint64_t)opened_at;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+static json_t *
+time_json(int64_t ms)
+{
+  if (ms == FLOW__NO_TIME)
+    return json_null();
+  char buf[32];
+  flow__time_format(buf, sizeof buf, ms);
+  return json_string(buf);
+}
+
+static int
+actor_check(flow_engine *e, const flow_actor *actor)
+{
+  if (actor == NULL)
+    return 0;
+  if (actor->nroles && actor->roles == NULL)
+    return flow__engine_fail(e, FLOW_EMISUSE, "actor has nroles but no roles");
+  for (size_t i = 0; i < actor->nroles; i++)
+    if (actor->roles[i] == NULL)
+      return flow__engine_fail(e, FLOW_EMISUSE, "actor role %zu is NULL", i);
+  return 0;
+}
+
+static json_t *
+actor_json(const flow_actor *actor)
+{
+  json_t *roles = json_array();
+  for (size_t i = 0; actor && roles && i < actor->nroles; i++)
+    json_array_append_new(roles, json_string(actor->roles[i]));
+  const char *id = actor && actor->id ? actor->id : "anonymous";
+  return json_pack("{s:s, s:o}", "id", id, "roles", roles);
+}
+
+static int
+actor_has_role(const flow_actor *actor, const char *role)
+{
+  for (size_t i = 0; actor && i < actor->nroles; i++)
+    if (strcmp(actor->roles[i], role) == 0)
+      return 1;
+  return 0;
+}
+
+/* Builds the case object; consumes data. */
+static json_t *
+case_json(const flow__case_row *row, json_t *data)
+{
+  char id[24];
+  snprintf(id, sizeof id, "%lld", (long long)row->id);
+  return json_pack("{s:s, s:s, s:I, s:s, s:s, s:o, s:o, s:o, s:o, s:I}", "id",
+                   id, "service", row->service, "version",
+                   (json_int_t)row->version, "state", row->state, "status",
+                   row->closed ? "closed" : "open", "data", data, "opened_at",
+                   time_json(row->opened_at), "updated_at",
+                   time_json(row->updated_at), "due_at",
+                   time_json(row->due_at), "seq", (json_int_t)row->seq);
+}
+
+static int
+emit_case(flow_engine *e, char **out, const flow__case_row *row, json_t *data)
+{
+  if (out == NULL) {
+    json_decref(data);
+    return 0;
+  }
+  json_t *j = case_json(row, data);
+  return flow__engine_owned_json(e, out, j);
+}
+
+static char *
+state_list(const flow__service *svc, char *buf, size_t len)
+{
+  size_t n = 0;
+  buf[0] = 0;
+  for (size_t i = 0; i < svc->nstates && n < len; i++) {
+    int w = snprintf(buf + n, len - n, "%s%s", i ? ", " : "",
+                     svc->states[i].name);
+    if (w < 0)
+      break;
+    n += (size_t)w;
+  }
+  return buf;
+}
+
+static char *
+event_list(const flow__state *st, char *buf, size_t len)
+{
+  size_t n = 0;
+  buf[0] = 0;
+  if (st->non == 0)
+    snprintf(buf, len, "no events");
+  for (size_t i = 0; i < st->non && n < len; i++) {
+    int w = snprintf(buf + n, len - n, "%s%s", i ? ", " : "", st->on[i].event);
+    if (w < 0)
+      break;
+    n += (size_t)w;
+  }
+  return buf;
+}
+
+/* ---- the transition --------------------------------------------------- */
+
+/*
+ * What one transition needs.  `row` is the case before (for an opening: a
+ * row with seq 0 and the initial state), `data` its data (owned).
+ */
+typedef struct transition {
+  flow_engine *e;
+  flow__service *svc;
+  flow__case_row *row;
+  json_t *data;
+  const char *event;
+  json_t *payload;
+  const flow_actor *actor;
+  const flow__trans *trans; /* NULL when opening */
+  int64_t now;
+  /* results */
+  const flow__state *next;
+  json_t *calls;
+} transition;
+
+static int
+script_error(flow_engine *e, const flow__err *err)
+{
+  return flow__engine_fail_err(e, err);
+}
+
+/* Runs guard, handler, exit and enter hooks as the transition needs. */
+static int
+run_scripts(transition *t)
+{
+  flow_engine *e = t->e;
+  const flow__service *svc = t->svc;
+  const flow__state *cur = flow__service_state(svc, t->row->state);
+  const flow__trans *tr = t->trans;
+  int opening = tr == NULL;
+  char *ret = NULL;
+  int rc;
+
+  if (cur == NULL)
+    return flow__engine_fail(e, FLOW_ESTATE,
+                             "case %lld is in state '%s', which version %lld "
+                             "of %s does not have",
+                             (long long)t->row->id, t->row->state,
+                             (long long)svc->version, svc->name);
+
+  /* Decide the target without Lua when no function is involved. */
+  const flow__state *next = cur;
+  if (!opening && tr->target && tr->handler == FLOW__NOREF)
+    next = flow__service_state(svc, tr->target);
+  int needs_lua =
+      opening ? cur->enter != FLOW__NOREF
+              : (tr->guard != FLOW__NOREF || tr->handler != FLOW__NOREF ||
+                 (next != cur &&
+                  (cur->exit != FLOW__NOREF || next->enter != FLOW__NOREF)));
+  if (!needs_lua) {
+    t->next = next;
+    return 0;
+  }
+
+  flow__case_view cv = {
+    NULL,          t->row->service, t->row->version,      t->row->state,
+    "open",        t->row->opened_at, t->row->updated_at, t->row->due_at,
+    t->row->seq,   (uint64_t)t->row->seed + (uint64_t)t->row->seq,
+  };
+  char idbuf[24];
+  snprintf(idbuf, sizeof idbuf, "%lld", (long long)t->row->id);
+  cv.id = idbuf;
+  flow__event_view ev = { t->event, t->payload, t->actor, t->now };
+  flow__err err;
+  flow__err_clear(&err);
+  flow__sandbox *sb = svc->sb;
+
+  if ((rc = flow__run_begin(sb, svc, &cv, t->data, &ev, &err)) != 0)
+    return script_error(e, &err);
+
+  if (opening) {
+    if ((rc = flow__run_invoke(sb, cur->enter, NULL, NULL, &err)) != 0)
+      goto fail;
+  } else {
+    if (tr->guard != FLOW__NOREF) {
+      int truth = 0;
+      if ((rc = flow__run_invoke(sb, tr->guard, NULL, &truth, &err)) != 0)
+        goto fail;
+      if (!truth) {
+        flow__run_abort(sb);
+        return flow__engine_fail(e, FLOW_EREFUSED,
+                                 "%s:%d: event '%s' was refused by its guard "
+                                 "in state '%s'",
+                                 svc->chunkname, tr->line, t->event,
+                                 cur->name);
+      }
+    }
+    if (tr->handler != FLOW__NOREF) {
+      if ((rc = flow__run_invoke(sb, tr->handler, &ret, NULL, &err)) != 0)
+        goto fail;
+      const char *target = ret ? ret : tr->target;
+      next = target ? flow__service_state(svc, target) : cur;
+      if (next == NULL) {
+        char states[512];
+        flow__run_abort(sb);
+        rc = flow__engine_fail(
+            e, FLOW_ESTATE,
+            "%s:%d: the handler for '%s' in state '%s' returned '%.60s', "
+            "which is not a state of %s (states: %s)",
+            svc->chunkname, tr->line, t->event, cur->name, target, svc->name,
+            state_list(svc, states, sizeof states));
+        flow__free(&e->alloc, ret);
+        return rc;
+      }
+      flow__free(&e->alloc, ret);
+      ret = NULL;
+    }
+    if (next != cur) {
+      if (cur->exit != FLOW__NOREF &&
+          (rc = flow__run_invoke(sb, cur->exit, NULL, NULL, &err)) != 0)
+        goto fail;
+      flow__run_set_state(sb, next->name);
+      if (next->enter != FLOW__NOREF &&
+          (rc = flow__run_invoke(sb, next->enter, NULL, NULL, &err)) != 0)
+        goto fail;
+    }
+  }
+
+  json_t *newdata = NULL, *calls = NULL;
+  if ((rc = flow__run_end(sb, &newdata, &calls, &err)) != 0)
+    goto fail;
+  json_decref(t->data);
+  t->data = newdata;
+  t->calls = calls;
+  t->next = next;
+  return 0;
+fail:
+  flow__free(&e->alloc, ret);
+  flow__run_abort(sb);
+  return script_error(e, &err);
+}
+
+/* Validates, then writes case, history and actions; inside a txn. */
+static int
+persist(transition *t, int opening)
+{
+  flow_engine *e = t->e;
+  flow__err err;
+  flow__err_clear(&err);
+  int rc = flow__fields_validate(t->svc, t->data, flow__sandbox_match,
+                                 t->svc->sb, &err);
+  if (rc != 0)
+    return flow__engine_fail(e, rc, "%s", err.msg);
+
+  flow__buf data, payload;
+  flow__buf_init(&data, &e->alloc);
+  flow__buf_init(&payload, &e->alloc);
+  char *actor = NULL;
+  json_t *aj = actor_json(t->actor);
+  if (aj)
+    actor = flow__json_owned(&e->alloc, aj);
+  json_decref(aj);
+  if (flow__json_dump(t->data, &data) != 0 ||
+      flow__json_dump(t->payload, &payload) != 0 || actor == NULL) {
+    rc = flow__engine_fail(e, FLOW_ENOMEM, "out of memory saving case");
+    goto done;
+  }
+
+  flow__case_row *row = t->row;
+  const char *from = opening ? NULL : row->state;
+  char *oldstate = row->state;
+  char *olddata = row->data;
+  row->state = t->next->name;
+  row->data = data.p;
+  row->closed = t->next->final;
+  row->updated_at = t->now;
+  row->seq += 1;
+  rc = opening ? e->vt->case_insert(e->store, row, &err)
+               : e->vt->case_update(e->store, row, &err);
+  flow__history_row h = { row->id,     row->seq,     t->now, actor,
+                          t->event,    payload.p,    from,   t->next->name };
+  if (rc == 0)
+    rc = e->vt->history_append(e->store, &h, &err);
+  for (size_t i = 0; rc == 0 && t->calls && i < json_array_size(t->calls);
+       i++) {
+    json_t *c = json_array_get(t->calls, i);
+    char *args = flow__json_owned(&e->alloc, json_object_get(c, "args"));
+    if (args == NULL) {
+      rc = flow__err_set(&err, FLOW_ENOMEM, "out of memory queueing action");
+      break;
+    }
+    rc = e->vt->outbox_add(e->store, row->id, row->seq, (int)i,
+                           json_string_value(json_object_get(c, "action")),
+                           args, t->now, &err);
+    flow_free(args);
+  }
+  /* Put the row back as it was; the caller re-reads what it needs. */
+  row->state = oldstate;
+  row->data = olddata;
+  if (rc != 0)
+    flow__engine_fail_err(e, &err);
+done:
+  flow__buf_free(&data);
+  flow__buf_free(&payload);
+  flow_free(actor);
+  return rc;
+}
+
+/* ---- public entry points --------------------------------------------- */
+
+int
+flow_case_open(char **out, flow_engine *engine, const char *service,
+               const char *data_json, const flow_actor *actor)
+{
+  if (out)
+    *out = NULL;
+  if (engine == NULL)
+    return FLOW_EMISUSE;
+  if (service == NULL)
+    return flow__engine_fail(engine, FLOW_EMISUSE, "service is NULL");
+  flow_engine *e = engine;
+  int rc;
+  if ((rc = actor_check(e, actor)) != 0)
+    return rc;
+  flow__err err;
+  flow__err_clear(&err);
+  json_t *data = NULL, *payload = NULL;
+  if ((rc = flow__json_parse_object(data_json, "case data", &data, &err)))
+    return flow__engine_fail_err(e, &err);
+  payload = json_deep_copy(data);
+  flow__service *svc;
+  if (payload == NULL) {
+    rc = flow__engine_fail(e, FLOW_ENOMEM, "out of memory");
+    goto done;
+  }
+  if ((rc = flow__engine_service(e, service, 0, &svc)) != 0)
+    goto done;
+
+  int64_t now = flow_engine_now(e);
+  flow__case_row row;
+  memset(&row, 0, sizeof row);
+  row.service = svc->name;
+  row.version = svc->version;
+  row.state = svc->initial;
+  row.opened_at = row.updated_at = now;
+  row.due_at = FLOW__NO_TIME;
+  if (svc->sla_within &&
+      flow__calendar_add(&e->cal, now, &svc->sla, &row.due_at) != 0) {
+    rc = flow__engine_fail(e, FLOW_EINVAL,
+                           "%s: the service level '%s' from %lld overflows",
+                           svc->chunkname, svc->sla_within, (long long)now);
+    goto done;
+  }
+  if ((rc = e->vt->begin(e->store, &err)) != 0) {
+    flow__engine_fail_err(e, &err);
+    goto done;
+  }
+  if ((rc = e->vt->case_next_id(e->store, &row.id, &err)) != 0) {
+    flow__engine_fail_err(e, &err);
+    goto rollback;
+  }
+  row.seed = (int64_t)case_seed(row.id, now);
+  transition t = { e, svc, &row, data, "open", payload, actor, NULL, now,
+                   NULL, NULL };
+  data = NULL; /* t owns it now */
+  rc = run_scripts(&t);
+  if (rc == 0)
+    rc = persist(&t, 1);
+  if (rc == 0 && (rc = e->vt->commit(e->store, &err)) != 0)
+    flow__engine_fail_err(e, &err);
+  json_decref(t.calls);
+  if (rc != 0) {
+    json_decref(t.data);
+    goto rollback;
+  }
+  row.state = t.next->name;
+  row.closed = t.next->final;
+  row.seq = 1;
+  flow__err_clear(&e->err);
+  rc = emit_case(e, out, &row, t.data);
+  goto done;
+rollback:
+  e->vt->rollback(e->store);
+done:
+  json_decref(data);
+  json_decref(payload);
+  return rc;
+}
+
+int
+flow_case_signal(char **out, flow_engine *engine, const char *case_id,
+                 const char *event, const char *payload_json,
+                 const flow_actor *actor)
+{
+  if (out)
+    *out = NULL;
+  if (engine == NULL)
+    return FLOW_EMISUSE;
+  flow_engine *e = engine;
+  if (event == NULL)
+    return flow__engine_fail(e, FLOW_EMISUSE, "event is NULL");
+  int64_t id;
+  int rc;
+  if ((rc = parse_case_id(e, case_id, &id)) != 0 ||
+      (rc = actor_check(e, actor)) != 0)
+    return rc;
+  flow__err err;
+  flow__err_clear(&err);
+  json_t *payload = NULL, *data = NULL;
+  if ((rc = flow__json_parse_object(payload_json, "the event payload",
+                                    &payload, &err)))
+    return flow__engine_fail_err(e, &err);
+
+  flow__case_row row;
+  memset(&row, 0, sizeof row);
+  if ((rc = e->vt->begin(e->store, &err)) != 0) {
+    flow__engine_fail_err(e, &err);
+    goto done;
+  }
+  if ((rc = e->vt->case_get(e->store, id, &row, &err)) != 0) {
+    flow__engine_fail_err(e, &err);
+    goto rollback;
+  }
+  if (row.closed) {
+    rc = flow__engine_fail(e, FLOW_ECLOSED,
+                           "case %lld is closed (state '%s'): it accepts no "
+                           "more events",
+                           (long long)id, row.state);
+    goto rollback;
+  }
+  flow__service *svc;
+  if ((rc = flow__engine_service(e, row.service, row.version, &svc)) != 0)
+    goto rollback;
+  const flow__state *st = flow__service_state(svc, row.state);
+  const flow__trans *tr = st ? flow__state_trans(st, event) : NULL;
+  if (st && tr == NULL) {
+    char evs[512];
+    rc = flow__engine_fail(e, FLOW_EEVENT,
+                           "case %lld is in state '%s', which does not "
+                           "accept '%.60s' (it accepts: %s)",
+                           (long long)id, row.state, event,
+                           event_list(st, evs, sizeof evs));
+    goto rollback;
+  }
+  if (tr && tr->nroles) {
+    int ok = 0;
+    for (size_t i = 0; i < tr->nroles && !ok; i++)
+      ok = actor_has_role(actor, tr->roles[i]);
+    if (!ok) {
+      char need[256], has[256];
+      size_t n = 0;
+      need[0] = has[0] = 0;
+      for (size_t i = 0; i < tr->nroles && n < sizeof need; i++)
+        n += (size_t)snprintf(need + n, sizeof need - n, "%s%s",
+                              i ? " or " : "", tr->roles[i]);
+      n = 0;
+      for (size_t i = 0; actor && i < actor->nroles && n < sizeof has; i++)
+        n += (size_t)snprintf(has + n, sizeof has - n, "%s%s", i ? ", " : "",
+                              actor->roles[i]);
+      rc = flow__engine_fail(e, FLOW_EPERM,
+                             "event '%s' in state '%s' needs the role %s; "
+                             "%s '%s' has %s",
+                             event, row.state, need, "actor",
+                             actor && actor->id ? actor->id : "anonymous",
+                             has[0] ? has : "no roles");
+      goto rollback;
+    }
+  }
+  json_error_t je;
+  data = json_loads(row.data, 0, &je);
+  if (data == NULL) {
+    rc = flow__engine_fail(e, FLOW_EIO, "case %lld: stored data is not JSON",
+                           (long long)id);
+    goto rollback;
+  }
+  transition t = { e,     svc, &row, data, event, payload, actor, tr,
+                   flow_engine_now(e), NULL, NULL };
+  data = NULL;
+  rc = run_scripts(&t);
+  if (rc == 0)
+    rc = persist(&t, 0);
+  if (rc == 0 && (rc = e->vt->commit(e->store, &err)) != 0)
+    flow__engine_fail_err(e, &err);
+  json_decref(t.calls);
+  if (rc != 0) {
+    json_decref(t.data);
+    goto rollback;
+  }
+  /* Report the row as persisted: persist() advanced seq and time. */
+  char *old = row.state;
+  row.state = t.next->name;
+  row.closed = t.next->final;
+  flow__err_clear(&e->err);
+  rc = emit_case(e, out, &row, t.data);
+  row.state = old;
+  goto done;
+rollback:
+  e->vt->rollback(e->store);
+done:
+  flow__case_row_clear(&e->alloc, &row);
+  json_decref(payload);
+  json_decref(data);
+  return rc;
+}
+
+int
+flow_case_get(char **out, flow_engine *engine, const char *case_id)
+{
+  if (engine == NULL || out == NULL)
+    return engine ? flow__engine_fail(engine, FLOW_EMISUSE, "out is NULL")
+                  : FLOW_EMISUSE;
+  *out = NULL;
+  int64_t id;
+  int rc = parse_case_id(engine, case_id, &id);
+  if (rc != 0)
+    return rc;
+  flow__case_row row;
+  flow__err err;
+  flow__err_clear(&err);
+  if ((rc = engine->vt->case_get(engine->store, id, &row, &err)) != 0)
+    return flow__engine_fail_err(engine, &err);
+  json_t *data = json_loads(row.data, 0, NULL);
+  if (data == NULL)
+    rc = flow__engine_fail(engine, FLOW_EIO,
+                           "case %lld: stored data is not JSON",
+                           (long long)id);
+  else
+    rc = emit_case(engine, out, &row, data);
+  flow__case_row_clear(&engine->alloc, &row);
+  if (rc == 0)
+    flow__err_clear(&engine->err);
+  return rc;
+}
+
+static int
+history_item(void *ctx, const flow__history_row *r)
+{
+  json_t *arr = ctx;
+  json_t *actor = json_loads(r->actor, 0, NULL);
+  json_t *payload = json_loads(r->payload, 0, NULL);
+  json_t *o = json_pack("{s:I, s:o, s:o*, s:s, s:o*, s:s?, s:s}", "seq",
+                        (json_int_t)r->seq, "at", time_json(r->at), "actor",
+                        actor, "event", r->event, "payload", payload, "from",
+                        r->from, "to", r->to);
+  if (o == NULL || json_array_append_new(arr, o) != 0)
+    return FLOW_ENOMEM;
+  return 0;
+}
+
+int
+flow_case_history(char **out, flow_engine *engine, const char *case_id)
+{
+  if (engine == NULL || out == NULL)
+    return engine ? flow__engine_fail(engine, FLOW_EMISUSE, "out is NULL")
+                  : FLOW_EMISUSE;
+  *out = NULL;
+  int64_t id;
+  int rc = parse_case_id(engine, case_id, &id);
+  if (rc != 0)
+    return rc;
+  flow__err err;
+  flow__err_clear(&err);
+  flow__case_row row;
+  /* Distinguish "no such case" from "no history". */
+  if ((rc = engine->vt->case_get(engine->store, id, &row, &err)) != 0)
+    return flow__engine_fail_err(engine, &err);
+  flow__case_row_clear(&engine->alloc, &row);
+  json_t *arr = json_array();
+  if (arr == NULL)
+    return flow__engine_fail(engine, FLOW_ENOMEM, "out of memory");
+  rc = engine->vt->history_each(engine->store, id, history_item, arr, &err);
+  if (rc != 0) {
+    json_decref(arr);
+    return flow__engine_fail_err(engine, &err);
+  }
+  rc = flow__engine_owned_json(engine, out, arr);
+  if (rc == 0)
+    flow__err_clear(&engine->err);
+  return rc;
+}
+
+static int
+list_item(void *ctx, const flow__case_row *row)
+{
+  json_t *arr = ctx;
+  json_t *data = json_loads(row->data, 0, NULL);
+  if (data == NULL)
+    return FLOW_ENOMEM;
+  json_t *c = case_json(row, data);
+  if (c == NULL || json_array_append_new(arr, c) != 0)
+    return FLOW_ENOMEM;
+  return 0;
+}
+
+int
+flow_case_list(char **out, flow_engine *engine, const flow_case_query *query)
+{
+  if (engine == NULL || out == NULL)
+    return engine ? flow__engine_fail(engine, FLOW_EMISUSE, "out is NULL")
+                  : FLOW_EMISUSE;
+  *out = NULL;
+  flow_case_query q = FLOW_CASE_QUERY_INIT;
+  if (query) {
+    if (query->version < 1 || query->version > FLOW_CASE_QUERY_VERSION)
+      return flow__engine_fail(engine, FLOW_EINVAL,
+                               "query version %u is not supported "
+                               "(initialise with FLOW_CASE_QUERY_INIT)",
+                               query->version);
+    q = *query;
+  }
+  if (q.status && strcmp(q.status, "open") != 0 &&
+      strcmp(q.status, "closed") != 0)
+    return flow__engine_fail(engine, FLOW_EINVAL,
+                             "status must be 'open' or 'closed', not '%.40s'",
+                             q.status);
+  if (q.nwhere && q.where == NULL)
+    return flow__engine_fail(engine, FLOW_EMISUSE, "nwhere without where");
+  for (size_t i = 0; i < q.nwhere; i++) {
+    if (!is_identifier(q.where[i].field) || strlen(q.where[i].field) > 64)
+      return flow__engine_fail(engine, FLOW_EINVAL,
+                               "'%.40s' is not a field name (fields are "
+                               "lower-case names like uprn)",
+                               q.where[i].field ? q.where[i].field : "");
+    if (q.where[i].value_json == NULL)
+      return flow__engine_fail(engine, FLOW_EINVAL,
+                               "where %s: value is NULL", q.where[i].field);
+  }
+  if (q.limit > 100000)
+    q.limit = 100000;
+  json_t *arr = json_array();
+  if (arr == NULL)
+    return flow__engine_fail(engine, FLOW_ENOMEM, "out of memory");
+  flow__err err;
+  flow__err_clear(&err);
+  int rc = engine->vt->case_list(engine->store, &q, list_item, arr, &err);
+  if (rc != 0) {
+    json_decref(arr);
+    return flow__engine_fail_err(engine, &err);
+  }
+  rc = flow__engine_owned_json(engine, out, arr);
+  if (rc == 0)
+    flow__err_clear(&engine->err);
+  return rc;
+}

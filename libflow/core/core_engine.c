@@ -1,0 +1,505 @@
+/*
+ * The engine: opening and closing, the error message, the clock, and the
+ * services (loading, checking, caching compiled versions, schema export).
+ *
+ * This is the one place where the subsystems are wired together: the store
+ * is reached through its function table, the script subsystem through
+ * script.h, so neither knows about the other.
+ */
+#include "engine_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#define DEFAULT_MEMORY_LIMIT ((size_t)32 << 20)
+#define DEFAULT_INSTRUCTION_LIMIT 10000000ull
+#define MAX_SCRIPT_SIZE ((size_t)4 << 20)
+
+int
+flow__engine_fail(flow_engine *e, int code, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  flow__err_setv(&e->err, code, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+int
+flow__engine_fail_err(flow_engine *e, const flow__err *err)
+{
+  if (err != &e->err) {
+    e->err.code = err->code;
+    memcpy(e->err.msg, err->msg, sizeof e->err.msg);
+  }
+  return err->code;
+}
+
+const char *
+flow_errmsg(flow_engine *engine)
+{
+  if (engine == NULL)
+    return "no engine (flow_engine_open failed or was not called)";
+  return engine->err.msg;
+}
+
+int
+flow_errcode(flow_engine *engine)
+{
+  return engine ? engine->err.code : FLOW_EMISUSE;
+}
+
+int
+flow_engine_open(flow_engine **out, const char *path,
+                 const flow_engine_options *opts, char *errbuf,
+                 size_t errbuf_len)
+{
+  flow_engine_options o = FLOW_ENGINE_OPTIONS_INIT;
+  flow__err err;
+  flow__err_clear(&err);
+  int rc;
+
+  if (errbuf && errbuf_len)
+    errbuf[0] = 0;
+  if (out == NULL || path == NULL) {
+    rc = flow__err_set(&err, FLOW_EMISUSE,
+                       "flow_engine_open: out and path must not be NULL");
+    goto report;
+  }
+  *out = NULL;
+  if (opts) {
+    if (opts->version < 1 || opts->version > FLOW_ENGINE_OPTIONS_VERSION) {
+      rc = flow__err_set(&err, FLOW_EINVAL,
+                         "flow_engine_open: options version %u is not "
+                         "supported (initialise with "
+                         "FLOW_ENGINE_OPTIONS_INIT)",
+                         opts->version);
+      goto report;
+    }
+    o = *opts;
+  }
+  if (o.synchronous != FLOW_SYNC_NORMAL && o.synchronous != FLOW_SYNC_FULL &&
+      o.synchronous != FLOW_SYNC_OFF) {
+    rc = flow__err_set(&err, FLOW_EINVAL,
+                       "flow_engine_open: unknown synchronous mode %d",
+                       (int)o.synchronous);
+    goto report;
+  }
+  if (o.alloc == NULL)
+    o.alloc = flow__default_alloc;
+  if (o.script_memory_limit == 0)
+    o.script_memory_limit = DEFAULT_MEMORY_LIMIT;
+  if (o.script_instruction_limit == 0)
+    o.script_instruction_limit = DEFAULT_INSTRUCTION_LIMIT;
+  if (o.busy_timeout_ms <= 0)
+    o.busy_timeout_ms = 5000;
+
+  flow__allocator a = { o.alloc, o.alloc_payload };
+  flow_engine *e = flow__calloc(&a, 1, sizeof *e);
+  if (e == NULL) {
+    rc = flow__err_set(&err, FLOW_ENOMEM, "out of memory opening the engine");
+    goto report;
+  }
+  e->alloc = a;
+  e->opts = o;
+  e->fixed_now = INT64_MIN;
+  e->vt = &flow__store_sqlite;
+  flow__calendar_default(&e->cal);
+  flow__store_config sc = { &e->alloc, o.synchronous, o.busy_timeout_ms };
+  rc = e->vt->open(&e->store, path, &sc, &err);
+  if (rc != 0) {
+    flow__free(&a, e);
+    goto report;
+  }
+  *out = e;
+  return 0;
+report:
+  if (errbuf && errbuf_len)
+    snprintf(errbuf, errbuf_len, "%s", err.msg);
+  return rc;
+}
+
+void
+flow_engine_close(flow_engine *engine)
+{
+  if (engine == NULL)
+    return;
+  flow__service *s = engine->services;
+  while (s) {
+    flow__service *next = s->next;
+    flow__service_free(&engine->alloc, s);
+    s = next;
+  }
+  engine->vt->close(engine->store);
+  flow__allocator a = engine->alloc;
+  flow__free(&a, engine);
+}
+
+void
+flow_engine_set_time(flow_engine *engine, int64_t ms)
+{
+  if (engine)
+    engine->fixed_now = ms;
+}
+
+int64_t
+flow_engine_now(flow_engine *engine)
+{
+  if (engine && engine->fixed_now != INT64_MIN)
+    return engine->fixed_now;
+  if (engine && engine->opts.clock)
+    return engine->opts.clock(engine->opts.clock_payload);
+  return flow__time_real();
+}
+
+int
+flow__engine_sandbox(flow_engine *e, flow__sandbox **out)
+{
+  flow__sandbox_config cfg = {
+    &e->alloc,
+    e->opts.script_memory_limit,
+    e->opts.script_instruction_limit,
+    e->opts.log,
+    e,
+    e->opts.log_payload,
+  };
+  flow__err err;
+  flow__err_clear(&err);
+  int rc = flow__sandbox_new(out, &cfg, &err);
+  if (rc != 0)
+    return flow__engine_fail_err(e, &err);
+  return 0;
+}
+
+/* Compiles source into a new service; the sandbox goes with it. */
+static int
+compile_service(flow_engine *e, const char *src, size_t len,
+                const char *chunkname, flow__service **out)
+{
+  *out = NULL;
+  flow__sandbox *sb = NULL;
+  int rc = flow__engine_sandbox(e, &sb);
+  if (rc != 0)
+    return rc;
+  flow__service *svc = flow__calloc(&e->alloc, 1, sizeof *svc);
+  if (svc == NULL) {
+    flow__sandbox_free(sb);
+    return flow__engine_fail(e, FLOW_ENOMEM, "out of memory loading %s",
+                             chunkname);
+  }
+  flow__err err;
+  flow__err_clear(&err);
+  rc = flow__service_compile(svc, sb, src, len, chunkname, &err);
+  if (rc != 0) {
+    if (svc->sb == NULL)
+      flow__sandbox_free(sb);
+    flow__service_free(&e->alloc, svc);
+    return flow__engine_fail_err(e, &err);
+  }
+  *out = svc;
+  return 0;
+}
+
+static flow__service *
+cached_service(flow_engine *e, const char *name, int64_t version)
+{
+  for (flow__service *s = e->services; s; s = s->next)
+    if (s->version == version && strcmp(s->name, name) == 0)
+      return s;
+  return NULL;
+}
+
+int
+flow__engine_service(flow_engine *e, const char *name, int64_t version,
+                     flow__service **out)
+{
+  flow__service *svc;
+  if (version && (svc = cached_service(e, name, version))) {
+    *out = svc;
+    return 0;
+  }
+  flow__service_row row;
+  flow__err err;
+  flow__err_clear(&err);
+  int rc = e->vt->service_get(e->store, name, version, &row, &err);
+  if (rc != 0)
+    return flow__engine_fail_err(e, &err);
+  if ((svc = cached_service(e, name, row.version)) == NULL) {
+    rc = compile_service(e, row.source, row.source_len, row.chunkname, &svc);
+    if (rc == 0 && strcmp(svc->sha256, row.sha256) != 0) {
+      /* The stored hash guards against a database edited by hand. */
+      flow__service_free(&e->alloc, svc);
+      rc = flow__engine_fail(e, FLOW_EIO,
+                             "stored source of %s version %lld does not "
+                             "match its SHA-256: the database was altered",
+                             name, (long long)row.version);
+    }
+    if (rc == 0) {
+      svc->next = e->services;
+      e->services = svc;
+    }
+  }
+  flow__service_row_clear(&e->alloc, &row);
+  if (rc != 0)
+    return rc;
+  *out = svc;
+  return 0;
+}
+
+/* Hands j (consumed) to the host as an owned string in *out. */
+int
+flow__engine_owned_json(flow_engine *e, char **out, json_t *j)
+{
+  if (out == NULL) {
+    json_decref(j);
+    return 0;
+  }
+  *out = NULL;
+  if (j == NULL)
+    return flow__engine_fail(e, FLOW_ENOMEM, "out of memory");
+  *out = flow__json_owned(&e->alloc, j);
+  json_decref(j);
+  if (*out == NULL)
+    return flow__engine_fail(e, FLOW_ENOMEM, "out of memory");
+  return 0;
+}
+
+static int
+load_source(flow_engine *e, char **out, const char *src, size_t len,
+            const char *chunkname)
+{
+  flow__service *svc = NULL;
+  int rc = compile_service(e, src, len, chunkname, &svc);
+  if (rc != 0)
+    return rc;
+
+  flow__err err;
+  flow__err_clear(&err);
+  flow__service_row old;
+  int stored = 0;
+  rc = e->vt->begin(e->store, &err);
+  if (rc != 0)
+    goto fail_err;
+  rc = e->vt->service_get(e->store, svc->name, svc->version, &old, &err);
+  if (rc == 0) {
+    int same = strcmp(old.sha256, svc->sha256) == 0;
+    char oldsha[65];
+    snprintf(oldsha, sizeof oldsha, "%s", old.sha256);
+    flow__service_row_clear(&e->alloc, &old);
+    if (!same) {
+      e->vt->rollback(e->store);
+      rc = flow__engine_fail(
+          e, FLOW_EEXIST,
+          "%s: %s version %lld is already loaded with different source "
+          "(sha256 %.12s, this file %.12s): give the changed script a new "
+          "version number",
+          chunkname, svc->name, (long long)svc->version, oldsha, svc->sha256);
+      goto fail;
+    }
+  } else if (rc == FLOW_ENOTFOUND) {
+    flow__service_row row = { svc->name,        svc->version, svc->title,
+                              svc->source,      svc->source_len,
+                              svc->sha256,      svc->chunkname,
+                              flow_engine_now(e) };
+    rc = e->vt->service_put(e->store, &row, &err);
+    for (size_t i = 0; rc == 0 && i < svc->nfields; i++)
+      if (svc->fields[i].index)
+        rc = e->vt->index_field(e->store, svc->fields[i].name, &err);
+    if (rc != 0) {
+      e->vt->rollback(e->store);
+      goto fail_err;
+    }
+    stored = 1;
+  } else {
+    e->vt->rollback(e->store);
+    goto fail_err;
+  }
+  rc = e->vt->commit(e->store, &err);
+  if (rc != 0)
+    goto fail_err;
+
+  json_t *info = json_pack("{s:s, s:I, s:s, s:s?, s:b}", "name", svc->name,
+                           "version", (json_int_t)svc->version, "sha256",
+                           svc->sha256, "title", svc->title, "stored",
+                           stored);
+  if (cached_service(e, svc->name, svc->version) == NULL) {
+    svc->next = e->services;
+    e->services = svc;
+  } else {
+    flow__service_free(&e->alloc, svc);
+  }
+  rc = flow__engine_owned_json(e, out, info);
+  if (rc == 0)
+    flow__err_clear(&e->err);
+  return rc;
+fail_err:
+  flow__engine_fail_err(e, &err);
+fail:
+  flow__service_free(&e->alloc, svc);
+  return e->err.code;
+}
+
+/* Reads a whole file on the engine allocator; ENOTFOUND with the reason. */
+static int
+read_file(flow_engine *e, const char *path, char **out, size_t *len)
+{
+  FILE *f = fopen(path, "rb");
+  if (f == NULL)
+    return flow__engine_fail(e, FLOW_ENOTFOUND, "cannot read %s: %s", path,
+                             strerror(errno));
+  flow__buf b;
+  flow__buf_init(&b, &e->alloc);
+  char chunk[8192];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+    flow__buf_add(&b, chunk, n);
+    if (b.len > MAX_SCRIPT_SIZE)
+      break;
+  }
+  int bad = ferror(f);
+  fclose(f);
+  if (b.oom) {
+    flow__buf_free(&b);
+    return flow__engine_fail(e, FLOW_ENOMEM, "out of memory reading %s", path);
+  }
+  if (bad) {
+    flow__buf_free(&b);
+    return flow__engine_fail(e, FLOW_ENOTFOUND, "cannot read %s", path);
+  }
+  if (b.len > MAX_SCRIPT_SIZE) {
+    flow__buf_free(&b);
+    return flow__engine_fail(e, FLOW_EINVAL,
+                             "%s is larger than 4 MiB: a service script "
+                             "should be far smaller",
+                             path);
+  }
+  if (b.p == NULL)
+    flow__buf_add(&b, "", 0);
+  *out = b.p;
+  *len = b.len;
+  return b.oom ? flow__engine_fail(e, FLOW_ENOMEM, "out of memory") : 0;
+}
+
+int
+flow_service_load_file(char **out, flow_engine *engine, const char *path)
+{
+  if (out)
+    *out = NULL;
+  if (engine == NULL || path == NULL)
+    return engine ? flow__engine_fail(engine, FLOW_EMISUSE,
+                                      "flow_service_load_file: path is NULL")
+                  : FLOW_EMISUSE;
+  char *src;
+  size_t len;
+  int rc = read_file(engine, path, &src, &len);
+  if (rc != 0)
+    return rc;
+  rc = load_source(engine, out, src, len, path);
+  flow__free(&engine->alloc, src);
+  return rc;
+}
+
+int
+flow_service_load_string(char **out, flow_engine *engine, const char *source,
+                         size_t len, const char *chunkname)
+{
+  if (out)
+    *out = NULL;
+  if (engine == NULL || source == NULL)
+    return engine ? flow__engine_fail(engine, FLOW_EMISUSE,
+                                      "flow_service_load_string: source is "
+                                      "NULL")
+                  : FLOW_EMISUSE;
+  if (len > MAX_SCRIPT_SIZE)
+    return flow__engine_fail(engine, FLOW_EINVAL,
+                             "service script larger than 4 MiB");
+  return load_source(engine, out, source, len,
+                     chunkname ? chunkname : "service");
+}
+
+int
+flow_service_check(flow_engine *engine, const char *source, size_t len,
+                   const char *chunkname)
+{
+  if (engine == NULL || source == NULL)
+    return engine ? flow__engine_fail(engine, FLOW_EMISUSE,
+                                      "flow_service_check: source is NULL")
+                  : FLOW_EMISUSE;
+  flow__service *svc;
+  int rc = compile_service(engine, source, len,
+                           chunkname ? chunkname : "service", &svc);
+  if (rc != 0)
+    return rc;
+  flow__service_free(&engine->alloc, svc);
+  flow__err_clear(&engine->err);
+  return 0;
+}
+
+int
+flow_service_schema(char **out, flow_engine *engine, const char *name,
+                    int64_t version)
+{
+  if (out)
+    *out = NULL;
+  if (engine == NULL || out == NULL || name == NULL)
+    return engine ? flow__engine_fail(engine, FLOW_EMISUSE,
+                                      "flow_service_schema: NULL argument")
+                  : FLOW_EMISUSE;
+  flow__service *svc;
+  int rc = flow__engine_service(engine, name, version, &svc);
+  if (rc != 0)
+    return rc;
+  rc = flow__engine_owned_json(engine, out, flow__fields_schema(svc));
+  if (rc == 0)
+    flow__err_clear(&engine->err);
+  return rc;
+}
+
+int
+flow_service_list(char **out, flow_engine *engine)
+{
+  if (engine == NULL || out == NULL)
+    return engine ? flow__engine_fail(engine, FLOW_EMISUSE,
+                                      "flow_service_list: out is NULL")
+                  : FLOW_EMISUSE;
+  *out = NULL;
+  json_t *arr;
+  flow__err err;
+  flow__err_clear(&err);
+  int rc = engine->vt->service_list(engine->store, &arr, &err);
+  if (rc != 0)
+    return flow__engine_fail_err(engine, &err);
+  rc = flow__engine_owned_json(engine, out, arr);
+  if (rc == 0)
+    flow__err_clear(&engine->err);
+  return rc;
+}
+
+int
+flow_eval(char **out, flow_engine *engine, const char *code, size_t len,
+          const char *chunkname)
+{
+  if (out)
+    *out = NULL;
+  if (engine == NULL || code == NULL)
+    return engine ? flow__engine_fail(engine, FLOW_EMISUSE,
+                                      "flow_eval: code is NULL")
+                  : FLOW_EMISUSE;
+  flow__sandbox *sb;
+  int rc = flow__engine_sandbox(engine, &sb);
+  if (rc != 0)
+    return rc;
+  json_t *result = NULL;
+  flow__err err;
+  flow__err_clear(&err);
+  rc = flow__sandbox_eval(sb, code, len, chunkname ? chunkname : "eval",
+                          &result, &err);
+  flow__sandbox_free(sb);
+  if (rc != 0)
+    return flow__engine_fail_err(engine, &err);
+  rc = flow__engine_owned_json(engine, out, result);
+  if (rc == 0)
+    flow__err_clear(&engine->err);
+  return rc;
+}

@@ -1,0 +1,111 @@
+/*
+ * A compiled service definition: freeing it and looking things up in it.
+ * The script subsystem builds these (script_load.c); the engine keeps one
+ * per loaded service version for as long as it is open.
+ */
+#include "core.h"
+
+#include <string.h>
+
+#include "script/script.h"
+
+static const char *const ftype_names[] = {
+  "string", "integer", "number", "boolean", "enum",
+  "date",   "datetime", "object", "list",
+};
+
+const char *
+flow__ftype_name(int type)
+{
+  if (type < 0 || (size_t)type >= sizeof ftype_names / sizeof *ftype_names)
+    return NULL;
+  return ftype_names[type];
+}
+
+int
+flow__ftype_from_name(const char *name)
+{
+  for (size_t i = 0; i < sizeof ftype_names / sizeof *ftype_names; i++)
+    if (strcmp(ftype_names[i], name) == 0)
+      return (int)i;
+  return -1;
+}
+
+static void
+free_strv(const flow__allocator *a, char **v, size_t n)
+{
+  if (v == NULL)
+    return;
+  for (size_t i = 0; i < n; i++)
+    flow__free(a, v[i]);
+  flow__free(a, v);
+}
+
+void
+flow__service_free(const flow__allocator *a, flow__service *svc)
+{
+  if (svc == NULL)
+    return;
+  for (size_t i = 0; i < svc->nfields; i++) {
+    flow__field *f = &svc->fields[i];
+    flow__free(a, f->name);
+    flow__free(a, f->pattern);
+    flow__free(a, f->title);
+    free_strv(a, f->values, f->nvalues);
+  }
+  flow__free(a, svc->fields);
+  for (size_t i = 0; i < svc->nstates; i++) {
+    flow__state *st = &svc->states[i];
+    flow__free(a, st->name);
+    for (size_t j = 0; j < st->non; j++) {
+      flow__free(a, st->on[j].event);
+      flow__free(a, st->on[j].target);
+      free_strv(a, st->on[j].roles, st->on[j].nroles);
+    }
+    flow__free(a, st->on);
+    for (size_t j = 0; j < st->nafter; j++) {
+      flow__free(a, st->after[j].duration);
+      flow__free(a, st->after[j].target);
+      flow__free(a, st->after[j].event);
+      json_decref(st->after[j].payload);
+    }
+    flow__free(a, st->after);
+  }
+  flow__free(a, svc->states);
+  flow__free(a, svc->name);
+  flow__free(a, svc->title);
+  flow__free(a, svc->initial);
+  flow__free(a, svc->sla_within);
+  flow__free(a, svc->source);
+  flow__free(a, svc->chunkname);
+  /* Closing the Lua state releases every registry reference at once. */
+  flow__sandbox_free(svc->sb);
+  flow__free(a, svc);
+}
+
+const flow__state *
+flow__service_state(const flow__service *svc, const char *name)
+{
+  for (size_t i = 0; i < svc->nstates; i++)
+    if (strcmp(svc->states[i].name, name) == 0)
+      return &svc->states[i];
+  return NULL;
+}
+
+const flow__trans *
+flow__state_trans(const flow__state *st, const char *event)
+{
+  for (size_t i = 0; i < st->non; i++)
+    if (strcmp(st->on[i].event, event) == 0)
+      return &st->on[i];
+  return NULL;
+}
+
+const flow__field *
+flow__service_field(const flow__service *svc, const char *name)
+{
+  for (size_t i = 0; i < svc->nfields; i++)
+    if (strcmp(svc->fields[i].name, name) == 0)
+      return &svc->fields[i];
+  return NULL;
+}

@@ -1,0 +1,117 @@
+/*
+ * The storage interface.  The engine talks to its database only through
+ * this table of functions, so that a PostgreSQL backend can be added beside
+ * the SQLite one without touching the core (as SQLite's VFS and libgit2's
+ * odb backends keep storage replaceable).
+ *
+ * Rows cross the interface as plain structs whose strings are allocated on
+ * the engine allocator; flow__case_row_clear() releases them.  Every write
+ * happens between begin() and commit()/rollback(); begin() takes the write
+ * lock at once, so a transition reads and writes its case under one lock.
+ */
+#ifndef FLOW_STORE_H
+#define FLOW_STORE_H
+
+#include <jansson.h>
+
+#include "util/util.h"
+
+#define FLOW__NO_TIME INT64_MIN
+
+typedef struct flow__store flow__store;
+
+typedef struct flow__store_config {
+  const flow__allocator *alloc;
+  flow_sync_mode synchronous;
+  int busy_timeout_ms;
+} flow__store_config;
+
+typedef struct flow__case_row {
+  int64_t id;
+  char *service;
+  int64_t version;
+  char *state;
+  int closed;
+  char *data;        /* compact JSON object text */
+  int64_t opened_at, updated_at, due_at; /* due_at may be FLOW__NO_TIME */
+  int64_t seq;
+  int64_t seed;
+} flow__case_row;
+
+typedef struct flow__history_row {
+  int64_t case_id;
+  int64_t seq;
+  int64_t at;
+  const char *actor;   /* JSON {"id","roles"} */
+  const char *event;
+  const char *payload; /* JSON object text */
+  const char *from;    /* NULL for the opening */
+  const char *to;
+} flow__history_row;
+
+typedef struct flow__service_row {
+  char *name;
+  int64_t version;
+  char *title;
+  char *source;
+  size_t source_len;
+  char *sha256;
+  char *chunkname;
+  int64_t loaded_at;
+} flow__service_row;
+
+typedef struct flow__store_vt {
+  const char *name;
+  int (*open)(flow__store **out, const char *path,
+              const flow__store_config *cfg, flow__err *err);
+  void (*close)(flow__store *s);
+
+  int (*begin)(flow__store *s, flow__err *err);
+  int (*commit)(flow__store *s, flow__err *err);
+  void (*rollback)(flow__store *s);
+
+  /* Services: get with version 0 is the newest.  FLOW_ENOTFOUND. */
+  int (*service_get)(flow__store *s, const char *name, int64_t version,
+                     flow__service_row *out, flow__err *err);
+  int (*service_put)(flow__store *s, const flow__service_row *row,
+                     flow__err *err);
+  int (*service_list)(flow__store *s, json_t **out, flow__err *err);
+  /* An expression index on data.field, for fields marked index = true. */
+  int (*index_field)(flow__store *s, const char *field, flow__err *err);
+
+  /* Cases.  next_id is only valid inside a transaction. */
+  int (*case_next_id)(flow__store *s, int64_t *out, flow__err *err);
+  int (*case_get)(flow__store *s, int64_t id, flow__case_row *out,
+                  flow__err *err);
+  int (*case_insert)(flow__store *s, const flow__case_row *row,
+                     flow__err *err);
+  int (*case_update)(flow__store *s, const flow__case_row *row,
+                     flow__err *err);
+  /* Matching cases as a JSON array of objects whose data is parsed.
+     where values are JSON scalars; fields are identifiers (checked by the
+     caller). */
+  int (*case_list)(flow__store *s, const flow_case_query *q,
+                   int (*each)(void *ctx, const flow__case_row *row),
+                   void *ctx, flow__err *err);
+
+  int (*history_append)(flow__store *s, const flow__history_row *row,
+                        flow__err *err);
+  /* Calls each for every history row of the case, oldest first. */
+  int (*history_each)(flow__store *s, int64_t case_id,
+                      int (*each)(void *ctx, const flow__history_row *row),
+                      void *ctx, flow__err *err);
+
+  /* The action outbox: one row per flow.call, written in the transition's
+     transaction; dispatch comes later. */
+  int (*outbox_add)(flow__store *s, int64_t case_id, int64_t seq, int n,
+                    const char *action, const char *args, int64_t at,
+                    flow__err *err);
+} flow__store_vt;
+
+extern const flow__store_vt flow__store_sqlite;
+
+void flow__case_row_clear(const flow__allocator *a, flow__case_row *row);
+void flow__service_row_clear(const flow__allocator *a,
+                             flow__service_row *row);
+
+#endif /* FLOW_STORE_H */

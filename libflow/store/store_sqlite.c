@@ -1,0 +1,746 @@
+/*
+ * The SQLite storage backend: one database file in WAL mode, every
+ * statement prepared once when the store opens, the schema version in
+ * PRAGMA user_version with forward-only migrations.
+ *
+ * Times are INTEGER milliseconds since the epoch, case data is compact JSON
+ * text with sorted keys (so json_extract() and expression indexes work on
+ * it), and case ids are INTEGER PRIMARY KEYs handed out under the write
+ * lock, so a transition can know its case id before it writes anything.
+ */
+#include "store.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+
+enum {
+  ST_SERVICE_GET,
+  ST_SERVICE_NEWEST,
+  ST_SERVICE_PUT,
+  ST_SERVICE_LIST,
+  ST_CASE_NEXT_ID,
+  ST_CASE_GET,
+  ST_CASE_INSERT,
+  ST_CASE_UPDATE,
+  ST_HISTORY_APPEND,
+  ST_HISTORY_EACH,
+  ST_OUTBOX_ADD,
+  ST_BEGIN,
+  ST_COMMIT,
+  ST_ROLLBACK,
+  ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+  [ST_SERVICE_GET] = "SELECT name, version, title, source, sha256, chunkname,"
+                     " loaded_at FROM services WHERE name = ?1 AND"
+                     " version = ?2",
+  [ST_SERVICE_NEWEST] = "SELECT name, version, title, source, sha256,"
+                        " chunkname, loaded_at FROM services WHERE name = ?1"
+                        " ORDER BY version DESC LIMIT 1",
+  [ST_SERVICE_PUT] = "INSERT INTO services(name, version, title, source,"
+                     " sha256, chunkname, loaded_at)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+  [ST_SERVICE_LIST] = "SELECT name, version, title, sha256, loaded_at"
+                      " FROM services ORDER BY name, version",
+  [ST_CASE_NEXT_ID] = "SELECT COALESCE(MAX(id), 0) + 1 FROM cases",
+  [ST_CASE_GET] = "SELECT id, service, version, state, closed, data,"
+                  " opened_at, updated_at, due_at, seq, seed"
+                  " FROM cases WHERE id = ?1",
+  [ST_CASE_INSERT] = "INSERT INTO cases(id, service, version, state, closed,"
+                     " data, opened_at, updated_at, due_at, seq, seed)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+  [ST_CASE_UPDATE] = "UPDATE cases SET state = ?2, closed = ?3, data = ?4,"
+                     " updated_at = ?5, due_at = ?6, seq = ?7 WHERE id = ?1",
+  [ST_HISTORY_APPEND] = "INSERT INTO history(case_id, seq, at, actor, event,"
+                        " payload, from_state, to_state)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+  [ST_HISTORY_EACH] = "SELECT case_id, seq, at, actor, event, payload,"
+                      " from_state, to_state FROM history WHERE case_id = ?1"
+                      " ORDER BY seq",
+  [ST_OUTBOX_ADD] = "INSERT INTO outbox(case_id, seq, n, action, args,"
+                    " status, created_at) VALUES (?1, ?2, ?3, ?4, ?5,"
+                    " 'pending', ?6)",
+  [ST_BEGIN] = "BEGIN IMMEDIATE",
+  [ST_COMMIT] = "COMMIT",
+  [ST_ROLLBACK] = "ROLLBACK",
+};
+
+/*
+ * Forward-only migrations: migrations[i] takes the schema from version i
+ * to i + 1.  Never edit a released entry; append a new one.
+ */
+static const char *const migrations[] = {
+  "CREATE TABLE services ("
+  "  name TEXT NOT NULL, version INTEGER NOT NULL, title TEXT,"
+  "  source TEXT NOT NULL, sha256 TEXT NOT NULL, chunkname TEXT NOT NULL,"
+  "  loaded_at INTEGER NOT NULL, PRIMARY KEY (name, version));"
+  "CREATE TABLE cases ("
+  "  id INTEGER PRIMARY KEY, service TEXT NOT NULL,"
+  "  version INTEGER NOT NULL, state TEXT NOT NULL,"
+  "  closed INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL,"
+  "  opened_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+  "  due_at INTEGER, seq INTEGER NOT NULL, seed INTEGER NOT NULL);"
+  "CREATE INDEX cases_service_state ON cases(service, state);"
+  "CREATE INDEX cases_state ON cases(state);"
+  "CREATE INDEX cases_due ON cases(due_at) WHERE closed = 0;"
+  "CREATE TABLE history ("
+  "  case_id INTEGER NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL,"
+  "  actor TEXT NOT NULL, event TEXT NOT NULL, payload TEXT NOT NULL,"
+  "  from_state TEXT, to_state TEXT NOT NULL,"
+  "  PRIMARY KEY (case_id, seq)) WITHOUT ROWID;"
+  "CREATE TABLE outbox ("
+  "  id INTEGER PRIMARY KEY, case_id INTEGER NOT NULL,"
+  "  seq INTEGER NOT NULL, n INTEGER NOT NULL, action TEXT NOT NULL,"
+  "  args TEXT NOT NULL, status TEXT NOT NULL, created_at INTEGER NOT NULL,"
+  "  UNIQUE (case_id, seq, n));"
+  "CREATE INDEX outbox_pending ON outbox(status) WHERE status = 'pending';",
+};
+#define SCHEMA_VERSION ((int)(sizeof migrations / sizeof *migrations))
+
+struct flow__store {
+  const flow__allocator *a;
+  sqlite3 *db;
+  sqlite3_stmt *st[ST_COUNT];
+  int in_txn;
+};
+
+/* Copies SQLite's message now: the next call overwrites it. */
+static int
+sql_fail(flow__store *s, flow__err *err, int rc, const char *what)
+{
+  int code = FLOW_EIO;
+  int prim = rc & 0xff;
+  if (prim == SQLITE_BUSY || prim == SQLITE_LOCKED)
+    code = FLOW_EBUSY;
+  else if (prim == SQLITE_NOMEM)
+    code = FLOW_ENOMEM;
+  const char *msg = s && s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc);
+  if (prim == SQLITE_FULL)
+    msg = "the disk is full";
+  return flow__err_set(err, code, "storage: %s failed: %s", what, msg);
+}
+
+static int
+exec_sql(flow__store *s, const char *sql, flow__err *err)
+{
+  int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+  if (rc != SQLITE_OK)
+    return sql_fail(s, err, rc, "schema update");
+  return 0;
+}
+
+static int
+pragma_int(flow__store *s, const char *sql, int *out, flow__err *err)
+{
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+      *out = sqlite3_column_int(st, 0);
+      rc = SQLITE_OK;
+    }
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_OK && rc != SQLITE_DONE)
+    return sql_fail(s, err, rc, "reading the database header");
+  return 0;
+}
+
+static int
+migrate(flow__store *s, const char *path, flow__err *err)
+{
+  int ver = 0, ntables = 0, rc;
+  if ((rc = pragma_int(s, "PRAGMA user_version", &ver, err)) != 0)
+    return rc;
+  if (ver > SCHEMA_VERSION)
+    return flow__err_set(err, FLOW_EIO,
+                         "%s was written by a newer libflow (schema %d, this "
+                         "build knows up to %d): upgrade libflow",
+                         path, ver, SCHEMA_VERSION);
+  if (ver == 0) {
+    if ((rc = pragma_int(s,
+                         "SELECT count(*) FROM sqlite_master WHERE type ="
+                         " 'table'",
+                         &ntables, err)) != 0)
+      return rc;
+    if (ntables > 0)
+      return flow__err_set(err, FLOW_EIO,
+                           "%s is an SQLite database that libflow did not "
+                           "create: use a new file for --db",
+                           path);
+  }
+  for (int v = ver; v < SCHEMA_VERSION; v++) {
+    char setver[64];
+    snprintf(setver, sizeof setver, "PRAGMA user_version = %d", v + 1);
+    if ((rc = exec_sql(s, "BEGIN IMMEDIATE", err)) != 0)
+      return rc;
+    if ((rc = exec_sql(s, migrations[v], err)) != 0 ||
+        (rc = exec_sql(s, setver, err)) != 0 ||
+        (rc = exec_sql(s, "COMMIT", err)) != 0) {
+      sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+static void
+sqlite_close(flow__store *s)
+{
+  if (s == NULL)
+    return;
+  for (int i = 0; i < ST_COUNT; i++)
+    sqlite3_finalize(s->st[i]);
+  sqlite3_close_v2(s->db);
+  flow__free(s->a, s);
+}
+
+static int
+sqlite_open(flow__store **out, const char *path, const flow__store_config *cfg,
+            flow__err *err)
+{
+  *out = NULL;
+  flow__store *s = flow__calloc(cfg->alloc, 1, sizeof *s);
+  if (s == NULL)
+    return flow__err_set(err, FLOW_ENOMEM, "out of memory opening %s", path);
+  s->a = cfg->alloc;
+  int rc = sqlite3_open_v2(path, &s->db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                               SQLITE_OPEN_NOMUTEX,
+                           NULL);
+  if (rc != SQLITE_OK) {
+    flow__err_set(err, rc == SQLITE_NOMEM ? FLOW_ENOMEM : FLOW_EIO,
+                  "cannot open database %s: %s", path,
+                  s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+    goto fail;
+  }
+  sqlite3_extended_result_codes(s->db, 1);
+  sqlite3_busy_timeout(s->db, cfg->busy_timeout_ms);
+  const char *sync = cfg->synchronous == FLOW_SYNC_FULL  ? "FULL"
+                     : cfg->synchronous == FLOW_SYNC_OFF ? "OFF"
+                                                         : "NORMAL";
+  char pragmas[256];
+  snprintf(pragmas, sizeof pragmas,
+           "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;"
+           " PRAGMA foreign_keys = ON;",
+           sync);
+  rc = sqlite3_exec(s->db, pragmas, NULL, NULL, NULL);
+  if (rc != SQLITE_OK) {
+    if ((rc & 0xff) == SQLITE_NOTADB)
+      flow__err_set(err, FLOW_EIO,
+                    "%s is not a database (use a new file for --db)", path);
+    else
+      sql_fail(s, err, rc, "opening the database");
+    goto fail;
+  }
+  if ((rc = migrate(s, path, err)) != 0)
+    goto fail;
+  for (int i = 0; i < ST_COUNT; i++) {
+    rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                            &s->st[i], NULL);
+    if (rc != SQLITE_OK) {
+      sql_fail(s, err, rc, "preparing statements");
+      goto fail;
+    }
+  }
+  *out = s;
+  return 0;
+fail:
+  rc = err->code;
+  sqlite_close(s);
+  return rc;
+}
+
+/* Runs a statement that returns no rows. */
+static int
+step_done(flow__store *s, sqlite3_stmt *st, flow__err *err, const char *what)
+{
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  if (rc != SQLITE_DONE)
+    return sql_fail(s, err, rc, what);
+  return 0;
+}
+
+static int
+sqlite_begin(flow__store *s, flow__err *err)
+{
+  int rc = step_done(s, s->st[ST_BEGIN], err, "starting a transaction");
+  if (rc == 0)
+    s->in_txn = 1;
+  return rc;
+}
+
+static int
+sqlite_commit(flow__store *s, flow__err *err)
+{
+  int rc = step_done(s, s->st[ST_COMMIT], err, "commit");
+  if (rc != 0) {
+    /* A failed COMMIT may leave the transaction open: end it so the
+       database is exactly as before. */
+    if (!sqlite3_get_autocommit(s->db))
+      sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+  }
+  s->in_txn = 0;
+  return rc;
+}
+
+static void
+sqlite_rollback(flow__store *s)
+{
+  if (!sqlite3_get_autocommit(s->db)) {
+    sqlite3_step(s->st[ST_ROLLBACK]);
+    sqlite3_reset(s->st[ST_ROLLBACK]);
+  }
+  s->in_txn = 0;
+}
+
+static char *
+col_dup(flow__store *s, sqlite3_stmt *st, int col, size_t *len, int *oom)
+{
+  if (sqlite3_column_type(st, col) == SQLITE_NULL)
+    return NULL;
+  const char *t = (const char *)sqlite3_column_text(st, col);
+  size_t n = (size_t)sqlite3_column_bytes(st, col);
+  if (t == NULL) {
+    *oom = 1;
+    return NULL;
+  }
+  char *d = flow__strndup(s->a, t, n);
+  if (d == NULL)
+    *oom = 1;
+  if (len)
+    *len = n;
+  return d;
+}
+
+static int
+sqlite_service_get(flow__store *s, const char *name, int64_t version,
+                   flow__service_row *out, flow__err *err)
+{
+  memset(out, 0, sizeof *out);
+  sqlite3_stmt *st = s->st[version ? ST_SERVICE_GET : ST_SERVICE_NEWEST];
+  sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+  if (version)
+    sqlite3_bind_int64(st, 2, version);
+  int rc = sqlite3_step(st);
+  int ret = 0, oom = 0;
+  if (rc == SQLITE_ROW) {
+    out->name = col_dup(s, st, 0, NULL, &oom);
+    out->version = sqlite3_column_int64(st, 1);
+    out->title = col_dup(s, st, 2, NULL, &oom);
+    out->source = col_dup(s, st, 3, &out->source_len, &oom);
+    out->sha256 = col_dup(s, st, 4, NULL, &oom);
+    out->chunkname = col_dup(s, st, 5, NULL, &oom);
+    out->loaded_at = sqlite3_column_int64(st, 6);
+    if (oom) {
+      flow__service_row_clear(s->a, out);
+      ret = flow__err_set(err, FLOW_ENOMEM, "out of memory reading service");
+    }
+  } else if (rc == SQLITE_DONE) {
+    if (version)
+      ret = flow__err_set(err, FLOW_ENOTFOUND,
+                          "service %s version %lld is not loaded", name,
+                          (long long)version);
+    else
+      ret = flow__err_set(err, FLOW_ENOTFOUND,
+                          "no service named '%s' is loaded (load its script "
+                          "first: flow load %s.lua)",
+                          name, name);
+  } else {
+    ret = sql_fail(s, err, rc, "reading a service");
+  }
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return ret;
+}
+
+static int
+sqlite_service_put(flow__store *s, const flow__service_row *row,
+                   flow__err *err)
+{
+  sqlite3_stmt *st = s->st[ST_SERVICE_PUT];
+  sqlite3_bind_text(st, 1, row->name, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, row->version);
+  if (row->title)
+    sqlite3_bind_text(st, 3, row->title, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 4, row->source, (int)row->source_len, SQLITE_STATIC);
+  sqlite3_bind_text(st, 5, row->sha256, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 6, row->chunkname, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 7, row->loaded_at);
+  return step_done(s, st, err, "storing a service");
+}
+
+static int
+sqlite_service_list(flow__store *s, json_t **out, flow__err *err)
+{
+  json_t *arr = json_array();
+  if (arr == NULL)
+    return flow__err_set(err, FLOW_ENOMEM, "out of memory listing services");
+  sqlite3_stmt *st = s->st[ST_SERVICE_LIST];
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    char at[32];
+    flow__time_format(at, sizeof at, sqlite3_column_int64(st, 4));
+    json_t *o = json_pack(
+        "{s:s, s:I, s:s?, s:s, s:s}", "name",
+        (const char *)sqlite3_column_text(st, 0), "version",
+        (json_int_t)sqlite3_column_int64(st, 1), "title",
+        (const char *)sqlite3_column_text(st, 2), "sha256",
+        (const char *)sqlite3_column_text(st, 3), "loaded_at", at);
+    if (o == NULL || json_array_append_new(arr, o) != 0) {
+      sqlite3_reset(st);
+      json_decref(arr);
+      return flow__err_set(err, FLOW_ENOMEM, "out of memory listing services");
+    }
+  }
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) {
+    json_decref(arr);
+    return sql_fail(s, err, rc, "listing services");
+  }
+  *out = arr;
+  return 0;
+}
+
+static int
+sqlite_index_field(flow__store *s, const char *field, flow__err *err)
+{
+  /* field is an identifier (checked by the loader), safe to splice. */
+  char sql[256];
+  int n = snprintf(sql, sizeof sql,
+                   "CREATE INDEX IF NOT EXISTS cases_data_%s ON"
+                   " cases(json_extract(data, '$.%s'))",
+                   field, field);
+  if (n < 0 || (size_t)n >= sizeof sql)
+    return flow__err_set(err, FLOW_EINVAL, "field name too long: %s", field);
+  int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+  if (rc != SQLITE_OK)
+    return sql_fail(s, err, rc, "creating a field index");
+  return 0;
+}
+
+static int
+sqlite_case_next_id(flow__store *s, int64_t *out, flow__err *err)
+{
+  sqlite3_stmt *st = s->st[ST_CASE_NEXT_ID];
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW)
+    *out = sqlite3_column_int64(st, 0);
+  sqlite3_reset(st);
+  if (rc != SQLITE_ROW)
+    return sql_fail(s, err, rc, "allocating a case id");
+  return 0;
+}
+
+static int
+read_case(flow__store *s, sqlite3_stmt *st, flow__case_row *out)
+{
+  int oom = 0;
+  out->id = sqlite3_column_int64(st, 0);
+  out->service = col_dup(s, st, 1, NULL, &oom);
+  out->version = sqlite3_column_int64(st, 2);
+  out->state = col_dup(s, st, 3, NULL, &oom);
+  out->closed = sqlite3_column_int(st, 4);
+  out->data = col_dup(s, st, 5, NULL, &oom);
+  out->opened_at = sqlite3_column_int64(st, 6);
+  out->updated_at = sqlite3_column_int64(st, 7);
+  out->due_at = sqlite3_column_type(st, 8) == SQLITE_NULL
+                    ? FLOW__NO_TIME
+                    : sqlite3_column_int64(st, 8);
+  out->seq = sqlite3_column_int64(st, 9);
+  out->seed = sqlite3_column_int64(st, 10);
+  if (oom) {
+    flow__case_row_clear(s->a, out);
+    return FLOW_ENOMEM;
+  }
+  return 0;
+}
+
+static int
+sqlite_case_get(flow__store *s, int64_t id, flow__case_row *out,
+                flow__err *err)
+{
+  memset(out, 0, sizeof *out);
+  sqlite3_stmt *st = s->st[ST_CASE_GET];
+  sqlite3_bind_int64(st, 1, id);
+  int rc = sqlite3_step(st), ret = 0;
+  if (rc == SQLITE_ROW) {
+    if (read_case(s, st, out) != 0)
+      ret = flow__err_set(err, FLOW_ENOMEM, "out of memory reading case %lld",
+                          (long long)id);
+  } else if (rc == SQLITE_DONE) {
+    ret = flow__err_set(err, FLOW_ENOTFOUND, "there is no case %lld",
+                        (long long)id);
+  } else {
+    ret = sql_fail(s, err, rc, "reading a case");
+  }
+  sqlite3_reset(st);
+  return ret;
+}
+
+static void
+bind_case(sqlite3_stmt *st, const flow__case_row *row, int insert)
+{
+  sqlite3_bind_int64(st, 1, row->id);
+  if (insert) {
+    sqlite3_bind_text(st, 2, row->service, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, row->version);
+    sqlite3_bind_text(st, 4, row->state, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 5, row->closed);
+    sqlite3_bind_text(st, 6, row->data, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, row->opened_at);
+    sqlite3_bind_int64(st, 8, row->updated_at);
+    if (row->due_at != FLOW__NO_TIME)
+      sqlite3_bind_int64(st, 9, row->due_at);
+    sqlite3_bind_int64(st, 10, row->seq);
+    sqlite3_bind_int64(st, 11, row->seed);
+  } else {
+    sqlite3_bind_text(st, 2, row->state, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, row->closed);
+    sqlite3_bind_text(st, 4, row->data, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, row->updated_at);
+    if (row->due_at != FLOW__NO_TIME)
+      sqlite3_bind_int64(st, 6, row->due_at);
+    sqlite3_bind_int64(st, 7, row->seq);
+  }
+}
+
+static int
+sqlite_case_insert(flow__store *s, const flow__case_row *row, flow__err *err)
+{
+  bind_case(s->st[ST_CASE_INSERT], row, 1);
+  return step_done(s, s->st[ST_CASE_INSERT], err, "writing a new case");
+}
+
+static int
+sqlite_case_update(flow__store *s, const flow__case_row *row, flow__err *err)
+{
+  bind_case(s->st[ST_CASE_UPDATE], row, 0);
+  int rc = step_done(s, s->st[ST_CASE_UPDATE], err, "updating a case");
+  if (rc == 0 && sqlite3_changes(s->db) != 1)
+    return flow__err_set(err, FLOW_ENOTFOUND, "case %lld disappeared",
+                         (long long)row->id);
+  return rc;
+}
+
+/* Binds a JSON scalar for comparison with json_extract(): the value itself
+   and its text form, so --where uprn=1000 finds "1000" too. */
+static int
+bind_where(sqlite3_stmt *st, int idx, const char *value_json,
+           char *textbuf, size_t textlen)
+{
+  json_error_t jerr;
+  json_t *v = json_loads(value_json, JSON_DECODE_ANY, &jerr);
+  if (v == NULL)
+    return FLOW_EINVAL;
+  int ret = 0;
+  switch (json_typeof(v)) {
+  case JSON_STRING:
+    sqlite3_bind_text(st, idx, json_string_value(v), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, idx + 1, json_string_value(v), -1,
+                      SQLITE_TRANSIENT);
+    break;
+  case JSON_INTEGER:
+    sqlite3_bind_int64(st, idx, json_integer_value(v));
+    snprintf(textbuf, textlen, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    sqlite3_bind_text(st, idx + 1, textbuf, -1, SQLITE_TRANSIENT);
+    break;
+  case JSON_REAL:
+    sqlite3_bind_double(st, idx, json_real_value(v));
+    snprintf(textbuf, textlen, "%.17g", json_real_value(v));
+    sqlite3_bind_text(st, idx + 1, textbuf, -1, SQLITE_TRANSIENT);
+    break;
+  case JSON_TRUE:
+  case JSON_FALSE:
+    /* json_extract gives 1/0 for booleans. */
+    sqlite3_bind_int(st, idx, json_is_true(v));
+    sqlite3_bind_text(st, idx + 1, json_is_true(v) ? "true" : "false", -1,
+                      SQLITE_STATIC);
+    break;
+  default:
+    ret = FLOW_EINVAL;
+  }
+  json_decref(v);
+  return ret;
+}
+
+static int
+sqlite_case_list(flow__store *s, const flow_case_query *q,
+                 int (*each)(void *ctx, const flow__case_row *row), void *ctx,
+                 flow__err *err)
+{
+  flow__buf sql;
+  flow__buf_init(&sql, s->a);
+  flow__buf_adds(&sql, "SELECT id, service, version, state, closed, data,"
+                       " opened_at, updated_at, due_at, seq, seed FROM cases"
+                       " WHERE 1");
+  if (q->service)
+    flow__buf_adds(&sql, " AND service = ?");
+  if (q->state)
+    flow__buf_adds(&sql, " AND state = ?");
+  if (q->status)
+    flow__buf_adds(&sql, " AND closed = ?");
+  for (size_t i = 0; i < q->nwhere; i++)
+    flow__buf_addf(&sql, " AND json_extract(data, '$.%s') IN (?, ?)",
+                   q->where[i].field);
+  flow__buf_adds(&sql, " ORDER BY id LIMIT ? OFFSET ?");
+  const char *text = flow__buf_str(&sql);
+  if (text == NULL) {
+    flow__buf_free(&sql);
+    return flow__err_set(err, FLOW_ENOMEM, "out of memory listing cases");
+  }
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(s->db, text, -1, &st, NULL);
+  flow__buf_free(&sql);
+  if (rc != SQLITE_OK)
+    return sql_fail(s, err, rc, "listing cases");
+  int idx = 1, ret = 0;
+  if (q->service)
+    sqlite3_bind_text(st, idx++, q->service, -1, SQLITE_STATIC);
+  if (q->state)
+    sqlite3_bind_text(st, idx++, q->state, -1, SQLITE_STATIC);
+  if (q->status)
+    sqlite3_bind_int(st, idx++, strcmp(q->status, "closed") == 0);
+  for (size_t i = 0; i < q->nwhere; i++) {
+    char tb[64];
+    if (bind_where(st, idx, q->where[i].value_json, tb, sizeof tb) != 0) {
+      ret = flow__err_set(err, FLOW_EINVAL,
+                          "--where %s: the value must be a JSON text, "
+                          "number, true or false",
+                          q->where[i].field);
+      goto done;
+    }
+    idx += 2;
+  }
+  sqlite3_bind_int64(st, idx++, q->limit ? (int64_t)q->limit : 100);
+  sqlite3_bind_int64(st, idx++, (int64_t)q->offset);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    flow__case_row row;
+    if (read_case(s, st, &row) != 0) {
+      ret = flow__err_set(err, FLOW_ENOMEM, "out of memory listing cases");
+      goto done;
+    }
+    ret = each(ctx, &row);
+    flow__case_row_clear(s->a, &row);
+    if (ret != 0) {
+      ret = flow__err_set(err, ret, "out of memory listing cases");
+      goto done;
+    }
+  }
+  if (rc != SQLITE_DONE)
+    ret = sql_fail(s, err, rc, "listing cases");
+done:
+  sqlite3_finalize(st);
+  return ret;
+}
+
+static int
+sqlite_history_append(flow__store *s, const flow__history_row *row,
+                      flow__err *err)
+{
+  sqlite3_stmt *st = s->st[ST_HISTORY_APPEND];
+  sqlite3_bind_int64(st, 1, row->case_id);
+  sqlite3_bind_int64(st, 2, row->seq);
+  sqlite3_bind_int64(st, 3, row->at);
+  sqlite3_bind_text(st, 4, row->actor, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 5, row->event, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 6, row->payload, -1, SQLITE_STATIC);
+  if (row->from)
+    sqlite3_bind_text(st, 7, row->from, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 8, row->to, -1, SQLITE_STATIC);
+  return step_done(s, st, err, "writing history");
+}
+
+static int
+sqlite_history_each(flow__store *s, int64_t case_id,
+                    int (*each)(void *ctx, const flow__history_row *row),
+                    void *ctx, flow__err *err)
+{
+  sqlite3_stmt *st = s->st[ST_HISTORY_EACH];
+  sqlite3_bind_int64(st, 1, case_id);
+  int rc, ret = 0;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    flow__history_row row;
+    row.case_id = sqlite3_column_int64(st, 0);
+    row.seq = sqlite3_column_int64(st, 1);
+    row.at = sqlite3_column_int64(st, 2);
+    row.actor = (const char *)sqlite3_column_text(st, 3);
+    row.event = (const char *)sqlite3_column_text(st, 4);
+    row.payload = (const char *)sqlite3_column_text(st, 5);
+    row.from = (const char *)sqlite3_column_text(st, 6);
+    row.to = (const char *)sqlite3_column_text(st, 7);
+    if (!row.actor || !row.event || !row.payload || !row.to) {
+      ret = flow__err_set(err, FLOW_ENOMEM, "out of memory reading history");
+      break;
+    }
+    if ((ret = each(ctx, &row)) != 0) {
+      flow__err_set(err, ret, "out of memory reading history");
+      break;
+    }
+  }
+  if (ret == 0 && rc != SQLITE_DONE)
+    ret = sql_fail(s, err, rc, "reading history");
+  sqlite3_reset(st);
+  return ret;
+}
+
+static int
+sqlite_outbox_add(flow__store *s, int64_t case_id, int64_t seq, int n,
+                  const char *action, const char *args, int64_t at,
+                  flow__err *err)
+{
+  sqlite3_stmt *st = s->st[ST_OUTBOX_ADD];
+  sqlite3_bind_int64(st, 1, case_id);
+  sqlite3_bind_int64(st, 2, seq);
+  sqlite3_bind_int(st, 3, n);
+  sqlite3_bind_text(st, 4, action, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 5, args, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 6, at);
+  return step_done(s, st, err, "queueing an action");
+}
+
+void
+flow__case_row_clear(const flow__allocator *a, flow__case_row *row)
+{
+  flow__free(a, row->service);
+  flow__free(a, row->state);
+  flow__free(a, row->data);
+  row->service = row->state = row->data = NULL;
+}
+
+void
+flow__service_row_clear(const flow__allocator *a, flow__service_row *row)
+{
+  flow__free(a, row->name);
+  flow__free(a, row->title);
+  flow__free(a, row->source);
+  flow__free(a, row->sha256);
+  flow__free(a, row->chunkname);
+  memset(row, 0, sizeof *row);
+}
+
+const flow__store_vt flow__store_sqlite = {
+  "sqlite",
+  sqlite_open,
+  sqlite_close,
+  sqlite_begin,
+  sqlite_commit,
+  sqlite_rollback,
+  sqlite_service_get,
+  sqlite_service_put,
+  sqlite_service_list,
+  sqlite_index_field,
+  sqlite_case_next_id,
+  sqlite_case_get,
+  sqlite_case_insert,
+  sqlite_case_update,
+  sqlite_case_list,
+  sqlite_history_append,
+  sqlite_history_each,
+  sqlite_outbox_add,
+};

@@ -1,0 +1,171 @@
+/*
+ * Internal utilities shared by every subsystem: the engine allocator,
+ * error state, a growable string buffer, time and duration parsing, the
+ * working-day calendar and SHA-256.  Nothing here knows about cases, Lua or
+ * SQLite.  Every name is flow__* and hidden from the shared library.
+ */
+#ifndef FLOW_UTIL_H
+#define FLOW_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "flow.h"
+
+#if defined(__GNUC__)
+#define FLOW__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define FLOW__PRINTF(f, a)
+#endif
+
+/* ---- memory (util_alloc.c) ------------------------------------------- */
+
+/* The host's allocator, in the shape of lua_Alloc. */
+typedef struct flow__allocator {
+  flow_alloc_fn fn;
+  void *payload;
+} flow__allocator;
+
+/* The default allocator: realloc/free. */
+void *flow__default_alloc(void *payload, void *ptr, size_t osize,
+                          size_t nsize);
+
+/*
+ * Sized allocations for the library's own structures.  A small header keeps
+ * the size, so flow__free needs no size.  All accept/return NULL sensibly:
+ * flow__free(a, NULL) is a no-op.
+ */
+void *flow__malloc(const flow__allocator *a, size_t n);
+void *flow__calloc(const flow__allocator *a, size_t n, size_t size);
+void *flow__realloc(const flow__allocator *a, void *p, size_t n);
+void flow__free(const flow__allocator *a, void *p);
+char *flow__strdup(const flow__allocator *a, const char *s);
+char *flow__strndup(const flow__allocator *a, const char *s, size_t n);
+
+/*
+ * Owned results for the host: a copy of s (len bytes plus a NUL) whose
+ * header remembers the allocator, so the public flow_free(p) can release it
+ * without an engine.  Returns NULL on allocation failure.
+ */
+char *flow__owned_strndup(const flow__allocator *a, const char *s,
+                          size_t len);
+
+/* ---- errors (util_err.c) --------------------------------------------- */
+
+#define FLOW__ERRMSG_MAX 4096
+
+typedef struct flow__err {
+  int code;
+  char msg[FLOW__ERRMSG_MAX];
+} flow__err;
+
+/* Records code and the formatted message; returns code.  Truncates. */
+int flow__err_set(flow__err *err, int code, const char *fmt, ...)
+    FLOW__PRINTF(3, 4);
+int flow__err_setv(flow__err *err, int code, const char *fmt, va_list ap);
+void flow__err_clear(flow__err *err);
+
+/* ---- string buffer (util_buf.c) -------------------------------------- */
+
+/*
+ * A growable NUL-terminated buffer.  After an allocation failure `oom` is
+ * set and further appends are ignored, so a sequence of appends needs one
+ * check at the end.
+ */
+typedef struct flow__buf {
+  const flow__allocator *a;
+  char *p;
+  size_t len, cap;
+  int oom;
+} flow__buf;
+
+void flow__buf_init(flow__buf *b, const flow__allocator *a);
+void flow__buf_free(flow__buf *b);
+void flow__buf_add(flow__buf *b, const char *s, size_t n);
+void flow__buf_adds(flow__buf *b, const char *s);
+void flow__buf_addc(flow__buf *b, char c);
+void flow__buf_addf(flow__buf *b, const char *fmt, ...) FLOW__PRINTF(2, 3);
+/* The contents as a NUL-terminated string ("" when empty, never NULL
+   unless oom). */
+const char *flow__buf_str(flow__buf *b);
+
+/* ---- time (util_time.c) ---------------------------------------------- */
+
+/*
+ * Times are int64 milliseconds since the Unix epoch, UTC.  Parsing accepts
+ * "YYYY-MM-DDTHH:MM[:SS[.fff]](Z|+HH:MM|-HH:MM)" (also lower-case t/z and a
+ * space for T); it rejects a missing offset, out-of-range parts (month 13,
+ * 30 February, hour 24) and trailing text.  Returns 0 or FLOW_EINVAL.
+ */
+int flow__time_parse(const char *s, int64_t *out);
+/* Writes "YYYY-MM-DDTHH:MM:SSZ" or with ".mmm" when ms % 1000 != 0; buf
+   must hold 32 bytes.  Returns the length. */
+int flow__time_format(char *buf, size_t len, int64_t ms);
+/* A calendar date "YYYY-MM-DD" that exists; 0 if valid, FLOW_EINVAL. */
+int flow__date_parse(const char *s, int *y, int *m, int *d);
+/* Days since 1970-01-01 of a proleptic Gregorian date, and back. */
+int64_t flow__days_from_civil(int y, int m, int d);
+void flow__civil_from_days(int64_t days, int *y, int *m, int *d);
+/* Real wall-clock time in ms. */
+int64_t flow__time_real(void);
+
+/* ---- durations and calendars (util_duration.c, util_calendar.c) ------- */
+
+typedef enum flow__dur_unit {
+  FLOW__DUR_ELAPSED = 0,      /* amount is milliseconds */
+  FLOW__DUR_WORKING_DAYS = 1, /* amount is a count of working days */
+  FLOW__DUR_WORKING_HOURS = 2 /* amount is working milliseconds */
+} flow__dur_unit;
+
+typedef struct flow__duration {
+  flow__dur_unit unit;
+  int64_t amount;
+} flow__duration;
+
+/*
+ * Parses "90s", "15m", "48h", "3d", "2w", "1 working day", "2 working days",
+ * "4 working hours", "30 working minutes" (spaces optional between number
+ * and unit; the number is a positive integer up to 100 years of ms).
+ * On error returns FLOW_EINVAL and, if err is not NULL, a message saying
+ * what forms are accepted.
+ */
+int flow__duration_parse(const char *s, flow__duration *out, flow__err *err);
+
+/*
+ * A working-time calendar: working weekdays, opening and closing time of
+ * day, a time zone with European daylight-saving rules, and holidays.
+ * The default is Europe/London, 09:00-17:00, Monday-Friday, the bank
+ * holidays of England and Wales computed by rule for any year.
+ */
+typedef struct flow__calendar {
+  int open_minute;   /* minutes after local midnight, default 540 (09:00) */
+  int close_minute;  /* default 1020 (17:00) */
+  unsigned weekdays; /* bit d set: weekday d works (0 = Sunday); 0x3e */
+  int std_offset_min; /* UTC offset of standard time in minutes: 0 */
+  int dst_offset_min; /* UTC offset in summer time: 60; equal = no DST */
+  int england_wales_holidays; /* 1: add the England & Wales bank holidays */
+  int64_t *extra_holidays;    /* days since epoch, sorted; extra days off */
+  size_t nextra;
+} flow__calendar;
+
+void flow__calendar_default(flow__calendar *cal);
+/* Local offset from UTC in minutes at instant ms. */
+int flow__calendar_offset(const flow__calendar *cal, int64_t ms);
+/* 1 if the local date (days since epoch) is a working day. */
+int flow__calendar_is_working_day(const flow__calendar *cal, int64_t day);
+/* 1 if y-m-d is an England & Wales bank holiday (by rule). */
+int flow__bank_holiday_ew(int y, int m, int d);
+/*
+ * from + duration on the calendar, following DESIGN.md's rules for working
+ * days and hours.  Returns 0 and *out, or FLOW_EINVAL on overflow.
+ */
+int flow__calendar_add(const flow__calendar *cal, int64_t from,
+                       const flow__duration *dur, int64_t *out);
+
+/* ---- hashing (util_sha256.c) ------------------------------------------ */
+
+/* SHA-256 of data as 64 lower-case hex digits plus NUL. */
+void flow__sha256_hex(const void *data, size_t len, char out[65]);
+
+#endif /* FLOW_UTIL_H */
