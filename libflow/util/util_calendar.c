@@ -1,0 +1,385 @@
+/*
+ * Working time.  A calendar says which local dates are working days
+ * (weekdays minus holidays), when the working day opens and closes, and how
+ * local time relates to UTC (a standard offset and, optionally, a summer
+ * offset on the European rule).  flow__calendar_add moves an instant
+ * forward by an elapsed duration, by working days or by working hours,
+ * following the contract in DESIGN.md ("Durations and working time").
+ * The England & Wales bank holidays are computed by rule for any year, so
+ * the engine needs no holiday table that goes stale.
+ *
+ * Rules decided here (they are part of the documented behaviour):
+ *
+ * - Summer time follows the EU rule for every year: from the last Sunday
+ *   of March 01:00 UTC to the last Sunday of October 01:00 UTC.  The UK
+ *   has used exactly this rule since 1996; earlier years (and the 1968-71
+ *   British Standard Time experiment) are not reproduced.
+ *
+ * - Bank holidays are exact from 1978, the first year of the early May
+ *   holiday.  Earlier years get the same rules, which is not history (the
+ *   May holiday did not exist, New Year's Day was not a holiday in England
+ *   before 1974), but keeps one rule for every date.
+ *
+ * - The one-off holidays are those of 1981-07-29 (royal wedding),
+ *   1999-12-31, 2002-06-03, 2011-04-29, 2012-06-05, 2022-06-03, 2022-09-19
+ *   and 2023-05-08.  The moved holidays are: early May on 8 May in 1995 (a
+ *   Monday) and 2020 (a Friday); spring on 4 June 2002 (Tuesday), 4 June
+ *   2012 (Monday) and 2 June 2022 (Thursday).  Future one-offs have to be
+ *   added here, or by hosts through extra_holidays.
+ *
+ * - New Year's Day, Christmas Day and Boxing Day falling on a weekend give
+ *   a substitute day on the next weekday not already a holiday.  That is
+ *   the same as "New Year is the first weekday from 1 January; Christmas
+ *   and Boxing Day are the first two weekdays from 25 December", which is
+ *   how it is computed: 25 Dec on a Saturday gives Monday 27 and Tuesday
+ *   28; on a Sunday, Monday 26 (Boxing Day) and Tuesday 27 (substitute).
+ *
+ * - A local time that does not exist (the hour skipped when clocks go
+ *   forward) is read with the offset in force before the change, so it
+ *   lands that far after the gap: 01:30 on the spring Sunday becomes
+ *   01:30 UTC, which is 02:30 summer time.  A local time that exists twice
+ *   (the hour repeated in autumn) is the earlier of the two instants.
+ *   Neither happens with default hours: the change is at 01:00 UTC.
+ *
+ * - Working hours are counted on the local clock: a custom calendar whose
+ *   hours span the clock change counts the hours its clock shows.
+ *
+ * - Adding zero working days or hours returns the start unchanged (the
+ *   duration parser never produces zero).  A calendar with no working
+ *   weekday, opening not before closing, or a run of more than ten years
+ *   without a working day is refused with FLOW_EINVAL rather than looping;
+ *   so is a working-hours sum that would end more than 1000 years later
+ *   (only a calendar with minutes of work a day gets near that).
+ *   Instants more than about 317,000 years from 1970 are refused by
+ *   flow__calendar_add and have the standard offset.
+ */
+#include "util.h"
+
+#define MS_MINUTE INT64_C(60000)
+#define MS_HOUR (60 * MS_MINUTE)
+#define MS_DAY (24 * MS_HOUR)
+/* Instants further than this from 1970 (about 317,000 years) are refused,
+   so that local-time and 100-year sums below cannot overflow int64. */
+#define MS_LIMIT (INT64_C(10000000000000000))
+/* How many consecutive days without a working day mean the calendar has
+   none to give. */
+#define MAX_IDLE_DAYS 3660
+/* The 100-year cap on durations (flow__duration_parse), in days. */
+#define MAX_DURATION_DAYS 36525
+/* How far a working-hours walk may go before the calendar is judged to
+   have too little working time for the duration: 1000 years. */
+#define MAX_WALK_DAYS 365250
+
+void
+flow__calendar_default(flow__calendar *cal)
+{
+  cal->open_minute = 9 * 60;
+  cal->close_minute = 17 * 60;
+  cal->weekdays = 0x3e; /* Monday to Friday */
+  cal->std_offset_min = 0;
+  cal->dst_offset_min = 60;
+  cal->england_wales_holidays = 1;
+  cal->extra_holidays = NULL;
+  cal->nextra = 0;
+}
+
+/* 0 = Sunday.  1970-01-01 was a Thursday. */
+static int
+weekday(int64_t day)
+{
+  int64_t w = (day + 4) % 7;
+  return (int)(w < 0 ? w + 7 : w);
+}
+
+static int64_t
+floor_div(int64_t a, int64_t b)
+{
+  int64_t q = a / b;
+  if ((a % b) != 0 && ((a < 0) != (b < 0)))
+    q--;
+  return q;
+}
+
+/* Day number of the last Sunday of month m (which has `last` days). */
+static int64_t
+last_sunday(int y, int m, int last)
+{
+  int64_t d = flow__days_from_civil(y, m, last);
+  return d - weekday(d);
+}
+
+/* Day number of the first Monday of month m. */
+static int64_t
+first_monday(int y, int m)
+{
+  int64_t d = flow__days_from_civil(y, m, 1);
+  return d + (8 - weekday(d)) % 7;
+}
+
+int
+flow__calendar_offset(const flow__calendar *cal, int64_t ms)
+{
+  /* Past MS_LIMIT a year's change instants may not fit in int64. */
+  if (cal->std_offset_min == cal->dst_offset_min || ms < -MS_LIMIT ||
+      ms > MS_LIMIT)
+    return cal->std_offset_min;
+  int y, m, d;
+  flow__civil_from_days(floor_div(ms, MS_DAY), &y, &m, &d);
+  int64_t start = last_sunday(y, 3, 31) * MS_DAY + MS_HOUR;
+  int64_t end = last_sunday(y, 10, 31) * MS_DAY + MS_HOUR;
+  return ms >= start && ms < end ? cal->dst_offset_min : cal->std_offset_min;
+}
+
+/*
+ * Easter Sunday in the Gregorian calendar, by the anonymous computus
+ * published in Nature in 1876 (Meeus/Jones/Butcher): a is the year's place
+ * in the 19-year Metonic cycle, the rest corrects the epact for century
+ * leap-year rules and finds the Sunday after the paschal full moon.
+ */
+static int64_t
+easter_sunday(int y)
+{
+  int a = y % 19;
+  int b = y / 100, c = y % 100;
+  int d = b / 4, e = b % 4;
+  int f = (b + 8) / 25;
+  int g = (b - f + 1) / 3;
+  int h = (19 * a + b - d - g + 15) % 30;
+  int i = c / 4, k = c % 4;
+  int l = (32 + 2 * e + 2 * i - h - k) % 7;
+  int m = (a + 11 * h + 22 * l) / 451;
+  int month = (h + l - 7 * m + 114) / 31;
+  int day = (h + l - 7 * m + 114) % 31 + 1;
+  return flow__days_from_civil(y, month, day);
+}
+
+/* 1 if day is among the first n weekdays (Monday-Friday) counted from
+   `from`. */
+static int
+among_first_weekdays(int64_t day, int64_t from, int n)
+{
+  for (int64_t t = from; n > 0; t++) {
+    if (weekday(t) == 0 || weekday(t) == 6)
+      continue;
+    if (t == day)
+      return 1;
+    n--;
+  }
+  return 0;
+}
+
+static const struct {
+  short y;
+  unsigned char m, d;
+} one_off[] = {
+  { 1981, 7, 29 }, { 1999, 12, 31 }, { 2002, 6, 3 },  { 2011, 4, 29 },
+  { 2012, 6, 5 },  { 2022, 6, 3 },   { 2022, 9, 19 }, { 2023, 5, 8 },
+};
+
+int
+flow__bank_holiday_ew(int y, int m, int d)
+{
+  int64_t day = flow__days_from_civil(y, m, d);
+  int wd = weekday(day);
+  if (wd == 0 || wd == 6)
+    return 0; /* every bank holiday, substitutes included, is a weekday */
+
+  for (size_t i = 0; i < sizeof one_off / sizeof one_off[0]; i++)
+    if (one_off[i].y == y && one_off[i].m == m && one_off[i].d == d)
+      return 1;
+
+  switch (m) {
+  case 1:
+    return d <= 3 &&
+           among_first_weekdays(day, flow__days_from_civil(y, 1, 1), 1);
+  case 3:
+  case 4: {
+    int64_t easter = easter_sunday(y);
+    return day == easter - 2 || day == easter + 1;
+  }
+  case 5: {
+    int early = (y == 1995 || y == 2020) ? d == 8 : day == first_monday(y, 5);
+    if (early)
+      return 1;
+    if (y == 2002 || y == 2012 || y == 2022)
+      return 0; /* the spring holiday moved into June (case 6) */
+    return d >= 25 && wd == 1; /* the last Monday of May */
+  }
+  case 6:
+    return (y == 2002 && d == 4) || (y == 2012 && d == 4) ||
+           (y == 2022 && d == 2);
+  case 8:
+    return d >= 25 && wd == 1; /* the last Monday of August */
+  case 12:
+    return d >= 25 &&
+           among_first_weekdays(day, flow__days_from_civil(y, 12, 25), 2);
+  }
+  return 0;
+}
+
+int
+flow__calendar_is_working_day(const flow__calendar *cal, int64_t day)
+{
+  if (!(cal->weekdays & (1u << weekday(day))))
+    return 0;
+  if (cal->england_wales_holidays) {
+    int y, m, d;
+    flow__civil_from_days(day, &y, &m, &d);
+    if (flow__bank_holiday_ew(y, m, d))
+      return 0;
+  }
+  size_t lo = 0, hi = cal->extra_holidays ? cal->nextra : 0;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (cal->extra_holidays[mid] == day)
+      return 0;
+    if (cal->extra_holidays[mid] < day)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return 1;
+}
+
+static int
+calendar_valid(const flow__calendar *cal)
+{
+  return (cal->weekdays & 0x7f) != 0 && cal->open_minute >= 0 &&
+         cal->open_minute < cal->close_minute && cal->close_minute <= 1440 &&
+         cal->std_offset_min > -1440 && cal->std_offset_min < 1440 &&
+         cal->dst_offset_min > -1440 && cal->dst_offset_min < 1440 &&
+         (cal->nextra == 0 || cal->extra_holidays != NULL);
+}
+
+/* The first working day after day, or FLOW_EINVAL if there is none in
+   MAX_IDLE_DAYS. */
+static int
+next_working_day(const flow__calendar *cal, int64_t day, int64_t *out)
+{
+  for (int64_t t = day + 1; t <= day + MAX_IDLE_DAYS; t++) {
+    if (flow__calendar_is_working_day(cal, t)) {
+      *out = t;
+      return 0;
+    }
+  }
+  return FLOW_EINVAL;
+}
+
+/*
+ * Local wall-clock ms back to UTC.  A local time has a candidate instant
+ * for each offset; a candidate is real if that offset is the one in force
+ * at it.  Two real candidates are the repeated autumn hour (take the
+ * earlier); none is the spring gap, where the offset before the change
+ * (the smaller one) applies, which is the later candidate.
+ */
+static int64_t
+local_to_utc(const flow__calendar *cal, int64_t local)
+{
+  int64_t u1 = local - cal->std_offset_min * MS_MINUTE;
+  int64_t u2 = local - cal->dst_offset_min * MS_MINUTE;
+  int ok1 = flow__calendar_offset(cal, u1) == cal->std_offset_min;
+  int ok2 = flow__calendar_offset(cal, u2) == cal->dst_offset_min;
+  if (ok1 && ok2)
+    return u1 < u2 ? u1 : u2;
+  if (ok1)
+    return u1;
+  if (ok2)
+    return u2;
+  return u1 > u2 ? u1 : u2;
+}
+
+static int
+add_working_days(const flow__calendar *cal, int64_t from, int64_t n,
+                 int64_t *out)
+{
+  int64_t local = from + flow__calendar_offset(cal, from) * MS_MINUTE;
+  int64_t day = floor_div(local, MS_DAY);
+  int64_t tod = local - day * MS_DAY;
+  int64_t open = cal->open_minute * MS_MINUTE;
+  int64_t close = cal->close_minute * MS_MINUTE;
+  int working = flow__calendar_is_working_day(cal, day);
+
+  /* Outside hours the count starts from the next opening, which is today's
+     if the day works and has not opened yet. */
+  if (!(working && tod >= open && tod < close)) {
+    if (!(working && tod < open) && next_working_day(cal, day, &day) != 0)
+      return FLOW_EINVAL;
+    tod = open;
+  }
+  for (int64_t i = 0; i < n; i++)
+    if (next_working_day(cal, day, &day) != 0)
+      return FLOW_EINVAL;
+  *out = local_to_utc(cal, day * MS_DAY + tod);
+  return 0;
+}
+
+/*
+ * Walks day by day, spending what each working day has left between the
+ * current time and closing.  "<=" makes a count that runs out exactly at
+ * closing end there, not at the next opening.
+ */
+static int
+add_working_ms(const flow__calendar *cal, int64_t from, int64_t left,
+               int64_t *out)
+{
+  int64_t local = from + flow__calendar_offset(cal, from) * MS_MINUTE;
+  int64_t day = floor_div(local, MS_DAY);
+  int64_t tod = local - day * MS_DAY;
+  int64_t open = cal->open_minute * MS_MINUTE;
+  int64_t close = cal->close_minute * MS_MINUTE;
+  int idle = 0;
+  for (int64_t walked = 0; walked <= MAX_WALK_DAYS; walked++) {
+    if (flow__calendar_is_working_day(cal, day)) {
+      idle = 0;
+      if (tod < open)
+        tod = open;
+      if (tod < close) {
+        if (left <= close - tod) {
+          *out = local_to_utc(cal, day * MS_DAY + tod + left);
+          return 0;
+        }
+        left -= close - tod;
+      }
+    } else if (++idle > MAX_IDLE_DAYS) {
+      return FLOW_EINVAL;
+    }
+    day++;
+    tod = 0;
+  }
+  return FLOW_EINVAL;
+}
+
+int
+flow__calendar_add(const flow__calendar *cal, int64_t from,
+                   const flow__duration *dur, int64_t *out)
+{
+  if (cal == NULL || dur == NULL || out == NULL)
+    return FLOW_EINVAL;
+  int64_t a = dur->amount;
+  switch (dur->unit) {
+  case FLOW__DUR_ELAPSED:
+    if ((a > 0 && from > INT64_MAX - a) || (a < 0 && from < INT64_MIN - a))
+      return FLOW_EINVAL;
+    *out = from + a;
+    return 0;
+  case FLOW__DUR_WORKING_DAYS:
+  case FLOW__DUR_WORKING_HOURS:
+    break;
+  default:
+    return FLOW_EINVAL;
+  }
+  /* The 100-year cap on durations keeps these walks (and the sums in
+     them) bounded; amounts come from flow__duration_parse, but a caller
+     may build one by hand. */
+  if (a < 0 || a > MAX_DURATION_DAYS * MS_DAY ||
+      (dur->unit == FLOW__DUR_WORKING_DAYS && a > MAX_DURATION_DAYS) ||
+      from < -MS_LIMIT || from > MS_LIMIT || !calendar_valid(cal))
+    return FLOW_EINVAL;
+  if (a == 0) {
+    *out = from;
+    return 0;
+  }
+  if (dur->unit == FLOW__DUR_WORKING_DAYS)
+    return add_working_days(cal, from, a, out);
+  return add_working_ms(cal, from, a, out);
+}
