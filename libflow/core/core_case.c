@@ -456,7 +456,7 @@ flow_case_signal(char **out, flow_engine *engine, const char *case_id,
   flow_engine *e = engine;
   if (event == NULL)
     return flow__engine_fail(e, FLOW_EMISUSE, "event is NULL");
-  int64_t id;
+  int64_t id = 0;
   int rc;
   if ((rc = parse_case_id(e, case_id, &id)) != 0 ||
       (rc = actor_check(e, actor)) != 0)
@@ -567,7 +567,7 @@ flow_case_get(char **out, flow_engine *engine, const char *case_id)
     return engine ? flow__engine_fail(engine, FLOW_EMISUSE, "out is NULL")
                   : FLOW_EMISUSE;
   *out = NULL;
-  int64_t id;
+  int64_t id = 0;
   int rc = parse_case_id(engine, case_id, &id);
   if (rc != 0)
     return rc;
@@ -611,7 +611,7 @@ flow_case_history(char **out, flow_engine *engine, const char *case_id)
     return engine ? flow__engine_fail(engine, FLOW_EMISUSE, "out is NULL")
                   : FLOW_EMISUSE;
   *out = NULL;
-  int64_t id;
+  int64_t id = 0;
   int rc = parse_case_id(engine, case_id, &id);
   if (rc != 0)
     return rc;
