@@ -1,0 +1,551 @@
+/*
+ * The bridge between Jansson values and Lua values.  Case data, event
+ * payloads and action arguments cross it in both directions, so it has to
+ * be exact about the corners where the two models differ:
+ *
+ *   - JSON tells an object from an array; a Lua table does not.  Arrays
+ *     coming in get a shared "list" metatable (the same one flow.list sets)
+ *     so that an empty list goes back out as [] and not {}.
+ *   - JSON has null; Lua tables cannot hold nil.  A null member of an
+ *     object is simply left out; a null item of an array becomes flow.null
+ *     (a light userdata) so that positions stay where they were.
+ *   - JSON integers stay Lua integers and reals stay Lua floats, so 1 and
+ *     1.0 survive a round trip as what they were.
+ *
+ * Going back out, the table belongs to a script, so it is read with raw
+ * access only (no __index, __pairs or __len of the script's runs), with a
+ * depth limit that also catches tables that contain themselves, and a cap
+ * on the number of values.  That direction never raises a Lua error and
+ * never allocates Lua memory: it only moves values that already exist, so
+ * a half-built Jansson tree can always be released.
+ */
+#include "script/script_int.h"
+
+#include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Registry key of the list metatable, and the target of flow.null: only
+   their addresses matter. */
+static const char list_mt_key = 'L';
+static const char null_tag = 'N';
+
+void
+flow__json_setup(lua_State *L)
+{
+  lua_createtable(L, 0, 1);
+  /* A protected metatable: getmetatable(list) answers "flow.list", and a
+     script cannot add an __index to every list of the service at once. */
+  lua_pushliteral(L, "flow.list");
+  lua_setfield(L, -2, "__metatable");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &list_mt_key);
+}
+
+void
+flow__json_push_list_mt(lua_State *L)
+{
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &list_mt_key);
+}
+
+void
+flow__json_push_null(lua_State *L)
+{
+  lua_pushlightuserdata(L, (void *)&null_tag);
+}
+
+int
+flow__json_is_null(lua_State *L, int idx)
+{
+  return lua_type(L, idx) == LUA_TLIGHTUSERDATA &&
+         lua_touserdata(L, idx) == (void *)&null_tag;
+}
+
+/* 1 if the table at idx carries the list metatable (compared raw). */
+static int
+has_list_mt(lua_State *L, int idx)
+{
+  if (!lua_getmetatable(L, idx))
+    return 0;
+  flow__json_push_list_mt(L);
+  int same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same;
+}
+
+/* ---- JSON -> Lua ------------------------------------------------------ */
+
+static void
+push_value(lua_State *L, json_t *j, int depth)
+{
+  if (depth > FLOW__JSON_MAX_DEPTH)
+    luaL_error(L, "JSON nested more than %d levels", FLOW__JSON_MAX_DEPTH);
+  luaL_checkstack(L, 4, "JSON nested too deeply");
+  switch (json_typeof(j)) {
+  case JSON_OBJECT: {
+    size_t n = json_object_size(j);
+    lua_createtable(L, 0, n > 1024 ? 1024 : (int)n);
+    const char *key;
+    size_t klen;
+    json_t *v;
+    json_object_keylen_foreach(j, key, klen, v) {
+      if (json_is_null(v))
+        continue;
+      lua_pushlstring(L, key, klen);
+      push_value(L, v, depth + 1);
+      lua_rawset(L, -3);
+    }
+    break;
+  }
+  case JSON_ARRAY: {
+    size_t n = json_array_size(j);
+    lua_createtable(L, n > 1024 ? 1024 : (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+      json_t *v = json_array_get(j, i);
+      if (json_is_null(v))
+        flow__json_push_null(L);
+      else
+        push_value(L, v, depth + 1);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    flow__json_push_list_mt(L);
+    lua_setmetatable(L, -2);
+    break;
+  }
+  case JSON_STRING:
+    lua_pushlstring(L, json_string_value(j), json_string_length(j));
+    break;
+  case JSON_INTEGER:
+    lua_pushinteger(L, (lua_Integer)json_integer_value(j));
+    break;
+  case JSON_REAL:
+    lua_pushnumber(L, (lua_Number)json_real_value(j));
+    break;
+  case JSON_TRUE:
+    lua_pushboolean(L, 1);
+    break;
+  case JSON_FALSE:
+    lua_pushboolean(L, 0);
+    break;
+  case JSON_NULL:
+  default:
+    lua_pushnil(L);
+    break;
+  }
+}
+
+void
+flow__json_push(lua_State *L, json_t *j)
+{
+  if (j == NULL)
+    lua_pushnil(L);
+  else
+    push_value(L, j, 1);
+}
+
+/* ---- Lua -> JSON ------------------------------------------------------ */
+
+int
+flow__utf8_valid(const char *s, size_t len)
+{
+  const unsigned char *p = (const unsigned char *)s, *e = p + len;
+  while (p < e) {
+    unsigned c = *p;
+    if (c < 0x80) {
+      p++;
+      continue;
+    }
+    size_t n;
+    unsigned cp, min;
+    if (c >= 0xc2 && c <= 0xdf) {
+      n = 1, cp = c & 0x1f, min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      n = 2, cp = c & 0x0f, min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 3, cp = c & 0x07, min = 0x10000;
+    } else {
+      return 0;
+    }
+    if ((size_t)(e - p) <= n)
+      return 0;
+    for (size_t i = 1; i <= n; i++) {
+      if ((p[i] & 0xc0) != 0x80)
+        return 0;
+      cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return 0;
+    p += n + 1;
+  }
+  return 1;
+}
+
+typedef struct conv {
+  lua_State *L;
+  const flow__allocator *a;
+  size_t nodes;
+  char path[256];   /* "data.items[3].name", truncated with "..." */
+  size_t plen;
+  char *msg;
+  size_t msglen;
+} conv;
+
+/* One member of an object being built: keys are sorted before insertion
+   so the same table always gives the same JSON text, whatever order Lua's
+   (seeded) hash puts the keys in. */
+typedef struct member {
+  const char *key;
+  size_t klen;
+  json_t *val;
+} member;
+
+static int
+conv_fail(conv *c, int code, const char *fmt, ...) FLOW__PRINTF(3, 4);
+
+static int
+conv_fail(conv *c, int code, const char *fmt, ...)
+{
+  if (c->msg && c->msglen) {
+    int n = snprintf(c->msg, c->msglen, "%s: ", c->path);
+    if (n >= 0 && (size_t)n < c->msglen) {
+      va_list ap;
+      va_start(ap, fmt);
+      vsnprintf(c->msg + n, c->msglen - (size_t)n, fmt, ap);
+      va_end(ap);
+    }
+  }
+  return code;
+}
+
+/* Appends to the path; a path that no longer fits ends in "...". */
+static void
+path_push(conv *c, const char *fmt, ...) FLOW__PRINTF(2, 3);
+
+static void
+path_push(conv *c, const char *fmt, ...)
+{
+  size_t room = sizeof c->path - c->plen;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(c->path + c->plen, room, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= room) {
+    memcpy(c->path + sizeof c->path - 4, "...", 4);
+    c->plen = sizeof c->path - 1;
+  } else {
+    c->plen += (size_t)n;
+  }
+}
+
+static int
+is_ident(const char *s, size_t len)
+{
+  if (len == 0 || len > 64)
+    return 0;
+  for (size_t i = 0; i < len; i++) {
+    char ch = s[i];
+    int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+             ch == '_' || (i > 0 && ch >= '0' && ch <= '9');
+    if (!ok)
+      return 0;
+  }
+  return 1;
+}
+
+/* Adds ".key" or ["key"] (printable keys only) to the path. */
+static void
+path_key(conv *c, const char *key, size_t klen)
+{
+  if (is_ident(key, klen)) {
+    path_push(c, ".%.*s", (int)klen, key);
+    return;
+  }
+  char shown[48];
+  size_t n = 0;
+  for (size_t i = 0; i < klen && n < sizeof shown - 4; i++) {
+    unsigned char ch = (unsigned char)key[i];
+    shown[n++] = (ch >= 0x20 && ch < 0x7f && ch != '"') ? (char)ch : '?';
+  }
+  if (n < klen)
+    shown[n++] = '.', shown[n++] = '.', shown[n++] = '.';
+  shown[n] = 0;
+  path_push(c, "[\"%s\"]", shown);
+}
+
+static int
+member_cmp(const void *pa, const void *pb)
+{
+  const member *a = pa, *b = pb;
+  size_t n = a->klen < b->klen ? a->klen : b->klen;
+  int r = memcmp(a->key, b->key, n);
+  if (r != 0)
+    return r;
+  return (a->klen > b->klen) - (a->klen < b->klen);
+}
+
+static int to_json(conv *c, int idx, int depth, json_t **out);
+
+/*
+ * Looks at every key of the table at t (absolute index) and says what it
+ * can become.  Sets *nstr, *nint (keys 1..), *max (largest of those).
+ * Returns 0, or FLOW_EINVAL for a key JSON cannot have.
+ */
+static int
+classify(conv *c, int t, size_t *nstr, size_t *nint, lua_Integer *max)
+{
+  lua_State *L = c->L;
+  *nstr = *nint = 0;
+  *max = 0;
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    int kt = lua_type(L, -2);
+    if (kt == LUA_TSTRING) {
+      (*nstr)++;
+    } else if (kt == LUA_TNUMBER && lua_isinteger(L, -2) &&
+               lua_tointeger(L, -2) >= 1) {
+      lua_Integer k = lua_tointeger(L, -2);
+      (*nint)++;
+      if (k > *max)
+        *max = k;
+    } else if (kt == LUA_TNUMBER) {
+      char num[64];
+      if (lua_isinteger(L, -2))
+        snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, -2));
+      else
+        snprintf(num, sizeof num, "%.14g", (double)lua_tonumber(L, -2));
+      lua_pop(L, 2);
+      return conv_fail(c, FLOW_EINVAL,
+                       "a table has the key %s (JSON allows names and list "
+                       "positions 1, 2, 3...)",
+                       num);
+    } else {
+      const char *tn = lua_typename(L, kt);
+      lua_pop(L, 2);
+      return conv_fail(c, FLOW_EINVAL,
+                       "a table has a key of type %s (JSON allows names and "
+                       "list positions 1, 2, 3...)",
+                       tn);
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+/* The first missing position of a list whose keys are not 1..n; there is
+   one among 1..nint because nint distinct keys exceed nint. */
+static lua_Integer
+first_hole(lua_State *L, int t, size_t nint)
+{
+  for (lua_Integer i = 1; i <= (lua_Integer)nint; i++) {
+    int ty = lua_rawgeti(L, t, i);
+    lua_pop(L, 1);
+    if (ty == LUA_TNIL)
+      return i;
+  }
+  return (lua_Integer)nint + 1;
+}
+
+static int
+array_from(conv *c, int t, int depth, size_t n, json_t **out)
+{
+  lua_State *L = c->L;
+  json_t *arr = json_array();
+  if (arr == NULL)
+    return conv_fail(c, FLOW_ENOMEM, "out of memory");
+  size_t plen = c->plen;
+  for (size_t i = 1; i <= n; i++) {
+    lua_rawgeti(L, t, (lua_Integer)i);
+    path_push(c, "[%zu]", i);
+    json_t *v = NULL;
+    int rc = to_json(c, lua_gettop(L), depth + 1, &v);
+    lua_pop(L, 1);
+    c->plen = plen;
+    c->path[plen] = 0;
+    if (rc != 0) {
+      json_decref(arr);
+      return rc;
+    }
+    if (json_array_append_new(arr, v) != 0) {
+      json_decref(arr);
+      return conv_fail(c, FLOW_ENOMEM, "out of memory");
+    }
+  }
+  *out = arr;
+  return 0;
+}
+
+static int
+object_from(conv *c, int t, int depth, size_t n, json_t **out)
+{
+  lua_State *L = c->L;
+  int rc = 0;
+  size_t have = 0;
+  json_t *obj = NULL;
+  member *m = NULL;
+  if (n > 0 && (m = flow__calloc(c->a, n, sizeof *m)) == NULL)
+    return conv_fail(c, FLOW_ENOMEM, "out of memory");
+  size_t plen = c->plen;
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    size_t klen;
+    /* classify() saw only string keys, so lua_tolstring converts nothing
+       and the pointer stays valid: the table still holds the key. */
+    const char *key = lua_tolstring(L, -2, &klen);
+    path_key(c, key, klen);
+    if (!flow__utf8_valid(key, klen)) {
+      c->plen = plen;
+      c->path[plen] = 0;
+      lua_pop(L, 2);
+      rc = conv_fail(c, FLOW_EINVAL, "a key is not valid UTF-8");
+      goto fail;
+    }
+    json_t *v = NULL;
+    rc = to_json(c, lua_gettop(L), depth + 1, &v);
+    c->plen = plen;
+    c->path[plen] = 0;
+    if (rc != 0) {
+      lua_pop(L, 2);
+      goto fail;
+    }
+    m[have].key = key;
+    m[have].klen = klen;
+    m[have].val = v;
+    have++;
+    lua_pop(L, 1);
+  }
+  if (have > 1)
+    qsort(m, have, sizeof *m, member_cmp);
+  if ((obj = json_object()) == NULL) {
+    rc = conv_fail(c, FLOW_ENOMEM, "out of memory");
+    goto fail;
+  }
+  for (size_t i = 0; i < have; i++) {
+    json_t *v = m[i].val;
+    m[i].val = NULL; /* setn_new takes it even when it fails */
+    if (json_object_setn_new_nocheck(obj, m[i].key, m[i].klen, v) != 0) {
+      rc = conv_fail(c, FLOW_ENOMEM, "out of memory");
+      goto fail;
+    }
+  }
+  flow__free(c->a, m);
+  *out = obj;
+  return 0;
+fail:
+  for (size_t i = 0; i < have; i++)
+    json_decref(m[i].val);
+  flow__free(c->a, m);
+  json_decref(obj);
+  return rc;
+}
+
+static int
+table_to_json(conv *c, int t, int depth, json_t **out)
+{
+  lua_State *L = c->L;
+  if (depth > FLOW__JSON_MAX_DEPTH)
+    return conv_fail(c, FLOW_EINVAL,
+                     "nested more than %d levels (or refers to itself)",
+                     FLOW__JSON_MAX_DEPTH);
+  if (!lua_checkstack(L, 6))
+    return conv_fail(c, FLOW_ENOMEM, "out of memory (Lua stack)");
+  size_t nstr, nint;
+  lua_Integer max;
+  int rc = classify(c, t, &nstr, &nint, &max);
+  if (rc != 0)
+    return rc;
+  int list = has_list_mt(L, t);
+  if (list && nstr > 0)
+    return conv_fail(c, FLOW_EINVAL,
+                     "a list (flow.list) has named keys; a list holds only "
+                     "items 1, 2, 3...");
+  if (!list && nstr > 0 && nint > 0)
+    return conv_fail(c, FLOW_EINVAL,
+                     "a table mixes list items and named keys");
+  if (nint > 0 && (lua_Integer)nint != max)
+    return conv_fail(c, FLOW_EINVAL,
+                     "a list has a gap at position %lld (items must be "
+                     "1, 2, 3... with no nil between them)",
+                     (long long)first_hole(L, t, nint));
+  if (list || nint > 0)
+    return array_from(c, t, depth, nint, out);
+  return object_from(c, t, depth, nstr, out);
+}
+
+static int
+to_json(conv *c, int idx, int depth, json_t **out)
+{
+  lua_State *L = c->L;
+  *out = NULL;
+  if (++c->nodes > FLOW__JSON_MAX_NODES)
+    return conv_fail(c, FLOW_EINVAL, "more than %d values",
+                     FLOW__JSON_MAX_NODES);
+  json_t *j = NULL;
+  int ty = lua_type(L, idx);
+  switch (ty) {
+  case LUA_TNIL:
+    j = json_null();
+    break;
+  case LUA_TBOOLEAN:
+    j = json_boolean(lua_toboolean(L, idx));
+    break;
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, idx)) {
+      j = json_integer((json_int_t)lua_tointeger(L, idx));
+    } else {
+      double d = (double)lua_tonumber(L, idx);
+      if (!isfinite(d))
+        return conv_fail(c, FLOW_EINVAL,
+                         "%s is not a number JSON can hold",
+                         isnan(d) ? "NaN" : d > 0 ? "infinity" : "-infinity");
+      j = json_real(d);
+    }
+    break;
+  case LUA_TSTRING: {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    if (!flow__utf8_valid(s, len))
+      return conv_fail(c, FLOW_EINVAL, "not valid UTF-8");
+    j = json_stringn_nocheck(s, len);
+    break;
+  }
+  case LUA_TTABLE:
+    return table_to_json(c, lua_absindex(L, idx), depth, out);
+  case LUA_TLIGHTUSERDATA:
+    if (flow__json_is_null(L, idx)) {
+      j = json_null();
+      break;
+    }
+    /* fall through */
+  default:
+    return conv_fail(c, FLOW_EINVAL,
+                     "a %s cannot be stored as JSON (use strings, numbers, "
+                     "booleans and tables)",
+                     lua_typename(L, ty));
+  }
+  if (j == NULL)
+    return conv_fail(c, FLOW_ENOMEM, "out of memory");
+  *out = j;
+  return 0;
+}
+
+int
+flow__json_from_lua(lua_State *L, int idx, const char *root,
+                    const flow__allocator *a, json_t **out, char *msg,
+                    size_t msglen)
+{
+  conv c;
+  memset(&c, 0, sizeof c);
+  c.L = L;
+  c.a = a;
+  c.msg = msg;
+  c.msglen = msglen;
+  if (msg && msglen)
+    msg[0] = 0;
+  path_push(&c, "%s", root ? root : "value");
+  *out = NULL;
+  int top = lua_gettop(L);
+  int rc = to_json(&c, lua_absindex(L, idx), 1, out);
+  lua_settop(L, top);
+  return rc;
+}

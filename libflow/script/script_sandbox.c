@@ -1,0 +1,1365 @@
+/*
+ * The Lua sandbox a service runs in: one lua_State per service version (and
+ * a fresh one per eval), holding only what a service author needs -- the
+ * string, table, math, utf8 and coroutine libraries, the safe base
+ * functions and the `flow` module -- under two budgets, instructions per
+ * unit of work and bytes held.  It also runs transitions: it builds the
+ * `case` and `ev` tables a handler sees, calls the handler, guard and hook
+ * functions the loader kept as registry references, and turns case.data
+ * and the actions requested with flow.call back into JSON.
+ *
+ * The host side is written so that nothing a script does can crash or hang
+ * the engine:
+ *
+ *   - Every call into Lua goes through lua_pcall, and anything that builds
+ *     Lua values (which may raise "not enough memory") runs inside a
+ *     protected C function.
+ *   - The host never runs a script's metamethods: values coming back are
+ *     read with raw access and lua_type checks.
+ *   - A budget that runs out marks the sandbox killed.  From then on the
+ *     count hook fires on every instruction and raises each time, so a
+ *     script that catches the error with pcall dies on its next
+ *     instruction, and the result is FLOW_ELIMIT whatever the script did.
+ *   - Library functions that do unbounded work in C, where no instruction
+ *     hook can see it (table.move over a huge range, string.rep of empty
+ *     strings, compiling a huge chunk with load), charge that work to the
+ *     instruction budget up front.
+ */
+#include "script/script_int.h"
+
+#include <inttypes.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <string.h>
+
+#define DEFAULT_MEM_LIMIT ((size_t)32 * 1024 * 1024)
+#define DEFAULT_INSTR_LIMIT ((uint64_t)10000000)
+#define LOG_LINE_MAX 4096
+
+/* Registry keys (their addresses): the library functions the sandbox
+   keeps for itself before scripts can replace or lose them. */
+static const char find_key = 'f';
+static const char randomseed_key = 'r';
+
+/* Why an allocation was refused, for pend_reason. */
+enum { REFUSED_NONE = 0, REFUSED_CAP, REFUSED_HOST };
+
+static flow__sandbox *
+sb_of(lua_State *L)
+{
+  return *(flow__sandbox **)lua_getextraspace(L);
+}
+
+/* ---- memory ----------------------------------------------------------- */
+
+/*
+ * The lua_Alloc of every sandbox: forwards to the engine allocator with
+ * exact sizes and counts what the state holds.  Growth past mem_limit is
+ * refused.  A refusal only becomes a verdict (killed or out of memory)
+ * when Lua's emergency collection did not help, i.e. when the very same
+ * request is refused twice in a row.
+ */
+static void *
+sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+  flow__sandbox *sb = ud;
+  const flow__allocator *a = sb->alloc;
+  if (ptr == NULL)
+    osize = 0; /* Lua passes the object's type here; the host wants 0 */
+  if (nsize == 0) {
+    if (ptr != NULL) {
+      a->fn(a->payload, ptr, osize, 0);
+      sb->mem -= osize;
+    }
+    return NULL;
+  }
+  int reason = REFUSED_NONE;
+  void *np = NULL;
+  if (nsize > osize && sb->limit_on &&
+      (nsize - osize > sb->mem_limit ||
+       sb->mem + (nsize - osize) > sb->mem_limit)) {
+    reason = REFUSED_CAP;
+  } else {
+    np = a->fn(a->payload, ptr, osize, nsize);
+    if (np == NULL)
+      reason = REFUSED_HOST;
+  }
+  if (reason == REFUSED_NONE) {
+    sb->mem = sb->mem - osize + nsize;
+    if (nsize > osize)
+      sb->pend_reason = REFUSED_NONE;
+    return np;
+  }
+  if (sb->pend_reason == reason && sb->pend_ptr == ptr &&
+      sb->pend_osize == osize && sb->pend_nsize == nsize) {
+    if (reason == REFUSED_CAP && sb->killed == FLOW__KILL_NONE)
+      sb->killed = FLOW__KILL_MEM;
+    else if (reason == REFUSED_HOST)
+      sb->enomem = 1;
+  }
+  sb->pend_reason = reason;
+  sb->pend_ptr = ptr;
+  sb->pend_osize = osize;
+  sb->pend_nsize = nsize;
+  return NULL;
+}
+
+/* "32 MiB", "512 KiB" or "1000 bytes". */
+static void
+format_bytes(char *buf, size_t len, size_t n)
+{
+  if (n >= 1024 * 1024 && n % (1024 * 1024) == 0)
+    snprintf(buf, len, "%zu MiB", n / (1024 * 1024));
+  else if (n >= 1024 && n % 1024 == 0)
+    snprintf(buf, len, "%zu KiB", n / 1024);
+  else
+    snprintf(buf, len, "%zu bytes", n);
+}
+
+/* ---- the instruction budget ------------------------------------------ */
+
+static void count_hook(lua_State *L, lua_Debug *ar);
+
+/* Raises the budget error on L and makes every later instruction on this
+   thread do the same, so that pcall cannot keep the script alive. */
+static int
+budget_raise(lua_State *L)
+{
+  lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+  lua_pushliteral(L, "budget exceeded");
+  return lua_error(L);
+}
+
+/*
+ * Runs every FLOW__HOOK_EVERY instructions (every one once killed) on the
+ * main thread and on every coroutine: Lua 5.4's lua_newthread copies the
+ * creating thread's hook, so coroutines need nothing extra (a test proves
+ * it).  The count added is the thread's own hook interval, which stays
+ * right when a killed thread was switched to an interval of 1.
+ */
+static void
+count_hook(lua_State *L, lua_Debug *ar)
+{
+  (void)ar;
+  flow__sandbox *sb = sb_of(L);
+  if (!sb->counting)
+    return;
+  if (sb->killed == FLOW__KILL_NONE && !sb->enomem && !sb->refused) {
+    int every = lua_gethookcount(L);
+    sb->instr_count += (uint64_t)every;
+    if (sb->instr_count <= sb->instr_limit) {
+      /* A coroutine left over from a killed run gets its pace back. */
+      if (every != FLOW__HOOK_EVERY)
+        lua_sethook(L, count_hook, LUA_MASKCOUNT, FLOW__HOOK_EVERY);
+      return;
+    }
+    sb->killed = FLOW__KILL_INSTR;
+  }
+  budget_raise(L);
+}
+
+/* Charges n units of C work to the instruction budget. */
+static void
+charge(lua_State *L, uint64_t n)
+{
+  flow__sandbox *sb = sb_of(L);
+  if (!sb->counting)
+    return;
+  sb->instr_count =
+      n > UINT64_MAX - sb->instr_count ? UINT64_MAX : sb->instr_count + n;
+  if (sb->instr_count > sb->instr_limit) {
+    if (sb->killed == FLOW__KILL_NONE)
+      sb->killed = FLOW__KILL_INSTR;
+    budget_raise(L);
+  }
+}
+
+/* Calls the original (upvalue 1) with the current arguments. */
+static int
+call_original(lua_State *L)
+{
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+/* ---- units of work ---------------------------------------------------- */
+
+void
+flow__sb_start(flow__sandbox *sb, const char *fmt, ...)
+{
+  sb->killed = FLOW__KILL_NONE;
+  sb->enomem = 0;
+  sb->refused = 0;
+  sb->refuse_msg[0] = 0;
+  sb->pend_reason = REFUSED_NONE;
+  sb->instr_count = 0;
+  sb->counting = 1;
+  sb->limit_on = 1;
+  lua_sethook(sb->L, count_hook, LUA_MASKCOUNT, FLOW__HOOK_EVERY);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(sb->what, sizeof sb->what, fmt, ap);
+  va_end(ap);
+}
+
+void
+flow__sb_stop(flow__sandbox *sb)
+{
+  sb->counting = 0;
+}
+
+int
+flow__sb_protect(flow__sandbox *sb, lua_CFunction f, void *ud)
+{
+  lua_State *L = sb->L;
+  lua_pushcfunction(L, f);
+  lua_pushlightuserdata(L, ud);
+  return lua_pcall(L, 1, 0, 0);
+}
+
+void
+flow__sb_errobj(lua_State *L, int idx, char *buf, size_t len)
+{
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    snprintf(buf, len, "%s", lua_tostring(L, idx));
+    return;
+  }
+  snprintf(buf, len,
+           "error object of type %s (use error(\"message\"))",
+           lua_typename(L, lua_type(L, idx)));
+}
+
+int
+flow__sb_outcome(flow__sandbox *sb, int status, const char *where,
+                 flow__err *err)
+{
+  lua_State *L = sb->L;
+  /* A memory error that reached us without a verdict: the refusal was
+     final (no emergency collection was possible), so judge it now. */
+  if (status == LUA_ERRMEM && sb->killed == FLOW__KILL_NONE &&
+      !sb->enomem) {
+    if (sb->pend_reason == REFUSED_HOST)
+      sb->enomem = 1;
+    else
+      sb->killed = FLOW__KILL_MEM;
+  }
+  int rc = 0;
+  if (sb->killed == FLOW__KILL_INSTR) {
+    rc = flow__err_set(err, FLOW_ELIMIT,
+                       "budget exceeded: %s ran more than %" PRIu64
+                       " instructions (an endless loop?)",
+                       sb->what, sb->instr_limit);
+  } else if (sb->killed == FLOW__KILL_MEM) {
+    char lim[32];
+    format_bytes(lim, sizeof lim, sb->mem_limit);
+    rc = flow__err_set(err, FLOW_ELIMIT,
+                       "budget exceeded: %s used more than %s of memory",
+                       sb->what, lim);
+  } else if (sb->enomem) {
+    rc = flow__err_set(err, FLOW_ENOMEM, "out of memory while %s ran",
+                       sb->what);
+  } else if (sb->refused) {
+    rc = flow__err_set(err, FLOW_EREFUSED, "%s", sb->refuse_msg);
+  } else if (status != LUA_OK) {
+    char msg[FLOW__ERRMSG_MAX];
+    flow__sb_errobj(L, -1, msg, sizeof msg);
+    if (lua_type(L, -1) != LUA_TSTRING && where != NULL)
+      rc = flow__err_set(err, FLOW_ESCRIPT, "%s: %s", where, msg);
+    else
+      rc = flow__err_set(err, FLOW_ESCRIPT, "%s", msg);
+  }
+  if (status != LUA_OK)
+    lua_pop(L, 1);
+  return rc;
+}
+
+void
+flow__sb_push_find(lua_State *L)
+{
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &find_key);
+}
+
+static int
+seed_p(lua_State *L)
+{
+  const uint64_t *seed = lua_touserdata(L, 1);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &randomseed_key);
+  lua_pushinteger(L, (lua_Integer)*seed);
+  lua_call(L, 1, 0);
+  return 0;
+}
+
+void
+flow__sb_seed(flow__sandbox *sb, uint64_t seed)
+{
+  if (flow__sb_protect(sb, seed_p, &seed) != LUA_OK)
+    lua_pop(sb->L, 1);
+}
+
+int64_t
+flow__sb_clock(flow__sandbox *sb)
+{
+  return sb->log_engine ? flow_engine_now(sb->log_engine)
+                        : flow__time_real();
+}
+
+/* ---- base functions the sandbox replaces ------------------------------ */
+
+/*
+ * Formats the arguments of print and flow.log into one line without
+ * calling tostring (which would run a script's __tostring): strings,
+ * numbers, booleans and nil as themselves, anything else as its type.
+ * Control characters become spaces so the line stays one line, and a cut
+ * at LOG_LINE_MAX never splits a UTF-8 sequence.
+ */
+static void
+log_args(lua_State *L, const char *sep)
+{
+  flow__sandbox *sb = sb_of(L);
+  if (sb->log == NULL)
+    return;
+  char line[LOG_LINE_MAX];
+  size_t n = 0, seplen = strlen(sep);
+  int top = lua_gettop(L), full = 0;
+  for (int i = 1; i <= top && !full; i++) {
+    char num[64];
+    const char *s;
+    size_t len;
+    switch (lua_type(L, i)) {
+    case LUA_TSTRING:
+      s = lua_tolstring(L, i, &len);
+      break;
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, i)) {
+        snprintf(num, sizeof num, LUA_INTEGER_FMT, lua_tointeger(L, i));
+      } else {
+        snprintf(num, sizeof num, LUA_NUMBER_FMT, lua_tonumber(L, i));
+        if (num[strspn(num, "-0123456789")] == 0)
+          strcat(num, ".0"); /* as Lua prints it: 2.0, not 2 */
+      }
+      s = num;
+      len = strlen(num);
+      break;
+    case LUA_TBOOLEAN:
+      s = lua_toboolean(L, i) ? "true" : "false";
+      len = strlen(s);
+      break;
+    default:
+      s = lua_typename(L, lua_type(L, i));
+      len = strlen(s);
+      break;
+    }
+    if (i > 1) {
+      if (n + seplen >= sizeof line)
+        break;
+      memcpy(line + n, sep, seplen);
+      n += seplen;
+    }
+    if (n + len >= sizeof line) {
+      len = sizeof line - 1 - n;
+      while (len > 0 && ((unsigned char)s[len] & 0xc0) == 0x80)
+        len--;
+      full = 1;
+    }
+    for (size_t k = 0; k < len; k++) {
+      unsigned char ch = (unsigned char)s[k];
+      line[n++] = (ch < 0x20 && ch != '\t') || ch == 0x7f ? ' ' : (char)ch;
+    }
+  }
+  line[n] = 0;
+  sb->log(sb->log_engine, FLOW_LOG_INFO, line, sb->log_payload);
+}
+
+static int
+sb_print(lua_State *L)
+{
+  log_args(L, "\t");
+  return 0;
+}
+
+static int
+flow_log(lua_State *L)
+{
+  log_args(L, " ");
+  return 0;
+}
+
+#define LOAD_RESERVED 5 /* stack slot that keeps the reader's last piece */
+
+static const char *
+load_reader(lua_State *L, void *ud, size_t *size)
+{
+  (void)ud;
+  luaL_checkstack(L, 2, "too many nested functions");
+  lua_pushvalue(L, 1);
+  lua_call(L, 0, 1);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    *size = 0;
+    return NULL;
+  }
+  if (lua_type(L, -1) != LUA_TSTRING)
+    luaL_error(L, "reader function must return a string");
+  lua_replace(L, LOAD_RESERVED);
+  const char *s = lua_tolstring(L, LOAD_RESERVED, size);
+  charge(L, *size);
+  return s;
+}
+
+/*
+ * load(chunk [, chunkname [, mode [, env]]]) as in Lua, except that only
+ * text is accepted whatever mode says (bytecode can break the VM), and
+ * compiling charges the chunk's size to the instruction budget, since the
+ * parser runs in C where the hook cannot see it.
+ */
+static int
+sb_load(lua_State *L)
+{
+  int status;
+  size_t len;
+  int env = !lua_isnone(L, 4) ? 4 : 0;
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    const char *s = lua_tolstring(L, 1, &len);
+    const char *name = luaL_optstring(L, 2, s);
+    charge(L, len);
+    status = luaL_loadbufferx(L, s, len, name, "t");
+  } else {
+    const char *name = luaL_optstring(L, 2, "=(load)");
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, LOAD_RESERVED);
+    status = lua_load(L, load_reader, NULL, name, "t");
+  }
+  if (status != LUA_OK) {
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  if (env != 0) {
+    lua_pushvalue(L, env);
+    if (!lua_setupvalue(L, -2, 1))
+      lua_pop(L, 1);
+  }
+  return 1;
+}
+
+/* setmetatable without finalizers: a __gc would run script code at
+   whatever moment the collector chooses, even while the sandbox closes. */
+static int
+sb_setmetatable(lua_State *L)
+{
+  if (lua_type(L, 2) == LUA_TTABLE) {
+    lua_pushliteral(L, "__gc");
+    if (lua_rawget(L, 2) != LUA_TNIL)
+      return luaL_error(L, "setmetatable: __gc finalizers are not "
+                           "available in service scripts");
+    lua_pop(L, 1);
+  }
+  return call_original(L);
+}
+
+/* string.rep: Lua's loops n times even when every piece is empty, in C
+   where no budget sees it; the answer is "" anyway. */
+static int
+sb_string_rep(lua_State *L)
+{
+  size_t l, lsep = 0;
+  luaL_checklstring(L, 1, &l);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_optlstring(L, 3, "", &lsep);
+  if (n > 0 && l + lsep == 0) {
+    lua_pushliteral(L, "");
+    return 1;
+  }
+  return call_original(L);
+}
+
+/* The number of positions from i to j, 0 when empty. */
+static uint64_t
+span(lua_Integer i, lua_Integer j)
+{
+  if (j < i)
+    return 0;
+  uint64_t n = (uint64_t)j - (uint64_t)i + 1;
+  return n == 0 ? UINT64_MAX : n;
+}
+
+/* table.move(a1, f, e, t [, a2]) touches e - f + 1 slots in C. */
+static int
+sb_table_move(lua_State *L)
+{
+  lua_Integer f = luaL_checkinteger(L, 2);
+  lua_Integer e = luaL_checkinteger(L, 3);
+  charge(L, span(f, e));
+  return call_original(L);
+}
+
+/* table.insert, table.remove and table.sort walk #t slots in C, and #t
+   is whatever a __len says. */
+static int
+sb_table_walk(lua_State *L)
+{
+  if (lua_type(L, 1) == LUA_TTABLE) {
+    lua_Integer n = luaL_len(L, 1);
+    charge(L, n > 0 ? (uint64_t)n : 0);
+  }
+  return call_original(L);
+}
+
+/* table.concat(t [, sep [, i [, j]]]) reads j - i + 1 slots. */
+static int
+sb_table_concat(lua_State *L)
+{
+  if (lua_type(L, 1) == LUA_TTABLE) {
+    lua_Integer i = luaL_optinteger(L, 3, 1);
+    lua_Integer j = lua_isnoneornil(L, 4) ? luaL_len(L, 1)
+                                          : luaL_checkinteger(L, 4);
+    charge(L, span(i, j));
+  }
+  return call_original(L);
+}
+
+/* Replaces t[name] (t at the stack top) with f, the old value as its
+   upvalue. */
+static void
+wrap_field(lua_State *L, const char *name, lua_CFunction f)
+{
+  lua_getfield(L, -1, name);
+  lua_pushcclosure(L, f, 1);
+  lua_setfield(L, -2, name);
+}
+
+/* ---- the flow module -------------------------------------------------- */
+
+/*
+ * flow.fail(msg): refuses the event with msg for the person who sent it.
+ * The refusal is recorded before raising, so a script that catches the
+ * error with pcall still has its run refused.
+ */
+static int
+flow_fail(lua_State *L)
+{
+  flow__sandbox *sb = sb_of(L);
+  const char *msg = "refused by the service";
+  int ty = lua_type(L, 1);
+  if (ty == LUA_TSTRING || ty == LUA_TNUMBER)
+    msg = lua_tostring(L, 1);
+  if (!sb->refused) {
+    sb->refused = 1;
+    snprintf(sb->refuse_msg, sizeof sb->refuse_msg, "%s", msg);
+  }
+  lua_settop(L, 1);
+  if (ty != LUA_TSTRING)
+    lua_pushstring(L, msg);
+  return lua_error(L);
+}
+
+static int
+flow_now(lua_State *L)
+{
+  char buf[40];
+  flow__time_format(buf, sizeof buf, sb_of(L)->now);
+  lua_pushstring(L, buf);
+  return 1;
+}
+
+/* ^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$ */
+static int
+action_name_ok(const char *s, size_t len)
+{
+  int at_start = 1;
+  for (size_t i = 0; i < len; i++) {
+    char c = s[i];
+    if (at_start) {
+      if (!(c >= 'a' && c <= 'z'))
+        return 0;
+      at_start = 0;
+    } else if (c == '.') {
+      at_start = 1;
+    } else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                 c == '_')) {
+      return 0;
+    }
+  }
+  return len > 0 && !at_start;
+}
+
+/*
+ * flow.call(action, args): asks for an action to run after the transition
+ * commits.  args is converted to JSON right here, so a mistake in it is
+ * reported at the line of the call and later changes to the table do not
+ * leak into the request.
+ */
+static int
+flow_call(lua_State *L)
+{
+  flow__sandbox *sb = sb_of(L);
+  if (lua_type(L, 1) != LUA_TSTRING)
+    return luaL_error(L,
+                      "flow.call: the first argument must be an action "
+                      "name like \"notify.sms\", not a %s",
+                      luaL_typename(L, 1));
+  size_t alen;
+  const char *action = lua_tolstring(L, 1, &alen);
+  if (!action_name_ok(action, alen)) {
+    char shown[64]; /* lua_pushfstring knows no precision */
+    snprintf(shown, sizeof shown, "%.60s", action);
+    return luaL_error(L,
+                      "flow.call: '%s' is not an action name (use "
+                      "lower-case words joined by dots, like \"notify.sms\")",
+                      shown);
+  }
+  int at = lua_type(L, 2);
+  if (at != LUA_TNONE && at != LUA_TNIL && at != LUA_TTABLE)
+    return luaL_error(L,
+                      "flow.call('%s'): the arguments must be a table, not "
+                      "a %s",
+                      action, lua_typename(L, at));
+  if (sb->calls == NULL)
+    return luaL_error(L,
+                      "flow.call('%s'): actions can only be requested while "
+                      "a case handles an event (in a handler or hook)",
+                      action);
+  json_t *args = NULL;
+  if (at == LUA_TTABLE) {
+    char msg[512];
+    int rc = flow__json_from_lua(L, 2, "args", sb->alloc, &args, msg,
+                                 sizeof msg);
+    if (rc == FLOW_ENOMEM) {
+      sb->enomem = 1;
+      return luaL_error(L, "out of memory");
+    }
+    if (rc != 0)
+      return luaL_error(L, "flow.call('%s'): %s", action, msg);
+    if (!json_is_object(args)) {
+      json_decref(args);
+      return luaL_error(L,
+                        "flow.call('%s'): the arguments must be a table "
+                        "with named keys ({ to = ..., template = ... }), "
+                        "not a list",
+                        action);
+    }
+  } else if ((args = json_object()) == NULL) {
+    sb->enomem = 1;
+    return luaL_error(L, "out of memory");
+  }
+  json_t *req = json_object();
+  json_t *name = json_stringn(action, alen);
+  int bad = req == NULL || name == NULL ||
+            json_object_set_new(req, "action", name) != 0;
+  name = NULL; /* set_new took it, or it is NULL */
+  if (!bad)
+    bad = json_object_set_new(req, "args", args) != 0;
+  else
+    json_decref(args);
+  if (!bad)
+    bad = json_array_append_new(sb->calls, req) != 0;
+  else
+    json_decref(req);
+  if (bad) {
+    sb->enomem = 1;
+    return luaL_error(L, "out of memory");
+  }
+  return 0;
+}
+
+/* flow.list(t) marks t as a JSON array; flow.list() is a new empty one. */
+static int
+flow_list(lua_State *L)
+{
+  if (lua_isnoneornil(L, 1)) {
+    lua_newtable(L);
+  } else {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    if (lua_getmetatable(L, 1)) {
+      flow__json_push_list_mt(L);
+      int same = lua_rawequal(L, -1, -2);
+      lua_pop(L, 2);
+      if (!same)
+        return luaL_error(L, "flow.list: the table already has a "
+                             "metatable of its own");
+    }
+  }
+  flow__json_push_list_mt(L);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+static const luaL_Reg flow_funcs[] = {
+  { "log", flow_log },   { "fail", flow_fail }, { "now", flow_now },
+  { "call", flow_call }, { "list", flow_list }, { NULL, NULL },
+};
+
+/* ---- building the sandbox -------------------------------------------- */
+
+/* The globals a script keeps; everything else the base library defines
+   (dofile, loadfile, collectgarbage, warn, ...) is removed. */
+static const char *const keep_globals[] = {
+  "assert",   "error",   "ipairs",       "next",         "pairs",
+  "pcall",    "rawequal", "rawget",      "rawlen",       "rawset",
+  "select",   "setmetatable", "getmetatable", "tonumber", "tostring",
+  "type",     "xpcall",  "_VERSION",     "_G",           "print",
+  "load",     "string",  "table",        "math",         "utf8",
+  "coroutine", NULL,
+};
+
+static int
+kept(const char *name)
+{
+  for (size_t i = 0; keep_globals[i]; i++)
+    if (strcmp(keep_globals[i], name) == 0)
+      return 1;
+  return 0;
+}
+
+static int
+setup_p(lua_State *L)
+{
+  static const luaL_Reg libs[] = {
+    { LUA_GNAME, luaopen_base },         { LUA_STRLIBNAME, luaopen_string },
+    { LUA_TABLIBNAME, luaopen_table },   { LUA_MATHLIBNAME, luaopen_math },
+    { LUA_UTF8LIBNAME, luaopen_utf8 },   { LUA_COLIBNAME, luaopen_coroutine },
+    { NULL, NULL },
+  };
+  for (const luaL_Reg *lib = libs; lib->func; lib++) {
+    luaL_requiref(L, lib->name, lib->func, 1);
+    lua_pop(L, 1);
+  }
+  flow__json_setup(L);
+
+  lua_pushglobaltable(L);
+  /* Clearing fields during a traversal is allowed; adding is not. */
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING || !kept(lua_tostring(L, -1))) {
+      lua_pushvalue(L, -1);
+      lua_pushnil(L);
+      lua_rawset(L, -4);
+    }
+  }
+  lua_pushcfunction(L, sb_print);
+  lua_setfield(L, -2, "print");
+  lua_pushcfunction(L, sb_load);
+  lua_setfield(L, -2, "load");
+  wrap_field(L, "setmetatable", sb_setmetatable);
+
+  lua_getfield(L, -1, LUA_STRLIBNAME);
+  lua_getfield(L, -1, "find");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &find_key);
+  lua_pushnil(L);
+  lua_setfield(L, -2, "dump");
+  wrap_field(L, "rep", sb_string_rep);
+  lua_pop(L, 1);
+
+  lua_getfield(L, -1, LUA_TABLIBNAME);
+  wrap_field(L, "move", sb_table_move);
+  wrap_field(L, "insert", sb_table_walk);
+  wrap_field(L, "remove", sb_table_walk);
+  wrap_field(L, "sort", sb_table_walk);
+  wrap_field(L, "concat", sb_table_concat);
+  lua_pop(L, 1);
+
+  /* Scripts draw from a generator seeded per case at each run, so a case
+     replays the same way; only the sandbox may reseed it. */
+  lua_getfield(L, -1, LUA_MATHLIBNAME);
+  lua_getfield(L, -1, "randomseed");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &randomseed_key);
+  lua_pushnil(L);
+  lua_setfield(L, -2, "randomseed");
+  lua_pop(L, 1);
+
+  luaL_newlib(L, flow_funcs);
+  flow__json_push_null(L);
+  lua_setfield(L, -2, "null");
+  lua_setfield(L, -2, "flow");
+  lua_pop(L, 1);
+  return 0;
+}
+
+int
+flow__sandbox_new(flow__sandbox **out, const flow__sandbox_config *cfg,
+                  flow__err *err)
+{
+  *out = NULL;
+  flow__sandbox *sb = flow__calloc(cfg->alloc, 1, sizeof *sb);
+  if (sb == NULL)
+    return flow__err_set(err, FLOW_ENOMEM,
+                         "out of memory creating a script sandbox");
+  sb->alloc = cfg->alloc;
+  sb->mem_limit = cfg->mem_limit ? cfg->mem_limit : DEFAULT_MEM_LIMIT;
+  sb->instr_limit = cfg->instr_limit ? cfg->instr_limit : DEFAULT_INSTR_LIMIT;
+  sb->limit_on = 1;
+  sb->log = cfg->log;
+  sb->log_engine = cfg->log_engine;
+  sb->log_payload = cfg->log_payload;
+  sb->case_ref = sb->ev_ref = LUA_NOREF;
+  snprintf(sb->what, sizeof sb->what, "setting up the sandbox");
+  sb->L = lua_newstate(sb_alloc, sb);
+  if (sb->L == NULL) {
+    int capped = sb->pend_reason == REFUSED_CAP;
+    flow__free(cfg->alloc, sb);
+    if (capped)
+      return flow__err_set(err, FLOW_ELIMIT,
+                           "budget exceeded: the script memory limit is too "
+                           "small to start a sandbox");
+    return flow__err_set(err, FLOW_ENOMEM,
+                         "out of memory creating a script sandbox");
+  }
+  *(flow__sandbox **)lua_getextraspace(sb->L) = sb;
+  flow__sb_start(sb, "setting up the sandbox");
+  int st = flow__sb_protect(sb, setup_p, sb);
+  int rc = flow__sb_outcome(sb, st, NULL, err);
+  flow__sb_stop(sb);
+  if (rc != 0) {
+    flow__sandbox_free(sb);
+    return rc;
+  }
+  lua_settop(sb->L, 0);
+  *out = sb;
+  return 0;
+}
+
+void
+flow__sandbox_free(flow__sandbox *sb)
+{
+  if (sb == NULL)
+    return;
+  json_decref(sb->calls);
+  sb->calls = NULL;
+  /* Nothing a script left behind may run while the state closes. */
+  sb->killed = FLOW__KILL_CLOSE;
+  sb->counting = 1;
+  sb->limit_on = 0;
+  lua_sethook(sb->L, count_hook, LUA_MASKCOUNT, 1);
+  lua_close(sb->L);
+  flow__free(sb->alloc, sb);
+}
+
+size_t
+flow__sandbox_mem(const flow__sandbox *sb)
+{
+  return sb ? sb->mem : 0;
+}
+
+/* ---- transition runs -------------------------------------------------- */
+
+typedef struct begin_args {
+  flow__sandbox *sb;
+  const flow__case_view *cv;
+  json_t *data;
+  const flow__event_view *ev;
+} begin_args;
+
+/* t[k] = v for the table at the top, raw; nothing when v is NULL. */
+static void
+set_str(lua_State *L, const char *k, const char *v)
+{
+  if (v == NULL)
+    return;
+  lua_pushstring(L, k);
+  lua_pushstring(L, v);
+  lua_rawset(L, -3);
+}
+
+static void
+set_int(lua_State *L, const char *k, int64_t v)
+{
+  lua_pushstring(L, k);
+  lua_pushinteger(L, (lua_Integer)v);
+  lua_rawset(L, -3);
+}
+
+/* An ISO 8601 time, or nothing for INT64_MIN. */
+static void
+set_time(lua_State *L, const char *k, int64_t ms)
+{
+  char buf[40];
+  if (ms == INT64_MIN)
+    return;
+  flow__time_format(buf, sizeof buf, ms);
+  set_str(L, k, buf);
+}
+
+/* Pushes a JSON object as a table; NULL or a non-object as {}. */
+static void
+push_object(lua_State *L, json_t *j)
+{
+  if (j != NULL && json_is_object(j))
+    flow__json_push(L, j);
+  else
+    lua_newtable(L);
+}
+
+static int
+begin_p(lua_State *L)
+{
+  begin_args *a = lua_touserdata(L, 1);
+  flow__sandbox *sb = a->sb;
+  const flow__case_view *cv = a->cv;
+  const flow__event_view *ev = a->ev;
+
+  lua_pushcfunction(L, seed_p);
+  lua_pushlightuserdata(L, (void *)&cv->seed);
+  lua_call(L, 1, 0);
+
+  lua_createtable(L, 0, 10);
+  set_str(L, "id", cv->id);
+  set_str(L, "service", cv->service);
+  set_int(L, "version", cv->version);
+  set_str(L, "state", cv->state);
+  set_str(L, "status", cv->status);
+  lua_pushliteral(L, "data");
+  push_object(L, a->data);
+  lua_rawset(L, -3);
+  set_time(L, "opened_at", cv->opened_at);
+  set_time(L, "updated_at", cv->updated_at);
+  set_time(L, "due_at", cv->due_at);
+  set_int(L, "seq", cv->seq);
+  sb->case_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+  lua_createtable(L, 0, 4);
+  set_str(L, "name", ev->name);
+  lua_pushliteral(L, "payload");
+  push_object(L, ev->payload);
+  lua_rawset(L, -3);
+  lua_pushliteral(L, "actor");
+  lua_createtable(L, 0, 2);
+  const flow_actor *actor = ev->actor;
+  set_str(L, "id", actor ? actor->id : NULL);
+  lua_pushliteral(L, "roles");
+  size_t nroles = actor && actor->roles ? actor->nroles : 0;
+  lua_createtable(L, nroles > 64 ? 64 : (int)nroles, 0);
+  for (size_t i = 0; i < nroles; i++) {
+    lua_pushstring(L, actor->roles[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  flow__json_push_list_mt(L);
+  lua_setmetatable(L, -2);
+  lua_rawset(L, -3);
+  lua_rawset(L, -3);
+  set_time(L, "at", ev->at);
+  sb->ev_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+int
+flow__run_begin(flow__sandbox *sb, const flow__service *svc,
+                const flow__case_view *cv, json_t *data,
+                const flow__event_view *ev, flow__err *err)
+{
+  flow__run_abort(sb);
+  lua_State *L = sb->L;
+  const char *chunk = svc && svc->chunkname ? svc->chunkname : "the service";
+  flow__sb_start(sb, "the event '%.64s' in %s",
+                 ev->name ? ev->name : "?", chunk);
+  sb->svc = svc;
+  sb->now = ev->at;
+  sb->calls = json_array();
+  if (sb->calls == NULL) {
+    flow__sb_stop(sb);
+    return flow__err_set(err, FLOW_ENOMEM, "out of memory starting a run");
+  }
+  sb->run_active = 1;
+  begin_args args = { sb, cv, data, ev };
+  int st = flow__sb_protect(sb, begin_p, &args);
+  int rc = flow__sb_outcome(sb, st, NULL, err);
+  lua_settop(L, 0);
+  if (rc != 0)
+    flow__run_abort(sb);
+  return rc;
+}
+
+/* "the handler for 'assign'" and the like, for budget messages. */
+static void
+describe_ref(const flow__service *svc, int ref, char *buf, size_t len)
+{
+  for (size_t i = 0; svc && i < svc->nstates; i++) {
+    const flow__state *st = &svc->states[i];
+    if (st->enter == ref) {
+      snprintf(buf, len, "the enter hook of state '%s'", st->name);
+      return;
+    }
+    if (st->exit == ref) {
+      snprintf(buf, len, "the exit hook of state '%s'", st->name);
+      return;
+    }
+    for (size_t j = 0; j < st->non; j++) {
+      if (st->on[j].handler == ref) {
+        snprintf(buf, len, "the handler for '%s'", st->on[j].event);
+        return;
+      }
+      if (st->on[j].guard == ref) {
+        snprintf(buf, len, "the guard for '%s'", st->on[j].event);
+        return;
+      }
+    }
+  }
+  snprintf(buf, len, "a function");
+}
+
+/* The chunk a function comes from, as messages name it ("@x" -> "x"). */
+static void
+source_name(const lua_Debug *ar, char *buf, size_t len)
+{
+  const char *s = ar->source ? ar->source : "?";
+  if (*s == '@' || *s == '=')
+    s++;
+  snprintf(buf, len, "%s", s);
+}
+
+int
+flow__run_invoke(flow__sandbox *sb, int ref, char **ret, int *truth,
+                 flow__err *err)
+{
+  if (ret)
+    *ret = NULL;
+  if (truth)
+    *truth = 0;
+  if (!sb->run_active)
+    return flow__err_set(err, FLOW_EMISUSE,
+                         "flow__run_invoke: no run has begun");
+  lua_State *L = sb->L;
+  lua_settop(L, 0);
+  /* A run that was already killed or refused stays so. */
+  int rc = flow__sb_outcome(sb, LUA_OK, NULL, err);
+  if (rc != 0 || ref == FLOW__NOREF || ref == LUA_NOREF ||
+      ref == LUA_REFNIL)
+    return rc;
+  if (lua_rawgeti(L, LUA_REGISTRYINDEX, ref) != LUA_TFUNCTION) {
+    lua_settop(L, 0);
+    return flow__err_set(err, FLOW_EMISUSE,
+                         "flow__run_invoke: reference %d is not a function",
+                         ref);
+  }
+  lua_Debug ar;
+  char chunk[256], where[300], desc[160];
+  lua_pushvalue(L, -1);
+  lua_getinfo(L, ">S", &ar);
+  source_name(&ar, chunk, sizeof chunk);
+  snprintf(where, sizeof where, "%s:%d", chunk, ar.linedefined);
+  describe_ref(sb->svc, ref, desc, sizeof desc);
+  snprintf(sb->what, sizeof sb->what, "%.150s in %.160s", desc,
+           sb->svc && sb->svc->chunkname ? sb->svc->chunkname : chunk);
+
+  lua_rawgeti(L, LUA_REGISTRYINDEX, sb->case_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, sb->ev_ref);
+  int st = lua_pcall(L, 2, 1, 0);
+  rc = flow__sb_outcome(sb, st, where, err);
+  if (rc != 0) {
+    lua_settop(L, 0);
+    return rc;
+  }
+  int ty = lua_type(L, -1);
+  if (truth)
+    *truth = lua_toboolean(L, -1);
+  if (ret && ty == LUA_TSTRING) {
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    if ((*ret = flow__strndup(sb->alloc, s, len)) == NULL)
+      rc = flow__err_set(err, FLOW_ENOMEM, "out of memory");
+  } else if (ret && !truth && ty != LUA_TNIL) {
+    /* Guards (truth wanted) may return anything; a handler may not. */
+    rc = flow__err_set(err, FLOW_ESCRIPT,
+                       "%s: a handler must return the next state's name "
+                       "(a string) or nothing, not a %s",
+                       where, lua_typename(L, ty));
+  }
+  lua_settop(L, 0);
+  return rc;
+}
+
+typedef struct state_args {
+  flow__sandbox *sb;
+  const char *state;
+} state_args;
+
+static int
+set_state_p(lua_State *L)
+{
+  state_args *a = lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, a->sb->case_ref);
+  set_str(L, "state", a->state);
+  return 0;
+}
+
+void
+flow__run_set_state(flow__sandbox *sb, const char *state)
+{
+  if (sb == NULL || !sb->run_active || state == NULL)
+    return;
+  state_args a = { sb, state };
+  int st = flow__sb_protect(sb, set_state_p, &a);
+  if (st != LUA_OK) {
+    /* Only memory can fail here; let the next invoke or end report it. */
+    flow__err ignored;
+    flow__sb_outcome(sb, st, NULL, &ignored);
+    if (sb->killed == FLOW__KILL_NONE && !sb->enomem)
+      sb->enomem = 1;
+  }
+  lua_settop(sb->L, 0);
+}
+
+enum { END_OK = 0, END_NOT_TABLE = 1 };
+
+typedef struct end_args {
+  flow__sandbox *sb;
+  json_t *data;
+  int rc;
+  const char *type;
+  char msg[512];
+} end_args;
+
+static int
+end_p(lua_State *L)
+{
+  end_args *a = lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, a->sb->case_ref);
+  lua_pushliteral(L, "data");
+  int ty = lua_rawget(L, -2);
+  if (ty != LUA_TTABLE) {
+    a->rc = END_NOT_TABLE;
+    a->type = lua_typename(L, ty);
+    return 0;
+  }
+  a->rc = flow__json_from_lua(L, -1, "data", a->sb->alloc, &a->data,
+                              a->msg, sizeof a->msg);
+  return 0;
+}
+
+/* Fields of type list hold [] even when the script left an empty table,
+   which on its own would read as {}. */
+static int
+fix_empty_lists(const flow__service *svc, json_t *data)
+{
+  for (size_t i = 0; svc && i < svc->nfields; i++) {
+    const flow__field *f = &svc->fields[i];
+    if (f->type != FLOW__F_LIST)
+      continue;
+    json_t *v = json_object_get(data, f->name);
+    if (v && json_is_object(v) && json_object_size(v) == 0) {
+      json_t *arr = json_array();
+      if (arr == NULL || json_object_set_new(data, f->name, arr) != 0)
+        return FLOW_ENOMEM;
+    }
+  }
+  return 0;
+}
+
+int
+flow__run_end(flow__sandbox *sb, json_t **data_out, json_t **calls_out,
+              flow__err *err)
+{
+  if (data_out)
+    *data_out = NULL;
+  if (calls_out)
+    *calls_out = NULL;
+  if (!sb->run_active)
+    return flow__err_set(err, FLOW_EMISUSE, "flow__run_end: no run has begun");
+  lua_State *L = sb->L;
+  const char *chunk =
+      sb->svc && sb->svc->chunkname ? sb->svc->chunkname : "the service";
+  lua_settop(L, 0);
+  int rc = flow__sb_outcome(sb, LUA_OK, NULL, err);
+  if (rc != 0)
+    goto done;
+
+  end_args a;
+  memset(&a, 0, sizeof a);
+  a.sb = sb;
+  int st = flow__sb_protect(sb, end_p, &a);
+  if ((rc = flow__sb_outcome(sb, st, NULL, err)) != 0)
+    goto done;
+  if (a.rc == END_NOT_TABLE) {
+    rc = flow__err_set(err, FLOW_ESCRIPT,
+                       "%s: case.data must stay a table (a handler set it "
+                       "to a %s)",
+                       chunk, a.type);
+  } else if (a.rc == FLOW_ENOMEM) {
+    rc = flow__err_set(err, FLOW_ENOMEM, "out of memory converting case.data");
+  } else if (a.rc != 0) {
+    rc = flow__err_set(err, FLOW_ESCRIPT, "%s: %s", chunk, a.msg);
+  } else if (!json_is_object(a.data)) {
+    rc = flow__err_set(err, FLOW_ESCRIPT,
+                       "%s: case.data must stay a table with named keys, "
+                       "not a list",
+                       chunk);
+  } else if (fix_empty_lists(sb->svc, a.data) != 0) {
+    rc = flow__err_set(err, FLOW_ENOMEM, "out of memory converting case.data");
+  }
+  if (rc != 0) {
+    json_decref(a.data);
+    goto done;
+  }
+  if (data_out)
+    *data_out = a.data;
+  else
+    json_decref(a.data);
+  if (calls_out) {
+    *calls_out = sb->calls;
+    sb->calls = NULL;
+  }
+done:
+  flow__run_abort(sb);
+  return rc;
+}
+
+static int
+unref_p(lua_State *L)
+{
+  flow__sandbox *sb = lua_touserdata(L, 1);
+  luaL_unref(L, LUA_REGISTRYINDEX, sb->case_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, sb->ev_ref);
+  return 0;
+}
+
+void
+flow__run_abort(flow__sandbox *sb)
+{
+  if (sb == NULL)
+    return;
+  json_decref(sb->calls);
+  sb->calls = NULL;
+  if (sb->run_active) {
+    /* Cleaning up must not fail for want of the budget the run used. */
+    sb->limit_on = 0;
+    if (flow__sb_protect(sb, unref_p, sb) != LUA_OK)
+      lua_pop(sb->L, 1);
+    sb->limit_on = 1;
+  }
+  sb->run_active = 0;
+  sb->case_ref = sb->ev_ref = LUA_NOREF;
+  sb->svc = NULL;
+  flow__sb_stop(sb);
+  lua_settop(sb->L, 0);
+}
+
+/* ---- patterns and eval ------------------------------------------------ */
+
+typedef struct match_args {
+  const char *s;
+  size_t len;
+  const char *pattern;
+  int found;
+} match_args;
+
+static int
+match_p(lua_State *L)
+{
+  match_args *a = lua_touserdata(L, 1);
+  flow__sb_push_find(L);
+  lua_pushlstring(L, a->s, a->len);
+  lua_pushstring(L, a->pattern);
+  lua_call(L, 2, 1);
+  a->found = !lua_isnil(L, -1);
+  return 0;
+}
+
+int
+flow__sandbox_match(void *ctx, const char *s, size_t len,
+                    const char *pattern)
+{
+  flow__sandbox *sb = ctx;
+  if (sb == NULL || s == NULL || pattern == NULL)
+    return FLOW_EMISUSE;
+  /* A run may be open around the validation; its budget is its own. */
+  uint64_t count = sb->instr_count;
+  int counting = sb->counting, killed = sb->killed, enomem = sb->enomem;
+  int refused = sb->refused;
+  char what[sizeof sb->what];
+  memcpy(what, sb->what, sizeof what);
+  char refuse_msg[FLOW__ERRMSG_MAX];
+  if (refused)
+    memcpy(refuse_msg, sb->refuse_msg, sizeof refuse_msg);
+
+  lua_settop(sb->L, 0);
+  flow__sb_start(sb, "the pattern '%.60s'", pattern);
+  match_args a = { s, len, pattern, 0 };
+  int st = flow__sb_protect(sb, match_p, &a);
+  flow__err err;
+  int rc = flow__sb_outcome(sb, st, NULL, &err);
+
+  sb->instr_count = count;
+  sb->counting = counting;
+  sb->killed = killed;
+  sb->enomem = enomem;
+  sb->refused = refused;
+  if (refused)
+    memcpy(sb->refuse_msg, refuse_msg, sizeof refuse_msg);
+  memcpy(sb->what, what, sizeof what);
+  lua_settop(sb->L, 0);
+  if (rc != 0)
+    return rc == FLOW_EREFUSED ? FLOW_ESCRIPT : rc;
+  return a.found;
+}
+
+typedef struct result_args {
+  flow__sandbox *sb;
+  json_t *json;
+  int rc;
+  char msg[512];
+} result_args;
+
+/* Converts its first argument; the second is the result_args. */
+static int
+result_p(lua_State *L)
+{
+  result_args *a = lua_touserdata(L, 2);
+  a->rc = flow__json_from_lua(L, 1, "result", a->sb->alloc, &a->json,
+                              a->msg, sizeof a->msg);
+  return 0;
+}
+
+int
+flow__sandbox_eval(flow__sandbox *sb, const char *code, size_t len,
+                   const char *chunkname, json_t **out, flow__err *err)
+{
+  *out = NULL;
+  lua_State *L = sb->L;
+  const char *name = chunkname ? chunkname : "eval";
+  char cname[512];
+  snprintf(cname, sizeof cname, "=%s", name);
+
+  flow__run_abort(sb);
+  flow__sb_start(sb, "the chunk %s", name);
+  sb->now = flow__sb_clock(sb);
+  flow__sb_seed(sb, 0);
+  /* flow.call works as in a handler; the requests are dropped. */
+  sb->calls = json_array();
+  int rc = 0;
+  if (sb->calls == NULL) {
+    rc = flow__err_set(err, FLOW_ENOMEM, "out of memory");
+    goto done;
+  }
+  int st = luaL_loadbufferx(L, code, len, cname, "t");
+  if (st == LUA_OK)
+    st = lua_pcall(L, 0, 1, 0);
+  if ((rc = flow__sb_outcome(sb, st, NULL, err)) != 0)
+    goto done;
+  result_args a;
+  memset(&a, 0, sizeof a);
+  a.sb = sb;
+  lua_pushcfunction(L, result_p);
+  lua_pushvalue(L, -2);
+  lua_pushlightuserdata(L, &a);
+  st = lua_pcall(L, 2, 0, 0);
+  if ((rc = flow__sb_outcome(sb, st, NULL, err)) != 0) {
+    json_decref(a.json);
+    goto done;
+  }
+  if (a.rc == FLOW_ENOMEM)
+    rc = flow__err_set(err, FLOW_ENOMEM, "out of memory");
+  else if (a.rc != 0)
+    rc = flow__err_set(err, FLOW_EINVAL, "%s: %s", name, a.msg);
+  else
+    *out = a.json;
+done:
+  json_decref(sb->calls);
+  sb->calls = NULL;
+  flow__sb_stop(sb);
+  lua_settop(L, 0);
+  return rc;
+}

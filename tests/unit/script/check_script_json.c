@@ -1,0 +1,351 @@
+/*
+ * The JSON <-> Lua bridge: what survives a round trip (1 and 1.0, {} and
+ * [], nulls in lists), what a script cannot store (invalid UTF-8, cycles,
+ * functions, mixed tables, NaN), and that the host reads a script's tables
+ * raw, in a deterministic key order, within depth and size limits.
+ */
+#include <check.h>
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "script/script_int.h"
+#include "testutil.h"
+
+static test_alloc ta;
+static flow__allocator al;
+static flow__sandbox *sb;
+static flow__err err;
+static char msg[512];
+
+static void
+setup(void)
+{
+  memset(&ta, 0, sizeof ta);
+  al = test_allocator(&ta);
+  flow__sandbox_config cfg = { &al, 0, 0, NULL, NULL, NULL };
+  flow__err_clear(&err);
+  ck_assert_int_eq(flow__sandbox_new(&sb, &cfg, &err), 0);
+}
+
+static void
+teardown(void)
+{
+  flow__sandbox_free(sb);
+  ck_assert_int_eq(ta.live_blocks, 0);
+}
+
+static char *
+dump(json_t *j)
+{
+  return json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+/* Sets the global x to the Lua value of the JSON text, in protected mode
+   as the engine does. */
+static json_t *push_in;
+
+static int
+push_p(lua_State *L)
+{
+  flow__json_push(L, push_in);
+  lua_setglobal(L, "x");
+  return 0;
+}
+
+static int
+set_x(const char *text)
+{
+  json_error_t jerr;
+  push_in = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+  ck_assert_msg(push_in != NULL, "%s: %s", text, jerr.text);
+  lua_pushcfunction(sb->L, push_p);
+  int st = lua_pcall(sb->L, 0, 0, 0);
+  if (st != LUA_OK)
+    lua_pop(sb->L, 1);
+  json_decref(push_in);
+  return st;
+}
+
+/* Runs code and converts its result as "data", the way run_end does. */
+static int
+data_of(const char *code, json_t **out)
+{
+  lua_State *L = sb->L;
+  ck_assert_int_eq(luaL_loadstring(L, code), LUA_OK);
+  ck_assert_int_eq(lua_pcall(L, 0, 1, 0), LUA_OK);
+  int rc = flow__json_from_lua(L, -1, "data", &al, out, msg, sizeof msg);
+  lua_settop(L, 0);
+  return rc;
+}
+
+static void
+data_is(const char *code, const char *want)
+{
+  json_t *j = NULL;
+  int rc = data_of(code, &j);
+  ck_assert_msg(rc == 0, "%s -> %d %s", code, rc, msg);
+  char *got = dump(j);
+  ck_assert_msg(strcmp(got, want) == 0, "%s -> %s, want %s", code, got, want);
+  free(got);
+  json_decref(j);
+}
+
+static void
+data_refused(const char *code, const char *want)
+{
+  json_t *j = NULL;
+  int rc = data_of(code, &j);
+  ck_assert_msg(rc == FLOW_EINVAL, "%s -> %d", code, rc);
+  ck_assert_ptr_null(j);
+  ck_assert_msg(strcmp(msg, want) == 0, "%s -> '%s', want '%s'", code, msg,
+                want);
+}
+
+/* JSON text -> Lua -> JSON text. */
+static void
+round_trip(const char *text, const char *want)
+{
+  ck_assert_int_eq(set_x(text), LUA_OK);
+  data_is("return x", want);
+}
+
+START_TEST(test_script_json_numbers_keep_their_kind)
+{
+  round_trip("[1, 1.0, -3, 2.5, 0, -0.0, 9007199254740993, 1e300]",
+             "[1,1.0,-3,2.5,0,-0.0,9007199254740993,1.0000000000000001e300]");
+  ck_assert_int_eq(
+      set_x("{\"i\": 1, \"f\": 1.0, \"big\": 9223372036854775807}"), 0);
+  data_is("return { math.type(x.i), math.type(x.f), x.big == math.maxinteger }",
+          "[\"integer\",\"float\",true]");
+  data_is("return { 2 / 2, 3 // 1, 2^53 }", "[1.0,3,9007199254740992.0]");
+}
+END_TEST
+
+START_TEST(test_script_json_empty_object_vs_array)
+{
+  round_trip("{\"a\": {}, \"b\": [], \"c\": [[]], \"d\": [{}], "
+             "\"e\": [[], {}]}",
+             "{\"a\":{},\"b\":[],\"c\":[[]],\"d\":[{}],\"e\":[[],{}]}");
+  /* An array stays one after the script empties it. */
+  ck_assert_int_eq(set_x("{\"tags\": [\"a\", \"b\"]}"), 0);
+  data_is("x.tags[2] = nil x.tags[1] = nil return x", "{\"tags\":[]}");
+  /* A fresh empty table reads as an object. */
+  data_is("return {}", "{}");
+}
+END_TEST
+
+START_TEST(test_script_json_nested)
+{
+  round_trip("{\"a\": {\"b\": {\"c\": [1, {\"d\": [true, false, \"x\"]}]}}}",
+             "{\"a\":{\"b\":{\"c\":[1,{\"d\":[true,false,\"x\"]}]}}}");
+  round_trip("[[1, [2, [3, []]]], \"\\u00e9\\u0000z\"]",
+             "[[1,[2,[3,[]]]],\"\xc3\xa9\\u0000z\"]");
+}
+END_TEST
+
+START_TEST(test_script_json_nulls)
+{
+  /* In a list a null keeps its place; in an object the key goes. */
+  round_trip("[null, 1, null]", "[null,1,null]");
+  round_trip("{\"a\": null, \"b\": 1}", "{\"b\":1}");
+  ck_assert_int_eq(set_x("[null, 2]"), 0);
+  data_is("return { x[1] == flow.null, #x }", "[true,2]");
+  data_is("return { a = flow.null }", "{\"a\":null}");
+  round_trip("null", "null");
+}
+END_TEST
+
+START_TEST(test_script_json_keys_are_sorted)
+{
+  json_t *j = NULL;
+  ck_assert_int_eq(data_of("return { b = 1, a = 2, c = 3, aa = 4, [''] = 5 }",
+                           &j),
+                   0);
+  /* Jansson keeps insertion order, so this is the converter's order. */
+  char *s = dump(j);
+  ck_assert_str_eq(s, "{\"\":5,\"a\":2,\"aa\":4,\"b\":1,\"c\":3}");
+  free(s);
+  json_decref(j);
+}
+END_TEST
+
+START_TEST(test_script_json_invalid_utf8_refused)
+{
+  data_refused("return { address = 'caf\\xe9' }",
+               "data.address: not valid UTF-8");
+  data_refused("return { list = { 'ok', '\\xc0\\x80' } }",
+               "data.list[2]: not valid UTF-8");
+  data_refused("return { ['\\xff'] = 1 }", "data: a key is not valid UTF-8");
+  /* Surrogates encoded as UTF-8 are not UTF-8 either. */
+  data_refused("return { s = '\\xed\\xa0\\x80' }", "data.s: not valid UTF-8");
+  data_is("return { s = 'caf\\u{e9} \\u{1f5d1}' }",
+          "{\"s\":\"caf\xc3\xa9 \xf0\x9f\x97\x91\"}");
+}
+END_TEST
+
+START_TEST(test_script_json_cycles_and_depth)
+{
+  json_t *j = NULL;
+  ck_assert_int_eq(data_of("local t = {} t.self = t return t", &j),
+                   FLOW_EINVAL);
+  ck_assert_ptr_null(j);
+  ck_assert_ptr_nonnull(strstr(msg, "data.self.self.self"));
+  ck_assert_ptr_nonnull(
+      strstr(msg, ": nested more than 100 levels (or refers to itself)"));
+  /* 100 levels are fine, 101 are not. */
+  data_is("local t = {} local c = t for i = 2, 100 do c.x = {} c = c.x end "
+          "return t ~= nil",
+          "true");
+  ck_assert_int_eq(data_of("local t = {} local c = t for i = 2, 100 do c.x = "
+                           "{} c = c.x end return t",
+                           &j),
+                   0);
+  json_decref(j);
+  ck_assert_int_eq(data_of("local t = {} local c = t for i = 2, 101 do c.x = "
+                           "{} c = c.x end return t",
+                           &j),
+                   FLOW_EINVAL);
+  /* A shared (not cyclic) table is fine. */
+  data_is("local s = { 1 } return { a = s, b = s }",
+          "{\"a\":[1],\"b\":[1]}");
+}
+END_TEST
+
+START_TEST(test_script_json_push_depth_limit)
+{
+  char deep[512];
+  size_t n = 0;
+  for (int i = 0; i < 101; i++)
+    deep[n++] = '[';
+  for (int i = 0; i < 101; i++)
+    deep[n++] = ']';
+  deep[n] = 0;
+  ck_assert_int_eq(set_x(deep), LUA_ERRRUN);
+  deep[100] = 0; /* 100 opening brackets only: rebuild balanced */
+  n = 100;
+  for (int i = 0; i < 100; i++)
+    deep[n++] = ']';
+  deep[n] = 0;
+  ck_assert_int_eq(set_x(deep), LUA_OK);
+}
+END_TEST
+
+START_TEST(test_script_json_tables_that_are_not_json)
+{
+  data_refused("return { 1, 2, x = 3 }",
+               "data: a table mixes list items and named keys");
+  data_refused("return { a = { 1, nil, 3 } }",
+               "data.a: a list has a gap at position 2 (items must be 1, 2, "
+               "3... with no nil between them)");
+  data_refused("return { [0] = 'zero' }",
+               "data: a table has the key 0 (JSON allows names and list "
+               "positions 1, 2, 3...)");
+  data_refused("return { [1.5] = 1 }",
+               "data: a table has the key 1.5 (JSON allows names and list "
+               "positions 1, 2, 3...)");
+  data_refused("return { [true] = 1 }",
+               "data: a table has a key of type boolean (JSON allows names "
+               "and list positions 1, 2, 3...)");
+  data_refused("return { cb = print }",
+               "data.cb: a function cannot be stored as JSON (use strings, "
+               "numbers, booleans and tables)");
+  data_refused("return { co = coroutine.create(print) }",
+               "data.co: a thread cannot be stored as JSON (use strings, "
+               "numbers, booleans and tables)");
+  data_refused("return { ['odd key'] = { print } }",
+               "data[\"odd key\"][1]: a function cannot be stored as JSON "
+               "(use strings, numbers, booleans and tables)");
+  data_refused("return { x = 0/0 }",
+               "data.x: NaN is not a number JSON can hold");
+  data_refused("return { x = -math.huge }",
+               "data.x: -infinity is not a number JSON can hold");
+  data_refused("local t = flow.list() t.name = 'x' return t",
+               "data: a list (flow.list) has named keys; a list holds only "
+               "items 1, 2, 3...");
+}
+END_TEST
+
+START_TEST(test_script_json_flow_list)
+{
+  data_is("return flow.list()", "[]");
+  data_is("return flow.list({ 'a', 'b' })", "[\"a\",\"b\"]");
+  data_is("return { tags = flow.list() }", "{\"tags\":[]}");
+  data_is("return { 3, 2, 1 }", "[3,2,1]");
+}
+END_TEST
+
+START_TEST(test_script_json_reads_raw)
+{
+  /* No metamethod of the script's is run by the converter. */
+  data_is("local mt = { __index = function() error('index') end, "
+          "__pairs = function() error('pairs') end, "
+          "__len = function() error('len') end } "
+          "return setmetatable({ a = 1, b = setmetatable({ 1, 2 }, mt) }, mt)",
+          "{\"a\":1,\"b\":[1,2]}");
+  /* An __index does not invent items either. */
+  data_is("return setmetatable({ 1 }, { __index = function(t, k) return k "
+          "end })",
+          "[1]");
+}
+END_TEST
+
+START_TEST(test_script_json_node_limit)
+{
+  json_t *j = NULL;
+  ck_assert_int_eq(data_of("local s = {} for i = 1, 1000 do s[i] = i end "
+                           "local t = {} for i = 1, 1001 do t[i] = s end "
+                           "return t",
+                           &j),
+                   FLOW_EINVAL);
+  ck_assert_ptr_null(j);
+  ck_assert_ptr_nonnull(strstr(msg, ": more than 1000000 values"));
+}
+END_TEST
+
+START_TEST(test_script_json_utf8_validator)
+{
+  ck_assert_int_eq(flow__utf8_valid("", 0), 1);
+  ck_assert_int_eq(flow__utf8_valid("abc", 3), 1);
+  ck_assert_int_eq(flow__utf8_valid("\xc3\xa9", 2), 1);
+  ck_assert_int_eq(flow__utf8_valid("\xf4\x8f\xbf\xbf", 4), 1);
+  ck_assert_int_eq(flow__utf8_valid("\xf4\x90\x80\x80", 4), 0); /* > 10FFFF */
+  ck_assert_int_eq(flow__utf8_valid("\xe0\x80\xaf", 3), 0);     /* overlong */
+  ck_assert_int_eq(flow__utf8_valid("\xc3", 1), 0);             /* cut */
+  ck_assert_int_eq(flow__utf8_valid("\x80", 1), 0);
+}
+END_TEST
+
+static Suite *
+script_json_suite(void)
+{
+  Suite *s = suite_create("script_json");
+  TCase *tc = tcase_create("bridge");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 30);
+  tcase_add_test(tc, test_script_json_numbers_keep_their_kind);
+  tcase_add_test(tc, test_script_json_empty_object_vs_array);
+  tcase_add_test(tc, test_script_json_nested);
+  tcase_add_test(tc, test_script_json_nulls);
+  tcase_add_test(tc, test_script_json_keys_are_sorted);
+  tcase_add_test(tc, test_script_json_invalid_utf8_refused);
+  tcase_add_test(tc, test_script_json_cycles_and_depth);
+  tcase_add_test(tc, test_script_json_push_depth_limit);
+  tcase_add_test(tc, test_script_json_tables_that_are_not_json);
+  tcase_add_test(tc, test_script_json_flow_list);
+  tcase_add_test(tc, test_script_json_reads_raw);
+  tcase_add_test(tc, test_script_json_node_limit);
+  tcase_add_test(tc, test_script_json_utf8_validator);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int
+main(void)
+{
+  SRunner *sr = srunner_create(script_json_suite());
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
