@@ -1,0 +1,624 @@
+#!/bin/sh
+# The `flow` command, end to end, the way a person or a script runs it.
+#
+#   sh tests/cli/run.sh /path/to/flow /path/to/source
+#
+# Every check runs the real binary in a temporary directory and looks only
+# at what a user sees: standard output, standard error and the exit code
+# (0 done, 1 refused, 2 usage error, 3 storage or internal failure).  The
+# second half runs every shell example in docs/*.md (see run_doc_examples
+# below), so the documentation cannot drift from the program.
+#
+# POSIX sh, grep, sed, awk and mktemp only.  Ends with "N passed, N failed"
+# and exits non-zero when anything failed.
+
+FLOW=$1
+SRC=$2
+if [ -z "$FLOW" ] || [ -z "$SRC" ] || [ ! -x "$FLOW" ] || [ ! -d "$SRC" ]; then
+  echo "usage: sh tests/cli/run.sh /path/to/flow /path/to/source" >&2
+  exit 2
+fi
+case $FLOW in /*) ;; *) FLOW=$(pwd)/$FLOW ;; esac
+case $SRC in /*) ;; *) SRC=$(pwd)/$SRC ;; esac
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/flow-cli.XXXXXX") || exit 3
+trap 'rm -rf "$T"' EXIT
+trap 'exit 130' INT TERM
+cd "$T" || exit 3
+unset FLOW_DB
+USER=tester
+export USER
+
+SERVICE=$SRC/examples/services/missed_bin.lua
+DB=$T/cases.db
+passed=0
+failed=0
+
+# ---- helpers ---------------------------------------------------------------
+
+pass() { passed=$((passed + 1)); }
+fail() {
+  failed=$((failed + 1))
+  echo "FAIL: $*"
+  if [ -s "$T/out" ]; then sed 's/^/  stdout: /' "$T/out" | head -5; fi
+  if [ -s "$T/err" ]; then sed 's/^/  stderr: /' "$T/err" | head -5; fi
+}
+
+# run ARGS...: runs flow; stdout in $T/out, stderr in $T/err, status in $rc.
+run() {
+  "$FLOW" "$@" >"$T/out" 2>"$T/err" </dev/null
+  rc=$?
+}
+# run_in INPUT ARGS...: as run, with INPUT on standard input.
+run_in() {
+  _in=$1
+  shift
+  printf '%s\n' "$_in" | "$FLOW" "$@" >"$T/out" 2>"$T/err"
+  rc=$?
+}
+
+# expect NAME CODE: the last run exited with CODE.
+expect() {
+  if [ "$rc" = "$2" ]; then pass; else fail "$1: exit $rc, expected $2"; fi
+}
+# out_has NAME REGEX / err_has NAME REGEX: a line of stdout/stderr matches.
+out_has() {
+  if grep -q -e "$2" "$T/out"; then pass; else fail "$1: stdout lacks /$2/"; fi
+}
+err_has() {
+  if grep -q -e "$2" "$T/err"; then pass; else fail "$1: stderr lacks /$2/"; fi
+}
+out_lacks() {
+  if grep -q -e "$2" "$T/out"; then fail "$1: stdout has /$2/"; else pass; fi
+}
+# out_lines NAME N / err_lines NAME N: exactly N lines.
+out_lines() {
+  _n=$(awk 'END { print NR }' "$T/out")
+  if [ "$_n" = "$2" ]; then pass; else fail "$1: $_n stdout lines, expected $2"; fi
+}
+err_lines() {
+  _n=$(awk 'END { print NR }' "$T/err")
+  if [ "$_n" = "$2" ]; then pass; else fail "$1: $_n stderr lines, expected $2"; fi
+}
+# refused NAME CODE: exit CODE, nothing on stdout, one "flow: " line on stderr.
+refused() {
+  expect "$1" "$2"
+  out_lines "$1 (stdout)" 0
+  err_lines "$1 (stderr)" 1
+  err_has "$1 (prefix)" '^flow: '
+}
+# usage NAME: exit 2 with a hint.
+usage() {
+  expect "$1" 2
+  err_has "$1 (hint)" "^Try 'flow --help'\.\$"
+  err_lines "$1 (stderr)" 2
+}
+# field KEY: the value of a string or number member "KEY" in $T/out.
+field() {
+  sed -n "s/.*\"$1\":\"\\{0,1\\}\\([^\",}]*\\)\"\\{0,1\\}[,}].*/\\1/p" "$T/out" |
+    head -n 1
+}
+# is_case NAME: stdout is one line holding a case with every required key.
+is_case() {
+  out_lines "$1 (one line)" 1
+  if grep -q '^{.*}$' "$T/out"; then pass; else fail "$1: not a JSON object"; fi
+  for _k in id service version state status data opened_at updated_at \
+    due_at seq; do
+    if grep -q "\"$_k\":" "$T/out"; then pass; else fail "$1: no \"$_k\""; fi
+  done
+}
+
+GOOD='{"uprn":"100023336956","address":"12 High Street","bin":"refuse","phone":"07700 900123"}'
+
+# ---- version, help, usage errors ------------------------------------------
+
+run --version
+expect "--version" 0
+out_has "--version" '^flow [0-9][0-9.]* (libflow [0-9][0-9.]*)$'
+
+run --help
+expect "--help" 0
+out_has "--help lists commands" '^  check '
+out_has "--help lists eval" '^  eval '
+out_has "--help names --db" '--db FILE'
+run help list
+expect "help list" 0
+out_has "help list" '^Usage: flow list'
+run list --help
+expect "list --help" 0
+out_has "list --help" '^Usage: flow list'
+
+run
+usage "no command"
+run frobnicate
+usage "unknown command"
+err_has "unknown command names it" "frobnicate"
+run --frob show 1
+usage "unknown option"
+run show 1 --frob
+usage "unknown option after the command"
+run show
+usage "missing argument"
+run show 1 2
+usage "too many arguments"
+run --db
+usage "--db without a value"
+run --now yesterday show 1
+usage "bad --now"
+run --now 2026-11-27T09:00:00 show 1
+usage "--now without an offset"
+run list --limit many
+usage "bad --limit"
+run list --status pending
+usage "bad --status"
+run list --where bin
+usage "--where without ="
+run --json eval -e 'return 1' nonsense.lua
+usage "eval with -e and FILE"
+for c in run test graph; do
+  run "$c"
+  expect "$c is future work" 2
+  err_has "$c is future work" "^flow: '$c' is not available in this version yet\$"
+done
+
+# ---- check -----------------------------------------------------------------
+
+run check "$SERVICE"
+expect "check good" 0
+out_has "check good" "missed_bin.lua: ok\$"
+
+cat >"$T/syntax.lua" <<'EOF'
+return {
+  name = "broken",
+  version = 1
+  initial = "a",
+}
+EOF
+run check "$T/syntax.lua"
+expect "check syntax error" 1
+err_has "check syntax error names FILE:LINE" 'syntax\.lua:[0-9][0-9]*: '
+out_lines "check syntax error (stdout)" 0
+
+cat >"$T/twice.lua" <<'EOF'
+return {
+  name = "Not A Name",
+  version = 1,
+  initial = "nowhere",
+  states = {
+    a = { on = { go = "missing" } },
+  },
+}
+EOF
+run check "$T/twice.lua"
+expect "check bad definition" 1
+_n=$(grep -c 'twice\.lua:[0-9][0-9]*: ' "$T/err")
+if [ "$_n" -ge 2 ]; then pass; else fail "check lists every problem: $_n lines"; fi
+if grep -qv 'twice\.lua:[0-9][0-9]*: ' "$T/err"; then
+  fail "check: every stderr line is FILE:LINE: message"
+else
+  pass
+fi
+
+run check "$SERVICE" "$T/syntax.lua"
+expect "check good and bad" 1
+out_has "check good and bad" "missed_bin.lua: ok\$"
+run check "$T/no-such.lua"
+refused "check missing file" 1
+cp "$SERVICE" "$T/-dash.lua"
+run check -- -dash.lua
+expect "-- ends options" 0
+out_has "-- ends options" '^-dash.lua: ok$'
+
+# ---- storage failures (exit 3) --------------------------------------------
+
+run --db "$T/no/such/dir/flow.db" load "$SERVICE"
+refused "load into a missing directory" 3
+echo "this is not a database, just some text that is long enough" >"$T/text.db"
+i=0
+while [ $i -lt 100 ]; do echo "more text to fill a page $i" >>"$T/text.db"; i=$((i + 1)); done
+run --db "$T/text.db" list
+refused "a file that is not a database" 3
+run --db "$T/absent.db" show 1
+refused "show on a missing database" 3
+if [ -e "$T/absent.db" ]; then fail "show created a database"; else pass; fi
+
+# ---- load ------------------------------------------------------------------
+
+run --db "$DB" load "$SERVICE"
+expect "load" 0
+out_has "load" '^loaded missed_bin version 1 (sha256 [0-9a-f]\{8\}\.\.\.)$'
+run --db "$DB" load "$SERVICE"
+expect "load again" 0
+out_has "load again" '^missed_bin version 1 is already loaded$'
+run load "$SERVICE" --json --db "$DB"
+expect "load --json, options after the command" 0
+out_has "load --json" '"stored":false'
+out_has "load --json" '"name":"missed_bin"'
+out_lines "load --json" 1
+sed 's/title = "Report a missed bin collection"/title = "Changed"/' \
+  "$SERVICE" >"$T/changed.lua"
+run --db "$DB" load "$T/changed.lua"
+refused "load changed source under the same version" 1
+err_has "load changed: says what to do" 'version'
+run --db "$DB" load "$T/syntax.lua"
+expect "load bad script" 1
+err_has "load bad script" 'syntax\.lua:[0-9][0-9]*: '
+
+# The default database is ./flow.db, and FLOW_DB overrides it.
+mkdir "$T/cwd"
+(cd "$T/cwd" && "$FLOW" load "$SERVICE" >/dev/null 2>&1)
+if [ -f "$T/cwd/flow.db" ]; then pass; else fail "default database ./flow.db"; fi
+(cd "$T/cwd" && FLOW_DB="$T/env.db" "$FLOW" load "$SERVICE" >/dev/null 2>&1)
+if [ -f "$T/env.db" ]; then pass; else fail "FLOW_DB names the database"; fi
+
+# ---- open ------------------------------------------------------------------
+
+run --db "$DB" --now 2026-11-27T09:00:00Z open missed_bin "$GOOD"
+expect "open" 0
+is_case "open"
+ID1=$(field id)
+[ "$ID1" = 1 ] && pass || fail "first case id is \"1\", got '$ID1'"
+[ "$(field state)" = reported ] && pass || fail "open: state reported"
+[ "$(field status)" = open ] && pass || fail "open: status open"
+[ "$(field seq)" = 1 ] && pass || fail "open: seq 1"
+[ "$(field version)" = 1 ] && pass || fail "open: version 1"
+[ "$(field service)" = missed_bin ] && pass || fail "open: service"
+[ "$(field opened_at)" = 2026-11-27T09:00:00Z ] && pass ||
+  fail "open: --now sets opened_at, got $(field opened_at)"
+field due_at | grep -q '^2026-12-[0-9][0-9]T[0-9:]*Z$' && pass ||
+  fail "open: the SLA sets due_at, got $(field due_at)"
+out_has "open: data" '"uprn":"100023336956"'
+cp "$T/out" "$T/case1.json"
+
+run --db "$DB" open missed_bin '{"uprn":"12ab","bin":"glass"}'
+refused "open with bad data" 1
+err_has "open with bad data names every field" 'uprn'
+err_has "open with bad data names every field" 'address'
+err_has "open with bad data names every field" 'bin'
+run --db "$DB" open missed_bin '{"uprn": '
+refused "open with malformed JSON" 1
+run --db "$DB" open missed_bin '[1,2]'
+refused "open with a JSON array" 1
+run --db "$DB" open no_such_service
+refused "open an unknown service" 1
+run --db "$DB" open missed_bin @"$T/missing.json"
+refused "open @missing file" 1
+
+run_in '{"uprn":"100023336957","address":"14 High Street","bin":"recycling"}' \
+  --db "$DB" --now 2026-11-27T10:00:00Z open missed_bin -
+expect "open with data on stdin" 0
+[ "$(field id)" = 2 ] && pass || fail "second case id is \"2\""
+printf '%s\n' '{"uprn":"100023336958","address":"16 High Street",' \
+  '"bin":"garden","reported_by":"crew"}' >"$T/data.json"
+run --db "$DB" --now 2026-11-27T11:00:00Z open missed_bin @"$T/data.json"
+expect "open with @file" 0
+[ "$(field id)" = 3 ] && pass || fail "third case id is \"3\""
+
+# ---- signal ----------------------------------------------------------------
+
+run --db "$DB" signal 1 assign '{}'
+refused "assign without a crew (flow.fail)" 1
+err_has "flow.fail message reaches the user" 'crew'
+run --db "$DB" signal 1 collect
+refused "an event the state does not accept" 1
+run --db "$DB" signal 1 assign '{"crew": 7}'
+refused "a handler writes data of the wrong type" 1
+run --db "$DB" signal 999 assign '{"crew":"north-2"}'
+refused "signal an unknown case" 1
+run --db "$DB" signal 1 assign 'crew=north-2'
+refused "signal with a payload that is not JSON" 1
+
+run --db "$DB" --now 2026-11-27T12:00:00Z --actor sam --roles supervisor \
+  signal 1 assign '{"crew":"north-2"}'
+expect "assign" 0
+is_case "assign"
+[ "$(field state)" = assigned ] && pass || fail "assign: state assigned"
+[ "$(field seq)" = 2 ] && pass || fail "assign: seq 2"
+[ "$(field updated_at)" = 2026-11-27T12:00:00Z ] && pass ||
+  fail "assign: --now sets updated_at"
+out_has "assign: handler set crew" '"crew":"north-2"'
+
+run --db "$DB" --actor sam signal 1 cannot_access
+refused "an event that needs a role the actor lacks" 1
+run --db "$DB" --actor sam --roles driver,loader signal 1 cannot_access
+refused "other roles do not help" 1
+
+run_in '{"date":"2026-12-02"}' --db "$DB" --now 2026-11-30T09:00:00Z \
+  signal 1 schedule -
+expect "schedule with payload on stdin" 0
+[ "$(field state)" = scheduled ] && pass || fail "schedule: state scheduled"
+out_has "schedule: date" '"scheduled_for":"2026-12-02"'
+run --db "$DB" signal 2 assign '{"crew":"south-1"}'
+run --db "$DB" signal 2 schedule '{"date":"2 December"}'
+refused "schedule with a date that is not a date" 1
+
+run --db "$DB" --now 2026-12-02T15:00:00Z signal 1 collect --actor kim \
+  --roles crew
+expect "collect" 0
+[ "$(field state)" = closed ] && pass || fail "collect: state closed"
+[ "$(field status)" = closed ] && pass || fail "collect: status closed"
+out_has "collect: collected" '"collected":true'
+run --db "$DB" signal 1 collect
+refused "an event on a closed case" 1
+
+# Escalation by the crew, closing by a supervisor.
+run --db "$DB" --actor kim --roles crew,driver signal 2 cannot_access
+expect "cannot_access with the crew role" 0
+[ "$(field state)" = escalated ] && pass || fail "cannot_access: escalated"
+run --db "$DB" --actor kim --roles crew signal 2 collect
+refused "collect in escalated needs a supervisor" 1
+run --db "$DB" --actor lee --roles=supervisor signal 2 collect
+expect "collect by a supervisor (--roles=)" 0
+[ "$(field state)" = closed ] && pass || fail "supervisor collect: closed"
+
+# ---- show, persistence across processes -----------------------------------
+
+run --db "$DB" show 1
+expect "show" 0
+is_case "show"
+[ "$(field state)" = closed ] && pass || fail "show: a second process sees it"
+[ "$(field seq)" = 4 ] && pass || fail "show: seq 4"
+run show 3 --db="$DB"
+expect "show with --db= after the command" 0
+out_has "show 3" '"reported_by":"crew"'
+run --db "$DB" show 99
+refused "show an unknown case" 1
+run --db "$DB" show abc
+refused "show a malformed id" 1
+
+# ---- history ---------------------------------------------------------------
+
+run --db "$DB" history 1
+expect "history" 0
+out_lines "history: one line per event" 4
+if awk '!/^\{.*\}$/ { bad = 1 } END { exit bad }' "$T/out"; then pass; else
+  fail "history: every line is a JSON object"; fi
+sed -n 1p "$T/out" | grep -q '"event":"open"' && pass ||
+  fail "history: seq 1 is the opening"
+sed -n 1p "$T/out" | grep -q '"seq":1' && pass || fail "history: seq 1 first"
+sed -n 1p "$T/out" | grep -q '"id":"tester"' && pass ||
+  fail "history: the actor defaults to \$USER"
+sed -n 2p "$T/out" | grep -q '"id":"sam"' && pass ||
+  fail "history: --actor is recorded"
+sed -n 2p "$T/out" | grep -q '"supervisor"' && pass ||
+  fail "history: --roles are recorded"
+sed -n 2p "$T/out" | grep -q '"crew":"north-2"' && pass ||
+  fail "history: the payload is recorded"
+sed -n 4p "$T/out" | grep -q '"to":"closed"' && pass ||
+  fail "history: the last entry goes to closed"
+run --db "$DB" history 99
+refused "history of an unknown case" 1
+
+# ---- list ------------------------------------------------------------------
+
+run --db "$DB" list
+expect "list" 0
+out_has "list: header" '^ID  *SERVICE  *VER  *STATE  *STATUS  *UPDATED  *DUE$'
+out_lines "list: header and 3 cases" 4
+out_has "list: a row" '^1  *missed_bin  *1  *closed  *closed  *2026-12-02T15:00:00Z  *2026-'
+out_has "list: case 3" '^3  *missed_bin  *1  *reported  *open '
+run --db "$DB" --json list
+expect "list --json" 0
+out_lines "list --json: one line" 1
+out_has "list --json: an array of cases" '^\[{.*}\]$'
+_n=$(grep -o '"service":"missed_bin"' "$T/out" | awk 'END { print NR }')
+[ "$_n" = 3 ] && pass || fail "list --json: 3 cases, got $_n"
+run --db "$DB" list --status open --json
+_n=$(grep -o '"service":"missed_bin"' "$T/out" | awk 'END { print NR }')
+[ "$_n" = 1 ] && pass || fail "list --status open: 1 case, got $_n"
+run --db "$DB" list --state closed
+out_lines "list --state closed" 3
+run --db "$DB" list --service missed_bin --limit 2
+out_lines "list --limit 2: header, 2 cases and a note" 4
+out_has "list --limit 2: says there may be more" '^(limit of 2 reached'
+run --db "$DB" list --service missed_bin --limit 2 --json
+_n=$(grep -o '"service":"missed_bin"' "$T/out" | awk 'END { print NR }')
+[ "$_n" = 2 ] && pass || fail "list --limit 2 --json: 2 cases, got $_n"
+run --db "$DB" list --service no_such
+expect "list of an unknown service" 0
+out_lines "list of an unknown service: header only" 1
+run --db "$DB" list --where bin=refuse
+expect "list --where bin=refuse" 0
+out_lines "list --where text value" 2
+out_has "list --where text value" '^1 '
+run --db "$DB" list --where 'uprn="100023336958"'
+out_lines "list --where quoted string" 2
+out_has "list --where quoted string" '^3 '
+run --db "$DB" list --where uprn=100023336958
+out_lines "list --where digits find the same digits as text" 2
+run --db "$DB" list --where collected=true --where crew=north-2
+out_lines "list --where twice, boolean" 2
+out_has "list --where twice, boolean" '^1 '
+run --db "$DB" list --where "address=14 High Street"
+out_lines "list --where text with spaces" 2
+run --db "$DB" list --where 'address=say "hi"'
+expect "list --where text with quotes is escaped" 0
+run --db "$DB" list --where 'bad field=1'
+refused "list --where with a bad field name" 1
+
+# ---- eval ------------------------------------------------------------------
+
+run eval -e 'return 1 + 1'
+expect "eval -e" 0
+out_has "eval -e" '^2$'
+run eval -e 'return { bin = "refuse", n = 3 }' --json
+expect "eval a table" 0
+out_has "eval a table" '"bin":"refuse"'
+run eval -e 'local x = 1'
+out_has "eval returning nothing" '^null$'
+printf 'local t = {}\nfor i = 1, 3 do t[#t + 1] = i * i end\nreturn t\n' \
+  >"$T/chunk.lua"
+run eval "$T/chunk.lua"
+expect "eval FILE" 0
+out_has "eval FILE" '^\[1,4,9\]$'
+run_in 'return "from stdin"' eval -
+out_has "eval from stdin" '^"from stdin"$'
+run eval -e 'error("boom")'
+refused "eval a failing chunk" 1
+err_has "eval error names the line" ':1:'
+run eval -e 'return io.open("/etc/passwd")'
+refused "eval: no io in the sandbox" 1
+run eval -e 'return os.time()'
+refused "eval: no os in the sandbox" 1
+run eval -e 'while true do end'
+refused "eval: the instruction budget stops a loop" 1
+run eval "$T/no-such-chunk.lua"
+refused "eval a missing file" 1
+# eval never touches a database, not even a bad --db.
+run --db "$T/no/such/dir/x.db" eval -e 'return true'
+expect "eval ignores --db" 0
+
+# ---- the examples in docs/*.md ---------------------------------------------
+#
+# In a fenced block, a line "$ flow ..." (or "$ ... | flow ...") is a
+# command and the lines after it, up to the next "$ " line or the end of the
+# block, are what it prints (stdout and stderr together).  A line "..." in
+# the expected output stands for any number of lines, and "..." inside a
+# line for any text.  "$ echo $?" followed by a number checks the exit
+# code; otherwise the command must exit 0, or non-zero when what it prints
+# shows an error ("flow: ..." or "FILE:LINE: ...").  A block whose fence is
+# preceded by "<!-- file: NAME -->" is written to NAME first.  Each doc runs
+# in a fresh directory where examples/ is the source tree's, with $USER set
+# to "sam".
+
+# Splits one markdown file into numbered steps in directory $2:
+# N.cmd (a command), N.out (its expected output) or N.file + N.name.
+split_doc() {
+  awk -v dir="$2" '
+    function flush() { if (kind != "") close(cur); kind = "" }
+    function step(k) { flush(); n++; kind = k; cur = dir "/" n "." k }
+    BEGIN { n = 0; inblock = 0; kind = ""; pendfile = "" }
+    /^<!-- file: [^ ]+ -->$/ && !inblock { pendfile = $3; next }
+    /^ *```/ {
+      if (!inblock) {
+        inblock = 1
+        if (pendfile != "") {
+          step("file"); print pendfile > (dir "/" n ".name")
+          close(dir "/" n ".name"); pendfile = ""
+        }
+      } else { inblock = 0; flush() }
+      next
+    }
+    !inblock { pendfile = ""; next }
+    kind == "file" { print > cur; next }
+    /^\$ / {
+      line = substr($0, 3)
+      if (line ~ /^flow( |$)/ || line ~ /\| *flow( |$)/) {
+        step("cmd"); print line > cur; flush()
+        step("out"); printf "" > cur; cont = (line ~ /\\$/); next
+      }
+      if (line == "echo $?") { step("rc"); printf "" > cur; next }
+      flush(); next
+    }
+    kind == "cmd" { next }
+    kind == "out" && cont { sub(/^ *> ?/, ""); print >> (dir "/" (n - 1) ".cmd")
+                            cont = ($0 ~ /\\$/); next }
+    kind == "out" || kind == "rc" { print > cur; next }
+  ' "$1"
+}
+
+# match_output EXPECTED ACTUAL: 0 when ACTUAL fits EXPECTED ("..." as above).
+match_output() {
+  awk '
+    function piecematch(p, s,   parts, k, np, pos, i) {
+      if (index(p, "...") == 0) return p == s
+      np = split(p, parts, "\\.\\.\\.")
+      if (substr(s, 1, length(parts[1])) != parts[1]) return 0
+      pos = length(parts[1]) + 1
+      for (k = 2; k < np; k++) {
+        i = index(substr(s, pos), parts[k])
+        if (i == 0) return 0
+        pos += i - 1 + length(parts[k])
+      }
+      if (length(s) - pos + 1 < length(parts[np])) return 0
+      return substr(s, length(s) - length(parts[np]) + 1) == parts[np]
+    }
+    function m(i, j,   key, r) {
+      key = i SUBSEP j
+      if (key in memo) return memo[key]
+      if (i > ne) r = (j > na)
+      else if (e[i] == "...") r = m(i + 1, j) || (j <= na && m(i, j + 1))
+      else r = j <= na && piecematch(e[i], a[j]) && m(i + 1, j + 1)
+      memo[key] = r
+      return r
+    }
+    FNR == NR { e[++ne] = $0; next }
+    { a[++na] = $0 }
+    END { exit m(1, 1) ? 0 : 1 }
+  ' "$1" "$2"
+}
+
+run_doc_examples() {
+  doc=$1
+  name=${doc##*/}
+  work=$T/doc-$name
+  mkdir -p "$work/steps" "$work/bin" || return
+  ln -s "$FLOW" "$work/bin/flow"
+  ln -s "$SRC/examples" "$work/examples"
+  split_doc "$doc" "$work/steps"
+  k=1
+  last_rc=0
+  last_cmd=
+  while :; do
+    if [ -f "$work/steps/$k.name" ]; then
+      cp "$work/steps/$k.file" "$work/$(cat "$work/steps/$k.name")"
+    elif [ -f "$work/steps/$k.cmd" ]; then
+      last_cmd=$(cat "$work/steps/$k.cmd")
+      (cd "$work" && PATH="$work/bin:$PATH" USER=sam FLOW_DB= \
+        sh -c "$last_cmd" >"$work/actual" 2>&1 </dev/null)
+      last_rc=$?
+      k=$((k + 1))
+      exp=$work/steps/$k.out
+      if [ -s "$exp" ] && ! match_output "$exp" "$work/actual"; then
+        failed=$((failed + 1))
+        echo "FAIL: $name: \$ $last_cmd"
+        echo "  expected:"
+        sed 's/^/    /' "$exp"
+        echo "  got (exit $last_rc):"
+        sed 's/^/    /' "$work/actual"
+      else
+        errors=no
+        if grep -q -e '^flow: ' -e '^[^ ]*:[0-9][0-9]*: ' "$exp"; then
+          errors=yes
+        fi
+        k1=$((k + 1))
+        if [ -f "$work/steps/$k1.rc" ]; then
+          :
+        elif [ $errors = yes ] && [ $last_rc = 0 ]; then
+          failed=$((failed + 1))
+          echo "FAIL: $name: \$ $last_cmd: shows an error but exited 0"
+        elif [ $errors = no ] && [ $last_rc != 0 ]; then
+          failed=$((failed + 1))
+          echo "FAIL: $name: \$ $last_cmd: exit $last_rc"
+          sed 's/^/    /' "$work/actual"
+        else
+          passed=$((passed + 1))
+        fi
+      fi
+    elif [ -f "$work/steps/$k.rc" ]; then
+      want=$(sed -n 1p "$work/steps/$k.rc")
+      if [ "$want" = "$last_rc" ]; then
+        passed=$((passed + 1))
+      else
+        failed=$((failed + 1))
+        echo "FAIL: $name: \$ $last_cmd: exit $last_rc, the doc says $want"
+      fi
+    elif [ ! -f "$work/steps/$k.out" ]; then
+      break
+    fi
+    k=$((k + 1))
+  done
+}
+
+ndocs=0
+for doc in "$SRC"/docs/*.md; do
+  [ -f "$doc" ] || continue
+  if grep -q '^\$ .*flow' "$doc"; then
+    run_doc_examples "$doc"
+    ndocs=$((ndocs + 1))
+  fi
+done
+[ $ndocs -gt 0 ] && pass || fail "no shell examples found in docs/*.md"
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
