@@ -46,7 +46,7 @@ typedef void (*flow_log_fn)(flow_engine *engine, int level, const char *msg,
  */
 typedef int64_t (*flow_clock_fn)(void *payload);
 
-#define FLOW_ENGINE_OPTIONS_VERSION 1
+#define FLOW_ENGINE_OPTIONS_VERSION 2
 
 /*
  * Options for flow_engine_open().  Initialise with FLOW_ENGINE_OPTIONS_INIT
@@ -66,11 +66,22 @@ typedef struct flow_engine_options {
   flow_clock_fn clock;
   void *clock_payload;
   int busy_timeout_ms;          /* wait for a locked database; default 5000 */
+  /* Version 2. */
+  uint32_t script_cpu_ms;       /* CPU milliseconds per handler run;
+                                   default 1000 */
+  size_t script_log_limit;      /* bytes flow.log may write per run;
+                                   default 64 KiB */
+  /* The most a service may ask for with `budget = {...}` in its script:
+     a service may lower its budgets freely but raise them only up to
+     these.  Defaults: 256 MiB, 100,000,000 instructions, 10,000 ms. */
+  size_t script_memory_max;
+  uint64_t script_instruction_max;
+  uint32_t script_cpu_ms_max;
 } flow_engine_options;
 
 #define FLOW_ENGINE_OPTIONS_INIT                                               \
   { FLOW_ENGINE_OPTIONS_VERSION, NULL, NULL, FLOW_SYNC_NORMAL, 0, 0,          \
-    NULL, NULL, NULL, NULL, 0 }
+    NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, 0 }
 
 /*
  * Opens an engine on the SQLite database at path (created when missing;

@@ -9,12 +9,18 @@
 #include "engine_int.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #define DEFAULT_MEMORY_LIMIT ((size_t)32 << 20)
 #define DEFAULT_INSTRUCTION_LIMIT 10000000ull
 #define MAX_SCRIPT_SIZE ((size_t)4 << 20)
+#define DEFAULT_CPU_MS 1000u
+#define DEFAULT_LOG_LIMIT ((size_t)64 << 10)
+#define DEFAULT_MEMORY_MAX ((size_t)256 << 20)
+#define DEFAULT_INSTRUCTION_MAX 100000000ull
+#define DEFAULT_CPU_MS_MAX 10000u
 
 int
 flow__engine_fail(flow_engine *e, int code, const char *fmt, ...)
@@ -77,7 +83,12 @@ flow_engine_open(flow_engine **out, const char *path,
                          opts->version);
       goto report;
     }
-    o = *opts;
+    /* A host built against an older header passed a shorter struct:
+       copy only what its version has. */
+    size_t n = opts->version == 1
+                   ? offsetof(flow_engine_options, script_cpu_ms)
+                   : sizeof o;
+    memcpy(&o, opts, n);
   }
   if (o.synchronous != FLOW_SYNC_NORMAL && o.synchronous != FLOW_SYNC_FULL &&
       o.synchronous != FLOW_SYNC_OFF) {
@@ -94,6 +105,22 @@ flow_engine_open(flow_engine **out, const char *path,
     o.script_instruction_limit = DEFAULT_INSTRUCTION_LIMIT;
   if (o.busy_timeout_ms <= 0)
     o.busy_timeout_ms = 5000;
+  if (o.script_cpu_ms == 0)
+    o.script_cpu_ms = DEFAULT_CPU_MS;
+  if (o.script_log_limit == 0)
+    o.script_log_limit = DEFAULT_LOG_LIMIT;
+  if (o.script_memory_max == 0)
+    o.script_memory_max = DEFAULT_MEMORY_MAX;
+  if (o.script_instruction_max == 0)
+    o.script_instruction_max = DEFAULT_INSTRUCTION_MAX;
+  if (o.script_cpu_ms_max == 0)
+    o.script_cpu_ms_max = DEFAULT_CPU_MS_MAX;
+  if (o.script_memory_max < o.script_memory_limit)
+    o.script_memory_max = o.script_memory_limit;
+  if (o.script_instruction_max < o.script_instruction_limit)
+    o.script_instruction_max = o.script_instruction_limit;
+  if (o.script_cpu_ms_max < o.script_cpu_ms)
+    o.script_cpu_ms_max = o.script_cpu_ms;
 
   flow__allocator a = { o.alloc, o.alloc_payload };
   flow_engine *e = flow__calloc(&a, 1, sizeof *e);
@@ -163,6 +190,11 @@ flow__engine_sandbox(flow_engine *e, flow__sandbox **out)
     e->opts.log,
     e,
     e->opts.log_payload,
+    e->opts.script_cpu_ms,
+    e->opts.script_log_limit,
+    e->opts.script_memory_max,
+    e->opts.script_instruction_max,
+    e->opts.script_cpu_ms_max,
   };
   flow__err err;
   flow__err_clear(&err);

@@ -24,6 +24,12 @@ typedef struct flow__sandbox_config {
   flow_log_fn log;              /* for flow.log, may be NULL */
   flow_engine *log_engine;      /* first argument given to log */
   void *log_payload;
+  uint32_t cpu_ms;              /* CPU time per run */
+  size_t log_limit;             /* bytes flow.log may write per run */
+  /* Ceilings for a service's own `budget = {...}`. */
+  size_t mem_max;
+  uint64_t instr_max;
+  uint32_t cpu_ms_max;
 } flow__sandbox_config;
 
 /* A fresh sandbox with the safe libraries and the flow module. */
@@ -32,6 +38,12 @@ int flow__sandbox_new(flow__sandbox **out, const flow__sandbox_config *cfg,
 void flow__sandbox_free(flow__sandbox *sb);
 /* Bytes the Lua state holds now. */
 size_t flow__sandbox_mem(const flow__sandbox *sb);
+/*
+ * 1 when a kill (a budget running out) may have left the Lua state in a
+ * state the next run should not trust; the engine then drops the compiled
+ * service and compiles it afresh from its stored source.
+ */
+int flow__sandbox_damaged(const flow__sandbox *sb);
 
 /*
  * Compiles and runs a service script in sb (text only), reads the table it

@@ -1363,3 +1363,11 @@ done:
   lua_settop(L, 0);
   return rc;
 }
+
+int
+flow__sandbox_damaged(const flow__sandbox *sb)
+{
+  /* Any kill may have interrupted the script half-way through changing a
+     table it shares with later runs. */
+  return sb->killed != 0;
+}

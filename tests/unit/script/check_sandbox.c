@@ -57,7 +57,8 @@ teardown(void)
 static flow__sandbox *
 new_sb(size_t mem, uint64_t instr)
 {
-  flow__sandbox_config cfg = { &al, mem, instr, capture_log, NULL, NULL };
+  flow__sandbox_config cfg = { &al, mem, instr, capture_log, NULL, NULL,
+                                0, 0, 0, 0, 0 };
   flow__sandbox *s = NULL;
   int rc = flow__sandbox_new(&s, &cfg, &err);
   ck_assert_msg(rc == 0, "sandbox_new: %d %s", rc, err.msg);
@@ -293,7 +294,7 @@ START_TEST(test_sandbox_host_out_of_memory)
   for (long n = 1;; n++) {
     memset(&ta, 0, sizeof ta);
     ta.fail_at = n;
-    flow__sandbox_config cfg = { &al, 0, 0, NULL, NULL, NULL };
+    flow__sandbox_config cfg = { &al, 0, 0, NULL, NULL, NULL, 0, 0, 0, 0, 0 };
     flow__sandbox *s = NULL;
     int rc = flow__sandbox_new(&s, &cfg, &err);
     if (rc == 0) {
@@ -316,7 +317,7 @@ END_TEST
 
 START_TEST(test_sandbox_tiny_memory_limit)
 {
-  flow__sandbox_config cfg = { &al, 1024, 0, NULL, NULL, NULL };
+  flow__sandbox_config cfg = { &al, 1024, 0, NULL, NULL, NULL, 0, 0, 0, 0, 0 };
   flow__sandbox *s = NULL;
   int rc = flow__sandbox_new(&s, &cfg, &err);
   ck_assert_int_eq(rc, FLOW_ELIMIT);

@@ -23,7 +23,7 @@ setup(void)
 {
   memset(&ta, 0, sizeof ta);
   al = test_allocator(&ta);
-  flow__sandbox_config cfg = { &al, 0, 0, NULL, NULL, NULL };
+  flow__sandbox_config cfg = { &al, 0, 0, NULL, NULL, NULL, 0, 0, 0, 0, 0 };
   flow__err_clear(&err);
   ck_assert_int_eq(flow__sandbox_new(&sb, &cfg, &err), 0);
 }

@@ -41,7 +41,7 @@ teardown(void)
 static int
 compile_with(const char *src, const char *chunk, size_t mem, uint64_t instr)
 {
-  flow__sandbox_config cfg = { &al, mem, instr, NULL, NULL, NULL };
+  flow__sandbox_config cfg = { &al, mem, instr, NULL, NULL, NULL, 0, 0, 0, 0, 0 };
   ck_assert_int_eq(flow__sandbox_new(&sb, &cfg, &err), 0);
   svc = flow__calloc(&al, 1, sizeof *svc);
   ck_assert_ptr_nonnull(svc);
@@ -531,7 +531,7 @@ START_TEST(test_script_load_host_out_of_memory)
   /* Fail each allocation in turn; every outcome is clean. */
   for (long n = 1;; n++) {
     memset(&ta, 0, sizeof ta);
-    flow__sandbox_config cfg = { &al, 0, 0, NULL, NULL, NULL };
+    flow__sandbox_config cfg = { &al, 0, 0, NULL, NULL, NULL, 0, 0, 0, 0, 0 };
     ck_assert_int_eq(flow__sandbox_new(&sb, &cfg, &err), 0);
     svc = flow__calloc(&al, 1, sizeof *svc);
     ta.calls = 0;
