@@ -376,6 +376,11 @@ flow_case_open(char **out, flow_engine *engine, const char *service,
   if (service == NULL)
     return flow__engine_fail(engine, FLOW_EMISUSE, "service is NULL");
   flow_engine *e = engine;
+  if (!is_identifier(service) || strlen(service) > 64)
+    return flow__engine_fail(e, FLOW_EINVAL,
+                             "'%.40s' is not a service name (names are "
+                             "lower-case, like missed_bin)",
+                             service);
   int rc;
   if ((rc = actor_check(e, actor)) != 0)
     return rc;
@@ -421,6 +426,8 @@ flow_case_open(char **out, flow_engine *engine, const char *service,
                    NULL, NULL };
   data = NULL; /* t owns it now */
   rc = run_scripts(&t);
+  if (rc != 0 && flow__sandbox_damaged(svc->sb))
+    flow__engine_evict(e, svc);
   if (rc == 0)
     rc = persist(&t, 1);
   if (rc == 0 && (rc = e->vt->commit(e->store, &err)) != 0)
@@ -515,11 +522,11 @@ flow_case_signal(char **out, flow_engine *engine, const char *case_id,
         n += (size_t)snprintf(has + n, sizeof has - n, "%s%s", i ? ", " : "",
                               actor->roles[i]);
       rc = flow__engine_fail(e, FLOW_EPERM,
-                             "event '%s' in state '%s' needs the role %s; "
-                             "%s '%s' has %s",
-                             event, row.state, need, "actor",
+                             "event '%s' in state '%s' needs the role %s, "
+                             "and actor '%s' has %s%s",
+                             event, row.state, need,
                              actor && actor->id ? actor->id : "anonymous",
-                             has[0] ? has : "no roles");
+                             has[0] ? "only " : "no roles", has);
       goto rollback;
     }
   }
@@ -534,6 +541,8 @@ flow_case_signal(char **out, flow_engine *engine, const char *case_id,
                    flow_engine_now(e), NULL, NULL };
   data = NULL;
   rc = run_scripts(&t);
+  if (rc != 0 && flow__sandbox_damaged(svc->sb))
+    flow__engine_evict(e, svc);
   if (rc == 0)
     rc = persist(&t, 0);
   if (rc == 0 && (rc = e->vt->commit(e->store, &err)) != 0)

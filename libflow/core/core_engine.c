@@ -242,6 +242,18 @@ cached_service(flow_engine *e, const char *name, int64_t version)
   return NULL;
 }
 
+void
+flow__engine_evict(flow_engine *e, flow__service *svc)
+{
+  for (flow__service **pp = &e->services; *pp; pp = &(*pp)->next) {
+    if (*pp == svc) {
+      *pp = svc->next;
+      flow__service_free(&e->alloc, svc);
+      return;
+    }
+  }
+}
+
 int
 flow__engine_service(flow_engine *e, const char *name, int64_t version,
                      flow__service **out)

@@ -6,27 +6,147 @@
  */
 #include "core.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#define DUMP_FLAGS                                                             \
-  (JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17))
+/*
+ * Our own encoder rather than json_dumps(): Jansson prints 0.1 as
+ * 0.10000000000000001 because it always uses 17 digits.  We print the
+ * shortest form that reads back as the same double, and always with a '.'
+ * or an exponent so a float stays a float on the way back in.  Keys are
+ * sorted so equal objects give equal bytes.
+ */
+static void
+dump_string(flow__buf *b, const char *s, size_t n)
+{
+  static const char hex[] = "0123456789abcdef";
+  flow__buf_addc(b, '"');
+  size_t run = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c != '"' && c != '\\')
+      continue;
+    flow__buf_add(b, s + run, i - run);
+    run = i + 1;
+    switch (c) {
+    case '"': flow__buf_add(b, "\\\"", 2); break;
+    case '\\': flow__buf_add(b, "\\\\", 2); break;
+    case '\n': flow__buf_add(b, "\\n", 2); break;
+    case '\r': flow__buf_add(b, "\\r", 2); break;
+    case '\t': flow__buf_add(b, "\\t", 2); break;
+    case '\b': flow__buf_add(b, "\\b", 2); break;
+    case '\f': flow__buf_add(b, "\\f", 2); break;
+    default: {
+      char u[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+      flow__buf_add(b, u, 6);
+    }
+    }
+  }
+  flow__buf_add(b, s + run, n - run);
+  flow__buf_addc(b, '"');
+}
+
+static void
+dump_real(flow__buf *b, double x)
+{
+  char tmp[40];
+  for (int prec = 15; prec <= 17; prec++) {
+    snprintf(tmp, sizeof tmp, "%.*g", prec, x);
+    if (strtod(tmp, NULL) == x)
+      break;
+  }
+  /* A host may have set a locale whose decimal point is a comma. */
+  for (char *p = tmp; *p; p++)
+    if (*p == ',')
+      *p = '.';
+  flow__buf_adds(b, tmp);
+  if (strpbrk(tmp, ".eEn") == NULL)
+    flow__buf_add(b, ".0", 2);
+}
 
 static int
-dump_to_buf(const char *buffer, size_t size, void *data)
+cmp_keys(const void *a, const void *b)
 {
-  flow__buf *b = data;
-  flow__buf_add(b, buffer, size);
-  return b->oom ? -1 : 0;
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int
+dump_value(json_t *j, flow__buf *b, int depth)
+{
+  if (depth > 10000)
+    return FLOW_EINVAL;
+  switch (json_typeof(j)) {
+  case JSON_OBJECT: {
+    size_t n = json_object_size(j), i = 0;
+    const char *small[32];
+    const char **keys = small;
+    if (n > 32) {
+      keys = flow__malloc(b->a, n * sizeof *keys);
+      if (keys == NULL)
+        return FLOW_ENOMEM;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(j, k, v) keys[i++] = k;
+    qsort(keys, n, sizeof *keys, cmp_keys);
+    flow__buf_addc(b, '{');
+    int rc = 0;
+    for (i = 0; i < n && rc == 0; i++) {
+      if (i)
+        flow__buf_addc(b, ',');
+      dump_string(b, keys[i], strlen(keys[i]));
+      flow__buf_addc(b, ':');
+      rc = dump_value(json_object_get(j, keys[i]), b, depth + 1);
+    }
+    flow__buf_addc(b, '}');
+    if (keys != small)
+      flow__free(b->a, keys);
+    return rc;
+  }
+  case JSON_ARRAY: {
+    flow__buf_addc(b, '[');
+    for (size_t i = 0; i < json_array_size(j); i++) {
+      if (i)
+        flow__buf_addc(b, ',');
+      int rc = dump_value(json_array_get(j, i), b, depth + 1);
+      if (rc)
+        return rc;
+    }
+    flow__buf_addc(b, ']');
+    return 0;
+  }
+  case JSON_STRING:
+    dump_string(b, json_string_value(j), json_string_length(j));
+    return 0;
+  case JSON_INTEGER:
+    flow__buf_addf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(j));
+    return 0;
+  case JSON_REAL:
+    dump_real(b, json_real_value(j));
+    return 0;
+  case JSON_TRUE:
+    flow__buf_add(b, "true", 4);
+    return 0;
+  case JSON_FALSE:
+    flow__buf_add(b, "false", 5);
+    return 0;
+  case JSON_NULL:
+    flow__buf_add(b, "null", 4);
+    return 0;
+  }
+  return FLOW_EINVAL;
 }
 
 int
 flow__json_dump(json_t *j, flow__buf *b)
 {
-  if (json_dump_callback(j, dump_to_buf, b, DUMP_FLAGS) != 0 || b->oom)
-    return FLOW_ENOMEM;
-  if (b->p == NULL)
+  int rc = dump_value(j, b, 0);
+  if (rc == 0 && b->p == NULL)
     flow__buf_add(b, "", 0);
-  return b->oom ? FLOW_ENOMEM : 0;
+  if (b->oom)
+    return FLOW_ENOMEM;
+  return rc;
 }
 
 char *

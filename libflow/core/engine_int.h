@@ -37,6 +37,13 @@ int flow__engine_sandbox(flow_engine *e, flow__sandbox **out);
 int flow__engine_service(flow_engine *e, const char *name, int64_t version,
                          flow__service **out);
 
+/*
+ * Drops a compiled service from the cache and frees it; the next event
+ * compiles it afresh from its stored source.  Used after a kill may have
+ * damaged its Lua state.
+ */
+void flow__engine_evict(flow_engine *e, flow__service *svc);
+
 /* Hands j (consumed, may be NULL after a failed allocation) to the host
    as an owned JSON string in *out (nothing when out is NULL). */
 int flow__engine_owned_json(flow_engine *e, char **out, json_t *j);

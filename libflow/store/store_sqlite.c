@@ -169,7 +169,7 @@ migrate(flow__store *s, const char *path, flow__err *err)
     if (ntables > 0)
       return flow__err_set(err, FLOW_EIO,
                            "%s is an SQLite database that libflow did not "
-                           "create: use a new file for --db",
+                           "create: give libflow a new file name",
                            path);
   }
   for (int v = ver; v < SCHEMA_VERSION; v++) {
@@ -231,7 +231,7 @@ sqlite_open(flow__store **out, const char *path, const flow__store_config *cfg,
   if (rc != SQLITE_OK) {
     if ((rc & 0xff) == SQLITE_NOTADB)
       flow__err_set(err, FLOW_EIO,
-                    "%s is not a database (use a new file for --db)", path);
+                    "%s is not a database (give libflow a new file name)", path);
     else
       sql_fail(s, err, rc, "opening the database");
     goto fail;
@@ -569,6 +569,19 @@ bind_where(sqlite3_stmt *st, int idx, const char *value_json,
   return ret;
 }
 
+/* The JSON text null, with optional white space: "the field is not set". */
+static int
+is_json_null(const char *v)
+{
+  while (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r')
+    v++;
+  if (strncmp(v, "null", 4) != 0)
+    return 0;
+  for (v += 4; *v == ' ' || *v == '\t' || *v == '\n' || *v == '\r'; v++)
+    ;
+  return *v == 0;
+}
+
 static int
 sqlite_case_list(flow__store *s, const flow_case_query *q,
                  int (*each)(void *ctx, const flow__case_row *row), void *ctx,
@@ -586,7 +599,10 @@ sqlite_case_list(flow__store *s, const flow_case_query *q,
   if (q->status)
     flow__buf_adds(&sql, " AND closed = ?");
   for (size_t i = 0; i < q->nwhere; i++)
-    flow__buf_addf(&sql, " AND json_extract(data, '$.%s') IN (?, ?)",
+    flow__buf_addf(&sql,
+                   is_json_null(q->where[i].value_json)
+                       ? " AND json_extract(data, '$.%s') IS NULL"
+                       : " AND json_extract(data, '$.%s') IN (?, ?)",
                    q->where[i].field);
   flow__buf_adds(&sql, " ORDER BY id LIMIT ? OFFSET ?");
   const char *text = flow__buf_str(&sql);
@@ -608,10 +624,12 @@ sqlite_case_list(flow__store *s, const flow_case_query *q,
     sqlite3_bind_int(st, idx++, strcmp(q->status, "closed") == 0);
   for (size_t i = 0; i < q->nwhere; i++) {
     char tb[64];
+    if (is_json_null(q->where[i].value_json))
+      continue; /* "field is not set": no parameters */
     if (bind_where(st, idx, q->where[i].value_json, tb, sizeof tb) != 0) {
       ret = flow__err_set(err, FLOW_EINVAL,
-                          "--where %s: the value must be a JSON text, "
-                          "number, true or false",
+                          "where %s: the value must be a JSON string, "
+                          "number, true, false or null",
                           q->where[i].field);
       goto done;
     }

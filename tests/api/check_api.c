@@ -345,6 +345,16 @@ START_TEST(test_api_json_fidelity)
   ck_assert_msg(strstr(out, "\"tags\":[]") != NULL, "%s", out);
   ck_assert_msg(strstr(out, "\"ratio\":2.0") != NULL, "%s", out);
   flow_free(out);
+  /* Decimals print in their shortest exact form. */
+  ck_assert_int_eq(flow_case_signal(&out, E, "1", "echo",
+                                    "{\"ratio\":0.1,\"extra\":{\"big\":"
+                                    "1e300,\"s\":\"a\\\"b\\n\\u0001\"}}",
+                                    NULL),
+                   0);
+  ck_assert_msg(strstr(out, "\"ratio\":0.1,") != NULL, "%s", out);
+  ck_assert_msg(strstr(out, "\"big\":1e+300") != NULL, "%s", out);
+  ck_assert_msg(strstr(out, "\"s\":\"a\\\"b\\n\\u0001\"") != NULL, "%s", out);
+  flow_free(out);
   /* Integers stay integers through Lua arithmetic. */
   ck_assert_int_eq(flow_case_signal(&out, E, "1", "touch", NULL, NULL), 0);
   ck_assert_msg(strstr(out, "\"count\":1,") != NULL, "%s", out);
@@ -389,6 +399,11 @@ START_TEST(test_api_list_filters)
   ck_assert_int_eq(flow_case_list(&out, E, &q2), 0);
   ck_assert(strstr(out, "\"id\":\"2\"") && strstr(out, "\"id\":\"3\"") &&
             !strstr(out, "\"id\":\"1\"") && !strstr(out, "\"id\":\"4\""));
+  flow_free(out);
+  flow_where unset[] = { { "crew", "null" } };
+  q.where = unset;
+  ck_assert_int_eq(flow_case_list(&out, E, &q), 0);
+  ck_assert(!strstr(out, "\"id\":\"2\"") && strstr(out, "\"id\":\"1\""));
   flow_free(out);
   flow_where bad[] = { { "x'); DROP TABLE cases; --", "1" } };
   q.where = bad;

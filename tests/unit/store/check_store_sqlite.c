@@ -179,6 +179,8 @@ START_TEST(test_store_sqlite_list_filters)
     { NULL, NULL, "ok", "true", "1," },
     { NULL, NULL, "ok", "false", "2," },
     { NULL, NULL, "missing", "1", "" },
+    { NULL, NULL, "ok", "null", "3," },
+    { NULL, NULL, "ok", " null ", "3," },
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     flow_case_query q = FLOW_CASE_QUERY_INIT;
