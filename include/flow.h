@@ -12,5 +12,6 @@
 #include "flow/engine.h"
 #include "flow/service.h"
 #include "flow/case.h"
+#include "flow/loop.h"
 
 #endif /* FLOW_H */

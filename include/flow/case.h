@@ -76,7 +76,7 @@ typedef struct flow_where {
   const char *value_json; /* a JSON scalar: "\"refuse\"", "3", "true" */
 } flow_where;
 
-#define FLOW_CASE_QUERY_VERSION 1
+#define FLOW_CASE_QUERY_VERSION 2
 
 /* A filter for flow_case_list(); NULL members do not filter. */
 typedef struct flow_case_query {
@@ -88,10 +88,13 @@ typedef struct flow_case_query {
   size_t nwhere;
   size_t limit;             /* 0: 100 */
   size_t offset;
+  /* Version 2. */
+  int overdue;              /* 1: only open cases whose due_at has passed
+                               by the engine clock */
 } flow_case_query;
 
 #define FLOW_CASE_QUERY_INIT                                                   \
-  { FLOW_CASE_QUERY_VERSION, NULL, NULL, NULL, NULL, 0, 0, 0 }
+  { FLOW_CASE_QUERY_VERSION, NULL, NULL, NULL, NULL, 0, 0, 0, 0 }
 
 /*
  * The cases matching query (NULL: all) as an owned JSON array of cases,
@@ -100,6 +103,44 @@ typedef struct flow_case_query {
  */
 FLOW_EXTERN int flow_case_list(char **out, flow_engine *engine,
                                const flow_case_query *query);
+
+/*
+ * The pending timers of a case as an owned JSON array, earliest first:
+ * {"id","due_at","event","payload","state" (null when kept across
+ * states),"kind" ("after", "timer", "sla_warning", "sla_breached")} and,
+ * for timers whose event was refused when they fired, "status":"incident"
+ * with "error".  FLOW_EINVAL, FLOW_ENOTFOUND.
+ */
+FLOW_EXTERN int flow_case_timers(char **out, flow_engine *engine,
+                                 const char *case_id);
+
+/*
+ * Completion of an asynchronous call: status is 0 or a FLOW_E* code;
+ * case_json is the case after the transition (NULL on failure), valid only
+ * during the call; flow_errmsg(engine) has the reason during the call.
+ */
+typedef void (*flow_case_cb)(flow_engine *engine, int status,
+                             const char *case_json, void *payload);
+
+/*
+ * Asynchronous open and signal: the call is queued and returns 0 at once
+ * (or FLOW_EINVAL/FLOW_ENOMEM for arguments it can refuse without the
+ * database).  All calls queued in one loop round are applied in one SQLite
+ * transaction (group commit), each in its own savepoint, so one refusal
+ * does not fail the others; cb runs after that transaction is durable.
+ * The engine's loop must run (flow_engine_run or a host loop) for cb to be
+ * called.  Arguments are copied.  Calls still queued when the engine is
+ * closed get their callback with FLOW_EMISUSE.
+ */
+FLOW_EXTERN int flow_case_open_async(flow_engine *engine, const char *service,
+                                     const char *data_json,
+                                     const flow_actor *actor, flow_case_cb cb,
+                                     void *payload);
+FLOW_EXTERN int flow_case_signal_async(flow_engine *engine,
+                                       const char *case_id, const char *event,
+                                       const char *payload_json,
+                                       const flow_actor *actor,
+                                       flow_case_cb cb, void *payload);
 
 /*
  * Runs a chunk of Lua in a fresh sandbox under the same rules and budgets

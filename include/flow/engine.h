@@ -118,6 +118,39 @@ FLOW_EXTERN void flow_engine_set_time(flow_engine *engine, int64_t ms);
 /* The engine clock now, in milliseconds since the Unix epoch (UTC). */
 FLOW_EXTERN int64_t flow_engine_now(flow_engine *engine);
 
+#define FLOW_CALENDAR_OPTIONS_VERSION 1
+
+/*
+ * The working-time calendar that "N working days/hours" and service levels
+ * are counted on.  Initialise with FLOW_CALENDAR_OPTIONS_INIT; NULL or 0
+ * members keep the default.
+ */
+typedef struct flow_calendar_options {
+  unsigned version;
+  const char *zone;      /* "Europe/London" (default), "UTC", a fixed
+                            offset "+01:00", or one of the EU-rule zones
+                            listed in docs/time.md */
+  const char *opens;     /* "09:00" */
+  const char *closes;    /* "17:00" */
+  unsigned weekdays;     /* bit d set: weekday d works, 0 = Sunday;
+                            0 means Monday to Friday */
+  int no_bank_holidays;  /* 1: do not add England & Wales bank holidays */
+  const char *const *holidays; /* extra days off, "YYYY-MM-DD" */
+  size_t nholidays;
+} flow_calendar_options;
+
+#define FLOW_CALENDAR_OPTIONS_INIT                                             \
+  { FLOW_CALENDAR_OPTIONS_VERSION, NULL, NULL, NULL, 0, 0, NULL, 0 }
+
+/*
+ * Replaces the engine's calendar.  Applies to deadlines computed from now
+ * on; timers already set keep their times.  FLOW_EINVAL names the option
+ * at fault (an unknown zone, "25:00", closes before opens, a malformed
+ * holiday); the calendar is then unchanged.
+ */
+FLOW_EXTERN int flow_engine_set_calendar(flow_engine *engine,
+                                         const flow_calendar_options *opts);
+
 /*
  * Parses an ISO 8601 timestamp that carries an offset or Z
  * ("2026-11-27T09:00:00Z", "2026-11-27T09:00:00+01:00", fractions allowed)

@@ -98,6 +98,8 @@ typedef struct flow__service {
   size_t nstates;
   char *sla_within;  /* duration text, or NULL */
   flow__duration sla;
+  char *sla_warn;    /* when to send sla_warning, from opening, or NULL */
+  flow__duration sla_warn_dur;
   char *source;
   size_t source_len;
   char *chunkname;

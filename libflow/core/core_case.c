@@ -10,7 +10,7 @@
  */
 #include "engine_int.h"
 
-#include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -173,18 +173,14 @@ typedef struct transition {
   const char *event;
   json_t *payload;
   const flow_actor *actor;
-  const flow__trans *trans; /* NULL when opening */
+  const flow__trans *trans; /* the `on` entry, or NULL */
+  const char *target;       /* forced target (an `after` timer), or NULL */
+  int opening;
   int64_t now;
   /* results */
   const flow__state *next;
   json_t *calls;
 } transition;
-
-static int
-script_error(flow_engine *e, const flow__err *err)
-{
-  return flow__engine_fail_err(e, err);
-}
 
 /* Runs guard, handler, exit and enter hooks as the transition needs. */
 static int
@@ -194,7 +190,6 @@ run_scripts(transition *t)
   const flow__service *svc = t->svc;
   const flow__state *cur = flow__service_state(svc, t->row->state);
   const flow__trans *tr = t->trans;
-  int opening = tr == NULL;
   char *ret = NULL;
   int rc;
 
@@ -207,13 +202,23 @@ run_scripts(transition *t)
 
   /* Decide the target without Lua when no function is involved. */
   const flow__state *next = cur;
-  if (!opening && tr->target && tr->handler == FLOW__NOREF)
+  if (t->target)
+    next = flow__service_state(svc, t->target);
+  else if (tr && tr->target && tr->handler == FLOW__NOREF)
     next = flow__service_state(svc, tr->target);
-  int needs_lua =
-      opening ? cur->enter != FLOW__NOREF
-              : (tr->guard != FLOW__NOREF || tr->handler != FLOW__NOREF ||
-                 (next != cur &&
-                  (cur->exit != FLOW__NOREF || next->enter != FLOW__NOREF)));
+  if (next == NULL)
+    return flow__engine_fail(e, FLOW_ESTATE,
+                             "%s: state '%s' does not exist in version %lld",
+                             svc->chunkname, t->target ? t->target : "?",
+                             (long long)svc->version);
+  int needs_lua;
+  if (t->opening)
+    needs_lua = cur->enter != FLOW__NOREF;
+  else
+    needs_lua = (tr && (tr->guard != FLOW__NOREF ||
+                        tr->handler != FLOW__NOREF)) ||
+                (next != cur &&
+                 (cur->exit != FLOW__NOREF || next->enter != FLOW__NOREF));
   if (!needs_lua) {
     t->next = next;
     return 0;
@@ -233,13 +238,13 @@ run_scripts(transition *t)
   flow__sandbox *sb = svc->sb;
 
   if ((rc = flow__run_begin(sb, svc, &cv, t->data, &ev, &err)) != 0)
-    return script_error(e, &err);
+    return flow__engine_fail_err(e, &err);
 
-  if (opening) {
+  if (t->opening) {
     if ((rc = flow__run_invoke(sb, cur->enter, NULL, NULL, &err)) != 0)
       goto fail;
   } else {
-    if (tr->guard != FLOW__NOREF) {
+    if (tr && tr->guard != FLOW__NOREF) {
       int truth = 0;
       if ((rc = flow__run_invoke(sb, tr->guard, NULL, &truth, &err)) != 0)
         goto fail;
@@ -252,7 +257,7 @@ run_scripts(transition *t)
                                  cur->name);
       }
     }
-    if (tr->handler != FLOW__NOREF) {
+    if (tr && tr->handler != FLOW__NOREF) {
       if ((rc = flow__run_invoke(sb, tr->handler, &ret, NULL, &err)) != 0)
         goto fail;
       const char *target = ret ? ret : tr->target;
@@ -294,12 +299,116 @@ run_scripts(transition *t)
 fail:
   flow__free(&e->alloc, ret);
   flow__run_abort(sb);
-  return script_error(e, &err);
+  return flow__engine_fail_err(e, &err);
 }
 
-/* Validates, then writes case, history and actions; inside a txn. */
+/* Inserts one timer; due computed on the engine calendar. */
 static int
-persist(transition *t, int opening)
+add_timer(flow_engine *e, int64_t case_id, int64_t due, const char *kind,
+          const char *event, json_t *payload, const char *target,
+          const char *state, flow__err *err)
+{
+  char *text = flow__json_owned(&e->alloc, payload);
+  if (text == NULL)
+    return flow__err_set(err, FLOW_ENOMEM, "out of memory setting a timer");
+  flow__timer_row r = { 0,    case_id, due,    kind, event,
+                        text, target,  state, "pending", NULL };
+  int rc = e->vt->timer_insert(e->store, &r, err);
+  flow_free(text);
+  e->next_due = INT64_MIN;
+  return rc;
+}
+
+/* The `after` entries of the state just entered. */
+static int
+add_state_timers(transition *t, flow__err *err)
+{
+  flow_engine *e = t->e;
+  const flow__state *st = t->next;
+  for (size_t i = 0; i < st->nafter; i++) {
+    const flow__after *a = &st->after[i];
+    int64_t due;
+    if (flow__calendar_add(&e->cal, t->now, &a->dur, &due) != 0)
+      return flow__err_set(err, FLOW_EINVAL,
+                           "%s:%d: the timer '%s' in state '%s' overflows",
+                           t->svc->chunkname, a->line, a->duration, st->name);
+    json_t *payload = a->event ? (a->payload ? json_incref(a->payload)
+                                             : json_object())
+                               : json_pack("{s:s}", "after", a->duration);
+    int rc = add_timer(e, t->row->id, due, a->event ? "timer" : "after",
+                       a->event ? a->event : "after", payload, a->target,
+                       st->name, err);
+    json_decref(payload);
+    if (rc != 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* Timers a handler asked for with flow.after / flow.at. */
+static int
+add_requested_timer(transition *t, json_t *req, flow__err *err)
+{
+  flow_engine *e = t->e;
+  const char *event = json_string_value(json_object_get(req, "event"));
+  const char *after = json_string_value(json_object_get(req, "after"));
+  const char *at = json_string_value(json_object_get(req, "at"));
+  int keep = json_is_true(json_object_get(req, "keep"));
+  json_t *payload = json_object_get(req, "payload");
+  int64_t due;
+  if (event == NULL)
+    return flow__err_set(err, FLOW_ESCRIPT, "%s: a timer needs an event",
+                         t->svc->chunkname);
+  if (after) {
+    flow__duration d;
+    if (flow__duration_parse(after, &d, err) != 0)
+      return flow__err_set(err, FLOW_ESCRIPT, "%s: flow.after: %s",
+                           t->svc->chunkname, err->msg);
+    if (flow__calendar_add(&e->cal, t->now, &d, &due) != 0)
+      return flow__err_set(err, FLOW_ESCRIPT, "%s: flow.after('%s') overflows",
+                           t->svc->chunkname, after);
+  } else if (at == NULL || flow__time_parse(at, &due) != 0) {
+    return flow__err_set(err, FLOW_ESCRIPT,
+                         "%s: flow.at needs a time with an offset, like "
+                         "\"2026-12-01T09:00:00Z\"",
+                         t->svc->chunkname);
+  }
+  json_t *p = payload ? json_incref(payload) : json_object();
+  int rc = add_timer(e, t->row->id, due, "timer", event, p, NULL,
+                     keep ? NULL : t->next->name, err);
+  json_decref(p);
+  return rc;
+}
+
+/* SLA timers when a case opens: kept across states. */
+static int
+add_sla_timers(transition *t, flow__err *err)
+{
+  flow_engine *e = t->e;
+  const flow__service *svc = t->svc;
+  int rc = 0;
+  if (svc->sla_within && t->row->due_at != FLOW__NO_TIME) {
+    json_t *p = json_pack("{s:s}", "within", svc->sla_within);
+    rc = add_timer(e, t->row->id, t->row->due_at, "sla_breached",
+                   "sla_breached", p, NULL, NULL, err);
+    json_decref(p);
+  }
+  if (rc == 0 && svc->sla_warn) {
+    int64_t due;
+    if (flow__calendar_add(&e->cal, t->now, &svc->sla_warn_dur, &due) != 0)
+      return flow__err_set(err, FLOW_EINVAL, "%s: sla.warn overflows",
+                           svc->chunkname);
+    json_t *p = json_pack("{s:s}", "warn", svc->sla_warn);
+    rc = add_timer(e, t->row->id, due, "sla_warning", "sla_warning", p, NULL,
+                   NULL, err);
+    json_decref(p);
+  }
+  return rc;
+}
+
+/* Validates, then writes case, history, timers and actions; in a txn. */
+static int
+persist(transition *t)
 {
   flow_engine *e = t->e;
   flow__err err;
@@ -324,7 +433,10 @@ persist(transition *t, int opening)
   }
 
   flow__case_row *row = t->row;
-  const char *from = opening ? NULL : row->state;
+  const flow__state *cur = t->opening ? NULL
+                                      : flow__service_state(t->svc, row->state);
+  int moved = t->opening || t->next != cur;
+  const char *from = t->opening ? NULL : row->state;
   char *oldstate = row->state;
   char *olddata = row->data;
   row->state = t->next->name;
@@ -332,26 +444,43 @@ persist(transition *t, int opening)
   row->closed = t->next->final;
   row->updated_at = t->now;
   row->seq += 1;
-  rc = opening ? e->vt->case_insert(e->store, row, &err)
-               : e->vt->case_update(e->store, row, &err);
-  flow__history_row h = { row->id,     row->seq,     t->now, actor,
-                          t->event,    payload.p,    from,   t->next->name };
+  rc = t->opening ? e->vt->case_insert(e->store, row, &err)
+                  : e->vt->case_update(e->store, row, &err);
+  flow__history_row h = { row->id,  row->seq,  t->now, actor,
+                          t->event, payload.p, from,   t->next->name };
   if (rc == 0)
     rc = e->vt->history_append(e->store, &h, &err);
+  /* Timers: leaving a state cancels its own; closing cancels all. */
+  if (rc == 0 && moved && !t->opening)
+    rc = e->vt->timer_delete_scoped(e->store, row->id, &err);
+  if (rc == 0 && row->closed)
+    rc = e->vt->timer_delete_case(e->store, row->id, &err);
+  if (rc == 0 && moved && !row->closed)
+    rc = add_state_timers(t, &err);
+  if (rc == 0 && t->opening && !row->closed)
+    rc = add_sla_timers(t, &err);
+  if (moved)
+    e->next_due = INT64_MIN;
+  int nact = 0;
   for (size_t i = 0; rc == 0 && t->calls && i < json_array_size(t->calls);
        i++) {
     json_t *c = json_array_get(t->calls, i);
+    const char *action = json_string_value(json_object_get(c, "action"));
+    if (action == NULL) {
+      if (!row->closed)
+        rc = add_requested_timer(t, c, &err);
+      continue;
+    }
     char *args = flow__json_owned(&e->alloc, json_object_get(c, "args"));
     if (args == NULL) {
       rc = flow__err_set(&err, FLOW_ENOMEM, "out of memory queueing action");
       break;
     }
-    rc = e->vt->outbox_add(e->store, row->id, row->seq, (int)i,
-                           json_string_value(json_object_get(c, "action")),
-                           args, t->now, &err);
+    rc = e->vt->outbox_add(e->store, row->id, row->seq, nact++, action, args,
+                           t->now, &err);
     flow_free(args);
   }
-  /* Put the row back as it was; the caller re-reads what it needs. */
+  /* Put the row back as it was; the caller reports from t->next. */
   row->state = oldstate;
   row->data = olddata;
   if (rc != 0)
@@ -363,41 +492,61 @@ done:
   return rc;
 }
 
-/* ---- public entry points --------------------------------------------- */
+/* Runs and persists t; on success *out (if out) gets the case JSON.
+   Consumes t->data; the caller holds the transaction. */
+static int
+transition_run(transition *t, char **out)
+{
+  flow_engine *e = t->e;
+  int rc = run_scripts(t);
+  if (rc != 0 && flow__sandbox_damaged(t->svc->sb)) {
+    flow__engine_evict(e, t->svc);
+    t->svc = NULL;
+  }
+  if (rc == 0)
+    rc = persist(t);
+  json_decref(t->calls);
+  t->calls = NULL;
+  if (rc != 0) {
+    json_decref(t->data);
+    t->data = NULL;
+    return rc;
+  }
+  /* Report the row as persisted: persist() advanced seq and time. */
+  char *old = t->row->state;
+  t->row->state = t->next->name;
+  t->row->closed = t->next->final;
+  rc = out ? emit_case(e, out, t->row, t->data) : (json_decref(t->data), 0);
+  t->data = NULL;
+  t->row->state = old;
+  return rc;
+}
+
+/* ---- opening and applying, inside a transaction ----------------------- */
 
 int
-flow_case_open(char **out, flow_engine *engine, const char *service,
-               const char *data_json, const flow_actor *actor)
+flow__case_open_txn(flow_engine *e, const char *service,
+                    const char *data_json, const flow_actor *actor,
+                    char **out)
 {
-  if (out)
-    *out = NULL;
-  if (engine == NULL)
-    return FLOW_EMISUSE;
-  if (service == NULL)
-    return flow__engine_fail(engine, FLOW_EMISUSE, "service is NULL");
-  flow_engine *e = engine;
+  flow__err err;
+  flow__err_clear(&err);
+  json_t *data = NULL, *payload = NULL;
+  int rc;
   if (!is_identifier(service) || strlen(service) > 64)
     return flow__engine_fail(e, FLOW_EINVAL,
                              "'%.40s' is not a service name (names are "
                              "lower-case, like missed_bin)",
                              service);
-  int rc;
-  if ((rc = actor_check(e, actor)) != 0)
-    return rc;
-  flow__err err;
-  flow__err_clear(&err);
-  json_t *data = NULL, *payload = NULL;
   if ((rc = flow__json_parse_object(data_json, "case data", &data, &err)))
     return flow__engine_fail_err(e, &err);
-  payload = json_deep_copy(data);
   flow__service *svc;
-  if (payload == NULL) {
+  if ((rc = flow__engine_service(e, service, 0, &svc)) != 0)
+    goto done;
+  if ((payload = json_deep_copy(data)) == NULL) {
     rc = flow__engine_fail(e, FLOW_ENOMEM, "out of memory");
     goto done;
   }
-  if ((rc = flow__engine_service(e, service, 0, &svc)) != 0)
-    goto done;
-
   int64_t now = flow_engine_now(e);
   flow__case_row row;
   memset(&row, 0, sizeof row);
@@ -409,46 +558,157 @@ flow_case_open(char **out, flow_engine *engine, const char *service,
   if (svc->sla_within &&
       flow__calendar_add(&e->cal, now, &svc->sla, &row.due_at) != 0) {
     rc = flow__engine_fail(e, FLOW_EINVAL,
-                           "%s: the service level '%s' from %lld overflows",
-                           svc->chunkname, svc->sla_within, (long long)now);
-    goto done;
-  }
-  if ((rc = e->vt->begin(e->store, &err)) != 0) {
-    flow__engine_fail_err(e, &err);
+                           "%s: the service level '%s' overflows",
+                           svc->chunkname, svc->sla_within);
     goto done;
   }
   if ((rc = e->vt->case_next_id(e->store, &row.id, &err)) != 0) {
     flow__engine_fail_err(e, &err);
-    goto rollback;
+    goto done;
   }
   row.seed = (int64_t)case_seed(row.id, now);
-  transition t = { e, svc, &row, data, "open", payload, actor, NULL, now,
-                   NULL, NULL };
+  transition t = { e,    svc, &row, data, "open", payload, actor,
+                   NULL, NULL, 1,   now,  NULL, NULL };
   data = NULL; /* t owns it now */
-  rc = run_scripts(&t);
-  if (rc != 0 && flow__sandbox_damaged(svc->sb))
-    flow__engine_evict(e, svc);
-  if (rc == 0)
-    rc = persist(&t, 1);
-  if (rc == 0 && (rc = e->vt->commit(e->store, &err)) != 0)
-    flow__engine_fail_err(e, &err);
-  json_decref(t.calls);
-  if (rc != 0) {
-    json_decref(t.data);
-    goto rollback;
-  }
-  row.state = t.next->name;
-  row.closed = t.next->final;
-  row.seq = 1;
-  flow__err_clear(&e->err);
-  rc = emit_case(e, out, &row, t.data);
-  goto done;
-rollback:
-  e->vt->rollback(e->store);
+  rc = transition_run(&t, out);
 done:
   json_decref(data);
   json_decref(payload);
   return rc;
+}
+
+int
+flow__case_apply_txn(flow_engine *e, int64_t id, const char *event,
+                     json_t *payload, const flow_actor *actor, int kind,
+                     const char *target, char **out)
+{
+  flow__err err;
+  flow__err_clear(&err);
+  flow__case_row row;
+  json_t *data = NULL;
+  int rc;
+  if ((rc = e->vt->case_get(e->store, id, &row, &err)) != 0)
+    return flow__engine_fail_err(e, &err);
+  if (row.closed) {
+    rc = flow__engine_fail(e, FLOW_ECLOSED,
+                           "case %lld is closed (state '%s'): it accepts no "
+                           "more events",
+                           (long long)id, row.state);
+    goto done;
+  }
+  flow__service *svc;
+  if ((rc = flow__engine_service(e, row.service, row.version, &svc)) != 0)
+    goto done;
+  const flow__state *st = flow__service_state(svc, row.state);
+  const flow__trans *tr = st && kind != FLOW__APPLY_AFTER
+                              ? flow__state_trans(st, event)
+                              : NULL;
+  if (st && tr == NULL &&
+      (kind == FLOW__APPLY_SIGNAL || kind == FLOW__APPLY_TIMER)) {
+    char evs[512];
+    rc = flow__engine_fail(e, FLOW_EEVENT,
+                           "case %lld is in state '%s', which does not "
+                           "accept '%.60s' (it accepts: %s)",
+                           (long long)id, row.state, event,
+                           event_list(st, evs, sizeof evs));
+    goto done;
+  }
+  if (kind == FLOW__APPLY_SIGNAL && tr && tr->nroles) {
+    int ok = 0;
+    for (size_t i = 0; i < tr->nroles && !ok; i++)
+      ok = actor_has_role(actor, tr->roles[i]);
+    if (!ok) {
+      char need[256], has[256];
+      size_t n = 0;
+      need[0] = has[0] = 0;
+      for (size_t i = 0; i < tr->nroles && n < sizeof need; i++)
+        n += (size_t)snprintf(need + n, sizeof need - n, "%s%s",
+                              i ? " or " : "", tr->roles[i]);
+      n = 0;
+      for (size_t i = 0; actor && i < actor->nroles && n < sizeof has; i++)
+        n += (size_t)snprintf(has + n, sizeof has - n, "%s%s", i ? ", " : "",
+                              actor->roles[i]);
+      rc = flow__engine_fail(e, FLOW_EPERM,
+                             "event '%s' in state '%s' needs the role %s, "
+                             "and actor '%s' has %s%s",
+                             event, row.state, need,
+                             actor && actor->id ? actor->id : "anonymous",
+                             has[0] ? "only " : "no roles", has);
+      goto done;
+    }
+  }
+  data = json_loads(row.data, 0, NULL);
+  if (data == NULL) {
+    rc = flow__engine_fail(e, FLOW_EIO, "case %lld: stored data is not JSON",
+                           (long long)id);
+    goto done;
+  }
+  transition t = { e,      svc,  &row, data, event,              payload,
+                   actor,  tr,   target, 0,  flow_engine_now(e), NULL,
+                   NULL };
+  data = NULL;
+  rc = transition_run(&t, out);
+done:
+  flow__case_row_clear(&e->alloc, &row);
+  json_decref(data);
+  return rc;
+}
+
+int
+flow__case_parse_id(flow_engine *e, const char *text, int64_t *out)
+{
+  return parse_case_id(e, text, out);
+}
+
+int
+flow__case_check_actor(flow_engine *e, const flow_actor *actor)
+{
+  return actor_check(e, actor);
+}
+
+/* ---- public entry points --------------------------------------------- */
+
+/* Commits what fn did, or rolls it back; frees *out on failure. */
+static int
+finish_txn(flow_engine *e, int rc, char **out)
+{
+  flow__err err;
+  flow__err_clear(&err);
+  if (rc == 0 && (rc = e->vt->commit(e->store, &err)) != 0)
+    flow__engine_fail_err(e, &err);
+  if (rc != 0) {
+    e->vt->rollback(e->store);
+    if (out) {
+      flow_free(*out);
+      *out = NULL;
+    }
+    e->next_due = INT64_MIN;
+    return rc;
+  }
+  flow__err_clear(&e->err);
+  flow__engine_kick(e);
+  return 0;
+}
+
+int
+flow_case_open(char **out, flow_engine *engine, const char *service,
+               const char *data_json, const flow_actor *actor)
+{
+  if (out)
+    *out = NULL;
+  if (engine == NULL)
+    return FLOW_EMISUSE;
+  if (service == NULL)
+    return flow__engine_fail(engine, FLOW_EMISUSE, "service is NULL");
+  int rc = actor_check(engine, actor);
+  if (rc != 0)
+    return rc;
+  flow__err err;
+  flow__err_clear(&err);
+  if ((rc = engine->vt->begin(engine->store, &err)) != 0)
+    return flow__engine_fail_err(engine, &err);
+  rc = flow__case_open_txn(engine, service, data_json, actor, out);
+  return finish_txn(engine, rc, out);
 }
 
 int
@@ -470,103 +730,18 @@ flow_case_signal(char **out, flow_engine *engine, const char *case_id,
     return rc;
   flow__err err;
   flow__err_clear(&err);
-  json_t *payload = NULL, *data = NULL;
+  json_t *payload = NULL;
   if ((rc = flow__json_parse_object(payload_json, "the event payload",
                                     &payload, &err)))
     return flow__engine_fail_err(e, &err);
-
-  flow__case_row row;
-  memset(&row, 0, sizeof row);
   if ((rc = e->vt->begin(e->store, &err)) != 0) {
-    flow__engine_fail_err(e, &err);
-    goto done;
+    json_decref(payload);
+    return flow__engine_fail_err(e, &err);
   }
-  if ((rc = e->vt->case_get(e->store, id, &row, &err)) != 0) {
-    flow__engine_fail_err(e, &err);
-    goto rollback;
-  }
-  if (row.closed) {
-    rc = flow__engine_fail(e, FLOW_ECLOSED,
-                           "case %lld is closed (state '%s'): it accepts no "
-                           "more events",
-                           (long long)id, row.state);
-    goto rollback;
-  }
-  flow__service *svc;
-  if ((rc = flow__engine_service(e, row.service, row.version, &svc)) != 0)
-    goto rollback;
-  const flow__state *st = flow__service_state(svc, row.state);
-  const flow__trans *tr = st ? flow__state_trans(st, event) : NULL;
-  if (st && tr == NULL) {
-    char evs[512];
-    rc = flow__engine_fail(e, FLOW_EEVENT,
-                           "case %lld is in state '%s', which does not "
-                           "accept '%.60s' (it accepts: %s)",
-                           (long long)id, row.state, event,
-                           event_list(st, evs, sizeof evs));
-    goto rollback;
-  }
-  if (tr && tr->nroles) {
-    int ok = 0;
-    for (size_t i = 0; i < tr->nroles && !ok; i++)
-      ok = actor_has_role(actor, tr->roles[i]);
-    if (!ok) {
-      char need[256], has[256];
-      size_t n = 0;
-      need[0] = has[0] = 0;
-      for (size_t i = 0; i < tr->nroles && n < sizeof need; i++)
-        n += (size_t)snprintf(need + n, sizeof need - n, "%s%s",
-                              i ? " or " : "", tr->roles[i]);
-      n = 0;
-      for (size_t i = 0; actor && i < actor->nroles && n < sizeof has; i++)
-        n += (size_t)snprintf(has + n, sizeof has - n, "%s%s", i ? ", " : "",
-                              actor->roles[i]);
-      rc = flow__engine_fail(e, FLOW_EPERM,
-                             "event '%s' in state '%s' needs the role %s, "
-                             "and actor '%s' has %s%s",
-                             event, row.state, need,
-                             actor && actor->id ? actor->id : "anonymous",
-                             has[0] ? "only " : "no roles", has);
-      goto rollback;
-    }
-  }
-  json_error_t je;
-  data = json_loads(row.data, 0, &je);
-  if (data == NULL) {
-    rc = flow__engine_fail(e, FLOW_EIO, "case %lld: stored data is not JSON",
-                           (long long)id);
-    goto rollback;
-  }
-  transition t = { e,     svc, &row, data, event, payload, actor, tr,
-                   flow_engine_now(e), NULL, NULL };
-  data = NULL;
-  rc = run_scripts(&t);
-  if (rc != 0 && flow__sandbox_damaged(svc->sb))
-    flow__engine_evict(e, svc);
-  if (rc == 0)
-    rc = persist(&t, 0);
-  if (rc == 0 && (rc = e->vt->commit(e->store, &err)) != 0)
-    flow__engine_fail_err(e, &err);
-  json_decref(t.calls);
-  if (rc != 0) {
-    json_decref(t.data);
-    goto rollback;
-  }
-  /* Report the row as persisted: persist() advanced seq and time. */
-  char *old = row.state;
-  row.state = t.next->name;
-  row.closed = t.next->final;
-  flow__err_clear(&e->err);
-  rc = emit_case(e, out, &row, t.data);
-  row.state = old;
-  goto done;
-rollback:
-  e->vt->rollback(e->store);
-done:
-  flow__case_row_clear(&e->alloc, &row);
+  rc = flow__case_apply_txn(e, id, event, payload, actor, FLOW__APPLY_SIGNAL,
+                            NULL, out);
   json_decref(payload);
-  json_decref(data);
-  return rc;
+  return finish_txn(e, rc, out);
 }
 
 int
@@ -613,6 +788,20 @@ history_item(void *ctx, const flow__history_row *r)
   return 0;
 }
 
+/* Fails with ENOTFOUND when the case does not exist. */
+static int
+case_exists(flow_engine *e, int64_t id)
+{
+  flow__err err;
+  flow__err_clear(&err);
+  flow__case_row row;
+  int rc = e->vt->case_get(e->store, id, &row, &err);
+  if (rc != 0)
+    return flow__engine_fail_err(e, &err);
+  flow__case_row_clear(&e->alloc, &row);
+  return 0;
+}
+
 int
 flow_case_history(char **out, flow_engine *engine, const char *case_id)
 {
@@ -622,19 +811,63 @@ flow_case_history(char **out, flow_engine *engine, const char *case_id)
   *out = NULL;
   int64_t id = 0;
   int rc = parse_case_id(engine, case_id, &id);
-  if (rc != 0)
+  if (rc != 0 || (rc = case_exists(engine, id)) != 0)
     return rc;
   flow__err err;
   flow__err_clear(&err);
-  flow__case_row row;
-  /* Distinguish "no such case" from "no history". */
-  if ((rc = engine->vt->case_get(engine->store, id, &row, &err)) != 0)
-    return flow__engine_fail_err(engine, &err);
-  flow__case_row_clear(&engine->alloc, &row);
   json_t *arr = json_array();
   if (arr == NULL)
     return flow__engine_fail(engine, FLOW_ENOMEM, "out of memory");
   rc = engine->vt->history_each(engine->store, id, history_item, arr, &err);
+  if (rc != 0) {
+    json_decref(arr);
+    return flow__engine_fail_err(engine, &err);
+  }
+  rc = flow__engine_owned_json(engine, out, arr);
+  if (rc == 0)
+    flow__err_clear(&engine->err);
+  return rc;
+}
+
+static int
+timer_item(void *ctx, const flow__timer_row *r)
+{
+  json_t *arr = ctx;
+  char id[24];
+  snprintf(id, sizeof id, "%lld", (long long)r->id);
+  json_t *payload = json_loads(r->payload, 0, NULL);
+  json_t *o = json_pack("{s:s, s:o, s:s, s:s, s:o*, s:s?, s:s?, s:s}", "id",
+                        id, "due_at", time_json(r->due_at), "kind", r->kind,
+                        "event", r->event, "payload", payload, "state",
+                        r->state, "target", r->target, "status",
+                        strcmp(r->status, "pending") == 0 ? "pending"
+                                                          : "incident");
+  if (o && r->state == NULL)
+    json_object_set_new(o, "state", json_null());
+  if (o && r->error)
+    json_object_set_new(o, "error", json_string(r->error));
+  if (o == NULL || json_array_append_new(arr, o) != 0)
+    return FLOW_ENOMEM;
+  return 0;
+}
+
+int
+flow_case_timers(char **out, flow_engine *engine, const char *case_id)
+{
+  if (engine == NULL || out == NULL)
+    return engine ? flow__engine_fail(engine, FLOW_EMISUSE, "out is NULL")
+                  : FLOW_EMISUSE;
+  *out = NULL;
+  int64_t id = 0;
+  int rc = parse_case_id(engine, case_id, &id);
+  if (rc != 0 || (rc = case_exists(engine, id)) != 0)
+    return rc;
+  flow__err err;
+  flow__err_clear(&err);
+  json_t *arr = json_array();
+  if (arr == NULL)
+    return flow__engine_fail(engine, FLOW_ENOMEM, "out of memory");
+  rc = engine->vt->timer_list(engine->store, id, timer_item, arr, &err);
   if (rc != 0) {
     json_decref(arr);
     return flow__engine_fail_err(engine, &err);
@@ -672,7 +905,9 @@ flow_case_list(char **out, flow_engine *engine, const flow_case_query *query)
                                "query version %u is not supported "
                                "(initialise with FLOW_CASE_QUERY_INIT)",
                                query->version);
-    q = *query;
+    /* A version 1 struct ends before `overdue`. */
+    memcpy(&q, query, query->version == 1 ? offsetof(flow_case_query, overdue)
+                                          : sizeof q);
   }
   if (q.status && strcmp(q.status, "open") != 0 &&
       strcmp(q.status, "closed") != 0)
@@ -698,7 +933,8 @@ flow_case_list(char **out, flow_engine *engine, const flow_case_query *query)
     return flow__engine_fail(engine, FLOW_ENOMEM, "out of memory");
   flow__err err;
   flow__err_clear(&err);
-  int rc = engine->vt->case_list(engine->store, &q, list_item, arr, &err);
+  int rc = engine->vt->case_list(engine->store, &q, flow_engine_now(engine),
+                                 list_item, arr, &err);
   if (rc != 0) {
     json_decref(arr);
     return flow__engine_fail_err(engine, &err);

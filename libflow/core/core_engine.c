@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -131,6 +132,7 @@ flow_engine_open(flow_engine **out, const char *path,
   e->alloc = a;
   e->opts = o;
   e->fixed_now = INT64_MIN;
+  e->next_due = INT64_MIN;
   e->vt = &flow__store_sqlite;
   flow__calendar_default(&e->cal);
   flow__store_config sc = { &e->alloc, o.synchronous, o.busy_timeout_ms };
@@ -152,6 +154,9 @@ flow_engine_close(flow_engine *engine)
 {
   if (engine == NULL)
     return;
+  flow__engine_async_drop(engine);
+  if (engine->loop_free)
+    engine->loop_free(engine);
   flow__service *s = engine->services;
   while (s) {
     flow__service *next = s->next;
@@ -159,6 +164,7 @@ flow_engine_close(flow_engine *engine)
     s = next;
   }
   engine->vt->close(engine->store);
+  flow__free(&engine->alloc, engine->cal_holidays);
   flow__allocator a = engine->alloc;
   flow__free(&a, engine);
 }
@@ -166,8 +172,167 @@ flow_engine_close(flow_engine *engine)
 void
 flow_engine_set_time(flow_engine *engine, int64_t ms)
 {
-  if (engine)
+  if (engine) {
     engine->fixed_now = ms;
+    flow__engine_kick(engine); /* timers may have fallen due */
+  }
+}
+
+/* Zones whose rules the calendar can express: a standard offset and, for
+   the European ones, summer time by the EU rule. */
+static const struct zone {
+  const char *name;
+  int std, dst;
+} zones[] = {
+  { "Europe/London", 0, 60 },      { "Europe/Dublin", 0, 60 },
+  { "Europe/Lisbon", 0, 60 },      { "Atlantic/Canary", 0, 60 },
+  { "Atlantic/Madeira", 0, 60 },   { "Atlantic/Faroe", 0, 60 },
+  { "Europe/Guernsey", 0, 60 },    { "Europe/Jersey", 0, 60 },
+  { "Europe/Isle_of_Man", 0, 60 }, { "Europe/Paris", 60, 120 },
+  { "Europe/Berlin", 60, 120 },    { "Europe/Madrid", 60, 120 },
+  { "Europe/Rome", 60, 120 },      { "Europe/Amsterdam", 60, 120 },
+  { "Europe/Brussels", 60, 120 },  { "Europe/Vienna", 60, 120 },
+  { "Europe/Zurich", 60, 120 },    { "Europe/Stockholm", 60, 120 },
+  { "Europe/Oslo", 60, 120 },      { "Europe/Copenhagen", 60, 120 },
+  { "Europe/Warsaw", 60, 120 },    { "Europe/Prague", 60, 120 },
+  { "Europe/Budapest", 60, 120 },  { "Europe/Luxembourg", 60, 120 },
+  { "Europe/Helsinki", 120, 180 }, { "Europe/Athens", 120, 180 },
+  { "Europe/Riga", 120, 180 },     { "Europe/Tallinn", 120, 180 },
+  { "Europe/Vilnius", 120, 180 },  { "Europe/Sofia", 120, 180 },
+  { "Europe/Bucharest", 120, 180 }, { "Europe/Kyiv", 120, 180 },
+  { "UTC", 0, 0 },                 { "Etc/UTC", 0, 0 },
+  { "GMT", 0, 0 },
+};
+
+static int
+parse_zone(const char *z, int *std, int *dst)
+{
+  for (size_t i = 0; i < sizeof zones / sizeof *zones; i++)
+    if (strcmp(zones[i].name, z) == 0) {
+      *std = zones[i].std;
+      *dst = zones[i].dst;
+      return 0;
+    }
+  /* A fixed offset: "+01:00", "-05:30". */
+  if ((z[0] == '+' || z[0] == '-') && strlen(z) == 6 && z[3] == ':' &&
+      z[1] >= '0' && z[1] <= '2' && z[2] >= '0' && z[2] <= '9' &&
+      z[4] >= '0' && z[4] <= '5' && z[5] >= '0' && z[5] <= '9') {
+    int m = ((z[1] - '0') * 10 + (z[2] - '0')) * 60 + (z[4] - '0') * 10 +
+            (z[5] - '0');
+    if (m >= 24 * 60)
+      return FLOW_EINVAL;
+    *std = *dst = z[0] == '-' ? -m : m;
+    return 0;
+  }
+  return FLOW_EINVAL;
+}
+
+static int
+parse_hhmm(const char *s, int *out)
+{
+  if (strlen(s) != 5 || s[2] != ':' || s[0] < '0' || s[0] > '2' ||
+      s[1] < '0' || s[1] > '9' || s[3] < '0' || s[3] > '5' || s[4] < '0' ||
+      s[4] > '9')
+    return FLOW_EINVAL;
+  int m = ((s[0] - '0') * 10 + (s[1] - '0')) * 60 + (s[3] - '0') * 10 +
+          (s[4] - '0');
+  if (m > 24 * 60)
+    return FLOW_EINVAL;
+  *out = m;
+  return 0;
+}
+
+static int
+cmp_days(const void *a, const void *b)
+{
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+int
+flow_engine_set_calendar(flow_engine *engine, const flow_calendar_options *o)
+{
+  if (engine == NULL)
+    return FLOW_EMISUSE;
+  flow_engine *e = engine;
+  flow__calendar cal;
+  flow__calendar_default(&cal);
+  if (o == NULL) {
+    flow__free(&e->alloc, e->cal_holidays);
+    e->cal_holidays = NULL;
+    e->cal = cal;
+    flow__err_clear(&e->err);
+    return 0;
+  }
+  if (o->version != FLOW_CALENDAR_OPTIONS_VERSION)
+    return flow__engine_fail(e, FLOW_EINVAL,
+                             "calendar options version %u is not supported "
+                             "(initialise with FLOW_CALENDAR_OPTIONS_INIT)",
+                             o->version);
+  if (o->zone &&
+      parse_zone(o->zone, &cal.std_offset_min, &cal.dst_offset_min) != 0)
+    return flow__engine_fail(e, FLOW_EINVAL,
+                             "calendar zone '%.40s' is not known: use "
+                             "Europe/London, UTC, a fixed offset like "
+                             "\"+01:00\", or a zone listed in docs/time.md",
+                             o->zone);
+  if (o->opens && parse_hhmm(o->opens, &cal.open_minute) != 0)
+    return flow__engine_fail(e, FLOW_EINVAL,
+                             "calendar opens '%.20s' is not a time like "
+                             "\"09:00\"",
+                             o->opens);
+  if (o->closes && parse_hhmm(o->closes, &cal.close_minute) != 0)
+    return flow__engine_fail(e, FLOW_EINVAL,
+                             "calendar closes '%.20s' is not a time like "
+                             "\"17:00\"",
+                             o->closes);
+  if (cal.close_minute <= cal.open_minute)
+    return flow__engine_fail(e, FLOW_EINVAL,
+                             "calendar closes before it opens");
+  if (o->weekdays & ~0x7fu)
+    return flow__engine_fail(e, FLOW_EINVAL,
+                             "calendar weekdays has bits beyond Saturday");
+  if (o->weekdays)
+    cal.weekdays = o->weekdays;
+  cal.england_wales_holidays = !o->no_bank_holidays;
+  int64_t *days = NULL;
+  if (o->nholidays) {
+    if (o->holidays == NULL)
+      return flow__engine_fail(e, FLOW_EMISUSE, "nholidays without holidays");
+    days = flow__calloc(&e->alloc, o->nholidays, sizeof *days);
+    if (days == NULL)
+      return flow__engine_fail(e, FLOW_ENOMEM, "out of memory");
+    for (size_t i = 0; i < o->nholidays; i++) {
+      int y, m, d;
+      if (o->holidays[i] == NULL ||
+          flow__date_parse(o->holidays[i], &y, &m, &d) != 0) {
+        flow__free(&e->alloc, days);
+        return flow__engine_fail(e, FLOW_EINVAL,
+                                 "calendar holiday '%.20s' is not a date "
+                                 "like \"2026-12-24\"",
+                                 o->holidays[i] ? o->holidays[i] : "(null)");
+      }
+      days[i] = flow__days_from_civil(y, m, d);
+    }
+    qsort(days, o->nholidays, sizeof *days, cmp_days);
+  }
+  cal.extra_holidays = days;
+  cal.nextra = o->nholidays;
+  /* Refuse a calendar with no working time at all now, not at the first
+     deadline: adding one working day must succeed. */
+  flow__duration one = { FLOW__DUR_WORKING_DAYS, 1 };
+  int64_t probe;
+  if (flow__calendar_add(&cal, flow_engine_now(e), &one, &probe) != 0) {
+    flow__free(&e->alloc, days);
+    return flow__engine_fail(e, FLOW_EINVAL,
+                             "calendar has no working time: check weekdays "
+                             "and holidays");
+  }
+  flow__free(&e->alloc, e->cal_holidays);
+  e->cal_holidays = days;
+  e->cal = cal;
+  flow__err_clear(&e->err);
+  return 0;
 }
 
 int64_t

@@ -76,6 +76,7 @@ flow__service_free(const flow__allocator *a, flow__service *svc)
   flow__free(a, svc->title);
   flow__free(a, svc->initial);
   flow__free(a, svc->sla_within);
+  flow__free(a, svc->sla_warn);
   flow__free(a, svc->source);
   flow__free(a, svc->chunkname);
   /* Closing the Lua state releases every registry reference at once. */

@@ -9,6 +9,9 @@
 #include "script/script.h"
 #include "store/store.h"
 
+struct flow__loop;
+struct flow__async;
+
 struct flow_engine {
   flow__allocator alloc;
   flow__err err;
@@ -18,7 +21,82 @@ struct flow_engine {
   flow__service *services; /* compiled versions, newest first */
   int64_t fixed_now;       /* INT64_MIN: use the clock */
   flow__calendar cal;
+  int64_t *cal_holidays;   /* owned storage behind cal.extra_holidays */
+
+  /* Notifications (flow_engine_set_listener). */
+  flow_listener_fn listener;
+  void *listener_payload;
+
+  /* Asynchronous calls waiting for the next group commit, in order. */
+  struct flow__async *async_head, *async_tail;
+  size_t async_count;
+  int in_callback;         /* inside a completion callback or listener */
+
+  /* The loop (libflow/loop/), attached on first use.  The core reaches it
+     only through these two pointers, so it does not depend on libuv. */
+  struct flow__loop *loop;
+  void (*loop_kick)(flow_engine *e); /* work was queued or timers changed */
+  void (*loop_free)(flow_engine *e); /* at flow_engine_close */
+
+  /* Cached earliest pending timer due time; INT64_MIN: unknown. */
+  int64_t next_due;
 };
+
+/* ---- transitions (core_case.c), inside a transaction the caller holds -- */
+
+enum {
+  FLOW__APPLY_SIGNAL = 0, /* a caller's event: roles are checked */
+  FLOW__APPLY_AFTER,      /* a state's `after` timer: go to `target` */
+  FLOW__APPLY_TIMER,      /* a timer's event: must be accepted, no roles */
+  FLOW__APPLY_SLA         /* sla_warning/sla_breached: handler optional */
+};
+
+/* Opens a case; *out (if out) gets its JSON.  Sets the engine error. */
+int flow__case_open_txn(flow_engine *e, const char *service,
+                        const char *data_json, const flow_actor *actor,
+                        char **out);
+/* Applies an event of the given kind to case id; payload is borrowed. */
+int flow__case_apply_txn(flow_engine *e, int64_t id, const char *event,
+                         json_t *payload, const flow_actor *actor, int kind,
+                         const char *target, char **out);
+int flow__case_parse_id(flow_engine *e, const char *text, int64_t *out);
+int flow__case_check_actor(flow_engine *e, const flow_actor *actor);
+
+/* Sends one notification to the listener, if any; consumes j. */
+void flow__engine_notify(flow_engine *e, json_t *j);
+
+/* ---- what the loop needs from the core (core_timer.c, core_async.c) ---- */
+
+/* Earliest due time of a pending timer in ms, or INT64_MAX when none.
+   Cheap: cached, and only the first row of an index otherwise. */
+int64_t flow__engine_next_due(flow_engine *e);
+
+/*
+ * Fires up to max timers due at or before the engine clock, in due order,
+ * each in its own transaction (exactly once: the timer row goes in the
+ * same transaction as the transition).  *fired receives how many fired.
+ * A refused timer becomes an incident; only storage errors are returned.
+ */
+int flow__engine_fire_batch(flow_engine *e, size_t max, size_t *fired);
+
+/* 1 when asynchronous calls are queued. */
+int flow__engine_async_pending(const flow_engine *e);
+
+/*
+ * Applies every queued asynchronous call in one transaction (a savepoint
+ * each), commits, then calls their callbacks in order.  Called by the loop
+ * once per round.
+ */
+int flow__engine_flush_async(flow_engine *e);
+
+/* At close: fails every queued call through its callback. */
+void flow__engine_async_drop(flow_engine *e);
+
+/* 1 when the clock is fixed (virtual time). */
+int flow__engine_clock_fixed(const flow_engine *e);
+
+/* Tells the loop (if attached) that something changed. */
+void flow__engine_kick(flow_engine *e);
 
 /* Records an error on the engine and returns code. */
 int flow__engine_fail(flow_engine *e, int code, const char *fmt, ...)

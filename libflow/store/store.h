@@ -60,6 +60,22 @@ typedef struct flow__service_row {
   int64_t loaded_at;
 } flow__service_row;
 
+/* A durable timer.  kind: "after" (a state's `after` entry), "timer"
+   (flow.after/flow.at or an `after` entry naming an event),
+   "sla_warning", "sla_breached". */
+typedef struct flow__timer_row {
+  int64_t id;
+  int64_t case_id;
+  int64_t due_at;
+  const char *kind;
+  const char *event;
+  const char *payload;  /* JSON object text */
+  const char *target;   /* state to go to ("after" kind), or NULL */
+  const char *state;    /* the state that set it, NULL when kept */
+  const char *status;   /* "pending" or "incident" */
+  const char *error;    /* incident message, or NULL */
+} flow__timer_row;
+
 typedef struct flow__store_vt {
   const char *name;
   int (*open)(flow__store **out, const char *path,
@@ -90,7 +106,7 @@ typedef struct flow__store_vt {
   /* Matching cases as a JSON array of objects whose data is parsed.
      where values are JSON scalars; fields are identifiers (checked by the
      caller). */
-  int (*case_list)(flow__store *s, const flow_case_query *q,
+  int (*case_list)(flow__store *s, const flow_case_query *q, int64_t now,
                    int (*each)(void *ctx, const flow__case_row *row),
                    void *ctx, flow__err *err);
 
@@ -106,6 +122,33 @@ typedef struct flow__store_vt {
   int (*outbox_add)(flow__store *s, int64_t case_id, int64_t seq, int n,
                     const char *action, const char *args, int64_t at,
                     flow__err *err);
+
+  /* Nested transactions inside begin/commit, for group commit. */
+  int (*savepoint)(flow__store *s, flow__err *err);
+  int (*release)(flow__store *s, flow__err *err);
+  void (*rollback_to)(flow__store *s);
+
+  /* Timers.  Strings in rows passed to `each` are valid during the call.
+     delete_scoped removes the case's timers that belong to a state (not
+     the kept ones); delete_case removes all of them. */
+  int (*timer_insert)(flow__store *s, const flow__timer_row *row,
+                      flow__err *err);
+  int (*timer_delete)(flow__store *s, int64_t id, flow__err *err);
+  int (*timer_delete_scoped)(flow__store *s, int64_t case_id,
+                             flow__err *err);
+  int (*timer_delete_case)(flow__store *s, int64_t case_id, flow__err *err);
+  int (*timer_incident)(flow__store *s, int64_t id, const char *error,
+                        flow__err *err);
+  /* Earliest pending due time, INT64_MAX when none. */
+  int (*timer_next_due)(flow__store *s, int64_t *out, flow__err *err);
+  /* Pending timers due at or before `now`, earliest first, at most max. */
+  int (*timer_due)(flow__store *s, int64_t now, size_t max,
+                   int (*each)(void *ctx, const flow__timer_row *row),
+                   void *ctx, flow__err *err);
+  /* The case's timers (pending and incidents), earliest first. */
+  int (*timer_list)(flow__store *s, int64_t case_id,
+                    int (*each)(void *ctx, const flow__timer_row *row),
+                    void *ctx, flow__err *err);
 } flow__store_vt;
 
 extern const flow__store_vt flow__store_sqlite;

@@ -29,6 +29,17 @@ enum {
   ST_BEGIN,
   ST_COMMIT,
   ST_ROLLBACK,
+  ST_SAVEPOINT,
+  ST_RELEASE,
+  ST_ROLLBACK_TO,
+  ST_TIMER_INSERT,
+  ST_TIMER_DELETE,
+  ST_TIMER_DELETE_SCOPED,
+  ST_TIMER_DELETE_CASE,
+  ST_TIMER_INCIDENT,
+  ST_TIMER_NEXT_DUE,
+  ST_TIMER_DUE,
+  ST_TIMER_LIST,
   ST_COUNT
 };
 
@@ -65,6 +76,27 @@ static const char *const stmt_sql[ST_COUNT] = {
   [ST_BEGIN] = "BEGIN IMMEDIATE",
   [ST_COMMIT] = "COMMIT",
   [ST_ROLLBACK] = "ROLLBACK",
+  [ST_SAVEPOINT] = "SAVEPOINT flow_call",
+  [ST_RELEASE] = "RELEASE flow_call",
+  [ST_ROLLBACK_TO] = "ROLLBACK TO flow_call",
+  [ST_TIMER_INSERT] = "INSERT INTO timers(case_id, due_at, kind, event,"
+                      " payload, target, state) VALUES (?1, ?2, ?3, ?4, ?5,"
+                      " ?6, ?7)",
+  [ST_TIMER_DELETE] = "DELETE FROM timers WHERE id = ?1",
+  [ST_TIMER_DELETE_SCOPED] = "DELETE FROM timers WHERE case_id = ?1 AND"
+                             " state IS NOT NULL AND status = 'pending'",
+  [ST_TIMER_DELETE_CASE] = "DELETE FROM timers WHERE case_id = ?1 AND"
+                           " status = 'pending'",
+  [ST_TIMER_INCIDENT] = "UPDATE timers SET status = 'incident', error = ?2"
+                        " WHERE id = ?1",
+  [ST_TIMER_NEXT_DUE] = "SELECT due_at FROM timers WHERE status = 'pending'"
+                        " ORDER BY due_at LIMIT 1",
+  [ST_TIMER_DUE] = "SELECT id, case_id, due_at, kind, event, payload, target,"
+                   " state, status, error FROM timers WHERE status ="
+                   " 'pending' AND due_at <= ?1 ORDER BY due_at, id LIMIT ?2",
+  [ST_TIMER_LIST] = "SELECT id, case_id, due_at, kind, event, payload,"
+                    " target, state, status, error FROM timers WHERE"
+                    " case_id = ?1 ORDER BY due_at, id",
 };
 
 /*
@@ -96,6 +128,16 @@ static const char *const migrations[] = {
   "  args TEXT NOT NULL, status TEXT NOT NULL, created_at INTEGER NOT NULL,"
   "  UNIQUE (case_id, seq, n));"
   "CREATE INDEX outbox_pending ON outbox(status) WHERE status = 'pending';",
+
+  /* 1 -> 2: durable timers.  Only the earliest pending one is ever read
+     by the loop, through the partial index. */
+  "CREATE TABLE timers ("
+  "  id INTEGER PRIMARY KEY, case_id INTEGER NOT NULL,"
+  "  due_at INTEGER NOT NULL, kind TEXT NOT NULL, event TEXT NOT NULL,"
+  "  payload TEXT NOT NULL, target TEXT, state TEXT,"
+  "  status TEXT NOT NULL DEFAULT 'pending', error TEXT);"
+  "CREATE INDEX timers_due ON timers(due_at, id) WHERE status = 'pending';"
+  "CREATE INDEX timers_case ON timers(case_id);",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof *migrations))
 
@@ -583,7 +625,7 @@ is_json_null(const char *v)
 }
 
 static int
-sqlite_case_list(flow__store *s, const flow_case_query *q,
+sqlite_case_list(flow__store *s, const flow_case_query *q, int64_t now,
                  int (*each)(void *ctx, const flow__case_row *row), void *ctx,
                  flow__err *err)
 {
@@ -598,6 +640,8 @@ sqlite_case_list(flow__store *s, const flow_case_query *q,
     flow__buf_adds(&sql, " AND state = ?");
   if (q->status)
     flow__buf_adds(&sql, " AND closed = ?");
+  if (q->overdue)
+    flow__buf_adds(&sql, " AND closed = 0 AND due_at < ?");
   for (size_t i = 0; i < q->nwhere; i++)
     flow__buf_addf(&sql,
                    is_json_null(q->where[i].value_json)
@@ -622,6 +666,8 @@ sqlite_case_list(flow__store *s, const flow_case_query *q,
     sqlite3_bind_text(st, idx++, q->state, -1, SQLITE_STATIC);
   if (q->status)
     sqlite3_bind_int(st, idx++, strcmp(q->status, "closed") == 0);
+  if (q->overdue)
+    sqlite3_bind_int64(st, idx++, now);
   for (size_t i = 0; i < q->nwhere; i++) {
     char tb[64];
     if (is_json_null(q->where[i].value_json))
@@ -722,6 +768,159 @@ sqlite_outbox_add(flow__store *s, int64_t case_id, int64_t seq, int n,
   return step_done(s, st, err, "queueing an action");
 }
 
+static int
+sqlite_savepoint(flow__store *s, flow__err *err)
+{
+  return step_done(s, s->st[ST_SAVEPOINT], err, "starting a savepoint");
+}
+
+static int
+sqlite_release(flow__store *s, flow__err *err)
+{
+  return step_done(s, s->st[ST_RELEASE], err, "releasing a savepoint");
+}
+
+static void
+sqlite_rollback_to(flow__store *s)
+{
+  /* ROLLBACK TO keeps the savepoint open; RELEASE ends it. */
+  sqlite3_step(s->st[ST_ROLLBACK_TO]);
+  sqlite3_reset(s->st[ST_ROLLBACK_TO]);
+  sqlite3_step(s->st[ST_RELEASE]);
+  sqlite3_reset(s->st[ST_RELEASE]);
+}
+
+static void
+bind_opt_text(sqlite3_stmt *st, int idx, const char *v)
+{
+  if (v)
+    sqlite3_bind_text(st, idx, v, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, idx);
+}
+
+static int
+sqlite_timer_insert(flow__store *s, const flow__timer_row *row,
+                    flow__err *err)
+{
+  sqlite3_stmt *st = s->st[ST_TIMER_INSERT];
+  sqlite3_bind_int64(st, 1, row->case_id);
+  sqlite3_bind_int64(st, 2, row->due_at);
+  sqlite3_bind_text(st, 3, row->kind, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 4, row->event, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 5, row->payload, -1, SQLITE_STATIC);
+  bind_opt_text(st, 6, row->target);
+  bind_opt_text(st, 7, row->state);
+  return step_done(s, st, err, "writing a timer");
+}
+
+static int
+timer_by_id(flow__store *s, int stmt, int64_t id, const char *what,
+            flow__err *err)
+{
+  sqlite3_stmt *st = s->st[stmt];
+  sqlite3_bind_int64(st, 1, id);
+  return step_done(s, st, err, what);
+}
+
+static int
+sqlite_timer_delete(flow__store *s, int64_t id, flow__err *err)
+{
+  return timer_by_id(s, ST_TIMER_DELETE, id, "removing a timer", err);
+}
+
+static int
+sqlite_timer_delete_scoped(flow__store *s, int64_t case_id, flow__err *err)
+{
+  return timer_by_id(s, ST_TIMER_DELETE_SCOPED, case_id,
+                     "cancelling a state's timers", err);
+}
+
+static int
+sqlite_timer_delete_case(flow__store *s, int64_t case_id, flow__err *err)
+{
+  return timer_by_id(s, ST_TIMER_DELETE_CASE, case_id,
+                     "cancelling a case's timers", err);
+}
+
+static int
+sqlite_timer_incident(flow__store *s, int64_t id, const char *error,
+                      flow__err *err)
+{
+  sqlite3_stmt *st = s->st[ST_TIMER_INCIDENT];
+  sqlite3_bind_int64(st, 1, id);
+  sqlite3_bind_text(st, 2, error, -1, SQLITE_STATIC);
+  return step_done(s, st, err, "recording an incident");
+}
+
+static int
+sqlite_timer_next_due(flow__store *s, int64_t *out, flow__err *err)
+{
+  sqlite3_stmt *st = s->st[ST_TIMER_NEXT_DUE];
+  int rc = sqlite3_step(st);
+  *out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : INT64_MAX;
+  sqlite3_reset(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return sql_fail(s, err, rc, "finding the next timer");
+  return 0;
+}
+
+static int
+timer_rows(flow__store *s, sqlite3_stmt *st,
+           int (*each)(void *ctx, const flow__timer_row *row), void *ctx,
+           flow__err *err, const char *what)
+{
+  int rc, ret = 0;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    flow__timer_row r;
+    r.id = sqlite3_column_int64(st, 0);
+    r.case_id = sqlite3_column_int64(st, 1);
+    r.due_at = sqlite3_column_int64(st, 2);
+    r.kind = (const char *)sqlite3_column_text(st, 3);
+    r.event = (const char *)sqlite3_column_text(st, 4);
+    r.payload = (const char *)sqlite3_column_text(st, 5);
+    r.target = (const char *)sqlite3_column_text(st, 6);
+    r.state = (const char *)sqlite3_column_text(st, 7);
+    r.status = (const char *)sqlite3_column_text(st, 8);
+    r.error = (const char *)sqlite3_column_text(st, 9);
+    if (!r.kind || !r.event || !r.payload || !r.status) {
+      ret = flow__err_set(err, FLOW_ENOMEM, "out of memory reading timers");
+      break;
+    }
+    if ((ret = each(ctx, &r)) != 0) {
+      if (err->code != ret)
+        flow__err_set(err, ret, "%s", flow_strerror(ret));
+      break;
+    }
+  }
+  if (ret == 0 && rc != SQLITE_DONE)
+    ret = sql_fail(s, err, rc, what);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return ret;
+}
+
+static int
+sqlite_timer_due(flow__store *s, int64_t now, size_t max,
+                 int (*each)(void *ctx, const flow__timer_row *row),
+                 void *ctx, flow__err *err)
+{
+  sqlite3_stmt *st = s->st[ST_TIMER_DUE];
+  sqlite3_bind_int64(st, 1, now);
+  sqlite3_bind_int64(st, 2, (int64_t)max);
+  return timer_rows(s, st, each, ctx, err, "reading due timers");
+}
+
+static int
+sqlite_timer_list(flow__store *s, int64_t case_id,
+                  int (*each)(void *ctx, const flow__timer_row *row),
+                  void *ctx, flow__err *err)
+{
+  sqlite3_stmt *st = s->st[ST_TIMER_LIST];
+  sqlite3_bind_int64(st, 1, case_id);
+  return timer_rows(s, st, each, ctx, err, "listing timers");
+}
+
 void
 flow__case_row_clear(const flow__allocator *a, flow__case_row *row)
 {
@@ -761,4 +960,15 @@ const flow__store_vt flow__store_sqlite = {
   sqlite_history_append,
   sqlite_history_each,
   sqlite_outbox_add,
+  sqlite_savepoint,
+  sqlite_release,
+  sqlite_rollback_to,
+  sqlite_timer_insert,
+  sqlite_timer_delete,
+  sqlite_timer_delete_scoped,
+  sqlite_timer_delete_case,
+  sqlite_timer_incident,
+  sqlite_timer_next_due,
+  sqlite_timer_due,
+  sqlite_timer_list,
 };

@@ -193,7 +193,7 @@ START_TEST(test_store_sqlite_list_filters)
       q.nwhere = 1;
     }
     char buf[256] = "";
-    ck_assert_int_eq(vt->case_list(S, &q, collect_ids, buf, &err), 0);
+    ck_assert_int_eq(vt->case_list(S, &q, 0, collect_ids, buf, &err), 0);
     ck_assert_msg(strcmp(buf, cases[i].want) == 0, "case %zu: got %s", i,
                   buf);
   }
@@ -202,7 +202,7 @@ START_TEST(test_store_sqlite_list_filters)
   q.where = &w;
   q.nwhere = 1;
   char buf[64] = "";
-  ck_assert_int_eq(vt->case_list(S, &q, collect_ids, buf, &err), FLOW_EINVAL);
+  ck_assert_int_eq(vt->case_list(S, &q, 0, collect_ids, buf, &err), FLOW_EINVAL);
 }
 END_TEST
 

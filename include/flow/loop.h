@@ -1,0 +1,92 @@
+/*
+ * libflow - running the engine: the event loop, timers, notifications and
+ * posting work from other threads.
+ *
+ * The engine fires durable timers (state `after` timers, flow.after and
+ * flow.at, service-level warnings and breaches) and completes asynchronous
+ * calls from a libuv loop.  It can own that loop (flow_engine_run), run on
+ * a host's uv_loop_t (<flow/uv.h>), or be driven from any other loop
+ * through flow_engine_backend_fd() and flow_engine_backend_timeout(), the
+ * way uv_backend_fd()/uv_backend_timeout() allow.
+ */
+#ifndef FLOW_LOOP_H
+#define FLOW_LOOP_H
+
+#include "engine.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum flow_run_mode {
+  FLOW_RUN_DEFAULT = 0, /* run until flow_engine_stop() or nothing is left
+                           to wait for (no timer can fall due) */
+  FLOW_RUN_ONCE = 1,    /* wait for and handle one round of work */
+  FLOW_RUN_NOWAIT = 2   /* handle what is ready now, never block */
+} flow_run_mode;
+
+/*
+ * Runs the engine's loop in the given mode, like uv_run().  Returns 0 when
+ * nothing more is pending, 1 when work remains (a pending timer or queued
+ * call) after a ONCE/NOWAIT round or a stop, or a negative FLOW_E* code.
+ * Must not be called from inside a callback of the same engine
+ * (FLOW_EMISUSE).  With a virtual clock (flow_engine_set_time) only timers
+ * due at or before the fixed time fire.
+ */
+FLOW_EXTERN int flow_engine_run(flow_engine *engine, flow_run_mode mode);
+
+/* Makes a running flow_engine_run() return after the current round. */
+FLOW_EXTERN void flow_engine_stop(flow_engine *engine);
+
+/*
+ * For hosts with a loop of their own: a file descriptor that becomes
+ * readable when the engine has work (poll it, then call
+ * flow_engine_run(engine, FLOW_RUN_NOWAIT)), and the number of
+ * milliseconds after which the engine wants to run even if the descriptor
+ * stays quiet (-1: no deadline, 0: run now).  backend_fd returns -1 where
+ * the platform has no such descriptor.
+ */
+FLOW_EXTERN int flow_engine_backend_fd(flow_engine *engine);
+FLOW_EXTERN int flow_engine_backend_timeout(flow_engine *engine);
+
+/* Work posted from another thread: runs on the engine's thread. */
+typedef void (*flow_post_fn)(flow_engine *engine, void *payload);
+
+/*
+ * The one thread-safe call: queues fn(engine, payload) to run on the
+ * engine's loop thread during its next round, in the order posted.  Returns
+ * 0, or FLOW_ENOMEM.  Work posted before flow_engine_close() that has not
+ * run is dropped (fn is not called).
+ */
+FLOW_EXTERN int flow_engine_post(flow_engine *engine, flow_post_fn fn,
+                                 void *payload);
+
+/*
+ * Fires, synchronously and in due order, every timer due at or before the
+ * engine clock now, until none is left; *fired (may be NULL) receives how
+ * many fired.  This is `flow run --until-idle`.  A timer whose event is
+ * refused becomes an incident (see flow_case_timers) and does not stop the
+ * others.  Returns 0 or a storage error.
+ */
+FLOW_EXTERN int flow_engine_fire_due(flow_engine *engine, size_t *fired);
+
+/*
+ * Receives what the engine does on its own or on request, one JSON object
+ * per call, valid only during the call:
+ *   {"type":"transition","case":"1","service":..,"event":..,"from":..,
+ *    "to":..,"at":..,"seq":..}
+ *   {"type":"timer","case":"1","timer":"7","event":..,"due_at":..,"at":..}
+ *   {"type":"incident","case":"1","timer":"7","event":..,"error":..,
+ *    "message":..}
+ * sla_warning and sla_breached arrive as "timer" (then "transition")
+ * notifications with those event names.
+ */
+typedef void (*flow_listener_fn)(flow_engine *engine, const char *event_json,
+                                 void *payload);
+FLOW_EXTERN void flow_engine_set_listener(flow_engine *engine,
+                                          flow_listener_fn fn, void *payload);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FLOW_LOOP_H */

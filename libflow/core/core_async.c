@@ -1,0 +1,265 @@
+/*
+ * Asynchronous calls and group commit.
+ *
+ * flow_case_open_async and flow_case_signal_async copy their arguments
+ * into a queue and return.  Once per loop round the loop calls
+ * flow__engine_flush_async, which applies every queued call inside one
+ * SQLite transaction, each in its own savepoint so that a refused call
+ * leaves no trace and does not disturb the others, commits once, and only
+ * then runs the callbacks.  One commit (one WAL append, one fsync with
+ * synchronous=FULL) is shared by the whole group, which is where the
+ * throughput comes from; no callback hears "done" before its transition is
+ * durable.
+ */
+#include "engine_int.h"
+
+#include <string.h>
+
+enum { ASYNC_OPEN, ASYNC_SIGNAL };
+
+typedef struct flow__async {
+  int kind;
+  char *target;  /* service name or case id */
+  char *event;   /* signal only */
+  char *json;    /* data or payload, may be NULL */
+  char *actor_id;
+  char **roles;
+  size_t nroles;
+  flow_case_cb cb;
+  void *payload;
+  /* outcome */
+  int status;
+  char *result;  /* owned JSON (flow_free) */
+  char *errmsg;  /* copy of the engine message on failure */
+  struct flow__async *next;
+} flow__async;
+
+static void
+async_free(flow_engine *e, flow__async *a)
+{
+  const flow__allocator *al = &e->alloc;
+  flow__free(al, a->target);
+  flow__free(al, a->event);
+  flow__free(al, a->json);
+  flow__free(al, a->actor_id);
+  for (size_t i = 0; i < a->nroles; i++)
+    flow__free(al, a->roles[i]);
+  flow__free(al, a->roles);
+  flow_free(a->result);
+  flow__free(al, a->errmsg);
+  flow__free(al, a);
+}
+
+static int
+enqueue(flow_engine *e, int kind, const char *target, const char *event,
+        const char *json, const flow_actor *actor, flow_case_cb cb,
+        void *payload)
+{
+  const flow__allocator *al = &e->alloc;
+  flow__async *a = flow__calloc(al, 1, sizeof *a);
+  if (a == NULL)
+    return flow__engine_fail(e, FLOW_ENOMEM, "out of memory queueing a call");
+  a->kind = kind;
+  a->cb = cb;
+  a->payload = payload;
+  int oom = (a->target = flow__strdup(al, target)) == NULL;
+  if (event && (a->event = flow__strdup(al, event)) == NULL)
+    oom = 1;
+  if (json && (a->json = flow__strdup(al, json)) == NULL)
+    oom = 1;
+  if (actor && actor->id && (a->actor_id = flow__strdup(al, actor->id)) == NULL)
+    oom = 1;
+  if (actor && actor->nroles) {
+    a->roles = flow__calloc(al, actor->nroles, sizeof *a->roles);
+    if (a->roles == NULL)
+      oom = 1;
+    for (size_t i = 0; a->roles && i < actor->nroles; i++) {
+      if ((a->roles[i] = flow__strdup(al, actor->roles[i])) == NULL)
+        oom = 1;
+      a->nroles = i + 1;
+    }
+  }
+  if (oom) {
+    async_free(e, a);
+    return flow__engine_fail(e, FLOW_ENOMEM, "out of memory queueing a call");
+  }
+  if (e->async_tail)
+    e->async_tail->next = a;
+  else
+    e->async_head = a;
+  e->async_tail = a;
+  e->async_count++;
+  flow__err_clear(&e->err);
+  flow__engine_kick(e);
+  return 0;
+}
+
+int
+flow_case_open_async(flow_engine *engine, const char *service,
+                     const char *data_json, const flow_actor *actor,
+                     flow_case_cb cb, void *payload)
+{
+  if (engine == NULL)
+    return FLOW_EMISUSE;
+  if (service == NULL)
+    return flow__engine_fail(engine, FLOW_EMISUSE, "service is NULL");
+  int rc = flow__case_check_actor(engine, actor);
+  if (rc != 0)
+    return rc;
+  return enqueue(engine, ASYNC_OPEN, service, NULL, data_json, actor, cb,
+                 payload);
+}
+
+int
+flow_case_signal_async(flow_engine *engine, const char *case_id,
+                       const char *event, const char *payload_json,
+                       const flow_actor *actor, flow_case_cb cb,
+                       void *payload)
+{
+  if (engine == NULL)
+    return FLOW_EMISUSE;
+  if (event == NULL)
+    return flow__engine_fail(engine, FLOW_EMISUSE, "event is NULL");
+  int64_t id;
+  int rc;
+  if ((rc = flow__case_parse_id(engine, case_id, &id)) != 0 ||
+      (rc = flow__case_check_actor(engine, actor)) != 0)
+    return rc;
+  return enqueue(engine, ASYNC_SIGNAL, case_id, event, payload_json, actor,
+                 cb, payload);
+}
+
+int
+flow__engine_async_pending(const flow_engine *e)
+{
+  return e->async_head != NULL;
+}
+
+/* Applies one call inside the group's transaction. */
+static int
+apply_one(flow_engine *e, flow__async *a)
+{
+  flow_actor actor = { a->actor_id, (const char *const *)a->roles,
+                       a->nroles };
+  flow__err err;
+  flow__err_clear(&err);
+  int rc = e->vt->savepoint(e->store, &err);
+  if (rc != 0)
+    return flow__engine_fail_err(e, &err);
+  if (a->kind == ASYNC_OPEN) {
+    rc = flow__case_open_txn(e, a->target, a->json, &actor, &a->result);
+  } else {
+    int64_t id = 0;
+    json_t *payload = NULL;
+    rc = flow__case_parse_id(e, a->target, &id);
+    if (rc == 0 &&
+        (rc = flow__json_parse_object(a->json, "the event payload", &payload,
+                                      &err)) != 0)
+      flow__engine_fail_err(e, &err);
+    if (rc == 0)
+      rc = flow__case_apply_txn(e, id, a->event, payload, &actor,
+                                FLOW__APPLY_SIGNAL, NULL, &a->result);
+    json_decref(payload);
+  }
+  if (rc == 0 && (rc = e->vt->release(e->store, &err)) != 0)
+    flow__engine_fail_err(e, &err);
+  if (rc != 0) {
+    e->vt->rollback_to(e->store);
+    flow_free(a->result);
+    a->result = NULL;
+  }
+  return rc;
+}
+
+static void
+set_failure(flow_engine *e, flow__async *a, int code, const char *msg)
+{
+  a->status = code;
+  flow_free(a->result);
+  a->result = NULL;
+  flow__free(&e->alloc, a->errmsg);
+  a->errmsg = flow__strdup(&e->alloc, msg);
+}
+
+int
+flow__engine_flush_async(flow_engine *e)
+{
+  flow__async *head = e->async_head;
+  if (head == NULL)
+    return 0;
+  /* Calls queued by the callbacks below go to the next group. */
+  e->async_head = e->async_tail = NULL;
+  e->async_count = 0;
+
+  flow__err err;
+  flow__err_clear(&err);
+  int rc = e->vt->begin(e->store, &err);
+  if (rc != 0) {
+    for (flow__async *a = head; a; a = a->next)
+      set_failure(e, a, rc, err.msg);
+  } else {
+    for (flow__async *a = head; a; a = a->next) {
+      a->status = apply_one(e, a);
+      if (a->status != 0)
+        set_failure(e, a, a->status, e->err.msg);
+      /* A storage failure poisons the transaction: stop here. */
+      if (a->status == FLOW_EIO || a->status == FLOW_EBUSY) {
+        rc = a->status;
+        for (flow__async *b = a->next; b; b = b->next)
+          set_failure(e, b, rc, e->err.msg);
+        break;
+      }
+    }
+    if (rc == 0)
+      rc = e->vt->commit(e->store, &err);
+    else
+      flow__err_set(&err, rc, "%s", e->err.msg);
+    if (rc != 0) {
+      e->vt->rollback(e->store);
+      for (flow__async *a = head; a; a = a->next)
+        if (a->status == 0)
+          set_failure(e, a, rc, err.msg);
+    }
+    e->next_due = INT64_MIN;
+  }
+
+  /* Only now, with the group durable (or not), tell the callers. */
+  int was = e->in_callback;
+  e->in_callback = 1;
+  while (head) {
+    flow__async *a = head;
+    head = a->next;
+    if (a->status == 0)
+      flow__err_clear(&e->err);
+    else
+      flow__err_set(&e->err, a->status, "%s",
+                    a->errmsg ? a->errmsg : flow_strerror(a->status));
+    if (a->cb)
+      a->cb(e, a->status, a->result, a->payload);
+    async_free(e, a);
+  }
+  e->in_callback = was;
+  flow__engine_kick(e);
+  return rc;
+}
+
+/* At close: calls never applied get their callback with an error, so
+   hosts can release what their payload holds. */
+void
+flow__engine_async_drop(flow_engine *e)
+{
+  flow__async *a = e->async_head;
+  e->in_callback = 1;
+  while (a) {
+    flow__async *next = a->next;
+    flow__err_set(&e->err, FLOW_EMISUSE,
+                  "the engine was closed before this call was applied");
+    if (a->cb)
+      a->cb(e, FLOW_EMISUSE, NULL, a->payload);
+    async_free(e, a);
+    a = next;
+  }
+  e->in_callback = 0;
+  e->async_head = e->async_tail = NULL;
+  e->async_count = 0;
+}

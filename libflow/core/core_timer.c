@@ -1,0 +1,253 @@
+/*
+ * Durable timers: finding the next one and firing those that are due.
+ *
+ * Timers are rows, written in the transaction of the transition that set
+ * them.  Firing one deletes its row in the same transaction as the
+ * transition it causes, so a timer fires exactly once even if the process
+ * dies between two timers.  The engine never loads timers into memory: it
+ * asks for the earliest pending due time (one row of a partial index) and
+ * fires due timers in bounded batches, so a database with a million
+ * pending timers opens at once and a long backlog does not freeze the
+ * loop.
+ *
+ * A timer whose event is refused (the handler threw, the data became
+ * invalid, the state does not accept the event) has no caller to return
+ * the error to: it becomes an incident, kept with its message, listed by
+ * flow_case_timers(), and reported to the listener.
+ */
+#include "engine_int.h"
+
+#include <string.h>
+
+static const char *const SYSTEM_ROLES[] = { "system" };
+static const flow_actor SYSTEM_ACTOR = { "engine", SYSTEM_ROLES, 1 };
+
+int
+flow__engine_clock_fixed(const flow_engine *e)
+{
+  return e->fixed_now != INT64_MIN;
+}
+
+void
+flow__engine_kick(flow_engine *e)
+{
+  if (e->loop_kick)
+    e->loop_kick(e);
+}
+
+void
+flow_engine_set_listener(flow_engine *engine, flow_listener_fn fn,
+                         void *payload)
+{
+  if (engine == NULL)
+    return;
+  engine->listener = fn;
+  engine->listener_payload = payload;
+}
+
+void
+flow__engine_notify(flow_engine *e, json_t *j)
+{
+  if (j == NULL)
+    return;
+  if (e->listener) {
+    char *text = flow__json_owned(&e->alloc, j);
+    if (text) {
+      int was = e->in_callback;
+      e->in_callback = 1;
+      e->listener(e, text, e->listener_payload);
+      e->in_callback = was;
+      flow_free(text);
+    }
+  }
+  json_decref(j);
+}
+
+int64_t
+flow__engine_next_due(flow_engine *e)
+{
+  if (e->next_due != INT64_MIN)
+    return e->next_due;
+  flow__err err;
+  flow__err_clear(&err);
+  int64_t due;
+  if (e->vt->timer_next_due(e->store, &due, &err) != 0)
+    return INT64_MAX; /* try again at the next kick */
+  e->next_due = due;
+  return due;
+}
+
+/* A copy of a due timer row: the store's strings die with its cursor. */
+typedef struct due_timer {
+  int64_t id, case_id, due_at;
+  char *kind, *event, *payload, *target;
+} due_timer;
+
+typedef struct due_batch {
+  flow_engine *e;
+  due_timer *items;
+  size_t n, cap;
+} due_batch;
+
+static int
+collect_due(void *ctx, const flow__timer_row *r)
+{
+  due_batch *b = ctx;
+  const flow__allocator *a = &b->e->alloc;
+  if (b->n == b->cap)
+    return FLOW_ENOMEM; /* cap is the batch size: cannot happen */
+  due_timer *t = &b->items[b->n];
+  t->id = r->id;
+  t->case_id = r->case_id;
+  t->due_at = r->due_at;
+  t->kind = flow__strdup(a, r->kind);
+  t->event = flow__strdup(a, r->event);
+  t->payload = flow__strdup(a, r->payload);
+  t->target = r->target ? flow__strdup(a, r->target) : NULL;
+  b->n++;
+  if (!t->kind || !t->event || !t->payload || (r->target && !t->target))
+    return FLOW_ENOMEM;
+  return 0;
+}
+
+static void
+free_batch(due_batch *b)
+{
+  const flow__allocator *a = &b->e->alloc;
+  for (size_t i = 0; i < b->n; i++) {
+    flow__free(a, b->items[i].kind);
+    flow__free(a, b->items[i].event);
+    flow__free(a, b->items[i].payload);
+    flow__free(a, b->items[i].target);
+  }
+  flow__free(a, b->items);
+}
+
+static int
+is_storage_error(int rc)
+{
+  return rc == FLOW_EIO || rc == FLOW_EBUSY || rc == FLOW_ENOMEM;
+}
+
+static json_t *
+timer_note(const char *type, const due_timer *t, int64_t now)
+{
+  char cid[24], tid[24], due[32], at[32];
+  snprintf(cid, sizeof cid, "%lld", (long long)t->case_id);
+  snprintf(tid, sizeof tid, "%lld", (long long)t->id);
+  flow__time_format(due, sizeof due, t->due_at);
+  flow__time_format(at, sizeof at, now);
+  return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "type", type,
+                   "case", cid, "timer", tid, "kind", t->kind, "event",
+                   t->event, "due_at", due, "at", at);
+}
+
+/* Fires one timer in its own transaction; incidents are recorded. */
+static int
+fire_one(flow_engine *e, const due_timer *t, int64_t now)
+{
+  flow__err err;
+  flow__err_clear(&err);
+  int kind = strcmp(t->kind, "after") == 0   ? FLOW__APPLY_AFTER
+             : strcmp(t->kind, "timer") == 0 ? FLOW__APPLY_TIMER
+                                             : FLOW__APPLY_SLA;
+  json_t *payload = json_loads(t->payload, 0, NULL);
+  if (payload == NULL)
+    payload = json_object();
+  char *out = NULL;
+  int rc = e->vt->begin(e->store, &err);
+  if (rc != 0) {
+    json_decref(payload);
+    return flow__engine_fail_err(e, &err);
+  }
+  rc = flow__case_apply_txn(e, t->case_id, t->event, payload, &SYSTEM_ACTOR,
+                            kind, t->target, &out);
+  json_decref(payload);
+  if (rc == FLOW_ECLOSED || rc == FLOW_ENOTFOUND) {
+    /* Nothing left to wake: drop the timer quietly. */
+    rc = 0;
+    flow_free(out);
+    out = NULL;
+  }
+  if (rc == 0)
+    rc = e->vt->timer_delete(e->store, t->id, &err) ? flow__engine_fail_err(
+                                                          e, &err)
+                                                    : 0;
+  if (rc == 0 && (rc = e->vt->commit(e->store, &err)) != 0)
+    flow__engine_fail_err(e, &err);
+  e->next_due = INT64_MIN;
+  if (rc == 0) {
+    flow__engine_notify(e, timer_note("timer", t, now));
+    if (out) {
+      json_t *c = json_loads(out, 0, NULL);
+      json_t *n = json_pack("{s:s, s:O, s:s, s:O, s:O, s:O}", "type",
+                            "transition", "case", json_object_get(c, "id"),
+                            "event", t->event, "to",
+                            json_object_get(c, "state"), "at",
+                            json_object_get(c, "updated_at"), "seq",
+                            json_object_get(c, "seq"));
+      json_decref(c);
+      flow__engine_notify(e, n);
+    }
+    flow_free(out);
+    return 0;
+  }
+  flow_free(out);
+  e->vt->rollback(e->store);
+  if (is_storage_error(rc))
+    return rc;
+
+  /* The event was refused: keep the timer as an incident. */
+  char msg[FLOW__ERRMSG_MAX];
+  int code = rc;
+  snprintf(msg, sizeof msg, "%s", e->err.msg);
+  int src = e->vt->begin(e->store, &err);
+  if (src == 0)
+    src = e->vt->timer_incident(e->store, t->id, msg, &err);
+  if (src == 0)
+    src = e->vt->commit(e->store, &err);
+  if (src != 0) {
+    e->vt->rollback(e->store);
+    return flow__engine_fail_err(e, &err);
+  }
+  json_t *n = timer_note("incident", t, now);
+  if (n) {
+    json_object_set_new(n, "error", json_string(flow_err_name(code)));
+    json_object_set_new(n, "message", json_string(msg));
+  }
+  flow__engine_notify(e, n);
+  if (e->opts.log) {
+    char line[FLOW__ERRMSG_MAX + 128];
+    snprintf(line, sizeof line, "timer %lld of case %lld: %s",
+             (long long)t->id, (long long)t->case_id, msg);
+    e->opts.log(e, FLOW_LOG_ERROR, line, e->opts.log_payload);
+  }
+  return 0;
+}
+
+int
+flow__engine_fire_batch(flow_engine *e, size_t max, size_t *fired)
+{
+  *fired = 0;
+  int64_t now = flow_engine_now(e);
+  if (flow__engine_next_due(e) > now)
+    return 0;
+  due_batch b = { e, NULL, 0, max };
+  b.items = flow__calloc(&e->alloc, max ? max : 1, sizeof *b.items);
+  if (b.items == NULL)
+    return flow__engine_fail(e, FLOW_ENOMEM, "out of memory firing timers");
+  flow__err err;
+  flow__err_clear(&err);
+  int rc = e->vt->timer_due(e->store, now, max, collect_due, &b, &err);
+  if (rc != 0) {
+    free_batch(&b);
+    return flow__engine_fail_err(e, &err);
+  }
+  for (size_t i = 0; i < b.n && rc == 0; i++) {
+    rc = fire_one(e, &b.items[i], now);
+    if (rc == 0)
+      (*fired)++;
+  }
+  free_batch(&b);
+  return rc;
+}
