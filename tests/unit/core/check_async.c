@@ -1,0 +1,252 @@
+/*
+ * Group commit: ordering, partial failure and callback timing, driven by
+ * calling the core's flush directly (the loop calls it once per round).
+ */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/engine_int.h"
+#include "testutil.h"
+
+static const char *const SERVICE =
+    "return { name = 'bins', version = 1,\n"
+    "  fields = { crew = { type = 'string' }, n = { type = 'integer' } },\n"
+    "  initial = 'reported',\n"
+    "  states = {\n"
+    "    reported = { on = {\n"
+    "      assign = function(case, ev) case.data.crew = ev.payload.crew;"
+    " return 'assigned' end,\n"
+    "      bad = function(case, ev) case.data.n = 'x' end,\n"
+    "    } },\n"
+    "    assigned = { on = { collect = 'closed' } },\n"
+    "    closed = { final = true },\n"
+    "  } }\n";
+
+static flow_engine *E;
+static test_alloc ta;
+
+typedef struct seen {
+  int n;
+  int status[16];
+  char json[16][512];
+  char msg[16][256];
+  int durable[16]; /* was the case readable in the database at callback? */
+} seen;
+
+static seen S;
+
+static void
+on_done(flow_engine *e, int status, const char *json, void *payload)
+{
+  int i = S.n++;
+  ck_assert_int_lt(i, 16);
+  ck_assert_ptr_eq(payload, &S);
+  S.status[i] = status;
+  snprintf(S.json[i], sizeof S.json[i], "%s", json ? json : "");
+  snprintf(S.msg[i], sizeof S.msg[i], "%s", flow_errmsg(e));
+  ck_assert_int_eq(flow_errcode(e), status);
+  /* No callback hears "done" before its transaction is durable: the
+     group is committed, so the case reads back from the database. */
+  if (status == 0 && json) {
+    const char *p = strstr(json, "\"id\":\"");
+    char id[16] = "";
+    if (p)
+      sscanf(p + 6, "%15[0-9]", id);
+    char *c = NULL;
+    S.durable[i] = flow_case_get(&c, e, id) == 0 &&
+                   strstr(c, "\"seq\"") != NULL;
+    flow_free(c);
+  }
+}
+
+static void
+setup(void)
+{
+  memset(&ta, 0, sizeof ta);
+  memset(&S, 0, sizeof S);
+  flow_engine_options o = FLOW_ENGINE_OPTIONS_INIT;
+  o.alloc = test_alloc_fn;
+  o.alloc_payload = &ta;
+  ck_assert_int_eq(flow_engine_open(&E, ":memory:", &o, NULL, 0), 0);
+  ck_assert_int_eq(
+      flow_service_load_string(NULL, E, SERVICE, strlen(SERVICE), "b.lua"),
+      0);
+}
+
+static void
+teardown(void)
+{
+  flow_engine_close(E);
+  ck_assert_int_eq(ta.live_blocks, 0);
+}
+
+START_TEST(test_async_group_in_order_with_partial_failure)
+{
+  const char *roles[] = { "crew" };
+  flow_actor sam = { "sam", roles, 1 };
+  ck_assert_int_eq(flow_case_open_async(E, "bins", NULL, &sam, on_done, &S),
+                   0);
+  ck_assert_int_eq(flow_case_open_async(E, "bins", "{\"n\":", NULL, on_done,
+                                        &S),
+                   0);
+  ck_assert_int_eq(flow_case_signal_async(E, "1", "assign",
+                                          "{\"crew\":\"north\"}", &sam,
+                                          on_done, &S),
+                   0);
+  ck_assert_int_eq(flow_case_signal_async(E, "1", "bad", NULL, &sam, on_done,
+                                          &S),
+                   0);
+  ck_assert_int_eq(flow_case_signal_async(E, "1", "collect", NULL, &sam,
+                                          on_done, &S),
+                   0);
+  ck_assert_int_eq(flow_case_open_async(E, "nope", NULL, NULL, on_done, &S),
+                   0);
+  ck_assert(flow__engine_async_pending(E));
+  /* Nothing is applied, and no callback runs, before the flush. */
+  ck_assert_int_eq(S.n, 0);
+  char *out = NULL;
+  ck_assert_int_eq(flow_case_get(&out, E, "1"), FLOW_ENOTFOUND);
+
+  ck_assert_int_eq(flow__engine_flush_async(E), 0);
+  ck_assert_int_eq(S.n, 6);
+  ck_assert_int_eq(S.status[0], 0);
+  ck_assert(strstr(S.json[0], "\"state\":\"reported\"") != NULL);
+  ck_assert_int_eq(S.status[1], FLOW_EINVAL);
+  ck_assert(strstr(S.msg[1], "not valid JSON") != NULL);
+  ck_assert_int_eq(S.status[2], 0);
+  ck_assert(strstr(S.json[2], "\"state\":\"assigned\"") != NULL);
+  /* 'bad' is not accepted in 'assigned': each call sees the ones before. */
+  ck_assert_int_eq(S.status[3], FLOW_EEVENT);
+  ck_assert_int_eq(S.status[4], 0);
+  ck_assert(strstr(S.json[4], "\"status\":\"closed\"") != NULL);
+  ck_assert_int_eq(S.status[5], FLOW_ENOTFOUND);
+  ck_assert(S.durable[0] && S.durable[2] && S.durable[4]);
+  ck_assert(!flow__engine_async_pending(E));
+
+  /* The failures left no trace: exactly three history rows. */
+  ck_assert_int_eq(flow_case_history(&out, E, "1"), 0);
+  ck_assert(strstr(out, "\"seq\":3") != NULL);
+  ck_assert(strstr(out, "\"seq\":4") == NULL);
+  flow_free(out);
+  ck_assert_int_eq(flow_case_get(&out, E, "2"), FLOW_ENOTFOUND);
+}
+END_TEST
+
+START_TEST(test_async_refused_handler_rolls_back_only_itself)
+{
+  ck_assert_int_eq(flow_case_open(NULL, E, "bins", NULL, NULL), 0);
+  ck_assert_int_eq(flow_case_open(NULL, E, "bins", NULL, NULL), 0);
+  ck_assert_int_eq(
+      flow_case_signal_async(E, "1", "bad", NULL, NULL, on_done, &S), 0);
+  ck_assert_int_eq(flow_case_signal_async(E, "2", "assign",
+                                          "{\"crew\":\"x\"}", NULL, on_done,
+                                          &S),
+                   0);
+  ck_assert_int_eq(flow__engine_flush_async(E), 0);
+  ck_assert_int_eq(S.status[0], FLOW_EDATA);
+  ck_assert(strstr(S.msg[0], "n: must be a whole number") != NULL);
+  ck_assert_int_eq(S.status[1], 0);
+  char *out;
+  ck_assert_int_eq(flow_case_get(&out, E, "1"), 0);
+  ck_assert(strstr(out, "\"seq\":1") != NULL);
+  flow_free(out);
+}
+END_TEST
+
+static int requeued;
+
+static void
+requeue(flow_engine *e, int status, const char *json, void *payload)
+{
+  (void)json;
+  (void)payload;
+  ck_assert_int_eq(status, 0);
+  /* A call queued from a callback goes to the next group. */
+  if (requeued++ == 0)
+    ck_assert_int_eq(
+        flow_case_signal_async(e, "1", "assign", NULL, NULL, requeue, NULL),
+        0);
+}
+
+START_TEST(test_async_queue_from_callback)
+{
+  requeued = 0;
+  ck_assert_int_eq(flow_case_open_async(E, "bins", NULL, NULL, requeue, NULL),
+                   0);
+  ck_assert_int_eq(flow__engine_flush_async(E), 0);
+  ck_assert_int_eq(requeued, 1);
+  ck_assert(flow__engine_async_pending(E));
+  ck_assert_int_eq(flow__engine_flush_async(E), 0);
+  ck_assert_int_eq(requeued, 2);
+}
+END_TEST
+
+START_TEST(test_async_close_fails_queued_calls)
+{
+  ck_assert_int_eq(flow_case_open_async(E, "bins", NULL, NULL, on_done, &S),
+                   0);
+  flow_engine_close(E);
+  E = NULL;
+  ck_assert_int_eq(S.n, 1);
+  ck_assert_int_eq(S.status[0], FLOW_EMISUSE);
+  ck_assert(strstr(S.msg[0], "closed") != NULL);
+}
+END_TEST
+
+START_TEST(test_async_argument_refusals)
+{
+  ck_assert_int_eq(
+      flow_case_signal_async(E, "x", "assign", NULL, NULL, on_done, &S),
+      FLOW_EINVAL);
+  ck_assert_int_eq(flow_case_signal_async(E, "1", NULL, NULL, NULL, on_done,
+                                          &S),
+                   FLOW_EMISUSE);
+  ck_assert(!flow__engine_async_pending(E));
+}
+END_TEST
+
+START_TEST(test_async_allocation_failures)
+{
+  /* Every allocation of a queued call failing in turn: clean refusals. */
+  for (long n = 1; n < 200; n++) {
+    long base = ta.calls;
+    ta.fail_at = base + n;
+    const char *roles[] = { "a", "b" };
+    flow_actor act = { "who", roles, 2 };
+    int rc = flow_case_signal_async(E, "1", "assign", "{\"crew\":\"c\"}",
+                                    &act, NULL, NULL);
+    ta.fail_at = 0;
+    if (rc == 0)
+      break;
+    ck_assert_int_eq(rc, FLOW_ENOMEM);
+  }
+  ck_assert_int_eq(flow__engine_flush_async(E), 0);
+}
+END_TEST
+
+static Suite *
+async_suite(void)
+{
+  Suite *s = suite_create("async");
+  TCase *tc = tcase_create("group commit");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_test(tc, test_async_group_in_order_with_partial_failure);
+  tcase_add_test(tc, test_async_refused_handler_rolls_back_only_itself);
+  tcase_add_test(tc, test_async_queue_from_callback);
+  tcase_add_test(tc, test_async_close_fails_queued_calls);
+  tcase_add_test(tc, test_async_argument_refusals);
+  tcase_add_test(tc, test_async_allocation_failures);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int
+main(void)
+{
+  SRunner *sr = srunner_create(async_suite());
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
