@@ -802,8 +802,15 @@ case_exists(flow_engine *e, int64_t id)
   return 0;
 }
 
-int
-flow_case_history(char **out, flow_engine *engine, const char *case_id)
+/*
+ * The shared shape of flow_case_history and flow_case_timers: check the id
+ * and that the case exists, let `collect` fill a JSON array from the
+ * store, hand it to the host.
+ */
+static int
+case_rows(char **out, flow_engine *engine, const char *case_id,
+          int (*collect)(flow_engine *e, int64_t id, json_t *arr,
+                         flow__err *err))
 {
   if (engine == NULL || out == NULL)
     return engine ? flow__engine_fail(engine, FLOW_EMISUSE, "out is NULL")
@@ -818,8 +825,7 @@ flow_case_history(char **out, flow_engine *engine, const char *case_id)
   json_t *arr = json_array();
   if (arr == NULL)
     return flow__engine_fail(engine, FLOW_ENOMEM, "out of memory");
-  rc = engine->vt->history_each(engine->store, id, history_item, arr, &err);
-  if (rc != 0) {
+  if ((rc = collect(engine, id, arr, &err)) != 0) {
     json_decref(arr);
     return flow__engine_fail_err(engine, &err);
   }
@@ -827,6 +833,18 @@ flow_case_history(char **out, flow_engine *engine, const char *case_id)
   if (rc == 0)
     flow__err_clear(&engine->err);
   return rc;
+}
+
+static int
+collect_history(flow_engine *e, int64_t id, json_t *arr, flow__err *err)
+{
+  return e->vt->history_each(e->store, id, history_item, arr, err);
+}
+
+int
+flow_case_history(char **out, flow_engine *engine, const char *case_id)
+{
+  return case_rows(out, engine, case_id, collect_history);
 }
 
 static int
@@ -851,31 +869,16 @@ timer_item(void *ctx, const flow__timer_row *r)
   return 0;
 }
 
+static int
+collect_timers(flow_engine *e, int64_t id, json_t *arr, flow__err *err)
+{
+  return e->vt->timer_list(e->store, id, timer_item, arr, err);
+}
+
 int
 flow_case_timers(char **out, flow_engine *engine, const char *case_id)
 {
-  if (engine == NULL || out == NULL)
-    return engine ? flow__engine_fail(engine, FLOW_EMISUSE, "out is NULL")
-                  : FLOW_EMISUSE;
-  *out = NULL;
-  int64_t id = 0;
-  int rc = parse_case_id(engine, case_id, &id);
-  if (rc != 0 || (rc = case_exists(engine, id)) != 0)
-    return rc;
-  flow__err err;
-  flow__err_clear(&err);
-  json_t *arr = json_array();
-  if (arr == NULL)
-    return flow__engine_fail(engine, FLOW_ENOMEM, "out of memory");
-  rc = engine->vt->timer_list(engine->store, id, timer_item, arr, &err);
-  if (rc != 0) {
-    json_decref(arr);
-    return flow__engine_fail_err(engine, &err);
-  }
-  rc = flow__engine_owned_json(engine, out, arr);
-  if (rc == 0)
-    flow__err_clear(&engine->err);
-  return rc;
+  return case_rows(out, engine, case_id, collect_timers);
 }
 
 static int
