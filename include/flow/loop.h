@@ -35,7 +35,8 @@ typedef enum flow_run_mode {
  */
 FLOW_EXTERN int flow_engine_run(flow_engine *engine, flow_run_mode mode);
 
-/* Makes a running flow_engine_run() return after the current round. */
+/* Makes a running flow_engine_run() return after the current round; no
+   effect outside a run. */
 FLOW_EXTERN void flow_engine_stop(flow_engine *engine);
 
 /*
@@ -56,7 +57,11 @@ typedef void (*flow_post_fn)(flow_engine *engine, void *payload);
  * The one thread-safe call: queues fn(engine, payload) to run on the
  * engine's loop thread during its next round, in the order posted.  Returns
  * 0, or FLOW_ENOMEM.  Work posted before flow_engine_close() that has not
- * run is dropped (fn is not called).
+ * run is dropped (fn is not called).  Used from other threads, it needs a
+ * thread-safe host allocator (flow_engine_options.alloc; the default
+ * realloc/free is).  Posted work does not keep a FLOW_RUN_DEFAULT run
+ * alive: a host waiting for posts keeps a handle of its own on
+ * flow_engine_uv_loop().
  */
 FLOW_EXTERN int flow_engine_post(flow_engine *engine, flow_post_fn fn,
                                  void *payload);
@@ -71,15 +76,15 @@ FLOW_EXTERN int flow_engine_post(flow_engine *engine, flow_post_fn fn,
 FLOW_EXTERN int flow_engine_fire_due(flow_engine *engine, size_t *fired);
 
 /*
- * Receives what the engine does on its own or on request, one JSON object
- * per call, valid only during the call:
- *   {"type":"transition","case":"1","service":..,"event":..,"from":..,
- *    "to":..,"at":..,"seq":..}
- *   {"type":"timer","case":"1","timer":"7","event":..,"due_at":..,"at":..}
- *   {"type":"incident","case":"1","timer":"7","event":..,"error":..,
- *    "message":..}
- * sla_warning and sla_breached arrive as "timer" (then "transition")
- * notifications with those event names.
+ * Receives what the engine does on its own (not the calls a host makes),
+ * one JSON object per call, valid only during the call:
+ *   {"type":"timer","case":"1","timer":"7","kind":"after","event":..,
+ *    "due_at":..,"at":..}
+ *   {"type":"transition","case":"1","service":..,"event":..,"to":..,
+ *    "at":..,"seq":..}                       (what the timer caused)
+ *   {"type":"incident","case":"1","timer":"7","kind":..,"event":..,
+ *    "due_at":..,"at":..,"error":"FLOW_ESCRIPT","message":..}
+ * kind is "after", "timer", "sla_warning" or "sla_breached".
  */
 typedef void (*flow_listener_fn)(flow_engine *engine, const char *event_json,
                                  void *payload);

@@ -79,10 +79,13 @@ int cli_cmd_show(cli_ctx *ctx, const cli_args *args);
 int cli_cmd_history(cli_ctx *ctx, const cli_args *args);
 int cli_cmd_list(cli_ctx *ctx, const cli_args *args);
 int cli_cmd_eval(cli_ctx *ctx, const cli_args *args);
+int cli_cmd_run(cli_ctx *ctx, const cli_args *args);
 
-/* Options of the commands that have some (cmd_list.c, cmd_eval.c). */
+/* Options of the commands that have some (cmd_list.c, cmd_eval.c,
+   cmd_run.c). */
 extern const cli_opt cli_list_opts[];
 extern const cli_opt cli_eval_opts[];
+extern const cli_opt cli_run_opts[];
 
 /* The value of the last occurrence of option name, or NULL; "" for a flag
    that was given. */

@@ -118,14 +118,23 @@ static const cli_cmd commands[] = {
   },
   {
     .name = "run",
-    .args = "[--until-idle]",
-    .summary = "fire timers, dispatch actions (not yet)",
-    .help = "Will fire due timers and dispatch actions, reading JSON-RPC\n"
-            "requests on stdin and writing results on stdout.\n",
-    .opts = no_opts,
+    .args = "[--until-idle | --keep-running]",
+    .summary = "fire timers; JSON-RPC requests on stdin",
+    .help =
+      "Runs the engine on the database: fires timers as they fall due and\n"
+      "answers JSON-RPC 2.0 requests read from stdin, one per line, with\n"
+      "one JSON line each on stdout.  Methods: open {service, data, actor},\n"
+      "signal {case, event, payload, actor}, show {case}, history {case},\n"
+      "list {service, state, status, where, limit, overdue}, timers {case}.\n"
+      "What the engine does on its own (a timer fired, its transition) is\n"
+      "written as an \"event\" notification.  At the end of input it\n"
+      "finishes what was asked and exits 0; --until-idle first fires every\n"
+      "timer due at the engine's time (with --now: that time);\n"
+      "--keep-running goes on firing timers until SIGINT or SIGTERM.\n",
+    .opts = cli_run_opts,
     .min_args = 0,
-    .max_args = -1,
-    .run = NULL,
+    .max_args = 0,
+    .run = cli_cmd_run,
   },
   {
     .name = "test",

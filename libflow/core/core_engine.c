@@ -524,24 +524,32 @@ load_source(flow_engine *e, char **out, const char *src, size_t len,
     e->vt->rollback(e->store);
     goto fail_err;
   }
-  rc = e->vt->commit(e->store, &err);
-  if (rc != 0)
-    goto fail_err;
-
+  /* Everything that can fail goes before the commit, so that a failure
+     reported to the caller never leaves the service stored. */
   json_t *info = json_pack("{s:s, s:I, s:s, s:s?, s:b}", "name", svc->name,
                            "version", (json_int_t)svc->version, "sha256",
                            svc->sha256, "title", svc->title, "stored",
                            stored);
+  if ((rc = flow__engine_owned_json(e, out, info)) != 0) {
+    e->vt->rollback(e->store);
+    goto fail;
+  }
+  rc = e->vt->commit(e->store, &err);
+  if (rc != 0) {
+    if (out) {
+      flow_free(*out);
+      *out = NULL;
+    }
+    goto fail_err;
+  }
   if (cached_service(e, svc->name, svc->version) == NULL) {
     svc->next = e->services;
     e->services = svc;
   } else {
     flow__service_free(&e->alloc, svc);
   }
-  rc = flow__engine_owned_json(e, out, info);
-  if (rc == 0)
-    flow__err_clear(&e->err);
-  return rc;
+  flow__err_clear(&e->err);
+  return 0;
 fail_err:
   flow__engine_fail_err(e, &err);
 fail:

@@ -180,8 +180,9 @@ fire_one(flow_engine *e, const due_timer *t, int64_t now)
     flow__engine_notify(e, timer_note("timer", t, now));
     if (out) {
       json_t *c = json_loads(out, 0, NULL);
-      json_t *n = json_pack("{s:s, s:O, s:s, s:O, s:O, s:O}", "type",
+      json_t *n = json_pack("{s:s, s:O, s:O, s:s, s:O, s:O, s:O}", "type",
                             "transition", "case", json_object_get(c, "id"),
+                            "service", json_object_get(c, "service"),
                             "event", t->event, "to",
                             json_object_get(c, "state"), "at",
                             json_object_get(c, "updated_at"), "seq",

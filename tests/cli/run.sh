@@ -155,7 +155,7 @@ run list --where bin
 usage "--where without ="
 run --json eval -e 'return 1' nonsense.lua
 usage "eval with -e and FILE"
-for c in run test graph; do
+for c in test graph; do
   run "$c"
   expect "$c is future work" 2
   err_has "$c is future work" "^flow: '$c' is not available in this version yet\$"
@@ -467,6 +467,147 @@ refused "eval a missing file" 1
 # eval never touches a database, not even a bad --db.
 run --db "$T/no/such/dir/x.db" eval -e 'return true'
 expect "eval ignores --db" 0
+
+# ---- run -------------------------------------------------------------------
+#
+# JSON-RPC on stdin and stdout.  Responses are found by their id; their
+# order is checked once, against the order the contract promises.
+
+RDB=$T/run.db
+"$FLOW" --db "$RDB" load "$SERVICE" >/dev/null 2>&1
+
+# resp ID: the response line with "id":ID (ID as JSON: 1, "x", null).
+resp() {
+  grep -e "\"id\":$1,\"jsonrpc\"" "$T/out"
+}
+# resp_has NAME ID REGEX: the response to ID matches REGEX.
+resp_has() {
+  if resp "$2" | grep -q -e "$3"; then pass; else
+    fail "$1: response $2 lacks /$3/"; fi
+}
+
+cat >"$T/requests" <<'EOF'
+{"jsonrpc":"2.0","id":1,"method":"open","params":{"service":"missed_bin","data":{"uprn":"100023336956","address":"12 High Street","bin":"refuse"},"actor":{"id":"web","roles":[]}}}
+{"jsonrpc":"2.0","id":2,"method":"signal","params":{"case":"1","event":"assign","payload":{"crew":"north-2"},"actor":{"id":"sam","roles":["supervisor"]}}}
+{"jsonrpc":"2.0","id":3,"method":"signal","params":{"case":1,"event":"assign","payload":{"crew":"x"}}}
+this line is not JSON
+{"jsonrpc":"2.0","id":"four","method":"frobnicate","params":{}}
+{"jsonrpc":"2.0","id":5,"method":"show","params":{"case":"1"}}
+{"jsonrpc":"2.0","id":6,"method":"show"}
+{"jsonrpc":"2.0","id":7,"method":"history","params":{"case":"1"}}
+[{"jsonrpc":"2.0","id":8,"method":"show","params":{"case":"1"}}]
+{"jsonrpc":"2.0","id":9,"method":"show","params":{"case":"99"}}
+
+{"jsonrpc":"1.0","id":10,"method":"show","params":{"case":"1"}}
+{"jsonrpc":"2.0","id":11,"method":"list","params":{"where":{"bin":"refuse"},"status":"open","limit":10}}
+{"jsonrpc":"2.0","id":12,"method":"timers","params":{"case":"1"}}
+{"jsonrpc":"2.0","method":"signal","params":{"case":"1","event":"collect"}}
+{"jsonrpc":"2.0","id":13,"method":"open","params":{"service":"missed_bin","data":{"bin":"glass"}}}
+{"jsonrpc":"2.0","id":14,"method":"show","params":{"case":"1","colour":"red"}}
+{"jsonrpc":"2.0","id":15,"method":"list","params":{"limit":0}}
+{"jsonrpc":"2.0","id":16,"method":"open","params":{"service":"missed_bin","data":[1]}}
+EOF
+"$FLOW" --db "$RDB" --now 2026-11-27T09:00:00Z run <"$T/requests" \
+  >"$T/out" 2>"$T/err"
+rc=$?
+expect "run" 0
+out_lines "run: one line per request with an id, and per bad line" 17
+err_lines "run: nothing on stderr" 0
+if awk '!/^\{.*\}$/ { bad = 1 } END { exit bad }' "$T/out"; then pass; else
+  fail "run: every line is a JSON object"; fi
+resp_has "run open" 1 '"result":{.*"id":"1".*"state":"reported"'
+resp_has "run signal" 2 '"result":{.*"state":"assigned"'
+resp_has "run signal sees the open before it" 2 '"seq":2'
+resp_has "run refused signal: code" 3 '"error":{"code":-9,'
+resp_has "run refused signal: name" 3 '"data":{"name":"FLOW_EEVENT"}'
+resp_has "run refused signal: message" 3 \
+  "\"message\":\"case 1 is in state 'assigned'"
+if grep '"code":-32700' "$T/out" | grep -q '"id":null'; then pass; else
+  fail "run: a parse error is answered with id null"; fi
+out_has "run: a parse error says so" '"message":"Parse error: '
+resp_has "run unknown method" '"four"' '"code":-32601'
+resp_has "run show (after the calls before it)" 5 \
+  '"result":{.*"crew":"north-2"'
+resp_has "run show without case" 6 '"code":-32602'
+resp_has "run history" 7 '"result":\[{.*"event":"open".*"event":"assign"'
+resp_has "run open: the actor given is recorded" 7 \
+  '"actor":{"id":"web","roles":\[\]}'
+out_has "run: a batch is an invalid request" \
+  '"code":-32600,"message":"Invalid Request: batches'
+resp_has "run show unknown case" 9 '"data":{"name":"FLOW_ENOTFOUND"}'
+resp_has "run jsonrpc 1.0" 10 '"code":-32600'
+resp_has "run list" 11 '"result":\[{.*"id":"1"'
+resp_has "run timers" 12 \
+  '"result":\[{"due_at":"2026-12-04T09:00:00Z","event":"sla_breached"'
+resp_has "run open with bad data" 13 '"data":{"name":"FLOW_EDATA"}'
+resp_has "run unknown parameter" 14 '"code":-32602'
+resp_has "run limit 0" 15 '"code":-32602'
+resp_has "run data that is not an object" 16 '"code":-32602'
+# Responses come in request order.
+_order=$(sed -n 's/.*"id":\([^,]*\),"jsonrpc".*/\1/p' "$T/out" | tr '\n' ' ')
+[ "$_order" = '1 2 3 null "four" 5 6 7 null 9 10 11 12 13 14 15 16 ' ] &&
+  pass || fail "run: responses in request order, got $_order"
+# The request without an id was carried out without an answer ('collect'
+# needs no role in 'assigned').
+run --db "$RDB" show 1
+[ "$(field state)" = closed ] && pass ||
+  fail "run: a request without an id is still carried out"
+
+# --until-idle fires what is due at --now, and only once.
+printf '%s\n' '{"jsonrpc":"2.0","id":1,"method":"open","params":{"service":"missed_bin","data":{"uprn":"2","address":"1 Low Road","bin":"garden"}}}' |
+  "$FLOW" --db "$RDB" --now 2026-11-27T09:00:00Z run >"$T/out" 2>"$T/err"
+rc=$?
+expect "run: open case 2" 0
+resp_has "run: case 2" 1 '"id":"2"'
+run --db "$RDB" --now 2026-11-30T09:00:00Z run --until-idle
+expect "run --until-idle before anything is due" 0
+out_lines "run --until-idle: nothing due yet" 0
+run --db "$RDB" --now 2026-12-01T09:00:00Z run --until-idle
+expect "run --until-idle" 0
+out_lines "run --until-idle: a timer and its transition" 2
+sed -n 1p "$T/out" |
+  grep -q '^{"jsonrpc":"2.0","method":"event","params":{.*"type":"timer"' &&
+  pass || fail "run --until-idle: a timer notification"
+sed -n 2p "$T/out" |
+  grep -q '"case":"2".*"to":"escalated","type":"transition"' &&
+  pass || fail "run --until-idle: the transition it caused"
+run --db "$RDB" --now 2026-12-01T09:00:00Z run --until-idle
+out_lines "run --until-idle: a timer fires once" 0
+run --db "$RDB" show 2
+[ "$(field state)" = escalated ] && pass || fail "run: case 2 escalated"
+# A plain run fires what is due while it runs, too (case 2's SLA).
+run --db "$RDB" --now 2026-12-07T09:00:00Z run
+expect "run fires due timers" 0
+out_has "run fires due timers" '"event":"sla_breached"'
+
+# Usage and storage errors.
+run --db "$RDB" run --until-idle --keep-running
+usage "run --until-idle --keep-running"
+run --db "$RDB" run now
+usage "run with an argument"
+run --db "$T/absent.db" run
+refused "run on a missing database" 3
+
+# --keep-running goes on after the end of input, until SIGTERM.  Fifos
+# let the test wait for the first answer instead of sleeping.
+mkfifo "$T/rin" "$T/rout"
+"$FLOW" --db "$RDB" run --keep-running <"$T/rin" >"$T/rout" 2>"$T/err" &
+_pid=$!
+exec 3>"$T/rin" 4<"$T/rout"
+echo '{"jsonrpc":"2.0","id":1,"method":"show","params":{"case":"2"}}' >&3
+exec 3>&-
+IFS= read -r _line <&4
+case $_line in
+  *'"id":1,"jsonrpc":"2.0","result":{'*) pass ;;
+  *) fail "run --keep-running answers: $_line" ;;
+esac
+if kill -0 "$_pid" 2>/dev/null; then pass; else
+  fail "run --keep-running exited at the end of its input"; fi
+kill -TERM "$_pid"
+wait "$_pid"
+rc=$?
+exec 4<&-
+expect "run --keep-running stops on SIGTERM with 0" 0
 
 # ---- the examples in docs/*.md ---------------------------------------------
 #
