@@ -13,5 +13,6 @@
 #include "flow/service.h"
 #include "flow/case.h"
 #include "flow/loop.h"
+#include "flow/test.h"
 
 #endif /* FLOW_H */

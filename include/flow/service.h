@@ -59,6 +59,38 @@ FLOW_EXTERN int flow_service_schema(char **out, flow_engine *engine,
  */
 FLOW_EXTERN int flow_service_list(char **out, flow_engine *engine);
 
+
+/*
+ * Static checks beyond what loading refuses: what `flow check` warns
+ * about.  Compiles the script as flow_service_check() does (same errors,
+ * with *out NULL), then returns in *out an owned JSON object
+ *   {"file": chunkname, "warnings": [{"line": N, "message": "..."}]}
+ * sorted by line: states no event or timer can reach from the initial
+ * state (a handler that returns a state is taken to reach any state),
+ * states that are not final but have no events and no timers, timers that
+ * can never fire (another timer of the state leaves it sooner, two timers
+ * fall due at the same moment, sla_warning or sla_breached handled
+ * without the service setting that service level).
+ */
+FLOW_EXTERN int flow_service_lint(char **out, flow_engine *engine,
+                                  const char *source, size_t len,
+                                  const char *chunkname);
+
+/*
+ * The state diagram of a script as owned text in *out: format "dot"
+ * (Graphviz, the default when NULL) or "mermaid" (a stateDiagram-v2).
+ * Final states are marked (a double circle; a transition to [*]), the
+ * initial state has an arrow from a start point, and edges carry the
+ * event, the roles it needs ("[crew]"), a guard ("if guard"), and timers
+ * ("after 2 working days").  A handler that picks the next state gives
+ * dashed edges to the states its code returns as string literals, or to a
+ * note saying the handler decides.  Compiles like flow_service_check()
+ * (same errors); FLOW_EINVAL for an unknown format.
+ */
+FLOW_EXTERN int flow_service_graph(char **out, flow_engine *engine,
+                                   const char *source, size_t len,
+                                   const char *chunkname, const char *format);
+
 #ifdef __cplusplus
 }
 #endif

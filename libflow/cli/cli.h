@@ -80,9 +80,14 @@ int cli_cmd_history(cli_ctx *ctx, const cli_args *args);
 int cli_cmd_list(cli_ctx *ctx, const cli_args *args);
 int cli_cmd_eval(cli_ctx *ctx, const cli_args *args);
 int cli_cmd_run(cli_ctx *ctx, const cli_args *args);
+int cli_cmd_test(cli_ctx *ctx, const cli_args *args);
+int cli_cmd_graph(cli_ctx *ctx, const cli_args *args);
 
 /* Options of the commands that have some (cmd_list.c, cmd_eval.c,
-   cmd_run.c). */
+   cmd_run.c, cmd_check.c, cmd_test.c, cmd_graph.c). */
+extern const cli_opt cli_check_opts[];
+extern const cli_opt cli_test_opts[];
+extern const cli_opt cli_graph_opts[];
 extern const cli_opt cli_list_opts[];
 extern const cli_opt cli_eval_opts[];
 extern const cli_opt cli_run_opts[];

@@ -1,5 +1,5 @@
 /*
- * `flow list [--service S] [--state X] [--status open|closed]
+ * `flow list [--service S] [--state X] [--status open|closed] [--overdue]
  *            [--where FIELD=VALUE]... [--limit N]`: lists cases.
  *
  * The options become a flow_case_query.  A --where VALUE that is already a
@@ -21,7 +21,8 @@
 
 const cli_opt cli_list_opts[] = { { "--service", 1 }, { "--state", 1 },
                                   { "--status", 1 },  { "--where", 1 },
-                                  { "--limit", 1 },   { NULL, 0 } };
+                                  { "--limit", 1 },   { "--overdue", 0 },
+                                  { NULL, 0 } };
 
 /*
  * The JSON text for a --where value: value itself when it is a JSON scalar,
@@ -170,6 +171,9 @@ cli_cmd_list(cli_ctx *ctx, const cli_args *args)
   q.service = cli_args_opt(args, "--service");
   q.state = cli_args_opt(args, "--state");
   q.status = status;
+  for (k = 0; k < args->nopts; k++)
+    if (strcmp(args->opts[k].name, "--overdue") == 0)
+      q.overdue = 1; /* open cases past due_at by the engine clock */
 
   where = calloc((size_t)args->nopts + 1, sizeof(*where));
   if (where == NULL) {

@@ -27,13 +27,16 @@ static const cli_opt no_opts[] = { { NULL, 0 } };
 static const cli_cmd commands[] = {
   {
     .name = "check",
-    .args = "SCRIPT...",
+    .args = "[--strict] SCRIPT...",
     .summary = "validate scripts; errors as FILE:LINE: message",
     .help = "Checks each script without touching any database and prints\n"
             "'SCRIPT: ok' for each good one.  Every problem in a bad script\n"
-            "is printed on stderr as FILE:LINE: message.  Exit 1 if any\n"
-            "script failed.\n",
-    .opts = no_opts,
+            "is printed on stderr as FILE:LINE: message.  Suspicious things\n"
+            "in a script that loads (a state nothing reaches, a state a\n"
+            "case gets stuck in, a timer that can never fire) are printed\n"
+            "as FILE:LINE: warning: message.  Exit 1 if any script failed,\n"
+            "or with --strict if any has a warning.\n",
+    .opts = cli_check_opts,
     .min_args = 1,
     .max_args = -1,
     .run = cli_cmd_check,
@@ -100,9 +103,8 @@ static const cli_cmd commands[] = {
   },
   {
     .name = "list",
-    .args = "[--service S] [--state X] [--status open|closed] [--where "
-            "FIELD=VALUE]..."
-            " [--limit N]",
+    .args = "[--service S] [--state X] [--status open|closed] [--overdue]"
+            " [--where FIELD=VALUE]... [--limit N]",
     .summary = "cases as a table, or a JSON array with --json",
     .help = "Lists cases, oldest first, as a table (ID, SERVICE, VER, STATE,\n"
             "STATUS, UPDATED, DUE), or with --json as a JSON array of cases.\n"
@@ -110,7 +112,9 @@ static const cli_cmd commands[] = {
             "taken as JSON when it is a number, true, false or a \"quoted\n"
             "string\", otherwise as text, so --where bin=refuse needs no\n"
             "quotes.  A number also finds the same digits stored as text:\n"
-            "--where uprn=100023336956.  --limit defaults to 100.\n",
+            "--where uprn=100023336956.  --overdue keeps open cases whose\n"
+            "due time has passed (by --now when given).  --limit defaults\n"
+            "to 100.\n",
     .opts = cli_list_opts,
     .min_args = 0,
     .max_args = 0,
@@ -138,23 +142,36 @@ static const cli_cmd commands[] = {
   },
   {
     .name = "test",
-    .args = "[PATH...]",
-    .summary = "run *_test.lua files (not yet)",
-    .help = "Will run the *_test.lua files under each PATH.\n",
-    .opts = no_opts,
+    .args = "[--tap] [--junit FILE] [--filter TEXT] [--coverage] [PATH...]",
+    .summary = "run *_test.lua files",
+    .help =
+      "Finds the *_test.lua files under each PATH (default: the current\n"
+      "directory), recursively, and runs every test in each, in its own\n"
+      "in-memory engine with a virtual clock that starts on Monday\n"
+      "2 February 2026 at 09:00Z (--now sets another start).  Prints a\n"
+      "line per test and ends with 'N passed, N failed'.  --tap writes TAP\n"
+      "instead; --junit FILE also writes JUnit XML for CI; --filter runs\n"
+      "only tests whose name contains TEXT; --coverage reports the states\n"
+      "entered and transitions fired per service.  Exit 0 only when every\n"
+      "test passed.  See docs/testing.md.\n",
+    .opts = cli_test_opts,
     .min_args = 0,
     .max_args = -1,
-    .run = NULL,
+    .run = cli_cmd_test,
   },
   {
     .name = "graph",
-    .args = "SCRIPT",
-    .summary = "the state diagram (not yet)",
-    .help = "Will draw the states and events of a service script.\n",
-    .opts = no_opts,
-    .min_args = 0,
-    .max_args = -1,
-    .run = NULL,
+    .args = "[--format dot|mermaid] [--svg FILE] SCRIPT",
+    .summary = "the state diagram as DOT or Mermaid",
+    .help =
+      "Prints the states of a service script and the events, timers and\n"
+      "roles that move a case between them, as Graphviz DOT (the default)\n"
+      "or, with --format mermaid, as a Mermaid state diagram.  --svg FILE\n"
+      "renders the DOT through Graphviz ('dot' must be installed).\n",
+    .opts = cli_graph_opts,
+    .min_args = 1,
+    .max_args = 1,
+    .run = cli_cmd_graph,
   },
   {
     .name = "eval",
@@ -162,7 +179,10 @@ static const cli_cmd commands[] = {
     .summary = "run Lua in a fresh sandbox; prints the result",
     .help = "Runs Lua code under the same sandbox and budgets as a handler\n"
             "and prints what it returns as JSON.  FILE '-' reads the code\n"
-            "from stdin.\n",
+            "from stdin.\n"
+            "\n"
+            "  --cpu-ms N   CPU time the chunk may use, in ms (default 1000)\n"
+            "  --mem-mb N   memory the chunk may hold, in MiB (default 32)\n",
     .opts = cli_eval_opts,
     .min_args = 0,
     .max_args = 1,

@@ -126,4 +126,21 @@ void flow__engine_evict(flow_engine *e, flow__service *svc);
    as an owned JSON string in *out (nothing when out is NULL). */
 int flow__engine_owned_json(flow_engine *e, char **out, json_t *j);
 
+/* ---- static views of a script (core_lint.c; used by core_graph.c and
+   the test runner) ------------------------------------------------------ */
+
+/*
+ * Compiles source into a service that belongs to nobody: not stored, not
+ * cached.  Free it with flow__service_free(&e->alloc, svc).  Errors as
+ * flow_service_check() (set on the engine).
+ */
+int flow__service_compile_temp(flow_engine *e, const char *src, size_t len,
+                               const char *chunkname, flow__service **out);
+
+/* The states of svc in the order the script declares them (by line, then
+   name): an owned array of svc->nstates pointers, or NULL (out of
+   memory). */
+const flow__state **flow__service_states_sorted(flow_engine *e,
+                                                const flow__service *svc);
+
 #endif /* FLOW_ENGINE_INT_H */

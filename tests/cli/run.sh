@@ -155,11 +155,12 @@ run list --where bin
 usage "--where without ="
 run --json eval -e 'return 1' nonsense.lua
 usage "eval with -e and FILE"
-for c in test graph; do
-  run "$c"
-  expect "$c is future work" 2
-  err_has "$c is future work" "^flow: '$c' is not available in this version yet\$"
-done
+run graph
+usage "graph without a script"
+run test --junit
+usage "test --junit without a file"
+run graph --format png "$SERVICE"
+usage "graph --format png"
 
 # ---- check -----------------------------------------------------------------
 
@@ -468,6 +469,44 @@ refused "eval a missing file" 1
 run --db "$T/no/such/dir/x.db" eval -e 'return true'
 expect "eval ignores --db" 0
 
+# --cpu-ms and --mem-mb set the chunk's budgets.  A kill is a refusal
+# (exit 1) that names the budget, and never takes more than twice the CPU
+# budget: the CPU time of the whole process is read with the shell's
+# `times` (the second line: user and system time of finished children).
+child_cpu_ms() {
+  awk 'FNR == 2 { n = 0
+         for (i = 1; i <= 2; i++) {
+           split($i, a, "m"); sub("s", "", a[2]); n += a[1] * 60000 + a[2] * 1000
+         }
+         v[FILENAME] = n }
+       END { printf "%d\n", v[ARGV[2]] - v[ARGV[1]] }' "$T/times0" "$T/times1"
+}
+run eval --cpu-ms 50 -e 'return 1 + 1'
+expect "eval --cpu-ms" 0
+out_has "eval --cpu-ms" '^2$'
+times >"$T/times0"
+run eval --cpu-ms 300 -e 'local a = "x" for i = 1, 20 do a = a .. a end
+  local b = a .. "y" while a < b do end'
+times >"$T/times1"
+refused "eval --cpu-ms stops a slow loop" 1
+err_has "eval --cpu-ms names the budget" 'used more than 300 ms of cpu time'
+used=$(child_cpu_ms)
+if [ "$used" -lt 600 ]; then pass; else
+  fail "eval --cpu-ms 300 took $used ms of CPU, more than twice its budget"
+fi
+run eval --mem-mb 4 -e 'local t = {} while true do t[#t + 1] = {} end'
+refused "eval --mem-mb stops a hog" 1
+err_has "eval --mem-mb names the budget" 'used more than 4 MiB of memory'
+run eval --mem-mb 64 -e 'return #string.rep("x", 40 * 1024 * 1024)'
+refused "eval --mem-mb 64 is still bounded by instructions" 1
+err_has "eval --mem-mb 64 and instructions" 'instructions'
+run eval --cpu-ms 0 -e 'return 1'
+usage "eval --cpu-ms 0"
+run eval --mem-mb lots -e 'return 1'
+usage "eval --mem-mb lots"
+run eval --cpu-ms
+usage "eval --cpu-ms without a value"
+
 # ---- run -------------------------------------------------------------------
 #
 # JSON-RPC on stdin and stdout.  Responses are found by their id; their
@@ -608,6 +647,144 @@ wait "$_pid"
 rc=$?
 exec 4<&-
 expect "run --keep-running stops on SIGTERM with 0" 0
+
+# ---- test, check --strict, graph -------------------------------------------
+#
+# flow test over a directory holding one passing, one failing and one
+# runaway test: exit codes, the readable summary, TAP and JUnit (the XML
+# checked against tests/cli/junit.xsd with xmllint).
+
+mkdir "$T/tt" "$T/tt/sub"
+cp "$SERVICE" "$T/tt/missed_bin.lua"
+cat >"$T/tt/good_test.lua" <<'EOF'
+load("missed_bin.lua")
+test("opens", function()
+  local c = open("missed_bin", { uprn = "1", address = "1 Road", bin = "refuse" })
+  c:expect_state("reported")
+end)
+EOF
+cat >"$T/tt/sub/bad_test.lua" <<'EOF'
+load("../missed_bin.lua")
+test("wrong state", function()
+  local c = open("missed_bin", { uprn = "1", address = "1 Road", bin = "refuse" })
+  c:expect_state("closed")
+end)
+test("loops & <hangs>", function() while true do end end)
+EOF
+run test "$T/tt/good_test.lua"
+expect "test: all pass" 0
+out_has "test: a line per test" '^  ✓ opens$'
+if [ "$(tail -n 1 "$T/out")" = "1 passed, 0 failed" ]; then pass; else
+  fail "test: the summary is the last line"; fi
+run test "$T/tt"
+expect "test: a failure exits 1" 1
+out_has "test: files found recursively, in order" "^$T/tt/good_test.lua\$"
+out_has "test: the failing test" '^  ✗ wrong state$'
+out_has "test: where and what" "^    $T/tt/sub/bad_test.lua:4: expect_state: case 1 should be in state 'closed', but it is in 'reported'\$"
+out_has "test: the history" '^      1 2026-02-02T09:00:00Z open: (opened) -> reported (tester)$'
+out_has "test: the runaway test" "^    $T/tt/sub/bad_test.lua:6: error: budget exceeded: the test 'loops & <hangs>' ran more than 10000000 instructions"
+if [ "$(tail -n 1 "$T/out")" = "1 passed, 2 failed" ]; then pass; else
+  fail "test: summary counts failures and errors"; fi
+run test "$T/tt" --filter opens
+expect "test --filter" 0
+out_lacks "test --filter runs only matching tests" 'wrong state'
+run test "$T/tt" --tap --junit "$T/report.xml"
+expect "test --tap exit" 1
+if [ "$(head -n 1 "$T/out")" = "TAP version 14" ]; then pass; else
+  fail "test --tap: version line"; fi
+out_has "test --tap: ok" '^ok 1 - .*good_test.lua: opens$'
+out_has "test --tap: not ok" '^not ok 2 - .*bad_test.lua: wrong state$'
+out_has "test --tap: YAML" "^  message: \"expect_state: case 1 should be in state 'closed', but it is in 'reported'\"\$"
+out_has "test --tap: YAML severity" '^  severity: error$'
+out_has "test --tap: plan" '^1\.\.3$'
+out_has "test --tap: summary" '^# 1 passed, 2 failed$'
+if [ -s "$T/report.xml" ]; then pass; else fail "test --junit wrote nothing"; fi
+grep -q '<testsuite name="[^"]*bad_test.lua" tests="2" failures="1" errors="1"' \
+  "$T/report.xml" && pass || fail "junit: counts per file"
+grep -q '<testcase name="loops &amp; &lt;hangs&gt;"' "$T/report.xml" && pass ||
+  fail "junit: names are escaped"
+grep -q '<failure message="expect_state: ' "$T/report.xml" && pass ||
+  fail "junit: a failure element"
+if command -v xmllint >/dev/null 2>&1; then
+  if xmllint --noout --schema "$SRC/tests/cli/junit.xsd" "$T/report.xml" \
+    >"$T/xmllint" 2>&1; then pass; else
+    fail "junit: does not validate against junit.xsd: $(cat "$T/xmllint")"; fi
+else
+  echo "note: xmllint not installed (apt-get install libxml2-utils): JUnit XML not validated"
+fi
+run test "$T/no-such-dir"
+refused "test on a missing path" 1
+mkdir "$T/empty"
+run test "$T/empty"
+refused "test with no test files" 1
+run test --coverage "$T/tt/good_test.lua"
+out_has "test --coverage" '^coverage of missed_bin: 1/5 states entered (20%), 0/8 transitions fired (0%)$'
+out_has "test --coverage: never fired" '^  never fired: .*reported.after 2 working days'
+
+cat >"$T/lint.lua" <<'EOF'
+return {
+  name = "lint",
+  version = 1,
+  initial = "a",
+  states = {
+    a = { on = { go = "b" } },
+    b = { title = "B" },
+    c = { final = true },
+  },
+}
+EOF
+run check "$T/lint.lua"
+expect "check: warnings exit 0" 0
+err_has "check: stuck state" "lint\.lua:7: warning: state 'b' is not final"
+err_has "check: unreachable state" "lint\.lua:8: warning: state 'c' cannot be reached"
+out_lines "check: no ok with warnings" 0
+run check --strict "$T/lint.lua"
+expect "check --strict: warnings exit 1" 1
+run check --strict "$SERVICE"
+expect "check --strict: a clean script" 0
+
+run graph "$SERVICE"
+expect "graph" 0
+out_has "graph: DOT" '^digraph "missed_bin" {$'
+out_has "graph: final state" '"closed" \[shape=doublecircle'
+out_has "graph: roles" 'label="collect \[supervisor\]"'
+out_has "graph: timers" 'label="after 2 working days"'
+run graph --format mermaid "$SERVICE"
+expect "graph --format mermaid" 0
+out_has "graph: mermaid" '^stateDiagram-v2$'
+out_has "graph: mermaid end" '^  closed --> \[\*\]$'
+run graph "$T/syntax.lua"
+expect "graph of a bad script" 1
+if command -v dot >/dev/null 2>&1; then
+  run graph "$SERVICE" --svg "$T/bins.svg"
+  expect "graph --svg" 0
+  grep -q '<svg' "$T/bins.svg" && pass || fail "graph --svg wrote no SVG"
+  if "$FLOW" graph "$SERVICE" | dot -Tsvg >"$T/bins2.svg" 2>"$T/err"; then
+    pass; else fail "dot cannot render flow graph's output"; fi
+  if "$FLOW" graph "$SRC/docs/examples/bulky.lua" | dot -Tsvg >/dev/null 2>"$T/err"; then
+    pass; else fail "dot cannot render the bulky example"; fi
+else
+  echo "note: Graphviz not installed (apt-get install graphviz): DOT output not rendered"
+fi
+# Without dot on the PATH, --svg says how to get it.
+(PATH=/nonexistent; "$FLOW" graph "$SERVICE" --svg "$T/x.svg") \
+  >"$T/out" 2>"$T/err" </dev/null
+rc=$?
+refused "graph --svg without Graphviz" 1
+err_has "graph --svg names the package" 'apt-get install graphviz'
+
+# The example files of docs/testing.md are kept in docs/examples/: each
+# must be exactly what the page shows.
+for _f in "$SRC"/docs/examples/*; do
+  _name=${_f##*/}
+  awk -v name="$_name" '
+    $0 == "<!-- file: " name " -->" { want = 1; next }
+    want && /^```/ { if (inblock) exit; inblock = 1; next }
+    want && inblock { print }
+  ' "$SRC/docs/testing.md" >"$T/docfile"
+  if cmp -s "$T/docfile" "$_f"; then pass; else
+    fail "docs/examples/$_name differs from its copy in docs/testing.md"; fi
+done
 
 # ---- the examples in docs/*.md ---------------------------------------------
 #

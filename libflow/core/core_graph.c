@@ -1,0 +1,340 @@
+/*
+ * The state diagram of a service script (flow_service_graph): Graphviz DOT
+ * or a Mermaid stateDiagram-v2, drawn from the compiled definition.
+ *
+ * Edges come from `on` entries (labelled with the event, the roles it
+ * needs in brackets and "if guard" when a guard may refuse it) and from
+ * `after` timers ("after 2 working days").  A timer that fires an event
+ * adds "after ..." to that event's edge.  Where a handler picks the next
+ * state, nothing static says which: the diagram shows dashed edges to the
+ * states the handler's own lines return as string literals (return
+ * "assigned"), and a note saying the handler decides when it returns none.
+ * That reading of the source is a drawing aid only; `flow check` never
+ * relies on it.
+ */
+#include "engine_int.h"
+
+#include <string.h>
+
+#include "script/script_inspect.h"
+
+typedef struct edge {
+  const char *from, *to; /* to NULL: the handler decides */
+  char label[256];
+  int dashed;
+} edge;
+
+typedef struct graph {
+  flow_engine *e;
+  const flow__service *svc;
+  edge *edges;
+  size_t n, cap;
+  int oom;
+} graph;
+
+static void
+add_edge(graph *g, const char *from, const char *to, const char *label,
+         int dashed)
+{
+  if (g->n == g->cap) {
+    size_t cap = g->cap ? g->cap * 2 : 16;
+    edge *v = flow__realloc(&g->e->alloc, g->edges, cap * sizeof *v);
+    if (v == NULL) {
+      g->oom = 1;
+      return;
+    }
+    g->edges = v;
+    g->cap = cap;
+  }
+  edge *ed = &g->edges[g->n++];
+  ed->from = from;
+  ed->to = to;
+  ed->dashed = dashed;
+  snprintf(ed->label, sizeof ed->label, "%s", label);
+}
+
+static int
+is_ident_char(char c)
+{
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c >= '0' && c <= '9') || c == '_';
+}
+
+/*
+ * Calls found(state) for each state the lines first..last of the source
+ * return as a string literal: `return "name"` or `return 'name'`.
+ */
+static void
+literal_returns(const flow__service *svc, int first, int last,
+                const flow__state **found, size_t *nfound)
+{
+  const char *s = svc->source, *end = svc->source + svc->source_len;
+  int line = 1;
+  *nfound = 0;
+  for (const char *p = s; p < end && line <= last; p++) {
+    if (*p == '\n') {
+      line++;
+      continue;
+    }
+    if (line < first || strncmp(p, "return", 6) != 0 ||
+        (p > s && is_ident_char(p[-1])) ||
+        (p + 6 < end && is_ident_char(p[6])))
+      continue;
+    const char *q = p + 6;
+    while (q < end && (*q == ' ' || *q == '\t'))
+      q++;
+    if (q >= end || (*q != '"' && *q != '\''))
+      continue;
+    char quote = *q++;
+    const char *b = q;
+    while (q < end && *q != quote && *q != '\n' && q - b < 64)
+      q++;
+    if (q >= end || *q != quote)
+      continue;
+    char name[80];
+    snprintf(name, sizeof name, "%.*s", (int)(q - b), b);
+    const flow__state *st = flow__service_state(svc, name);
+    int dup = 0;
+    for (size_t i = 0; st && i < *nfound; i++)
+      dup |= found[i] == st;
+    if (st && !dup && *nfound < svc->nstates)
+      found[(*nfound)++] = st;
+  }
+}
+
+/* "after 2 working days" for each timer of st that fires event. */
+static void
+timer_suffix(const flow__state *st, const char *event, char *buf, size_t len)
+{
+  size_t n = 0;
+  buf[0] = 0;
+  for (size_t i = 0; i < st->nafter && n < len; i++) {
+    const flow__after *a = &st->after[i];
+    if (a->event && strcmp(a->event, event) == 0) {
+      int w = snprintf(buf + n, len - n, ", after %s", a->duration);
+      if (w < 0)
+        break;
+      n += (size_t)w;
+    }
+  }
+}
+
+static void
+collect_edges(graph *g, const flow__state **states)
+{
+  const flow__service *svc = g->svc;
+  const flow__state **found =
+      flow__calloc(&g->e->alloc, svc->nstates ? svc->nstates : 1,
+                   sizeof *found);
+  if (found == NULL) {
+    g->oom = 1;
+    return;
+  }
+  for (size_t i = 0; i < svc->nstates; i++) {
+    const flow__state *st = states[i];
+    for (size_t j = 0; j < st->non; j++) {
+      const flow__trans *tr = &st->on[j];
+      char label[256], roles[128] = "", timers[96];
+      size_t n = 0;
+      for (size_t r = 0; r < tr->nroles && n < sizeof roles; r++) {
+        int w = snprintf(roles + n, sizeof roles - n, "%s%s%s",
+                         r ? ", " : " [", tr->roles[r],
+                         r + 1 == tr->nroles ? "]" : "");
+        if (w < 0)
+          break;
+        n += (size_t)w;
+      }
+      timer_suffix(st, tr->event, timers, sizeof timers);
+      snprintf(label, sizeof label, "%s%s%s%s", tr->event, roles,
+               tr->guard != FLOW__NOREF ? " if guard" : "", timers);
+      if (tr->target)
+        add_edge(g, st->name, tr->target, label, 0);
+      if (tr->handler == FLOW__NOREF)
+        continue;
+      int first, last;
+      size_t nfound = 0;
+      if (flow__sandbox_func_lines(svc->sb, tr->handler, &first, &last) == 0)
+        literal_returns(svc, first, last, found, &nfound);
+      for (size_t k = 0; k < nfound; k++)
+        if (tr->target == NULL || strcmp(found[k]->name, tr->target) != 0)
+          add_edge(g, st->name, found[k]->name, label, 1);
+      if (tr->target == NULL && nfound == 0)
+        add_edge(g, st->name, NULL, label, 1);
+    }
+    for (size_t j = 0; j < st->nafter; j++) {
+      const flow__after *a = &st->after[j];
+      if (a->target) {
+        char label[160];
+        snprintf(label, sizeof label, "after %s", a->duration);
+        add_edge(g, st->name, a->target, label, 0);
+      }
+    }
+  }
+  flow__free(&g->e->alloc, found);
+}
+
+/* A DOT string: quotes and backslashes escaped. */
+static void
+dot_str(flow__buf *b, const char *s)
+{
+  flow__buf_addc(b, '"');
+  for (; *s; s++) {
+    if (*s == '"' || *s == '\\')
+      flow__buf_addc(b, '\\');
+    flow__buf_addc(b, *s);
+  }
+  flow__buf_addc(b, '"');
+}
+
+static void
+render_dot(graph *g, const flow__state **states, flow__buf *b)
+{
+  const flow__service *svc = g->svc;
+  char title[512];
+  snprintf(title, sizeof title, "%s%s%s version %lld%s%s",
+           svc->title ? svc->title : "", svc->title ? " (" : "", svc->name,
+           (long long)svc->version, svc->title ? ")" : "", "");
+  flow__buf_adds(b, "digraph ");
+  dot_str(b, svc->name);
+  flow__buf_adds(b, " {\n  rankdir=LR;\n  label=");
+  if (svc->sla_within) {
+    char sla[640];
+    snprintf(sla, sizeof sla, "%s, service level: %s", title,
+             svc->sla_within);
+    dot_str(b, sla);
+  } else {
+    dot_str(b, title);
+  }
+  flow__buf_adds(b, ";\n  labelloc=t;\n"
+                    "  node [shape=box, style=rounded, fontname=Helvetica];\n"
+                    "  edge [fontname=Helvetica, fontsize=10];\n"
+                    "  __start [shape=point, label=\"\"];\n");
+  int decides = 0;
+  for (size_t i = 0; i < g->n; i++)
+    decides |= g->edges[i].to == NULL;
+  for (size_t i = 0; i < svc->nstates; i++) {
+    flow__buf_adds(b, "  ");
+    dot_str(b, states[i]->name);
+    if (states[i]->final)
+      flow__buf_adds(b, " [shape=doublecircle, style=solid]");
+    flow__buf_adds(b, ";\n");
+  }
+  if (decides)
+    flow__buf_adds(b, "  __decides [shape=note, style=dashed, "
+                      "label=\"the handler decides\"];\n");
+  flow__buf_adds(b, "  __start -> ");
+  dot_str(b, svc->initial);
+  flow__buf_adds(b, ";\n");
+  for (size_t i = 0; i < g->n; i++) {
+    const edge *ed = &g->edges[i];
+    flow__buf_adds(b, "  ");
+    dot_str(b, ed->from);
+    flow__buf_adds(b, " -> ");
+    if (ed->to)
+      dot_str(b, ed->to);
+    else
+      flow__buf_adds(b, "__decides");
+    flow__buf_adds(b, " [label=");
+    dot_str(b, ed->label);
+    if (ed->dashed)
+      flow__buf_adds(b, ", style=dashed");
+    flow__buf_adds(b, "];\n");
+  }
+  flow__buf_adds(b, "}\n");
+}
+
+/* Mermaid labels end at a line break and treat ':' and ';' specially. */
+static void
+mermaid_text(flow__buf *b, const char *s)
+{
+  for (; *s; s++)
+    flow__buf_addc(b, (*s == ':' || *s == ';' || *s == '\n') ? ' ' : *s);
+}
+
+static void
+render_mermaid(graph *g, const flow__state **states, flow__buf *b)
+{
+  const flow__service *svc = g->svc;
+  flow__buf_adds(b, "---\ntitle: ");
+  mermaid_text(b, svc->title ? svc->title : svc->name);
+  flow__buf_addf(b, " (%s version %lld", svc->name, (long long)svc->version);
+  if (svc->sla_within)
+    flow__buf_addf(b, ", service level %s", svc->sla_within);
+  flow__buf_adds(b, ")\n---\nstateDiagram-v2\n");
+  flow__buf_addf(b, "  [*] --> %s\n", svc->initial);
+  for (size_t i = 0; i < g->n; i++) {
+    const edge *ed = &g->edges[i];
+    if (ed->to == NULL)
+      continue;
+    flow__buf_addf(b, "  %s --> %s: ", ed->from, ed->to);
+    mermaid_text(b, ed->label);
+    if (ed->dashed)
+      flow__buf_adds(b, " (handler)");
+    flow__buf_addc(b, '\n');
+  }
+  for (size_t i = 0; i < svc->nstates; i++)
+    if (states[i]->final)
+      flow__buf_addf(b, "  %s --> [*]\n", states[i]->name);
+  for (size_t i = 0; i < g->n; i++) {
+    const edge *ed = &g->edges[i];
+    if (ed->to != NULL)
+      continue;
+    flow__buf_addf(b, "  note right of %s: ", ed->from);
+    mermaid_text(b, ed->label);
+    flow__buf_adds(b, " - the handler decides the next state\n");
+  }
+}
+
+int
+flow_service_graph(char **out, flow_engine *engine, const char *source,
+                   size_t len, const char *chunkname, const char *format)
+{
+  if (out)
+    *out = NULL;
+  if (engine == NULL)
+    return FLOW_EMISUSE;
+  if (out == NULL || source == NULL)
+    return flow__engine_fail(engine, FLOW_EMISUSE,
+                             "flow_service_graph: out or source is NULL");
+  int mermaid = 0;
+  if (format != NULL && strcmp(format, "mermaid") == 0)
+    mermaid = 1;
+  else if (format != NULL && strcmp(format, "dot") != 0)
+    return flow__engine_fail(engine, FLOW_EINVAL,
+                             "unknown graph format '%.40s' (use dot or "
+                             "mermaid)",
+                             format);
+  flow__service *svc;
+  int rc = flow__service_compile_temp(engine, source, len,
+                                      chunkname ? chunkname : "service", &svc);
+  if (rc != 0)
+    return rc;
+  graph g = { engine, svc, NULL, 0, 0, 0 };
+  const flow__state **states = flow__service_states_sorted(engine, svc);
+  flow__buf b;
+  flow__buf_init(&b, &engine->alloc);
+  if (states == NULL) {
+    g.oom = 1;
+  } else {
+    collect_edges(&g, states);
+    if (!g.oom) {
+      if (mermaid)
+        render_mermaid(&g, states, &b);
+      else
+        render_dot(&g, states, &b);
+    }
+  }
+  if (!g.oom && !b.oom) {
+    const char *text = flow__buf_str(&b);
+    *out = text ? flow__owned_strndup(&engine->alloc, text, strlen(text))
+                : NULL;
+  }
+  flow__buf_free(&b);
+  flow__free(&engine->alloc, g.edges);
+  flow__free(&engine->alloc, states);
+  flow__service_free(&engine->alloc, svc);
+  if (*out == NULL)
+    return flow__engine_fail(engine, FLOW_ENOMEM, "out of memory");
+  flow__err_clear(&engine->err);
+  return 0;
+}
