@@ -1,9 +1,11 @@
 /*
- * Private to libflow/script/: the sandbox structure that the sandbox
- * (script_sandbox.c) and the service loader (script_load.c) share, the few
- * sandbox helpers the loader needs, and the bridge between Jansson values
- * and Lua values (script_json.c).  Nothing outside libflow/script/ includes
- * this file, except the script unit tests, which look inside on purpose.
+ * Private to libflow/script/: the sandbox structure its files share --
+ * the sandbox and transition runs (script_sandbox.c), the budgets and the
+ * kill (script_budget.c), the bounded library functions (script_lib.c,
+ * script_pattern.c), frozen globals (script_freeze.c), the service loader
+ * (script_load.c) and the bridge between Jansson values and Lua values
+ * (script_json.c).  Nothing outside libflow/script/ includes this file,
+ * except the script unit tests, which look inside on purpose.
  */
 #ifndef FLOW_SCRIPT_INT_H
 #define FLOW_SCRIPT_INT_H
@@ -12,23 +14,37 @@
 
 #include "script/script.h"
 
-/* Why a sandbox stopped a script. */
+/* Why a sandbox stopped a script.  Codes are only appended. */
 enum {
   FLOW__KILL_NONE = 0,
   FLOW__KILL_INSTR,  /* ran past instr_limit */
   FLOW__KILL_MEM,    /* asked for more than mem_limit */
-  FLOW__KILL_CLOSE   /* the state is being closed: run nothing */
+  FLOW__KILL_CLOSE,  /* the state is being closed: run nothing */
+  FLOW__KILL_CPU,    /* used more than cpu_ms of CPU time */
+  FLOW__KILL_LOG     /* flow.log / print wrote more than log_limit */
 };
 
-/* VM instructions between two calls of the count hook. */
-#define FLOW__HOOK_EVERY 1000
+/*
+ * VM instructions between two calls of the count hook.  Any count hook
+ * puts the VM in its slow "trap" mode, which costs the same whatever the
+ * count; a small count only adds the calls themselves.  A small count
+ * matters because one instruction can be expensive (comparing or
+ * converting a string of megabytes), and the hook is the only place the
+ * CPU clock is looked at while Lua code runs.  When a whole clock tick
+ * passes with very few instructions, the sandbox drops to 1 for the rest
+ * of the unit (see script_budget.c).
+ */
+#define FLOW__HOOK_EVERY 10
 
 struct flow__sandbox {
   lua_State *L;
   const flow__allocator *alloc; /* the engine's; outlives the sandbox */
 
-  /* Memory: every byte the Lua state holds, and the cap while limit_on. */
+  /* Memory: every byte the Lua state holds, plus `extra` bytes held for
+     the script outside Lua (the action requests of flow.call), and the
+     cap while limit_on. */
   size_t mem;
+  size_t extra;
   size_t mem_limit;
   int limit_on;
   /* The last allocation refused (0: none, 1: over the cap, 2: the host
@@ -37,17 +53,38 @@ struct flow__sandbox {
   int pend_reason;
   void *pend_ptr;
   size_t pend_osize, pend_nsize;
+  unsigned alloc_ticks; /* growing allocations, for the CPU clock */
 
   /* The budget of the unit of work running now (a run, a load, an eval). */
   uint64_t instr_limit;
   uint64_t instr_count;
+  uint32_t cpu_ms;      /* CPU time per unit */
+  size_t log_limit;     /* bytes flow.log / print may write per unit */
+  size_t log_bytes;     /* written so far in this unit */
   int counting;      /* the count hook charges instructions */
   int killed;        /* FLOW__KILL_*; sticky until the next unit starts */
+  int damaged;       /* a kill happened since the sandbox was made */
   int enomem;        /* the host allocator (or Jansson) failed */
   int refused;       /* flow.fail was called */
   char refuse_msg[FLOW__ERRMSG_MAX];
   char what[320];    /* "the handler for 'assign' in missed_bin.lua" */
   int64_t now;       /* what flow.now() reports */
+
+  /* The CPU clock (nanoseconds): the thread's CPU time when the unit
+     started, and the coarse monotonic tick, CPU time and instruction count
+     when the hook last saw the tick change.  pace is the hook count of the
+     unit (FLOW__HOOK_EVERY, or 1 once instructions turned out slow). */
+  int64_t cpu_start;
+  int64_t tick_wall, tick_cpu;
+  uint64_t tick_instr;
+  int pace;
+
+  /* Ceilings for a service's own `budget = {...}`. */
+  size_t mem_max;
+  uint64_t instr_max;
+  uint32_t cpu_ms_max;
+
+  int frozen;        /* the globals are frozen (script_freeze.c) */
 
   flow_log_fn log;
   flow_engine *log_engine;
@@ -60,15 +97,44 @@ struct flow__sandbox {
   json_t *calls;     /* flow.call requests; NULL: flow.call is refused */
 };
 
+/* ---- budgets (script_budget.c) ---------------------------------------- */
+
+/* The lua_Alloc of every sandbox; ud is the sandbox. */
+void *flow__sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+
+/* The count hook every thread of a sandbox runs. */
+void flow__sb_hook(lua_State *L, lua_Debug *ar);
+
 /*
  * Starts a unit of work: clears the kill, refusal and out-of-memory flags,
- * resets the instruction count and the hook, and records what runs (for
- * budget messages), formatted like printf.
+ * resets the instruction count, the CPU clock, the log count and the hook,
+ * and records what runs (for budget messages), formatted like printf.
  */
 void flow__sb_start(flow__sandbox *sb, const char *fmt, ...)
     FLOW__PRINTF(2, 3);
 /* Stops charging instructions (the unit is over). */
 void flow__sb_stop(flow__sandbox *sb);
+
+/*
+ * Charges n units of work done in C (where the count hook cannot see it)
+ * to the instruction budget, looks at the CPU clock, and raises the budget
+ * error when either has run out.  Call it from C functions that Lua calls,
+ * never from the host side.
+ */
+void flow__sb_charge(lua_State *L, uint64_t n);
+/* Raises the budget (or refusal) error when the unit is already over:
+   the check a C function makes after Lua code it called returned, so that
+   nothing catches a kill and runs on. */
+void flow__sb_check(lua_State *L);
+/* Marks the memory budget as gone and raises (for a request known to be
+   too big before it is made). */
+int flow__sb_kill_mem(lua_State *L);
+/*
+ * Host-side budget check for C loops that must not raise (the JSON
+ * bridge): adds n to the instruction count and looks at the CPU clock.
+ * Returns 1, with the kill recorded, when a budget has run out.
+ */
+int flow__sb_spend(flow__sandbox *sb, uint64_t n);
 
 /*
  * Calls f(L) in protected mode with ud as its only argument (a light
@@ -95,6 +161,31 @@ int flow__sb_outcome(flow__sandbox *sb, int status, const char *where,
  */
 void flow__sb_errobj(lua_State *L, int idx, char *buf, size_t len);
 
+/* "32 MiB", "512 KiB" or "1000 bytes". */
+void flow__sb_format_bytes(char *buf, size_t len, size_t n);
+
+/* A service's own budget, as `budget = { ... }` asks for it. */
+typedef struct flow__sb_budget {
+  uint64_t instructions; /* 0: the engine's default */
+  uint32_t cpu_ms;
+  size_t memory;         /* bytes */
+} flow__sb_budget;
+
+/*
+ * Checks one entry of a service's `budget` table (the key and value at
+ * kidx and vidx) against the ceilings and records it in b.  Returns 0, or
+ * -1 with a message for the author in msg.
+ */
+int flow__sb_budget_entry(const flow__sandbox *sb, lua_State *L, int kidx,
+                          int vidx, flow__sb_budget *b, char *msg,
+                          size_t len);
+/* Makes b the budgets of every later unit of sb.  Fails (-1, msg) when the
+   state already holds more memory than b allows. */
+int flow__sb_budget_apply(flow__sandbox *sb, const flow__sb_budget *b,
+                          char *msg, size_t len);
+
+/* ---- the sandbox (script_sandbox.c) ------------------------------------ */
+
 /* Seeds math.random (through the randomseed scripts cannot reach), so
    that what a script draws depends only on seed.  A failure (memory) is
    left for the next protected call to meet. */
@@ -104,9 +195,60 @@ void flow__sb_seed(flow__sandbox *sb, uint64_t seed);
    flow.now() reports outside a transition run. */
 int64_t flow__sb_clock(flow__sandbox *sb);
 
-/* Pushes the string.find the sandbox started with (scripts may replace
-   the one in `string`). */
+/*
+ * Freezes sb (see flow__freeze), with the definition at stack index def
+ * (0: none), as part of the unit running now; nothing when it is frozen
+ * already.  Returns 0, the kill or memory outcome of the unit (err set),
+ * or FLOW_ESCRIPT with *line and msg set when something reachable cannot
+ * be frozen (err untouched; the caller words the report).
+ */
+int flow__sb_freeze(flow__sandbox *sb, int def, int *line, char *msg,
+                    size_t len, flow__err *err);
+
+/* Pushes the sandbox's own string.find (scripts may replace the one in
+   `string` while loading; this one stays). */
 void flow__sb_push_find(lua_State *L);
+
+/* ---- bounded libraries (script_lib.c, script_pattern.c) ---------------- */
+
+/* Replaces, in the globals and library tables at the top of the stack
+   (the globals table), every function whose cost is not bounded by the
+   count hook with a bounded one, and installs the string metatable.  Call
+   once, in protected mode, while setting a sandbox up. */
+void flow__lib_install(lua_State *L);
+/* Adds the pattern functions (find, match, gmatch, gsub) to the string
+   table at the top of the stack. */
+void flow__pattern_install(lua_State *L);
+/* The lua_CFunction behind string.find. */
+int flow__pattern_find(lua_State *L);
+/* tostring without addresses; runs __tostring. */
+int flow__lib_tostring(lua_State *L);
+
+/* ---- frozen globals (script_freeze.c) ---------------------------------- */
+
+/*
+ * Freezes what outlives a run: the globals, the string metatable, the
+ * value at def (0: none) and everything reachable from them, including
+ * the upvalues of every function found, whose values are recorded for
+ * flow__freeze_restore.  Call in protected mode.  A value that cannot be
+ * frozen (a coroutine or a gmatch iterator made while loading) is left
+ * alone and described in msg with *line (of the script) set; the caller
+ * reports it.  Returns 0, or -1 after such a refusal.
+ */
+int flow__freeze(lua_State *L, int def, int *line, char *msg, size_t len);
+/* Puts every recorded upvalue back to its value at freeze time.  Never
+   raises and never allocates. */
+void flow__freeze_restore(lua_State *L);
+/* If the table at idx is frozen, pushes the table that holds its contents
+   and returns 1 (*list set when it was a flow.list); else pushes nothing
+   and returns 0.  Never raises and never allocates. */
+int flow__frozen_contents(lua_State *L, int idx, int *list);
+/* Lets the userdata at idx stay reachable unfrozen: state the sandbox
+   itself resets before every run (math.random's generator). */
+void flow__freeze_allow(lua_State *L, int idx);
+/* Installs rawget, rawset, rawlen, next, pairs and setmetatable that know
+   frozen tables into the globals table at the top of the stack. */
+void flow__freeze_install(lua_State *L);
 
 /* ---- JSON <-> Lua (script_json.c) ------------------------------------ */
 
@@ -133,17 +275,30 @@ int flow__json_is_null(lua_State *L, int idx);
  * FLOW__JSON_MAX_DEPTH), so call it in protected mode.
  */
 void flow__json_push(lua_State *L, json_t *j);
+/* 1 if j nests at most max levels below itself (recursion stops there). */
+int flow__json_depth_ok(json_t *j, int max);
 
 /*
  * Converts the Lua value at idx to JSON (*out: new reference) using raw
- * access only.  root names the value in messages ("data" gives
- * "data.address: not valid UTF-8").  Returns 0, FLOW_EINVAL when the value
- * cannot be JSON (msg says where and why), or FLOW_ENOMEM.  It never raises
- * and never allocates Lua memory, so a partly built result cannot leak.
+ * access only (a frozen table is read as what it holds).  root names the
+ * value in messages ("data" gives "data.address: not valid UTF-8").
+ * Returns 0, FLOW_EINVAL when the value cannot be JSON (msg says where and
+ * why), or FLOW_ENOMEM.  It never raises and never allocates Lua memory,
+ * so a partly built result cannot leak.
  */
 int flow__json_from_lua(lua_State *L, int idx, const char *root,
                         const flow__allocator *a, json_t **out, char *msg,
                         size_t msglen);
+/*
+ * As flow__json_from_lua, charging the work to sb's unit: every value
+ * and every 16 bytes of text count as an instruction, the CPU clock is
+ * checked as it goes, and *bytes (may be NULL) receives an estimate of
+ * the memory the result holds.  FLOW_ELIMIT (with the kill recorded in
+ * sb) when a budget runs out half-way.
+ */
+int flow__json_from_lua_sb(lua_State *L, int idx, const char *root,
+                           flow__sandbox *sb, json_t **out, size_t *bytes,
+                           char *msg, size_t msglen);
 
 /* 1 if s[0..len) is well-formed UTF-8 (no overlongs, no surrogates). */
 int flow__utf8_valid(const char *s, size_t len);

@@ -15,9 +15,12 @@
  * Going back out, the table belongs to a script, so it is read with raw
  * access only (no __index, __pairs or __len of the script's runs), with a
  * depth limit that also catches tables that contain themselves, and a cap
- * on the number of values.  That direction never raises a Lua error and
- * never allocates Lua memory: it only moves values that already exist, so
- * a half-built Jansson tree can always be released.
+ * on the number of values.  A frozen table (script_freeze.c) is read
+ * through to the table that holds its contents.  That direction never
+ * raises a Lua error and never allocates Lua memory: it only moves values
+ * that already exist, so a half-built Jansson tree can always be released.
+ * When it works for a script (flow.call, case.data, an eval's result) the
+ * work is charged to the script's budgets as it goes.
  */
 #include "script/script_int.h"
 
@@ -135,6 +138,28 @@ push_value(lua_State *L, json_t *j, int depth)
   }
 }
 
+int
+flow__json_depth_ok(json_t *j, int max)
+{
+  if (max < 0)
+    return 0;
+  size_t i;
+  const char *key;
+  json_t *v;
+  if (json_is_object(j)) {
+    json_object_foreach(j, key, v) {
+      if (!flow__json_depth_ok(v, max - 1))
+        return 0;
+    }
+  } else if (json_is_array(j)) {
+    json_array_foreach(j, i, v) {
+      if (!flow__json_depth_ok(v, max - 1))
+        return 0;
+    }
+  }
+  return 1;
+}
+
 void
 flow__json_push(lua_State *L, json_t *j)
 {
@@ -184,7 +209,10 @@ flow__utf8_valid(const char *s, size_t len)
 typedef struct conv {
   lua_State *L;
   const flow__allocator *a;
+  flow__sandbox *sb; /* charged for the work, may be NULL */
   size_t nodes;
+  size_t bytes;      /* text converted so far */
+  size_t charged_nodes, charged_bytes;
   char path[256];   /* "data.items[3].name", truncated with "..." */
   size_t plen;
   char *msg;
@@ -439,22 +467,17 @@ fail:
   return rc;
 }
 
+/* The table at t (absolute), whose contents are read raw: a list when
+   list is set. */
 static int
-table_to_json(conv *c, int t, int depth, json_t **out)
+table_body(conv *c, int t, int depth, int list, json_t **out)
 {
   lua_State *L = c->L;
-  if (depth > FLOW__JSON_MAX_DEPTH)
-    return conv_fail(c, FLOW_EINVAL,
-                     "nested more than %d levels (or refers to itself)",
-                     FLOW__JSON_MAX_DEPTH);
-  if (!lua_checkstack(L, 6))
-    return conv_fail(c, FLOW_ENOMEM, "out of memory (Lua stack)");
   size_t nstr, nint;
   lua_Integer max;
   int rc = classify(c, t, &nstr, &nint, &max);
   if (rc != 0)
     return rc;
-  int list = has_list_mt(L, t);
   if (list && nstr > 0)
     return conv_fail(c, FLOW_EINVAL,
                      "a list (flow.list) has named keys; a list holds only "
@@ -473,6 +496,25 @@ table_to_json(conv *c, int t, int depth, json_t **out)
 }
 
 static int
+table_to_json(conv *c, int t, int depth, json_t **out)
+{
+  lua_State *L = c->L;
+  if (depth > FLOW__JSON_MAX_DEPTH)
+    return conv_fail(c, FLOW_EINVAL,
+                     "nested more than %d levels (or refers to itself)",
+                     FLOW__JSON_MAX_DEPTH);
+  if (!lua_checkstack(L, 8))
+    return conv_fail(c, FLOW_ENOMEM, "out of memory (Lua stack)");
+  int list = 0;
+  if (flow__frozen_contents(L, t, &list)) {
+    int rc = table_body(c, lua_gettop(L), depth, list, out);
+    lua_pop(L, 1);
+    return rc;
+  }
+  return table_body(c, t, depth, has_list_mt(L, t), out);
+}
+
+static int
 to_json(conv *c, int idx, int depth, json_t **out)
 {
   lua_State *L = c->L;
@@ -480,6 +522,15 @@ to_json(conv *c, int idx, int depth, json_t **out)
   if (++c->nodes > FLOW__JSON_MAX_NODES)
     return conv_fail(c, FLOW_EINVAL, "more than %d values",
                      FLOW__JSON_MAX_NODES);
+  if (c->sb && (c->nodes - c->charged_nodes >= 256 ||
+                c->bytes - c->charged_bytes >= 4096)) {
+    uint64_t n = (c->nodes - c->charged_nodes) +
+                 (c->bytes - c->charged_bytes) / 16;
+    c->charged_nodes = c->nodes;
+    c->charged_bytes = c->bytes;
+    if (flow__sb_spend(c->sb, n))
+      return conv_fail(c, FLOW_ELIMIT, "budget exceeded");
+  }
   json_t *j = NULL;
   int ty = lua_type(L, idx);
   switch (ty) {
@@ -504,6 +555,7 @@ to_json(conv *c, int idx, int depth, json_t **out)
   case LUA_TSTRING: {
     size_t len;
     const char *s = lua_tolstring(L, idx, &len);
+    c->bytes += len;
     if (!flow__utf8_valid(s, len))
       return conv_fail(c, FLOW_EINVAL, "not valid UTF-8");
     j = json_stringn_nocheck(s, len);
@@ -529,15 +581,16 @@ to_json(conv *c, int idx, int depth, json_t **out)
   return 0;
 }
 
-int
-flow__json_from_lua(lua_State *L, int idx, const char *root,
-                    const flow__allocator *a, json_t **out, char *msg,
-                    size_t msglen)
+static int
+from_lua(lua_State *L, int idx, const char *root, const flow__allocator *a,
+         flow__sandbox *sb, json_t **out, size_t *bytes, char *msg,
+         size_t msglen)
 {
   conv c;
   memset(&c, 0, sizeof c);
   c.L = L;
   c.a = a;
+  c.sb = sb;
   c.msg = msg;
   c.msglen = msglen;
   if (msg && msglen)
@@ -547,5 +600,30 @@ flow__json_from_lua(lua_State *L, int idx, const char *root,
   int top = lua_gettop(L);
   int rc = to_json(&c, lua_absindex(L, idx), 1, out);
   lua_settop(L, top);
+  if (rc == 0 && sb &&
+      flow__sb_spend(sb, (c.nodes - c.charged_nodes) +
+                             (c.bytes - c.charged_bytes) / 16)) {
+    json_decref(*out);
+    *out = NULL;
+    rc = conv_fail(&c, FLOW_ELIMIT, "budget exceeded");
+  }
+  if (bytes)
+    *bytes = c.nodes * 64 + c.bytes;
   return rc;
+}
+
+int
+flow__json_from_lua(lua_State *L, int idx, const char *root,
+                    const flow__allocator *a, json_t **out, char *msg,
+                    size_t msglen)
+{
+  return from_lua(L, idx, root, a, NULL, out, NULL, msg, msglen);
+}
+
+int
+flow__json_from_lua_sb(lua_State *L, int idx, const char *root,
+                       flow__sandbox *sb, json_t **out, size_t *bytes,
+                       char *msg, size_t msglen)
+{
+  return from_lua(L, idx, root, sb->alloc, sb, out, bytes, msg, msglen);
 }

@@ -81,6 +81,10 @@ typedef struct loader {
      this, entries are reported at the line of what encloses them. */
   uint64_t scan_left;
 
+  /* The service's own budget = { ... }, and the line of memory_mb. */
+  flow__sb_budget budget;
+  int budget_line;
+
   problem *probs;
   size_t nprobs, capprobs;
   size_t dropped; /* problems past MAX_PROBLEMS, only counted */
@@ -93,6 +97,9 @@ typedef struct loader {
 } loader;
 
 #define MAX_PROBLEMS 1000
+/* The longest service script: written by people, a few hundred lines; data
+   that would make it longer belongs in case data or an action. */
+#define MAX_SCRIPT ((size_t)1 << 20)
 #define SCAN_BUDGET ((uint64_t)100000000)
 
 /* Lower-case identifiers: service, state and event names. */
@@ -471,6 +478,16 @@ problem_add(loader *ld, int line, const char *fmt, ...)
   p->seq = ld->nprobs++;
 }
 
+/* 1 if the string at idx is valid UTF-8: everything a script names
+   (titles, values, patterns) ends up in JSON. */
+static int
+utf8_at(lua_State *L, int idx)
+{
+  size_t len;
+  const char *s = lua_tolstring(L, idx, &len);
+  return flow__utf8_valid(s, len);
+}
+
 /* Pushes t[key] read raw; returns its type. */
 static int
 rawfield(lua_State *L, int t, const char *key)
@@ -613,7 +630,8 @@ string_list(loader *ld, int idx, char ***out, size_t *nout)
     count++;
     int ok = lua_type(L, -1) == LUA_TSTRING && lua_isinteger(L, -2) &&
              lua_tointeger(L, -2) >= 1 &&
-             (size_t)lua_tointeger(L, -2) <= n;
+             (size_t)lua_tointeger(L, -2) <= n &&
+             flow__utf8_valid(lua_tostring(L, -1), lua_rawlen(L, -1));
     lua_pop(L, 1);
     if (!ok) {
       lua_pop(L, 1);
@@ -827,7 +845,10 @@ read_field(loader *ld, flow__field *f, int spec)
   static const char *const texts[] = { "title", "description" };
   for (size_t i = 0; i < 2; i++) {
     ty = rawfield(L, -1, texts[i]);
-    if (ty == LUA_TSTRING && i == 0)
+    if (ty == LUA_TSTRING && !utf8_at(L, -1))
+      problem_add(ld, LOCATE(ld, "fields", fn, texts[i]),
+                  "%s of field '%s' is not valid UTF-8 text", texts[i], fn);
+    else if (ty == LUA_TSTRING && i == 0)
       f->title = ld_strdup(ld, lua_tostring(L, -1));
     else if (ty != LUA_TNIL && ty != LUA_TSTRING)
       problem_add(ld, LOCATE(ld, "fields", fn, texts[i]),
@@ -838,11 +859,14 @@ read_field(loader *ld, flow__field *f, int spec)
 
   line = LOCATE(ld, "fields", fn, "pattern");
   ty = rawfield(L, -1, "pattern");
-  if (ty == LUA_TSTRING) {
+  if (ty == LUA_TSTRING && !utf8_at(L, -1)) {
+    problem_add(ld, line, "the pattern of field '%s' is not valid UTF-8 "
+                "text", fn);
+  } else if (ty == LUA_TSTRING) {
     const char *pat = lua_tostring(L, -1);
     const char *why = pattern_problem(pat);
     if (why == NULL) {
-      /* Lua itself has the last word on what a pattern is. */
+      /* The matcher has the last word: it compiles the whole pattern. */
       flow__sb_push_find(L);
       lua_pushliteral(L, "");
       lua_pushvalue(L, -3);
@@ -984,6 +1008,9 @@ static const char *const trans_keys[] = {
 };
 static const char *const after_keys[] = { "to", "event", "payload", NULL };
 static const char *const sla_keys[] = { "within", "warn", NULL };
+static const char *const budget_keys[] = {
+  "instructions", "cpu_ms", "memory_mb", NULL,
+};
 
 typedef struct placed {
   long pos;       /* token index where it is written, LONG_MAX unknown */
@@ -1160,6 +1187,8 @@ trans_key_cmp(const void *key, const void *elem)
 static int
 handles(const flow__state *st, const char *event)
 {
+  if (st->non == 0)
+    return 0; /* st->on is NULL, which bsearch must not be given */
   return bsearch(event, st->on, st->non, sizeof *st->on, trans_key_cmp) !=
          NULL;
 }
@@ -1281,6 +1310,10 @@ read_after(loader *ld, flow__state *st, int after, int line)
       size_t i = st->nafter++;
       flow__after *af = &st->after[i];
       af->duration = ld_strdup(ld, lua_tostring(L, -2));
+      if (strlen(af->duration) != lua_rawlen(L, -2))
+        problem_add(ld, line, "after in state '%s' has a key with a zero "
+                    "byte in it; keys are durations like "
+                    "[\"2 working days\"]", st->name);
       const char *path[] = { prefix[0], prefix[1], prefix[2], af->duration };
       long pos;
       int kline = locate(ld, path, 4, &pos);
@@ -1329,6 +1362,9 @@ read_state(loader *ld, flow__state *st, int t)
   if (ty != LUA_TNIL && ty != LUA_TSTRING)
     problem_add(ld, line, "title of state '%s' must be a string, not a %s",
                 st->name, type_at(L, -1));
+  else if (ty == LUA_TSTRING && !utf8_at(L, -1))
+    problem_add(ld, line, "title of state '%s' is not valid UTF-8 text",
+                st->name);
   lua_pop(L, 1);
 
   static const char *const hooks[] = { "enter", "exit" };
@@ -1479,7 +1515,10 @@ read_duration(loader *ld, int line, const char *what, flow__duration *out,
   const char *s = lua_tostring(L, -1);
   flow__err perr;
   flow__err_clear(&perr);
-  if (flow__duration_parse(s, out, &perr) != 0)
+  if (strlen(s) != lua_rawlen(L, -1))
+    problem_add(ld, line, "%s must be a duration like \"5 working days\", "
+                "not text with a zero byte in it", what);
+  else if (flow__duration_parse(s, out, &perr) != 0)
     problem_add(ld, line, "%s: %s", what, perr.msg);
   else if (text)
     *text = ld_strdup(ld, s);
@@ -1508,10 +1547,9 @@ read_sla(loader *ld, int sla)
     read_duration(ld, LOCATE(ld, "sla", "within"), "sla within",
                   &ld->svc->sla, &ld->svc->sla_within);
   lua_pop(L, 1);
-  if (rawfield(L, sla, "warn") != LUA_TNIL) {
-    flow__duration warn;
-    read_duration(ld, LOCATE(ld, "sla", "warn"), "sla warn", &warn, NULL);
-  }
+  if (rawfield(L, sla, "warn") != LUA_TNIL)
+    read_duration(ld, LOCATE(ld, "sla", "warn"), "sla warn",
+                  &ld->svc->sla_warn_dur, &ld->svc->sla_warn);
   lua_pop(L, 1);
 }
 
@@ -1592,6 +1630,29 @@ read_initial(loader *ld, int def)
   lua_pop(L, 1);
 }
 
+/* budget = { instructions = N, cpu_ms = N, memory_mb = N }: lower than
+   the engine's defaults freely, higher only up to its ceilings. */
+static void
+read_budget(loader *ld, int t)
+{
+  lua_State *L = ld->L;
+  static const char *const prefix[] = { "budget" };
+  ld->budget_line = LOCATE(ld, "budget");
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    int line = key_line(ld, prefix, 1);
+    if (check_key(ld, budget_keys, line, "budget")) {
+      char msg[300];
+      if (flow__sb_budget_entry(ld->sb, L, -2, -1, &ld->budget, msg,
+                                sizeof msg) != 0)
+        problem_add(ld, line, "%s", msg);
+      else if (strcmp(lua_tostring(L, -2), "memory_mb") == 0)
+        ld->budget_line = line;
+    }
+    lua_pop(L, 1);
+  }
+}
+
 /* The definition is argument 1, the loader argument 2. */
 static int
 walk_p(lua_State *L)
@@ -1620,16 +1681,20 @@ walk_p(lua_State *L)
   static const char *const texts[] = { "title", "description" };
   for (size_t i = 0; i < 2; i++) {
     int ty = rawfield(L, def, texts[i]);
-    if (ty == LUA_TSTRING && i == 0)
+    if (ty == LUA_TSTRING && !utf8_at(L, -1))
+      problem_add(ld, LOCATE(ld, texts[i]), "%s is not valid UTF-8 text",
+                  texts[i]);
+    else if (ty == LUA_TSTRING && i == 0)
       ld->svc->title = ld_strdup(ld, lua_tostring(L, -1));
     else if (ty != LUA_TNIL && ty != LUA_TSTRING)
       problem_add(ld, LOCATE(ld, texts[i]), "%s must be a string, not a %s",
                   texts[i], type_at(L, -1));
     lua_pop(L, 1);
   }
-  /* A budget table is accepted for now; the engine's limits apply. */
   int ty = rawfield(L, def, "budget");
-  if (ty != LUA_TNIL && ty != LUA_TTABLE)
+  if (ty == LUA_TTABLE)
+    read_budget(ld, lua_gettop(L));
+  else if (ty != LUA_TNIL)
     problem_add(ld, LOCATE(ld, "budget"), "budget must be a table, not a %s",
                 type_at(L, -1));
   lua_pop(L, 1);
@@ -1757,6 +1822,12 @@ flow__service_compile(flow__service *svc, flow__sandbox *sb,
 
   flow__run_abort(sb);
   lua_settop(L, 0);
+  if (len > MAX_SCRIPT)
+    return flow__err_set(err, FLOW_ESCRIPT,
+                         "%s:1: the script is %zu KiB; a service script may "
+                         "be at most %zu KiB (keep big tables of data out "
+                         "of the script)",
+                         chunk, (len + 1023) / 1024, MAX_SCRIPT / 1024);
   flow__sb_start(sb, "the script %s", chunk);
   sb->now = flow__sb_clock(sb);
   flow__sb_seed(sb, 0);
@@ -1823,6 +1894,23 @@ flow__service_compile(flow__service *svc, flow__sandbox *sb,
     goto done;
   if (ld.nprobs > 0) {
     rc = report(&ld, err);
+    goto done;
+  }
+  /* From here on nothing the handlers can reach may change between runs;
+     freezing is part of the load, under its budgets. */
+  sb->counting = 1;
+  int line = 1;
+  char msg[300];
+  rc = flow__sb_freeze(sb, 1, &line, msg, sizeof msg, err);
+  if (rc == FLOW_ESCRIPT) {
+    rc = flow__err_set(err, FLOW_ESCRIPT, "%s:%d: %s", chunk, line, msg);
+    goto done;
+  }
+  if (rc != 0)
+    goto done;
+  if (flow__sb_budget_apply(sb, &ld.budget, msg, sizeof msg) != 0) {
+    rc = flow__err_set(err, FLOW_ESCRIPT, "%s:%d: %s", chunk,
+                       ld.budget_line, msg);
     goto done;
   }
   svc->sb = sb;

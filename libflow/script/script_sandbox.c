@@ -2,28 +2,28 @@
  * The Lua sandbox a service runs in: one lua_State per service version (and
  * a fresh one per eval), holding only what a service author needs -- the
  * string, table, math, utf8 and coroutine libraries, the safe base
- * functions and the `flow` module -- under two budgets, instructions per
- * unit of work and bytes held.  It also runs transitions: it builds the
- * `case` and `ev` tables a handler sees, calls the handler, guard and hook
- * functions the loader kept as registry references, and turns case.data
- * and the actions requested with flow.call back into JSON.
+ * functions and the `flow` module -- under four budgets per unit of work
+ * (instructions, CPU time, memory, log output; script_budget.c).  It also
+ * runs transitions: it builds the `case` and `ev` tables a handler sees,
+ * calls the handler, guard and hook functions the loader kept as registry
+ * references, and turns case.data and the actions requested with
+ * flow.call back into JSON.
  *
  * The host side is written so that nothing a script does can crash or hang
- * the engine:
+ * the engine, or carry anything from one case to the next:
  *
  *   - Every call into Lua goes through lua_pcall, and anything that builds
  *     Lua values (which may raise "not enough memory") runs inside a
  *     protected C function.
  *   - The host never runs a script's metamethods: values coming back are
  *     read with raw access and lua_type checks.
- *   - A budget that runs out marks the sandbox killed.  From then on the
- *     count hook fires on every instruction and raises each time, so a
- *     script that catches the error with pcall dies on its next
- *     instruction, and the result is FLOW_ELIMIT whatever the script did.
- *   - Library functions that do unbounded work in C, where no instruction
- *     hook can see it (table.move over a huge range, string.rep of empty
- *     strings, compiling a huge chunk with load), charge that work to the
- *     instruction budget up front.
+ *   - A budget that runs out kills the unit for good (script_budget.c);
+ *     library functions that work in C are bounded (script_lib.c,
+ *     script_pattern.c).
+ *   - Once a service is loaded, everything its handlers can reach that
+ *     outlives a run is frozen, and its upvalues are put back after every
+ *     run (script_freeze.c).  An eval freezes the fresh environment before
+ *     its chunk runs, so a chunk sees exactly what a handler sees.
  */
 #include "script/script_int.h"
 
@@ -35,6 +35,11 @@
 
 #define DEFAULT_MEM_LIMIT ((size_t)32 * 1024 * 1024)
 #define DEFAULT_INSTR_LIMIT ((uint64_t)10000000)
+#define DEFAULT_CPU_MS 1000
+#define DEFAULT_LOG_LIMIT ((size_t)64 * 1024)
+#define DEFAULT_MEM_MAX ((size_t)256 * 1024 * 1024)
+#define DEFAULT_INSTR_MAX ((uint64_t)100000000)
+#define DEFAULT_CPU_MS_MAX 10000
 #define LOG_LINE_MAX 4096
 
 /* Registry keys (their addresses): the library functions the sandbox
@@ -42,239 +47,13 @@
 static const char find_key = 'f';
 static const char randomseed_key = 'r';
 
-/* Why an allocation was refused, for pend_reason. */
-enum { REFUSED_NONE = 0, REFUSED_CAP, REFUSED_HOST };
-
 static flow__sandbox *
 sb_of(lua_State *L)
 {
   return *(flow__sandbox **)lua_getextraspace(L);
 }
 
-/* ---- memory ----------------------------------------------------------- */
-
-/*
- * The lua_Alloc of every sandbox: forwards to the engine allocator with
- * exact sizes and counts what the state holds.  Growth past mem_limit is
- * refused.  A refusal only becomes a verdict (killed or out of memory)
- * when Lua's emergency collection did not help, i.e. when the very same
- * request is refused twice in a row.
- */
-static void *
-sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-  flow__sandbox *sb = ud;
-  const flow__allocator *a = sb->alloc;
-  if (ptr == NULL)
-    osize = 0; /* Lua passes the object's type here; the host wants 0 */
-  if (nsize == 0) {
-    if (ptr != NULL) {
-      a->fn(a->payload, ptr, osize, 0);
-      sb->mem -= osize;
-    }
-    return NULL;
-  }
-  int reason = REFUSED_NONE;
-  void *np = NULL;
-  if (nsize > osize && sb->limit_on &&
-      (nsize - osize > sb->mem_limit ||
-       sb->mem + (nsize - osize) > sb->mem_limit)) {
-    reason = REFUSED_CAP;
-  } else {
-    np = a->fn(a->payload, ptr, osize, nsize);
-    if (np == NULL)
-      reason = REFUSED_HOST;
-  }
-  if (reason == REFUSED_NONE) {
-    sb->mem = sb->mem - osize + nsize;
-    if (nsize > osize)
-      sb->pend_reason = REFUSED_NONE;
-    return np;
-  }
-  if (sb->pend_reason == reason && sb->pend_ptr == ptr &&
-      sb->pend_osize == osize && sb->pend_nsize == nsize) {
-    if (reason == REFUSED_CAP && sb->killed == FLOW__KILL_NONE)
-      sb->killed = FLOW__KILL_MEM;
-    else if (reason == REFUSED_HOST)
-      sb->enomem = 1;
-  }
-  sb->pend_reason = reason;
-  sb->pend_ptr = ptr;
-  sb->pend_osize = osize;
-  sb->pend_nsize = nsize;
-  return NULL;
-}
-
-/* "32 MiB", "512 KiB" or "1000 bytes". */
-static void
-format_bytes(char *buf, size_t len, size_t n)
-{
-  if (n >= 1024 * 1024 && n % (1024 * 1024) == 0)
-    snprintf(buf, len, "%zu MiB", n / (1024 * 1024));
-  else if (n >= 1024 && n % 1024 == 0)
-    snprintf(buf, len, "%zu KiB", n / 1024);
-  else
-    snprintf(buf, len, "%zu bytes", n);
-}
-
-/* ---- the instruction budget ------------------------------------------ */
-
-static void count_hook(lua_State *L, lua_Debug *ar);
-
-/* Raises the budget error on L and makes every later instruction on this
-   thread do the same, so that pcall cannot keep the script alive. */
-static int
-budget_raise(lua_State *L)
-{
-  lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
-  lua_pushliteral(L, "budget exceeded");
-  return lua_error(L);
-}
-
-/*
- * Runs every FLOW__HOOK_EVERY instructions (every one once killed) on the
- * main thread and on every coroutine: Lua 5.4's lua_newthread copies the
- * creating thread's hook, so coroutines need nothing extra (a test proves
- * it).  The count added is the thread's own hook interval, which stays
- * right when a killed thread was switched to an interval of 1.
- */
-static void
-count_hook(lua_State *L, lua_Debug *ar)
-{
-  (void)ar;
-  flow__sandbox *sb = sb_of(L);
-  if (!sb->counting)
-    return;
-  if (sb->killed == FLOW__KILL_NONE && !sb->enomem && !sb->refused) {
-    int every = lua_gethookcount(L);
-    sb->instr_count += (uint64_t)every;
-    if (sb->instr_count <= sb->instr_limit) {
-      /* A coroutine left over from a killed run gets its pace back. */
-      if (every != FLOW__HOOK_EVERY)
-        lua_sethook(L, count_hook, LUA_MASKCOUNT, FLOW__HOOK_EVERY);
-      return;
-    }
-    sb->killed = FLOW__KILL_INSTR;
-  }
-  budget_raise(L);
-}
-
-/* Charges n units of C work to the instruction budget. */
-static void
-charge(lua_State *L, uint64_t n)
-{
-  flow__sandbox *sb = sb_of(L);
-  if (!sb->counting)
-    return;
-  sb->instr_count =
-      n > UINT64_MAX - sb->instr_count ? UINT64_MAX : sb->instr_count + n;
-  if (sb->instr_count > sb->instr_limit) {
-    if (sb->killed == FLOW__KILL_NONE)
-      sb->killed = FLOW__KILL_INSTR;
-    budget_raise(L);
-  }
-}
-
-/* Calls the original (upvalue 1) with the current arguments. */
-static int
-call_original(lua_State *L)
-{
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-  return lua_gettop(L);
-}
-
-/* ---- units of work ---------------------------------------------------- */
-
-void
-flow__sb_start(flow__sandbox *sb, const char *fmt, ...)
-{
-  sb->killed = FLOW__KILL_NONE;
-  sb->enomem = 0;
-  sb->refused = 0;
-  sb->refuse_msg[0] = 0;
-  sb->pend_reason = REFUSED_NONE;
-  sb->instr_count = 0;
-  sb->counting = 1;
-  sb->limit_on = 1;
-  lua_sethook(sb->L, count_hook, LUA_MASKCOUNT, FLOW__HOOK_EVERY);
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(sb->what, sizeof sb->what, fmt, ap);
-  va_end(ap);
-}
-
-void
-flow__sb_stop(flow__sandbox *sb)
-{
-  sb->counting = 0;
-}
-
-int
-flow__sb_protect(flow__sandbox *sb, lua_CFunction f, void *ud)
-{
-  lua_State *L = sb->L;
-  lua_pushcfunction(L, f);
-  lua_pushlightuserdata(L, ud);
-  return lua_pcall(L, 1, 0, 0);
-}
-
-void
-flow__sb_errobj(lua_State *L, int idx, char *buf, size_t len)
-{
-  if (lua_type(L, idx) == LUA_TSTRING) {
-    snprintf(buf, len, "%s", lua_tostring(L, idx));
-    return;
-  }
-  snprintf(buf, len,
-           "error object of type %s (use error(\"message\"))",
-           lua_typename(L, lua_type(L, idx)));
-}
-
-int
-flow__sb_outcome(flow__sandbox *sb, int status, const char *where,
-                 flow__err *err)
-{
-  lua_State *L = sb->L;
-  /* A memory error that reached us without a verdict: the refusal was
-     final (no emergency collection was possible), so judge it now. */
-  if (status == LUA_ERRMEM && sb->killed == FLOW__KILL_NONE &&
-      !sb->enomem) {
-    if (sb->pend_reason == REFUSED_HOST)
-      sb->enomem = 1;
-    else
-      sb->killed = FLOW__KILL_MEM;
-  }
-  int rc = 0;
-  if (sb->killed == FLOW__KILL_INSTR) {
-    rc = flow__err_set(err, FLOW_ELIMIT,
-                       "budget exceeded: %s ran more than %" PRIu64
-                       " instructions (an endless loop?)",
-                       sb->what, sb->instr_limit);
-  } else if (sb->killed == FLOW__KILL_MEM) {
-    char lim[32];
-    format_bytes(lim, sizeof lim, sb->mem_limit);
-    rc = flow__err_set(err, FLOW_ELIMIT,
-                       "budget exceeded: %s used more than %s of memory",
-                       sb->what, lim);
-  } else if (sb->enomem) {
-    rc = flow__err_set(err, FLOW_ENOMEM, "out of memory while %s ran",
-                       sb->what);
-  } else if (sb->refused) {
-    rc = flow__err_set(err, FLOW_EREFUSED, "%s", sb->refuse_msg);
-  } else if (status != LUA_OK) {
-    char msg[FLOW__ERRMSG_MAX];
-    flow__sb_errobj(L, -1, msg, sizeof msg);
-    if (lua_type(L, -1) != LUA_TSTRING && where != NULL)
-      rc = flow__err_set(err, FLOW_ESCRIPT, "%s: %s", where, msg);
-    else
-      rc = flow__err_set(err, FLOW_ESCRIPT, "%s", msg);
-  }
-  if (status != LUA_OK)
-    lua_pop(L, 1);
-  return rc;
-}
+/* ---- helpers the loader shares --------------------------------------- */
 
 void
 flow__sb_push_find(lua_State *L)
@@ -319,8 +98,7 @@ static void
 log_args(lua_State *L, const char *sep)
 {
   flow__sandbox *sb = sb_of(L);
-  if (sb->log == NULL)
-    return;
+  flow__sb_charge(L, (uint64_t)lua_gettop(L) + 1);
   char line[LOG_LINE_MAX];
   size_t n = 0, seplen = strlen(sep);
   int top = lua_gettop(L), full = 0;
@@ -370,7 +148,18 @@ log_args(lua_State *L, const char *sep)
     }
   }
   line[n] = 0;
-  sb->log(sb->log_engine, FLOW_LOG_INFO, line, sb->log_payload);
+  /* Counted whether or not the host keeps a log, so that a script runs
+     the same everywhere. */
+  if (sb->counting && n + 1 > sb->log_limit - sb->log_bytes) {
+    sb->log_bytes = sb->log_limit;
+    if (sb->killed == FLOW__KILL_NONE)
+      sb->killed = FLOW__KILL_LOG;
+    sb->damaged = 1;
+    flow__sb_check(L);
+  }
+  sb->log_bytes += n + 1;
+  if (sb->log != NULL)
+    sb->log(sb->log_engine, FLOW_LOG_INFO, line, sb->log_payload);
 }
 
 static int
@@ -405,7 +194,7 @@ load_reader(lua_State *L, void *ud, size_t *size)
     luaL_error(L, "reader function must return a string");
   lua_replace(L, LOAD_RESERVED);
   const char *s = lua_tolstring(L, LOAD_RESERVED, size);
-  charge(L, *size);
+  flow__sb_charge(L, *size);
   return s;
 }
 
@@ -424,7 +213,7 @@ sb_load(lua_State *L)
   if (lua_type(L, 1) == LUA_TSTRING) {
     const char *s = lua_tolstring(L, 1, &len);
     const char *name = luaL_optstring(L, 2, s);
-    charge(L, len);
+    flow__sb_charge(L, len);
     status = luaL_loadbufferx(L, s, len, name, "t");
   } else {
     const char *name = luaL_optstring(L, 2, "=(load)");
@@ -432,6 +221,9 @@ sb_load(lua_State *L)
     lua_settop(L, LOAD_RESERVED);
     status = lua_load(L, load_reader, NULL, name, "t");
   }
+  /* The parser runs protected: a kill inside the reader must not end up
+     as a message the script can read and carry on from. */
+  flow__sb_check(L);
   if (status != LUA_OK) {
     lua_pushnil(L);
     lua_insert(L, -2);
@@ -443,92 +235,6 @@ sb_load(lua_State *L)
       lua_pop(L, 1);
   }
   return 1;
-}
-
-/* setmetatable without finalizers: a __gc would run script code at
-   whatever moment the collector chooses, even while the sandbox closes. */
-static int
-sb_setmetatable(lua_State *L)
-{
-  if (lua_type(L, 2) == LUA_TTABLE) {
-    lua_pushliteral(L, "__gc");
-    if (lua_rawget(L, 2) != LUA_TNIL)
-      return luaL_error(L, "setmetatable: __gc finalizers are not "
-                           "available in service scripts");
-    lua_pop(L, 1);
-  }
-  return call_original(L);
-}
-
-/* string.rep: Lua's loops n times even when every piece is empty, in C
-   where no budget sees it; the answer is "" anyway. */
-static int
-sb_string_rep(lua_State *L)
-{
-  size_t l, lsep = 0;
-  luaL_checklstring(L, 1, &l);
-  lua_Integer n = luaL_checkinteger(L, 2);
-  luaL_optlstring(L, 3, "", &lsep);
-  if (n > 0 && l + lsep == 0) {
-    lua_pushliteral(L, "");
-    return 1;
-  }
-  return call_original(L);
-}
-
-/* The number of positions from i to j, 0 when empty. */
-static uint64_t
-span(lua_Integer i, lua_Integer j)
-{
-  if (j < i)
-    return 0;
-  uint64_t n = (uint64_t)j - (uint64_t)i + 1;
-  return n == 0 ? UINT64_MAX : n;
-}
-
-/* table.move(a1, f, e, t [, a2]) touches e - f + 1 slots in C. */
-static int
-sb_table_move(lua_State *L)
-{
-  lua_Integer f = luaL_checkinteger(L, 2);
-  lua_Integer e = luaL_checkinteger(L, 3);
-  charge(L, span(f, e));
-  return call_original(L);
-}
-
-/* table.insert, table.remove and table.sort walk #t slots in C, and #t
-   is whatever a __len says. */
-static int
-sb_table_walk(lua_State *L)
-{
-  if (lua_type(L, 1) == LUA_TTABLE) {
-    lua_Integer n = luaL_len(L, 1);
-    charge(L, n > 0 ? (uint64_t)n : 0);
-  }
-  return call_original(L);
-}
-
-/* table.concat(t [, sep [, i [, j]]]) reads j - i + 1 slots. */
-static int
-sb_table_concat(lua_State *L)
-{
-  if (lua_type(L, 1) == LUA_TTABLE) {
-    lua_Integer i = luaL_optinteger(L, 3, 1);
-    lua_Integer j = lua_isnoneornil(L, 4) ? luaL_len(L, 1)
-                                          : luaL_checkinteger(L, 4);
-    charge(L, span(i, j));
-  }
-  return call_original(L);
-}
-
-/* Replaces t[name] (t at the stack top) with f, the old value as its
-   upvalue. */
-static void
-wrap_field(lua_State *L, const char *name, lua_CFunction f)
-{
-  lua_getfield(L, -1, name);
-  lua_pushcclosure(L, f, 1);
-  lua_setfield(L, -2, name);
 }
 
 /* ---- the flow module -------------------------------------------------- */
@@ -623,10 +329,13 @@ flow_call(lua_State *L)
                       "a case handles an event (in a handler or hook)",
                       action);
   json_t *args = NULL;
+  size_t held = 0;
   if (at == LUA_TTABLE) {
     char msg[512];
-    int rc = flow__json_from_lua(L, 2, "args", sb->alloc, &args, msg,
-                                 sizeof msg);
+    int rc = flow__json_from_lua_sb(L, 2, "args", sb, &args, &held, msg,
+                                    sizeof msg);
+    if (rc == FLOW_ELIMIT)
+      flow__sb_check(L);
     if (rc == FLOW_ENOMEM) {
       sb->enomem = 1;
       return luaL_error(L, "out of memory");
@@ -662,6 +371,12 @@ flow_call(lua_State *L)
     sb->enomem = 1;
     return luaL_error(L, "out of memory");
   }
+  /* The request is held outside Lua until the run ends: it counts
+     against the memory budget like anything the script holds. */
+  held += 128 + alen;
+  sb->extra += held;
+  if (sb->limit_on && sb->mem + sb->extra > sb->mem_limit)
+    return flow__sb_kill_mem(L);
   return 0;
 }
 
@@ -745,32 +460,26 @@ setup_p(lua_State *L)
   lua_setfield(L, -2, "print");
   lua_pushcfunction(L, sb_load);
   lua_setfield(L, -2, "load");
-  wrap_field(L, "setmetatable", sb_setmetatable);
-
-  lua_getfield(L, -1, LUA_STRLIBNAME);
-  lua_getfield(L, -1, "find");
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &find_key);
-  lua_pushnil(L);
-  lua_setfield(L, -2, "dump");
-  wrap_field(L, "rep", sb_string_rep);
-  lua_pop(L, 1);
-
-  lua_getfield(L, -1, LUA_TABLIBNAME);
-  wrap_field(L, "move", sb_table_move);
-  wrap_field(L, "insert", sb_table_walk);
-  wrap_field(L, "remove", sb_table_walk);
-  wrap_field(L, "sort", sb_table_walk);
-  wrap_field(L, "concat", sb_table_concat);
-  lua_pop(L, 1);
-
   /* Scripts draw from a generator seeded per case at each run, so a case
      replays the same way; only the sandbox may reseed it. */
   lua_getfield(L, -1, LUA_MATHLIBNAME);
   lua_getfield(L, -1, "randomseed");
+  /* The generator's state is an upvalue of random and randomseed; it is
+     reseeded before every run, so it may stay shared. */
+  if (lua_getupvalue(L, -1, 1) != NULL) {
+    if (lua_type(L, -1) == LUA_TUSERDATA)
+      flow__freeze_allow(L, -1);
+    lua_pop(L, 1);
+  }
   lua_rawsetp(L, LUA_REGISTRYINDEX, &randomseed_key);
   lua_pushnil(L);
   lua_setfield(L, -2, "randomseed");
   lua_pop(L, 1);
+
+  flow__freeze_install(L);
+  flow__lib_install(L);
+  lua_pushcfunction(L, flow__pattern_find);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &find_key);
 
   luaL_newlib(L, flow_funcs);
   flow__json_push_null(L);
@@ -792,15 +501,27 @@ flow__sandbox_new(flow__sandbox **out, const flow__sandbox_config *cfg,
   sb->alloc = cfg->alloc;
   sb->mem_limit = cfg->mem_limit ? cfg->mem_limit : DEFAULT_MEM_LIMIT;
   sb->instr_limit = cfg->instr_limit ? cfg->instr_limit : DEFAULT_INSTR_LIMIT;
+  sb->cpu_ms = cfg->cpu_ms ? cfg->cpu_ms : DEFAULT_CPU_MS;
+  sb->log_limit = cfg->log_limit ? cfg->log_limit : DEFAULT_LOG_LIMIT;
+  sb->mem_max = cfg->mem_max ? cfg->mem_max : DEFAULT_MEM_MAX;
+  sb->instr_max = cfg->instr_max ? cfg->instr_max : DEFAULT_INSTR_MAX;
+  sb->cpu_ms_max = cfg->cpu_ms_max ? cfg->cpu_ms_max : DEFAULT_CPU_MS_MAX;
+  if (sb->mem_max < sb->mem_limit)
+    sb->mem_max = sb->mem_limit;
+  if (sb->instr_max < sb->instr_limit)
+    sb->instr_max = sb->instr_limit;
+  if (sb->cpu_ms_max < sb->cpu_ms)
+    sb->cpu_ms_max = sb->cpu_ms;
+  sb->pace = FLOW__HOOK_EVERY;
   sb->limit_on = 1;
   sb->log = cfg->log;
   sb->log_engine = cfg->log_engine;
   sb->log_payload = cfg->log_payload;
   sb->case_ref = sb->ev_ref = LUA_NOREF;
   snprintf(sb->what, sizeof sb->what, "setting up the sandbox");
-  sb->L = lua_newstate(sb_alloc, sb);
+  sb->L = lua_newstate(flow__sb_alloc, sb);
   if (sb->L == NULL) {
-    int capped = sb->pend_reason == REFUSED_CAP;
+    int capped = sb->pend_reason == 1; /* over the cap */
     flow__free(cfg->alloc, sb);
     if (capped)
       return flow__err_set(err, FLOW_ELIMIT,
@@ -834,7 +555,7 @@ flow__sandbox_free(flow__sandbox *sb)
   sb->killed = FLOW__KILL_CLOSE;
   sb->counting = 1;
   sb->limit_on = 0;
-  lua_sethook(sb->L, count_hook, LUA_MASKCOUNT, 1);
+  lua_sethook(sb->L, flow__sb_hook, LUA_MASKCOUNT, 1);
   lua_close(sb->L);
   flow__free(sb->alloc, sb);
 }
@@ -954,6 +675,18 @@ flow__run_begin(flow__sandbox *sb, const flow__service *svc,
   flow__run_abort(sb);
   lua_State *L = sb->L;
   const char *chunk = svc && svc->chunkname ? svc->chunkname : "the service";
+  /* Input too deep for a script is the sender's mistake, not the
+     script's: refuse it before anything runs. */
+  if (!flow__json_depth_ok(ev->payload, FLOW__JSON_MAX_DEPTH - 1) ||
+      !flow__json_depth_ok(data, FLOW__JSON_MAX_DEPTH - 1))
+    return flow__err_set(err, FLOW_EINVAL,
+                         "the %s of event '%.64s' is nested more than %d "
+                         "levels deep",
+                         flow__json_depth_ok(ev->payload,
+                                             FLOW__JSON_MAX_DEPTH - 1)
+                             ? "case data"
+                             : "payload",
+                         ev->name ? ev->name : "?", FLOW__JSON_MAX_DEPTH);
   flow__sb_start(sb, "the event '%.64s' in %s",
                  ev->name ? ev->name : "?", chunk);
   sb->svc = svc;
@@ -1125,8 +858,8 @@ end_p(lua_State *L)
     a->type = lua_typename(L, ty);
     return 0;
   }
-  a->rc = flow__json_from_lua(L, -1, "data", a->sb->alloc, &a->data,
-                              a->msg, sizeof a->msg);
+  a->rc = flow__json_from_lua_sb(L, -1, "data", a->sb, &a->data, NULL,
+                                 a->msg, sizeof a->msg);
   return 0;
 }
 
@@ -1180,6 +913,8 @@ flow__run_end(flow__sandbox *sb, json_t **data_out, json_t **calls_out,
                        chunk, a.type);
   } else if (a.rc == FLOW_ENOMEM) {
     rc = flow__err_set(err, FLOW_ENOMEM, "out of memory converting case.data");
+  } else if (a.rc == FLOW_ELIMIT) {
+    rc = flow__sb_outcome(sb, LUA_OK, NULL, err);
   } else if (a.rc != 0) {
     rc = flow__err_set(err, FLOW_ESCRIPT, "%s: %s", chunk, a.msg);
   } else if (!json_is_object(a.data)) {
@@ -1201,6 +936,7 @@ flow__run_end(flow__sandbox *sb, json_t **data_out, json_t **calls_out,
   if (calls_out) {
     *calls_out = sb->calls;
     sb->calls = NULL;
+    sb->extra = 0;
   }
 done:
   flow__run_abort(sb);
@@ -1223,6 +959,7 @@ flow__run_abort(flow__sandbox *sb)
     return;
   json_decref(sb->calls);
   sb->calls = NULL;
+  sb->extra = 0;
   if (sb->run_active) {
     /* Cleaning up must not fail for want of the budget the run used. */
     sb->limit_on = 0;
@@ -1235,6 +972,9 @@ flow__run_abort(flow__sandbox *sb)
   sb->svc = NULL;
   flow__sb_stop(sb);
   lua_settop(sb->L, 0);
+  /* Whatever the run did to the upvalues of the script's functions is
+     undone, so the next case starts where every case starts. */
+  flow__freeze_restore(sb->L);
 }
 
 /* ---- patterns and eval ------------------------------------------------ */
@@ -1258,6 +998,58 @@ match_p(lua_State *L)
   return 0;
 }
 
+/* The state of a unit, saved while the engine checks a pattern in the
+   middle of a run. */
+typedef struct unit_state {
+  uint64_t instr_count, instr_limit;
+  int counting, killed, enomem, refused, pace;
+  size_t log_bytes;
+  int64_t cpu_start, tick_wall, tick_cpu;
+  uint64_t tick_instr;
+  char what[sizeof ((flow__sandbox *)0)->what];
+  char refuse_msg[FLOW__ERRMSG_MAX];
+} unit_state;
+
+static void
+unit_save(const flow__sandbox *sb, unit_state *u)
+{
+  u->instr_count = sb->instr_count;
+  u->instr_limit = sb->instr_limit;
+  u->counting = sb->counting;
+  u->killed = sb->killed;
+  u->enomem = sb->enomem;
+  u->refused = sb->refused;
+  u->pace = sb->pace;
+  u->log_bytes = sb->log_bytes;
+  u->cpu_start = sb->cpu_start;
+  u->tick_wall = sb->tick_wall;
+  u->tick_cpu = sb->tick_cpu;
+  u->tick_instr = sb->tick_instr;
+  memcpy(u->what, sb->what, sizeof u->what);
+  if (sb->refused)
+    memcpy(u->refuse_msg, sb->refuse_msg, sizeof u->refuse_msg);
+}
+
+static void
+unit_restore(flow__sandbox *sb, const unit_state *u)
+{
+  sb->instr_count = u->instr_count;
+  sb->instr_limit = u->instr_limit;
+  sb->counting = u->counting;
+  sb->killed = u->killed;
+  sb->enomem = u->enomem;
+  sb->refused = u->refused;
+  sb->pace = u->pace;
+  sb->log_bytes = u->log_bytes;
+  sb->cpu_start = u->cpu_start;
+  sb->tick_wall = u->tick_wall;
+  sb->tick_cpu = u->tick_cpu;
+  sb->tick_instr = u->tick_instr;
+  memcpy(sb->what, u->what, sizeof u->what);
+  if (u->refused)
+    memcpy(sb->refuse_msg, u->refuse_msg, sizeof u->refuse_msg);
+}
+
 int
 flow__sandbox_match(void *ctx, const char *s, size_t len,
                     const char *pattern)
@@ -1265,31 +1057,20 @@ flow__sandbox_match(void *ctx, const char *s, size_t len,
   flow__sandbox *sb = ctx;
   if (sb == NULL || s == NULL || pattern == NULL)
     return FLOW_EMISUSE;
-  /* A run may be open around the validation; its budget is its own. */
-  uint64_t count = sb->instr_count;
-  int counting = sb->counting, killed = sb->killed, enomem = sb->enomem;
-  int refused = sb->refused;
-  char what[sizeof sb->what];
-  memcpy(what, sb->what, sizeof what);
-  char refuse_msg[FLOW__ERRMSG_MAX];
-  if (refused)
-    memcpy(refuse_msg, sb->refuse_msg, sizeof refuse_msg);
-
+  /* A run may be open around the validation; its budget is its own.
+     (Saved on the stack: an allocation here could fail where the check
+     itself would not.) */
+  unit_state saved;
+  unit_state *u = &saved;
+  unit_save(sb, u);
   lua_settop(sb->L, 0);
   flow__sb_start(sb, "the pattern '%.60s'", pattern);
   match_args a = { s, len, pattern, 0 };
   int st = flow__sb_protect(sb, match_p, &a);
   flow__err err;
   int rc = flow__sb_outcome(sb, st, NULL, &err);
-
-  sb->instr_count = count;
-  sb->counting = counting;
-  sb->killed = killed;
-  sb->enomem = enomem;
-  sb->refused = refused;
-  if (refused)
-    memcpy(sb->refuse_msg, refuse_msg, sizeof refuse_msg);
-  memcpy(sb->what, what, sizeof what);
+  unit_restore(sb, u);
+  lua_sethook(sb->L, flow__sb_hook, LUA_MASKCOUNT, sb->pace);
   lua_settop(sb->L, 0);
   if (rc != 0)
     return rc == FLOW_EREFUSED ? FLOW_ESCRIPT : rc;
@@ -1308,8 +1089,50 @@ static int
 result_p(lua_State *L)
 {
   result_args *a = lua_touserdata(L, 2);
-  a->rc = flow__json_from_lua(L, 1, "result", a->sb->alloc, &a->json,
-                              a->msg, sizeof a->msg);
+  a->rc = flow__json_from_lua_sb(L, 1, "result", a->sb, &a->json, NULL,
+                                 a->msg, sizeof a->msg);
+  return 0;
+}
+
+typedef struct freeze_args {
+  int def; /* 1 when the definition is the second argument */
+  int refused, line;
+  char msg[256];
+} freeze_args;
+
+static int
+freeze_p(lua_State *L)
+{
+  freeze_args *a = lua_touserdata(L, 1);
+  a->refused =
+      flow__freeze(L, a->def ? 2 : 0, &a->line, a->msg, sizeof a->msg);
+  return 0;
+}
+
+int
+flow__sb_freeze(flow__sandbox *sb, int def, int *line, char *msg,
+                size_t len, flow__err *err)
+{
+  if (sb->frozen)
+    return 0;
+  freeze_args a;
+  memset(&a, 0, sizeof a);
+  a.def = def != 0;
+  def = def ? lua_absindex(sb->L, def) : 0;
+  lua_pushcfunction(sb->L, freeze_p);
+  lua_pushlightuserdata(sb->L, &a);
+  if (def)
+    lua_pushvalue(sb->L, def);
+  int st = lua_pcall(sb->L, def ? 2 : 1, 0, 0);
+  int rc = flow__sb_outcome(sb, st, NULL, err);
+  if (rc != 0)
+    return rc;
+  if (a.refused) {
+    *line = a.line;
+    snprintf(msg, len, "%s", a.msg);
+    return FLOW_ESCRIPT;
+  }
+  sb->frozen = 1;
   return 0;
 }
 
@@ -1329,9 +1152,16 @@ flow__sandbox_eval(flow__sandbox *sb, const char *code, size_t len,
   flow__sb_seed(sb, 0);
   /* flow.call works as in a handler; the requests are dropped. */
   sb->calls = json_array();
-  int rc = 0;
+  int rc = 0, line;
+  char msg[256];
   if (sb->calls == NULL) {
     rc = flow__err_set(err, FLOW_ENOMEM, "out of memory");
+    goto done;
+  }
+  /* A chunk sees what a handler sees: frozen globals. */
+  if ((rc = flow__sb_freeze(sb, 0, &line, msg, sizeof msg, err)) != 0) {
+    if (rc == FLOW_ESCRIPT)
+      rc = flow__err_set(err, FLOW_ESCRIPT, "%s:%d: %s", name, line, msg);
     goto done;
   }
   int st = luaL_loadbufferx(L, code, len, cname, "t");
@@ -1352,6 +1182,8 @@ flow__sandbox_eval(flow__sandbox *sb, const char *code, size_t len,
   }
   if (a.rc == FLOW_ENOMEM)
     rc = flow__err_set(err, FLOW_ENOMEM, "out of memory");
+  else if (a.rc == FLOW_ELIMIT)
+    rc = flow__sb_outcome(sb, LUA_OK, NULL, err);
   else if (a.rc != 0)
     rc = flow__err_set(err, FLOW_EINVAL, "%s: %s", name, a.msg);
   else
@@ -1359,15 +1191,20 @@ flow__sandbox_eval(flow__sandbox *sb, const char *code, size_t len,
 done:
   json_decref(sb->calls);
   sb->calls = NULL;
+  sb->extra = 0;
   flow__sb_stop(sb);
   lua_settop(L, 0);
+  flow__freeze_restore(L);
   return rc;
 }
 
 int
 flow__sandbox_damaged(const flow__sandbox *sb)
 {
-  /* Any kill may have interrupted the script half-way through changing a
-     table it shares with later runs. */
-  return sb->killed != 0;
+  /* A kill stopped a script at an instruction of the budget's choosing.
+     Frozen globals and restored upvalues leave it nothing shared to
+     damage, but the state also holds whatever the killed run left for the
+     collector, and a fresh state costs one compile: the engine should not
+     trust this one. */
+  return sb != NULL && sb->damaged;
 }

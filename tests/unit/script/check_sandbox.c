@@ -281,10 +281,69 @@ START_TEST(test_sandbox_c_loops_are_charged)
   eval_fails("table.insert(setmetatable({}, { __len = function() return "
              "1e12 end }), 1, 'x')",
              FLOW_ELIMIT, NULL);
-  eval_fails("table.concat({}, '', 1, 1e12)", FLOW_ELIMIT, NULL);
+  /* table.concat stops at the first missing item, as Lua's does. */
+  eval_fails("table.concat({}, '', 1, 1e12)", FLOW_ESCRIPT,
+             "t:1: invalid value (nil) at index 1 in table for 'concat'");
+  eval_fails("local t = setmetatable({}, { __index = function() return "
+             "'x' end }) return #table.concat(t, '', 1, 1e12)",
+             FLOW_ELIMIT, NULL);
   eval_is("local t = { 3, 1, 2 } table.sort(t) table.insert(t, 4) "
           "return table.concat(table.move(t, 1, 4, 1, {}), ',')",
           "\"1,2,3,4\"");
+}
+END_TEST
+
+START_TEST(test_sandbox_cpu_budget)
+{
+  flow__sandbox_config cfg = { &al, 0, 0, NULL, NULL, NULL, 30, 0, 0, 0, 0 };
+  ck_assert_int_eq(flow__sandbox_new(&sb, &cfg, &err), 0);
+  /* Few, slow instructions: one comparison of two 1 MiB strings each. */
+  int rc = eval("local a = 'x' for i = 1, 20 do a = a .. a end "
+                "local b = a .. 'y' while a < b do end",
+                "slow", NULL, 0);
+  ck_assert_int_eq(rc, FLOW_ELIMIT);
+  ck_assert_str_eq(err.msg, "budget exceeded: the chunk slow used more than "
+                            "30 ms of cpu time (an endless loop, or too much "
+                            "work for one event?)");
+  ck_assert(flow__sandbox_damaged(sb));
+  eval_is("return ('ok'):upper()", "\"OK\"");
+}
+END_TEST
+
+START_TEST(test_sandbox_log_budget)
+{
+  flow__sandbox_config cfg = { &al, 0, 0, capture_log, NULL, NULL,
+                               0,   1000, 0, 0, 0 };
+  ck_assert_int_eq(flow__sandbox_new(&sb, &cfg, &err), 0);
+  /* Each line counts its bytes and a newline, whatever the host does
+     with it; the line that would pass the budget is not written. */
+  eval_is("for i = 1, 9 do flow.log(string.rep('x', 99)) end", "null");
+  ck_assert_int_eq(log_calls, 9);
+  int rc = eval("for i = 1, 11 do print(string.rep('y', 99)) end", "noisy",
+                NULL, 0);
+  ck_assert_int_eq(rc, FLOW_ELIMIT);
+  ck_assert_str_eq(err.msg, "budget exceeded: the chunk noisy: flow.log "
+                            "wrote more than 1000 bytes of log output");
+  ck_assert_int_eq(log_calls, 19);
+  /* The budget is per unit. */
+  eval_is("flow.log('again')", "null");
+  ck_assert_str_eq(log_msg, "again");
+}
+END_TEST
+
+START_TEST(test_sandbox_damaged_only_after_a_kill)
+{
+  sb = new_sb(2 * 1024 * 1024, 100000);
+  ck_assert_int_eq(flow__sandbox_damaged(sb), 0);
+  eval_fails("error('a script error is not a kill')", FLOW_ESCRIPT, NULL);
+  eval_fails("flow.fail('nor is a refusal')", FLOW_EREFUSED, NULL);
+  ck_assert_int_eq(flow__sandbox_damaged(sb), 0);
+  eval_fails("local s = 'x' while true do s = s .. s end", FLOW_ELIMIT,
+             NULL);
+  ck_assert_int_eq(flow__sandbox_damaged(sb), 1);
+  /* It stays so: the engine decides when to replace the sandbox. */
+  eval_is("return 1", "1");
+  ck_assert_int_eq(flow__sandbox_damaged(sb), 1);
 }
 END_TEST
 
@@ -433,9 +492,28 @@ START_TEST(test_sandbox_match)
   ck_assert_int_eq(flow__sandbox_match(sb, "a\0b", 3, "^a%zb$"), 1);
   ck_assert_int_eq(flow__sandbox_match(sb, "x", 1, "[a-"), FLOW_ESCRIPT);
   ck_assert_int_eq(flow__sandbox_match(sb, "x", 1, "%"), FLOW_ESCRIPT);
-  /* A script replacing string.find does not change what match uses. */
-  eval_is("string.find = function() return 1 end", "null");
+  /* A script cannot replace string.find at run time... */
+  eval_fails("string.find = function() return 1 end", FLOW_ESCRIPT,
+             "t:1: attempt to change a read-only table (service globals "
+             "are frozen after loading; keep per-case values in "
+             "case.data)");
+}
+END_TEST
+
+START_TEST(test_sandbox_match_ignores_a_replaced_find)
+{
+  /* ... and one that replaces it while loading does not change what the
+     engine matches field patterns with. */
+  static const char src[] =
+      "string.find = function() return 1 end\n"
+      "return { name = 'p', version = 1, initial = 'a',\n"
+      "  states = { a = { final = true } } }\n";
+  sb = new_sb(0, 0);
+  svc = flow__calloc(&al, 1, sizeof *svc);
+  int rc = flow__service_compile(svc, sb, src, strlen(src), "p.lua", &err);
+  ck_assert_msg(rc == 0, "compile: %s", err.msg);
   ck_assert_int_eq(flow__sandbox_match(sb, "abc", 3, "^%d+$"), 0);
+  ck_assert_int_eq(flow__sandbox_match(sb, "123", 3, "^%d+$"), 1);
 }
 END_TEST
 
@@ -746,6 +824,25 @@ START_TEST(test_sandbox_run_memory_limit)
 }
 END_TEST
 
+START_TEST(test_sandbox_run_refuses_deep_input)
+{
+  compile_service(0, 0);
+  json_t *deep = json_integer(1);
+  for (int i = 0; i < 150; i++)
+    deep = json_pack("{s:o}", "k", deep);
+  flow__case_view cv = { "1", "bins", 2, "reported", "open", AT, AT,
+                         INT64_MIN, 1, 1 };
+  flow__event_view ev = { "assign", deep, &actor, AT };
+  int rc = flow__run_begin(sb, svc, &cv, NULL, &ev, &err);
+  ck_assert_int_eq(rc, FLOW_EINVAL);
+  ck_assert_str_eq(err.msg, "the payload of event 'assign' is nested more "
+                            "than 100 levels deep");
+  json_decref(deep);
+  ck_assert_int_eq(begin("empty", NULL, 1), 0);
+  flow__run_abort(sb);
+}
+END_TEST
+
 START_TEST(test_sandbox_run_misuse)
 {
   compile_service(0, 0);
@@ -776,6 +873,9 @@ sandbox_suite(void)
   tcase_add_test(tc, test_sandbox_coroutines_are_budgeted);
   tcase_add_test(tc, test_sandbox_memory_hog_is_killed);
   tcase_add_test(tc, test_sandbox_c_loops_are_charged);
+  tcase_add_test(tc, test_sandbox_cpu_budget);
+  tcase_add_test(tc, test_sandbox_log_budget);
+  tcase_add_test(tc, test_sandbox_damaged_only_after_a_kill);
   tcase_add_test(tc, test_sandbox_host_out_of_memory);
   tcase_add_test(tc, test_sandbox_tiny_memory_limit);
   tcase_add_test(tc, test_sandbox_eval_results);
@@ -785,6 +885,7 @@ sandbox_suite(void)
   tcase_add_test(tc, test_sandbox_eval_random_is_repeatable);
   tcase_add_test(tc, test_sandbox_flow_list_and_null);
   tcase_add_test(tc, test_sandbox_match);
+  tcase_add_test(tc, test_sandbox_match_ignores_a_replaced_find);
   tcase_add_test(tc, test_sandbox_run_handler);
   tcase_add_test(tc, test_sandbox_run_fail_refuses_even_when_caught);
   tcase_add_test(tc, test_sandbox_run_handler_must_return_a_name);
@@ -796,6 +897,7 @@ sandbox_suite(void)
   tcase_add_test(tc, test_sandbox_run_bad_action_name);
   tcase_add_test(tc, test_sandbox_run_enter_sees_new_state);
   tcase_add_test(tc, test_sandbox_run_memory_limit);
+  tcase_add_test(tc, test_sandbox_run_refuses_deep_input);
   tcase_add_test(tc, test_sandbox_run_misuse);
   suite_add_tcase(s, tc);
   return s;

@@ -383,6 +383,120 @@ START_TEST(test_script_load_memory_budget)
 }
 END_TEST
 
+START_TEST(test_script_load_service_budget_checks)
+{
+  fails_with(
+      "return { name = 'b', version = 1, initial = 'a',\n"
+      "  budget = { cpu = 10,\n"                                      /* 2 */
+      "    memory_mb = 4096,\n"                                       /* 3 */
+      "    instructions = 'many',\n"                                  /* 4 */
+      "    cpu_ms = 0.5 },\n"                                         /* 5 */
+      "  states = { a = { final = true } } }\n",
+      "t.lua:2: budget has an unknown key 'cpu' (known keys: instructions, "
+      "cpu_ms, memory_mb)\n"
+      "t.lua:3: budget.memory_mb is 4096, more than this engine allows "
+      "(256); lower it, or ask the host to raise script_memory_max\n"
+      "t.lua:4: budget.instructions must be a whole number above 0, not a "
+      "string\n"
+      "t.lua:5: budget.cpu_ms must be a whole number of ms above 0, not 0.5");
+}
+END_TEST
+
+START_TEST(test_script_load_service_budget_applies)
+{
+  int rc = compile("return { name = 'b', version = 1, initial = 'a',\n"
+                   "  budget = { instructions = 5000, cpu_ms = 20,\n"
+                   "             memory_mb = 3 },\n"
+                   "  states = { a = { final = true } } }\n");
+  ck_assert_msg(rc == 0, "%s", err.msg);
+  ck_assert_uint_eq(svc->sb->instr_limit, 5000);
+  ck_assert_uint_eq(svc->sb->cpu_ms, 20);
+  ck_assert_uint_eq(svc->sb->mem_limit, (size_t)3 << 20);
+}
+END_TEST
+
+START_TEST(test_script_load_budget_below_what_loading_holds)
+{
+  /* The top level keeps 1.5 MiB; a budget of 1 MiB cannot hold it. */
+  fails_with("local big = string.rep('x', 1536 * 1024)\n"
+             "return { name = 'b', version = 1, initial = 'a',\n"
+             "  budget = { memory_mb = 1 },\n"
+             "  states = { a = { on = { go = function() return #big end } "
+             "} } }\n",
+             "t.lua:3: the script holds about 2 MiB once loaded, more than "
+             "its budget.memory_mb allows; raise budget.memory_mb or keep "
+             "less at the top level of the script");
+}
+END_TEST
+
+/* Found by fuzzing: what a script names ends up in JSON, so it must be
+   UTF-8; and a state with `after` but no `on` must not crash the check
+   for the events it fires. */
+START_TEST(test_script_load_text_must_be_utf8)
+{
+  fails_with("return { name = 'f', version = 1, title = 'Bad \\255 title',\n"
+             "  fields = { a = { type = 'enum', values = { 'x', '\\200' } },\n"
+             "             b = { type = 'string', title = '\\192' } },\n"
+             "  initial = 'a', states = { a = { final = true } } }\n",
+             "t.lua:1: title is not valid UTF-8 text\n"
+             "t.lua:2: values of field 'a' must be a non-empty list of "
+             "strings like { \"a\", \"b\" }\n"
+             "t.lua:3: title of field 'b' is not valid UTF-8 text");
+}
+END_TEST
+
+START_TEST(test_script_load_after_without_on)
+{
+  fails_with("return { name = 'f', version = 1, initial = 'a',\n"
+             "  states = { a = { after = { ['1h'] = { event = 'tick' } } } } "
+             "}\n",
+             "t.lua:2: after '1h' in state 'a' fires event 'tick', which "
+             "state 'a' does not handle (add it to the state's `on`)");
+}
+END_TEST
+
+START_TEST(test_script_load_size_and_zero_bytes)
+{
+  size_t n = (size_t)2 << 20;
+  char *big = malloc(n + 1);
+  memset(big, '-', n);
+  big[n] = 0;
+  int rc = compile_with(big, "big.lua", 0, 0);
+  free(big);
+  ck_assert_int_eq(rc, FLOW_ESCRIPT);
+  ck_assert_str_eq(err.msg, "big.lua:1: the script is 2048 KiB; a service "
+                            "script may be at most 1024 KiB (keep big tables "
+                            "of data out of the script)");
+}
+END_TEST
+
+START_TEST(test_script_load_durations_with_zero_bytes)
+{
+  fails_with("return { name = 'f', version = 1, initial = 'a',\n"
+             "  sla = { within = '1d\\0junk' },\n"
+             "  states = { a = { on = { tick = 'a' },\n"
+             "    after = { ['1h\\0x'] = { event = 'tick' } } } } }\n",
+             "t.lua:2: sla within must be a duration like \"5 working "
+             "days\", not text with a zero byte in it\n"
+             "t.lua:4: after in state 'a' has a key with a zero byte in it; "
+             "keys are durations like [\"2 working days\"]");
+}
+END_TEST
+
+START_TEST(test_script_load_keeps_nothing_that_moves)
+{
+  fails_with("local co = coroutine.create(function()\n"
+             "  coroutine.yield()\n"
+             "end)\n"
+             "coroutine.resume(co)\n"
+             "return { name = 'c', version = 1, initial = 'a',\n"
+             "  states = { a = { on = { go = function() coroutine.resume(co) "
+             "end } } } }\n",
+             "t.lua:2: a coroutine made while loading cannot be kept for "
+             "later events (create it inside the handler that uses it)");
+}
+END_TEST
+
 START_TEST(test_script_load_flow_fail_while_loading)
 {
   fails_with("flow.fail('not today')",
@@ -570,6 +684,14 @@ script_load_suite(void)
   tcase_add_test(tc, test_script_load_budget);
   tcase_add_test(tc, test_script_load_memory_budget);
   tcase_add_test(tc, test_script_load_flow_fail_while_loading);
+  tcase_add_test(tc, test_script_load_service_budget_checks);
+  tcase_add_test(tc, test_script_load_service_budget_applies);
+  tcase_add_test(tc, test_script_load_budget_below_what_loading_holds);
+  tcase_add_test(tc, test_script_load_keeps_nothing_that_moves);
+  tcase_add_test(tc, test_script_load_text_must_be_utf8);
+  tcase_add_test(tc, test_script_load_size_and_zero_bytes);
+  tcase_add_test(tc, test_script_load_durations_with_zero_bytes);
+  tcase_add_test(tc, test_script_load_after_without_on);
   tcase_add_test(tc, test_script_load_field_checks);
   tcase_add_test(tc, test_script_load_state_checks);
   tcase_add_test(tc, test_script_load_lines_without_constructors);
