@@ -321,6 +321,8 @@ has_word(const char *list, const char *word)
   size_t n = strlen(word);
   const char *p = list;
 
+  if (n == 0)
+    return 0; /* strstr finds "" everywhere: never a member name */
   while ((p = strstr(p, word)) != NULL) {
     if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
       return 1;

@@ -138,6 +138,10 @@ json_t *flow__fields_schema(const flow__service *svc);
 
 /* ---- JSON at the boundary (core_json.c) ------------------------------ */
 
+/* The largest case data or event payload, as JSON text, that the engine
+   takes or stores: a case is a record, not a file store. */
+#define FLOW__MAX_DOCUMENT (1024 * 1024)
+
 /* Appends j as compact JSON with sorted keys.  FLOW_ENOMEM. */
 int flow__json_dump(json_t *j, flow__buf *b);
 /* j as an owned string for the host (flow_free), or NULL when out of

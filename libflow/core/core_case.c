@@ -33,6 +33,13 @@ parse_case_id(flow_engine *e, const char *text, int64_t *out)
   *out = v;
   return 0;
 bad:
+  /* Echo the id only when it is plain text: the message may end up in
+     JSON, which cannot carry arbitrary bytes. */
+  for (p = text; *p && p - text < 40; p++)
+    if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+      return flow__engine_fail(e, FLOW_EINVAL,
+                               "that is not a case id (case ids are whole "
+                               "numbers like 42)");
   return flow__engine_fail(e, FLOW_EINVAL,
                            "'%.40s' is not a case id (case ids are whole "
                            "numbers like 42)",
@@ -70,6 +77,30 @@ time_json(int64_t ms)
   return json_string(buf);
 }
 
+/* Whether s is valid UTF-8 (what JSON and the history can hold). */
+static int
+utf8_ok(const char *s)
+{
+  const unsigned char *p = (const unsigned char *)s;
+  while (*p) {
+    int n = *p < 0x80 ? 0 : (*p & 0xE0) == 0xC0 ? 1 : (*p & 0xF0) == 0xE0 ? 2
+                          : (*p & 0xF8) == 0xF0 ? 3 : -1;
+    if (n < 0 || (n == 1 && *p < 0xC2))
+      return 0;
+    uint32_t c = n == 0 ? *p : (uint32_t)(*p & (0x3F >> n));
+    for (int i = 1; i <= n; i++) {
+      if ((p[i] & 0xC0) != 0x80)
+        return 0;
+      c = (c << 6) | (p[i] & 0x3F);
+    }
+    if ((n == 2 && (c < 0x800 || (c >= 0xD800 && c <= 0xDFFF))) ||
+        (n == 3 && (c < 0x10000 || c > 0x10FFFF)))
+      return 0;
+    p += n + 1;
+  }
+  return 1;
+}
+
 static int
 actor_check(flow_engine *e, const flow_actor *actor)
 {
@@ -77,9 +108,19 @@ actor_check(flow_engine *e, const flow_actor *actor)
     return 0;
   if (actor->nroles && actor->roles == NULL)
     return flow__engine_fail(e, FLOW_EMISUSE, "actor has nroles but no roles");
-  for (size_t i = 0; i < actor->nroles; i++)
+  if (actor->id && (!utf8_ok(actor->id) || strlen(actor->id) > 256))
+    return flow__engine_fail(e, FLOW_EINVAL,
+                             "the actor id must be UTF-8 text of at most "
+                             "256 bytes");
+  for (size_t i = 0; i < actor->nroles; i++) {
     if (actor->roles[i] == NULL)
       return flow__engine_fail(e, FLOW_EMISUSE, "actor role %zu is NULL", i);
+    if (!utf8_ok(actor->roles[i]) || strlen(actor->roles[i]) > 256)
+      return flow__engine_fail(e, FLOW_EINVAL,
+                               "actor role %zu must be UTF-8 text of at most "
+                               "256 bytes",
+                               i);
+  }
   return 0;
 }
 
@@ -431,6 +472,14 @@ persist(transition *t)
     rc = flow__engine_fail(e, FLOW_ENOMEM, "out of memory saving case");
     goto done;
   }
+  if (data.len > FLOW__MAX_DOCUMENT) {
+    rc = flow__engine_fail(e, FLOW_EDATA,
+                           "case data would be %zu bytes; the most a case "
+                           "holds is %d KiB (keep large content in the "
+                           "host's store and put its reference in the case)",
+                           data.len, FLOW__MAX_DOCUMENT / 1024);
+    goto done;
+  }
 
   flow__case_row *row = t->row;
   const flow__state *cur = t->opening ? NULL
@@ -606,10 +655,16 @@ flow__case_apply_txn(flow_engine *e, int64_t id, const char *event,
   if (st && tr == NULL &&
       (kind == FLOW__APPLY_SIGNAL || kind == FLOW__APPLY_TIMER)) {
     char evs[512];
+    /* Echo the name only when it is plain text (messages go into JSON). */
+    int plain = 1;
+    for (const char *p = event; *p; p++)
+      if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+        plain = 0;
     rc = flow__engine_fail(e, FLOW_EEVENT,
                            "case %lld is in state '%s', which does not "
                            "accept '%.60s' (it accepts: %s)",
-                           (long long)id, row.state, event,
+                           (long long)id, row.state,
+                           plain ? event : "(an event name that is not text)",
                            event_list(st, evs, sizeof evs));
     goto done;
   }
@@ -928,6 +983,10 @@ flow_case_list(char **out, flow_engine *engine, const flow_case_query *query)
     if (q.where[i].value_json == NULL)
       return flow__engine_fail(engine, FLOW_EINVAL,
                                "where %s: value is NULL", q.where[i].field);
+    if (strlen(q.where[i].value_json) > 65536)
+      return flow__engine_fail(engine, FLOW_EINVAL,
+                               "where %s: the value is longer than 64 KiB",
+                               q.where[i].field);
   }
   if (q.limit > 100000)
     q.limit = 100000;

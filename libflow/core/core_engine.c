@@ -40,6 +40,8 @@ flow__engine_fail_err(flow_engine *e, const flow__err *err)
     e->err.code = err->code;
     memcpy(e->err.msg, err->msg, sizeof e->err.msg);
   }
+  /* Sub-modules may have written the message directly. */
+  flow__utf8_fix(e->err.msg);
   return err->code;
 }
 

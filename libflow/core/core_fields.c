@@ -17,6 +17,8 @@ typedef struct vctx {
   flow__err *err;
   size_t len;
   int nproblems;
+  int fatal;   /* FLOW_ENOMEM or FLOW_ELIMIT from a pattern check */
+  const char *fatal_field;
 } vctx;
 
 static void
@@ -121,7 +123,13 @@ check_field(vctx *v, const flow__field *f, json_t *data, json_t *val,
       int m = match(ctx, s, slen, f->pattern);
       if (m == 0)
         problem(v, f->name, "does not match the pattern %s", f->pattern);
-      else if (m < 0)
+      else if (m == FLOW_ENOMEM || m == FLOW_ELIMIT) {
+        /* Not the data's fault: report the failure itself. */
+        if (!v->fatal) {
+          v->fatal = m;
+          v->fatal_field = f->name;
+        }
+      } else if (m < 0)
         problem(v, f->name, "its pattern %s could not be checked (%s)",
                 f->pattern, flow_strerror(m));
     }
@@ -206,7 +214,7 @@ int
 flow__fields_validate(const flow__service *svc, json_t *data,
                       flow__match_fn match, void *ctx, flow__err *err)
 {
-  vctx v = { err, 0, 0 };
+  vctx v = { err, 0, 0, 0, NULL };
   if (!json_is_object(data))
     return flow__err_set(err, FLOW_EDATA, "case data must be a JSON object");
   int n = snprintf(err->msg, sizeof err->msg, "case data is not valid: ");
@@ -230,6 +238,15 @@ flow__fields_validate(const flow__service *svc, json_t *data,
       problem(&v, key, "is not a field of %s (declare it in `fields`, or "
               "check the spelling)", svc->name);
   }
+  if (v.fatal == FLOW_ENOMEM)
+    return flow__err_set(err, FLOW_ENOMEM,
+                         "out of memory checking the pattern of field %s",
+                         v.fatal_field);
+  if (v.fatal)
+    return flow__err_set(err, FLOW_ELIMIT,
+                         "budget exceeded checking the pattern of field %s "
+                         "(simplify the pattern in `fields`)",
+                         v.fatal_field);
   if (v.nproblems == 0) {
     err->msg[0] = 0;
     return 0;

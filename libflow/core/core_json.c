@@ -170,8 +170,15 @@ flow__json_parse_object(const char *text, const char *what, json_t **out,
     *out = json_object();
     return *out ? 0 : flow__err_set(err, FLOW_ENOMEM, "out of memory");
   }
+  size_t n = strlen(text);
+  if (n > FLOW__MAX_DOCUMENT)
+    return flow__err_set(err, FLOW_EINVAL,
+                         "%s is %zu bytes; the most a case takes is %d KiB "
+                         "(keep documents and photos in the host's store "
+                         "and put their reference in the case)",
+                         what, n, FLOW__MAX_DOCUMENT / 1024);
   json_error_t je;
-  json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+  json_t *j = json_loadb(text, n, JSON_REJECT_DUPLICATES, &je);
   if (j == NULL) {
     if (json_error_code(&je) == json_error_out_of_memory)
       return flow__err_set(err, FLOW_ENOMEM, "out of memory parsing %s",

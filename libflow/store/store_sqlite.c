@@ -264,10 +264,13 @@ sqlite_open(flow__store **out, const char *path, const flow__store_config *cfg,
   const char *sync = cfg->synchronous == FLOW_SYNC_FULL  ? "FULL"
                      : cfg->synchronous == FLOW_SYNC_OFF ? "OFF"
                                                          : "NORMAL";
+  /* temp_store = MEMORY: the savepoint journal of a group commit would
+     otherwise spill to a temporary file (measured: 53 KB written per
+     transition instead of 1.3 KB in async mode). */
   char pragmas[256];
   snprintf(pragmas, sizeof pragmas,
            "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;"
-           " PRAGMA foreign_keys = ON;",
+           " PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
            sync);
   rc = sqlite3_exec(s->db, pragmas, NULL, NULL, NULL);
   if (rc != SQLITE_OK) {

@@ -65,6 +65,8 @@ int flow__err_set(flow__err *err, int code, const char *fmt, ...)
     FLOW__PRINTF(3, 4);
 int flow__err_setv(flow__err *err, int code, const char *fmt, va_list ap);
 void flow__err_clear(flow__err *err);
+/* Replaces bytes of s that are not valid UTF-8 with '?', in place. */
+void flow__utf8_fix(char *s);
 
 /* ---- string buffer (util_buf.c) -------------------------------------- */
 

@@ -1,0 +1,921 @@
+/*
+ * The bins workload of issue 6: N missed-bin cases, each opened and moved
+ * by assign, schedule and collect (4 transitions per case, every one
+ * through a Lua handler, validated and durable), measured in three engine
+ * modes against a raw-SQLite baseline that writes the same rows with
+ * prepared statements and no engine.
+ *
+ *   sync           flow_case_open/flow_case_signal, one commit per call,
+ *                  synchronous=NORMAL; baseline raw_each (one transaction
+ *                  per transition, NORMAL)
+ *   async          flow_case_open_async/flow_case_signal_async, GROUP calls
+ *                  queued and then one flow_engine_run(NOWAIT) round, which
+ *                  applies them in one group commit; baseline raw_batched
+ *                  (GROUP transitions per transaction)
+ *   full           as sync with synchronous=FULL; baseline raw_each_full
+ *
+ * Cases go through in blocks of GROUP (default 1000): open the block, then
+ * assign it, schedule it, collect it.  Every mode and baseline uses that
+ * same order, so each async group and each batched transaction holds
+ * exactly GROUP transitions of one kind.  A transition of the baseline,
+ * on the engine's own cases and history tables with the same indexes,
+ * reads the case row (the engine must, to run the handler), then inserts
+ * or updates it and appends one history row; the JSON texts have the
+ * sizes the engine stores (compact, keys sorted).  What the baseline does
+ * not write is the engine's timer rows (the 2-working-day escalation and
+ * the SLA breach timer set at opening and deleted again on the way to
+ * closed): they are engine work, counted against it.
+ *
+ * Each mode starts on a fresh database in the scratch directory and runs
+ * in --slices parts (default 10), alternating with its baseline: baseline
+ * cases 1-10,000, mode cases 1-10,000, baseline 10,001-20,000, and so on,
+ * each part in a child process of its own.  The total work is that of one
+ * run, but whatever else the machine does meanwhile (this is measured on
+ * shared 2-core machines) falls on mode and baseline alike, which keeps
+ * the ratio steady.  Seconds are the sum of the parts' transition time
+ * (not process start-up or engine opening), latencies are merged, and the
+ * resident memory is the largest VmHWM (peak) of the parts.  Each mode
+ * prints one line:
+ *
+ *   bench=bins mode=M n=N transitions=T seconds=S tps=X p50_us=P
+ *   p99_us=Q rss_mb=R
+ *
+ * where latency is per transition call (for async, from queueing to the
+ * callback; for raw_batched, from starting the transition to the commit
+ * of its batch).  The last line gives each mode's throughput as a ratio of
+ * its baseline's next to the issue's targets.  The engine clock is fixed
+ * (Monday 2 November 2026, 10:00 UTC) so every run computes the same
+ * working-day deadlines and no timer falls due.
+ *
+ * The full modes pay an fsync per commit, so they run on --full-n cases
+ * (default the smaller of N and 20,000: 80,000 fsyncs), which the printed
+ * n shows; the ratio is per transition, so it does not depend on n.
+ * Exit status: 0 measured (whatever the ratios), 1 a call failed, 2 usage.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <flow.h>
+#include <sqlite3.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench_util.h"
+
+#ifndef FLOW_BENCH_SERVICE
+#define FLOW_BENCH_SERVICE "examples/services/missed_bin.lua"
+#endif
+
+enum {
+  M_RAW_EACH,
+  M_SYNC,
+  M_RAW_BATCHED,
+  M_ASYNC,
+  M_RAW_EACH_FULL,
+  M_FULL,
+  M_COUNT
+};
+
+/* In the order they run: each baseline just before its mode. */
+static const char *const mode_name[M_COUNT] = {
+  [M_RAW_EACH] = "raw_each",           [M_SYNC] = "sync",
+  [M_RAW_BATCHED] = "raw_batched",     [M_ASYNC] = "async",
+  [M_RAW_EACH_FULL] = "raw_each_full", [M_FULL] = "full",
+};
+
+/* The events after opening, their payloads built per case. */
+static const char *const phase_event[4] = { "open", "assign", "schedule",
+                                            "collect" };
+static const char *const phase_from[4] = { NULL, "reported", "assigned",
+                                           "scheduled" };
+static const char *const phase_to[4] = { "reported", "assigned", "scheduled",
+                                         "closed" };
+
+/* The actor: no transition on the happy path needs a role (only
+   cannot_access and the escalated collect do), but a crew supervisor
+   holds both, so nothing the service could ask for is missing. */
+static const char *const actor_roles[] = { "crew", "supervisor" };
+static const flow_actor actor = { "bench", actor_roles, 2 };
+#define ACTOR_JSON "{\"id\":\"bench\",\"roles\":[\"crew\",\"supervisor\"]}"
+
+typedef struct config {
+  long n;
+  long full_n;
+  long group;
+  long slices;
+  const char *service;
+  char dir[4096];
+  int want[M_COUNT];
+} config;
+
+/* What a child reports for its slice, and the sum over the slices. */
+typedef struct result {
+  int ok;
+  long n;
+  double seconds;
+  long hwm_kb;
+  bench_hist hist;
+} result;
+
+/* One slice of one mode, in the child process: cases first..last. */
+typedef struct run {
+  const config *cfg;
+  long first, last;
+  bench_hist *hist;
+  int64_t start_ms; /* the fixed engine clock */
+  flow_engine *e;
+  char (*ids)[24]; /* case ids of the current block */
+  long done;       /* async completions in the current group */
+  int failed;
+} run;
+
+/* ---- the workload's JSON ------------------------------------------------ */
+
+static void
+open_data(char *buf, size_t len, long i)
+{
+  snprintf(buf, len,
+           "{\"uprn\":\"1000%ld\",\"address\":\"%ld High Street\","
+           "\"bin\":\"refuse\",\"reported_by\":\"citizen\"}",
+           i, i);
+}
+
+static void
+phase_payload(char *buf, size_t len, int phase, long i)
+{
+  if (phase == 1)
+    snprintf(buf, len, "{\"crew\":\"crew-%ld\"}", i % 10);
+  else if (phase == 2)
+    snprintf(buf, len, "{\"date\":\"2026-12-01\"}");
+  else
+    snprintf(buf, len, "{}");
+}
+
+/* case.data as the engine stores it after phase: compact, keys sorted. */
+static void
+stored_data(char *buf, size_t len, int phase, long i)
+{
+  switch (phase) {
+  case 0:
+    snprintf(buf, len,
+             "{\"address\":\"%ld High Street\",\"bin\":\"refuse\","
+             "\"reported_by\":\"citizen\",\"uprn\":\"1000%ld\"}",
+             i, i);
+    break;
+  case 1:
+    snprintf(buf, len,
+             "{\"address\":\"%ld High Street\",\"bin\":\"refuse\","
+             "\"crew\":\"crew-%ld\",\"reported_by\":\"citizen\","
+             "\"uprn\":\"1000%ld\"}",
+             i, i % 10, i);
+    break;
+  case 2:
+    snprintf(buf, len,
+             "{\"address\":\"%ld High Street\",\"bin\":\"refuse\","
+             "\"crew\":\"crew-%ld\",\"reported_by\":\"citizen\","
+             "\"scheduled_for\":\"2026-12-01\",\"uprn\":\"1000%ld\"}",
+             i, i % 10, i);
+    break;
+  default:
+    snprintf(buf, len,
+             "{\"address\":\"%ld High Street\",\"bin\":\"refuse\","
+             "\"collected\":true,\"crew\":\"crew-%ld\","
+             "\"reported_by\":\"citizen\","
+             "\"scheduled_for\":\"2026-12-01\",\"uprn\":\"1000%ld\"}",
+             i, i % 10, i);
+  }
+}
+
+/* Pulls "id":"N" out of a case object (a host would use its JSON
+   library; this is the engine's fixed output shape). */
+static int
+case_id(const char *json, char *id, size_t len)
+{
+  const char *p = json ? strstr(json, "\"id\":\"") : NULL;
+  if (p == NULL)
+    return -1;
+  p += 6;
+  size_t n = strcspn(p, "\"");
+  if (n == 0 || n >= len)
+    return -1;
+  memcpy(id, p, n);
+  id[n] = 0;
+  return 0;
+}
+
+/* ---- the engine modes ----------------------------------------------- */
+
+static flow_engine *
+engine_open(run *r, const char *path, flow_sync_mode sync)
+{
+  flow_engine_options opts = FLOW_ENGINE_OPTIONS_INIT;
+  opts.synchronous = sync;
+  flow_engine *e = NULL;
+  char err[512];
+  if (flow_engine_open(&e, path, &opts, err, sizeof err) != 0) {
+    fprintf(stderr, "bench_bins: cannot open %s: %s\n", path, err);
+    return NULL;
+  }
+  flow_engine_set_time(e, r->start_ms);
+  char *out = NULL;
+  if (flow_service_load_file(&out, e, r->cfg->service) != 0) {
+    fprintf(stderr, "bench_bins: loading %s: %s\n", r->cfg->service,
+            flow_errmsg(e));
+    flow_engine_close(e);
+    return NULL;
+  }
+  flow_free(out);
+  return e;
+}
+
+static int
+sync_call(run *r, int phase, long i, char *id)
+{
+  char json[256];
+  char *out = NULL;
+  int rc;
+  if (phase == 0) {
+    open_data(json, sizeof json, i);
+    rc = flow_case_open(&out, r->e, "missed_bin", json, &actor);
+    if (rc == 0 && case_id(out, id, 24) != 0)
+      rc = FLOW_ERROR;
+    flow_free(out);
+  } else {
+    phase_payload(json, sizeof json, phase, i);
+    rc = flow_case_signal(NULL, r->e, id, phase_event[phase], json, &actor);
+  }
+  if (rc != 0)
+    fprintf(stderr, "bench_bins: case %ld %s: %s: %s\n", i,
+            phase_event[phase], flow_err_name(rc), flow_errmsg(r->e));
+  return rc;
+}
+
+/* One queued call: where its latency starts and its case id goes. */
+typedef struct slot {
+  run *r;
+  long i;
+  int phase;
+  int64_t t0;
+  char *id;
+} slot;
+
+static void
+async_done(flow_engine *e, int status, const char *case_json, void *payload)
+{
+  slot *s = payload;
+  run *r = s->r;
+  bench_hist_add(r->hist, bench_now_ns() - s->t0);
+  r->done++;
+  if (status == 0 && s->phase == 0 && case_id(case_json, s->id, 24) != 0)
+    status = FLOW_ERROR;
+  if (status != 0) {
+    fprintf(stderr, "bench_bins: case %ld %s: %s: %s\n", s->i,
+            phase_event[s->phase], flow_err_name(status), flow_errmsg(e));
+    r->failed = 1;
+  }
+}
+
+/* Queues one phase of a block and runs the loop until every callback
+   has come back; the calls share one group commit. */
+static int
+async_phase(run *r, slot *slots, long first, long count, int phase)
+{
+  char json[256];
+  r->done = 0;
+  for (long k = 0; k < count; k++) {
+    slot *s = &slots[k];
+    long i = first + k;
+    s->r = r;
+    s->i = i;
+    s->phase = phase;
+    s->id = r->ids[k];
+    s->t0 = bench_now_ns();
+    int rc;
+    if (phase == 0) {
+      open_data(json, sizeof json, i);
+      rc = flow_case_open_async(r->e, "missed_bin", json, &actor, async_done,
+                                s);
+    } else {
+      phase_payload(json, sizeof json, phase, i);
+      rc = flow_case_signal_async(r->e, r->ids[k], phase_event[phase], json,
+                                  &actor, async_done, s);
+    }
+    if (rc != 0) {
+      fprintf(stderr, "bench_bins: queueing case %ld %s: %s\n", i,
+              phase_event[phase], flow_errmsg(r->e));
+      return rc;
+    }
+  }
+  /* One NOWAIT round flushes the whole queue; more rounds are allowed
+     in case the loop splits it, but a loop that never calls back is a
+     failure, not a hang. */
+  for (int rounds = 0; r->done < count; rounds++) {
+    int rc = flow_engine_run(r->e, FLOW_RUN_NOWAIT);
+    if (rc < 0) {
+      fprintf(stderr, "bench_bins: flow_engine_run: %s: %s\n",
+              flow_err_name(rc), flow_errmsg(r->e));
+      return rc;
+    }
+    if (rounds > 1000) {
+      fprintf(stderr,
+              "bench_bins: flow_engine_run(NOWAIT) returned %d times with "
+              "%ld of %ld callbacks: the loop does not flush queued calls\n",
+              rounds, r->done, count);
+      return FLOW_ERROR;
+    }
+  }
+  return r->failed ? FLOW_ERROR : 0;
+}
+
+/* Checks, outside the timing, that the last case really ended closed. */
+static int
+check_closed(run *r, const char *id)
+{
+  char *out = NULL;
+  int rc = flow_case_get(&out, r->e, id);
+  int ok = rc == 0 && strstr(out, "\"state\":\"closed\"") != NULL;
+  if (!ok)
+    fprintf(stderr, "bench_bins: case %s did not end closed: %s\n", id,
+            out ? out : flow_errmsg(r->e));
+  flow_free(out);
+  return ok ? 0 : FLOW_ERROR;
+}
+
+static int
+engine_mode(run *r, int mode, const char *path, double *seconds)
+{
+  flow_sync_mode sync = mode == M_FULL ? FLOW_SYNC_FULL : FLOW_SYNC_NORMAL;
+  if ((r->e = engine_open(r, path, sync)) == NULL)
+    return FLOW_ERROR;
+  long group = r->cfg->group;
+  slot *slots = calloc((size_t)group, sizeof *slots);
+  r->ids = calloc((size_t)group, sizeof *r->ids);
+  int rc = slots && r->ids ? 0 : FLOW_ENOMEM;
+  long count = 0;
+  int64_t t0 = bench_now_ns();
+  for (long first = r->first; rc == 0 && first <= r->last; first += group) {
+    count = r->last - first + 1 < group ? r->last - first + 1 : group;
+    for (int phase = 0; rc == 0 && phase < 4; phase++) {
+      if (mode == M_ASYNC) {
+        rc = async_phase(r, slots, first, count, phase);
+        continue;
+      }
+      for (long k = 0; rc == 0 && k < count; k++) {
+        int64_t c0 = bench_now_ns();
+        rc = sync_call(r, phase, first + k, r->ids[k]);
+        bench_hist_add(r->hist, bench_now_ns() - c0);
+      }
+    }
+  }
+  *seconds = (double)(bench_now_ns() - t0) / 1e9;
+  if (rc == 0 && count > 0)
+    rc = check_closed(r, r->ids[count - 1]);
+  free(slots);
+  free(r->ids);
+  flow_engine_close(r->e);
+  return rc;
+}
+
+/* ---- the raw SQLite baseline ------------------------------------------ */
+
+/* The engine's cases and history tables, with the indexes it creates for
+   them (its own and the expression indexes for the fields missed_bin
+   marks `index = true`), so the baseline writes the same b-trees. */
+static const char raw_schema[] =
+  "CREATE TABLE IF NOT EXISTS cases ("
+  "  id INTEGER PRIMARY KEY, service TEXT NOT NULL,"
+  "  version INTEGER NOT NULL, state TEXT NOT NULL,"
+  "  closed INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL,"
+  "  opened_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+  "  due_at INTEGER, seq INTEGER NOT NULL, seed INTEGER NOT NULL);"
+  "CREATE INDEX IF NOT EXISTS cases_service_state ON cases(service, state);"
+  "CREATE INDEX IF NOT EXISTS cases_state ON cases(state);"
+  "CREATE INDEX IF NOT EXISTS cases_due ON cases(due_at) WHERE closed = 0;"
+  "CREATE INDEX IF NOT EXISTS cases_data_uprn"
+  "  ON cases(json_extract(data, '$.uprn'));"
+  "CREATE INDEX IF NOT EXISTS cases_data_bin"
+  "  ON cases(json_extract(data, '$.bin'));"
+  "CREATE INDEX IF NOT EXISTS cases_data_crew"
+  "  ON cases(json_extract(data, '$.crew'));"
+  "CREATE TABLE IF NOT EXISTS history ("
+  "  case_id INTEGER NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL,"
+  "  actor TEXT NOT NULL, event TEXT NOT NULL, payload TEXT NOT NULL,"
+  "  from_state TEXT, to_state TEXT NOT NULL,"
+  "  PRIMARY KEY (case_id, seq)) WITHOUT ROWID;";
+
+enum { RS_BEGIN, RS_COMMIT, RS_GET, RS_INSERT, RS_UPDATE, RS_HISTORY,
+       RS_COUNT };
+
+static const char *const raw_sql[RS_COUNT] = {
+  [RS_BEGIN] = "BEGIN IMMEDIATE",
+  [RS_COMMIT] = "COMMIT",
+  [RS_GET] = "SELECT state, data, seq FROM cases WHERE id = ?1",
+  [RS_INSERT] = "INSERT INTO cases(id, service, version, state, closed,"
+                " data, opened_at, updated_at, due_at, seq, seed)"
+                " VALUES (?1, 'missed_bin', 1, ?2, 0, ?3, ?4, ?4, ?5, 1, ?6)",
+  [RS_UPDATE] = "UPDATE cases SET state = ?2, closed = ?3, data = ?4,"
+                " updated_at = ?5, due_at = ?6, seq = ?7 WHERE id = ?1",
+  [RS_HISTORY] = "INSERT INTO history(case_id, seq, at, actor, event,"
+                 " payload, from_state, to_state)"
+                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+};
+
+typedef struct raw {
+  sqlite3 *db;
+  sqlite3_stmt *st[RS_COUNT];
+  int64_t now, due;
+} raw;
+
+static int
+raw_fail(raw *w, const char *what)
+{
+  fprintf(stderr, "bench_bins: raw %s: %s\n", what, sqlite3_errmsg(w->db));
+  return FLOW_EIO;
+}
+
+static int
+raw_step(raw *w, int which)
+{
+  sqlite3_stmt *st = w->st[which];
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE)
+    return raw_fail(w, raw_sql[which]);
+  return 0;
+}
+
+static int
+raw_open(raw *w, const char *path, int full)
+{
+  memset(w, 0, sizeof *w);
+  if (sqlite3_open_v2(path, &w->db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                          SQLITE_OPEN_NOMUTEX,
+                      NULL) != SQLITE_OK)
+    return raw_fail(w, "open");
+  char pragmas[128];
+  snprintf(pragmas, sizeof pragmas,
+           "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;",
+           full ? "FULL" : "NORMAL");
+  if (sqlite3_exec(w->db, pragmas, NULL, NULL, NULL) != SQLITE_OK ||
+      sqlite3_exec(w->db, raw_schema, NULL, NULL, NULL) != SQLITE_OK)
+    return raw_fail(w, "schema");
+  for (int i = 0; i < RS_COUNT; i++)
+    if (sqlite3_prepare_v3(w->db, raw_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                           &w->st[i], NULL) != SQLITE_OK)
+      return raw_fail(w, raw_sql[i]);
+  return 0;
+}
+
+static void
+raw_close(raw *w)
+{
+  for (int i = 0; i < RS_COUNT; i++)
+    sqlite3_finalize(w->st[i]);
+  sqlite3_close_v2(w->db);
+}
+
+/* One transition without the engine: read the row, write it and one
+   history row. */
+static int
+raw_transition(raw *w, int phase, long i)
+{
+  char data[320], payload[256], old[320];
+  stored_data(data, sizeof data, phase, i);
+  int64_t seq = 1;
+  if (phase == 0) {
+    stored_data(payload, sizeof payload, 0, i);
+    sqlite3_stmt *st = w->st[RS_INSERT];
+    sqlite3_bind_int64(st, 1, i);
+    sqlite3_bind_text(st, 2, phase_to[0], -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, data, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, w->now);
+    sqlite3_bind_int64(st, 5, w->due);
+    sqlite3_bind_int64(st, 6, i * 2654435761);
+    if (raw_step(w, RS_INSERT) != 0)
+      return FLOW_EIO;
+  } else {
+    phase_payload(payload, sizeof payload, phase, i);
+    sqlite3_stmt *st = w->st[RS_GET];
+    sqlite3_bind_int64(st, 1, i);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+      sqlite3_reset(st);
+      return raw_fail(w, "reading a case");
+    }
+    snprintf(old, sizeof old, "%s", (const char *)sqlite3_column_text(st, 1));
+    seq = sqlite3_column_int64(st, 2) + 1;
+    sqlite3_reset(st);
+    st = w->st[RS_UPDATE];
+    sqlite3_bind_int64(st, 1, i);
+    sqlite3_bind_text(st, 2, phase_to[phase], -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, phase == 3);
+    sqlite3_bind_text(st, 4, data, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, w->now);
+    sqlite3_bind_int64(st, 6, w->due);
+    sqlite3_bind_int64(st, 7, seq);
+    if (raw_step(w, RS_UPDATE) != 0)
+      return FLOW_EIO;
+  }
+  sqlite3_stmt *h = w->st[RS_HISTORY];
+  sqlite3_bind_int64(h, 1, i);
+  sqlite3_bind_int64(h, 2, seq);
+  sqlite3_bind_int64(h, 3, w->now);
+  sqlite3_bind_text(h, 4, ACTOR_JSON, -1, SQLITE_STATIC);
+  sqlite3_bind_text(h, 5, phase_event[phase], -1, SQLITE_STATIC);
+  sqlite3_bind_text(h, 6, payload, -1, SQLITE_STATIC);
+  if (phase_from[phase])
+    sqlite3_bind_text(h, 7, phase_from[phase], -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(h, 7);
+  sqlite3_bind_text(h, 8, phase_to[phase], -1, SQLITE_STATIC);
+  return raw_step(w, RS_HISTORY);
+}
+
+static int
+raw_mode(run *r, int mode, const char *path, double *seconds)
+{
+  raw w;
+  int rc = raw_open(&w, path, mode == M_RAW_EACH_FULL);
+  long group = r->cfg->group;
+  int64_t *starts = calloc((size_t)group, sizeof *starts);
+  if (rc == 0 && starts == NULL)
+    rc = FLOW_ENOMEM;
+  w.now = r->start_ms;
+  w.due = r->start_ms + 7 * 86400000LL;
+  int64_t t0 = bench_now_ns();
+  for (long first = r->first; rc == 0 && first <= r->last; first += group) {
+    long count = r->last - first + 1 < group ? r->last - first + 1 : group;
+    for (int phase = 0; rc == 0 && phase < 4; phase++) {
+      if (mode == M_RAW_BATCHED) {
+        if ((rc = raw_step(&w, RS_BEGIN)) != 0)
+          break;
+        for (long k = 0; rc == 0 && k < count; k++) {
+          starts[k] = bench_now_ns();
+          rc = raw_transition(&w, phase, first + k);
+        }
+        if (rc == 0 && (rc = raw_step(&w, RS_COMMIT)) == 0) {
+          int64_t end = bench_now_ns();
+          for (long k = 0; k < count; k++)
+            bench_hist_add(r->hist, end - starts[k]);
+        }
+        continue;
+      }
+      for (long k = 0; rc == 0 && k < count; k++) {
+        int64_t c0 = bench_now_ns();
+        if ((rc = raw_step(&w, RS_BEGIN)) == 0 &&
+            (rc = raw_transition(&w, phase, first + k)) == 0)
+          rc = raw_step(&w, RS_COMMIT);
+        bench_hist_add(r->hist, bench_now_ns() - c0);
+      }
+    }
+  }
+  *seconds = (double)(bench_now_ns() - t0) / 1e9;
+  free(starts);
+  raw_close(&w);
+  return rc;
+}
+
+/* ---- running and reporting ------------------------------------------- */
+
+static int
+is_full(int mode)
+{
+  return mode == M_FULL || mode == M_RAW_EACH_FULL;
+}
+
+static const char *
+db_path(const config *cfg, int mode, char *buf, size_t len)
+{
+  snprintf(buf, len, "%s/bins-%s.db", cfg->dir, mode_name[mode]);
+  return buf;
+}
+
+/* Runs cases first..last of one mode in this (child) process, on the
+   mode's database as the earlier slices left it. */
+static int
+run_slice(const config *cfg, int mode, long first, long last, result *res)
+{
+  char path[4200];
+  run r;
+  memset(&r, 0, sizeof r);
+  r.cfg = cfg;
+  r.first = first;
+  r.last = last;
+  r.hist = &res->hist;
+  if (flow_time_parse(&r.start_ms, "2026-11-02T10:00:00Z") != 0)
+    return FLOW_ERROR;
+  double seconds = 0;
+  db_path(cfg, mode, path, sizeof path);
+  int rc = mode == M_SYNC || mode == M_ASYNC || mode == M_FULL
+               ? engine_mode(&r, mode, path, &seconds)
+               : raw_mode(&r, mode, path, &seconds);
+  long rss;
+  bench_rss_kb(&rss, &res->hwm_kb);
+  res->ok = rc == 0;
+  res->n = last - first + 1;
+  res->seconds = seconds;
+  return rc;
+}
+
+/* Writes or reads all of len bytes, as a pipe may split them. */
+static int
+pipe_io(int fd, void *buf, size_t len, int writing)
+{
+  char *p = buf;
+  while (len > 0) {
+    ssize_t n = writing ? write(fd, p, len) : read(fd, p, len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return -1;
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/* Forks, runs the slice in the child, reads its result back into *res
+   (a fresh process per slice: its own heap, VmHWM and SQLite cache). */
+static int
+run_child(const config *cfg, int mode, long first, long last, result *res)
+{
+  int fds[2];
+  memset(res, 0, sizeof *res);
+  fflush(stdout);
+  fflush(stderr);
+  if (pipe(fds) != 0) {
+    perror("bench_bins: pipe");
+    return -1;
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    perror("bench_bins: fork");
+    close(fds[0]);
+    close(fds[1]);
+    return -1;
+  }
+  if (pid == 0) {
+    close(fds[0]);
+    int rc = run_slice(cfg, mode, first, last, res);
+    int w = pipe_io(fds[1], res, sizeof *res, 1);
+    close(fds[1]);
+    fflush(stdout);
+    fflush(stderr);
+    _exit(rc == 0 && w == 0 ? 0 : 1);
+  }
+  close(fds[1]);
+  int got = pipe_io(fds[0], res, sizeof *res, 0);
+  close(fds[0]);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+    ;
+  if (got != 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+      !res->ok) {
+    fprintf(stderr, "bench_bins: mode %s, cases %ld-%ld failed\n",
+            mode_name[mode], first, last);
+    res->ok = 0;
+    return -1;
+  }
+  return 0;
+}
+
+static void
+add_slice(result *sum, const result *slice)
+{
+  sum->n += slice->n;
+  sum->seconds += slice->seconds;
+  if (slice->hwm_kb > sum->hwm_kb)
+    sum->hwm_kb = slice->hwm_kb;
+  for (size_t i = 0; i < BENCH_HIST_BUCKETS; i++)
+    sum->hist.count[i] += slice->hist.count[i];
+  sum->hist.total += slice->hist.total;
+  if (slice->hist.max > sum->hist.max)
+    sum->hist.max = slice->hist.max;
+}
+
+static double
+tps(const result *r)
+{
+  return r->seconds > 0 ? 4.0 * (double)r->n / r->seconds : 0;
+}
+
+static void
+print_mode(int mode, const result *r)
+{
+  if (!r->ok)
+    return;
+  printf("bench=bins mode=%s n=%ld transitions=%ld seconds=%.3f tps=%.0f "
+         "p50_us=%.1f p99_us=%.1f rss_mb=%.1f\n",
+         mode_name[mode], r->n, 4 * r->n, r->seconds, tps(r),
+         (double)bench_hist_quantile(&r->hist, 0.50) / 1e3,
+         (double)bench_hist_quantile(&r->hist, 0.99) / 1e3,
+         (double)r->hwm_kb / 1024.0);
+  fflush(stdout);
+}
+
+/*
+ * Runs a mode and its baseline (either may be unwanted) slice by slice,
+ * alternating: baseline slice 1, mode slice 1, baseline slice 2, ...  Both
+ * do the same work in total as in one go, but whatever else the machine
+ * is doing meanwhile falls on both alike, which keeps their ratio steady.
+ */
+static int
+run_pair(const config *cfg, int base, int mode, result *res)
+{
+  const int which[2] = { base, mode };
+  long n = is_full(mode) ? cfg->full_n : cfg->n;
+  /* Whole blocks per slice, so each slice is a run in miniature. */
+  long per = (n + cfg->slices - 1) / cfg->slices;
+  per = (per + cfg->group - 1) / cfg->group * cfg->group;
+  result *slice = malloc(sizeof *slice);
+  if (slice == NULL)
+    return -1;
+  int failed = 0;
+  for (int k = 0; k < 2; k++) {
+    char path[4200];
+    bench_db_remove(db_path(cfg, which[k], path, sizeof path));
+    res[which[k]].ok = cfg->want[which[k]];
+  }
+  for (long first = 1; first <= n; first += per) {
+    long last = first + per - 1 < n ? first + per - 1 : n;
+    for (int k = 0; k < 2; k++) {
+      int m = which[k];
+      if (!res[m].ok)
+        continue;
+      if (run_child(cfg, m, first, last, slice) != 0) {
+        res[m].ok = 0;
+        failed = 1;
+        continue;
+      }
+      add_slice(&res[m], slice);
+    }
+  }
+  for (int k = 0; k < 2; k++) {
+    char path[4200];
+    bench_db_remove(db_path(cfg, which[k], path, sizeof path));
+    print_mode(which[k], &res[which[k]]);
+  }
+  free(slice);
+  return failed ? -1 : 0;
+}
+
+static void
+print_ratio(const result *res, int mode, int base, double target)
+{
+  printf(" %s/%s=", mode_name[mode], mode_name[base]);
+  if (!res[mode].ok || !res[base].ok || tps(&res[base]) <= 0) {
+    printf("n/a target=%.1f", target);
+    return;
+  }
+  double ratio = tps(&res[mode]) / tps(&res[base]);
+  printf("%.3f target=%.1f %s", ratio, target,
+         ratio >= target ? "PASS" : "BELOW");
+}
+
+static void
+usage(FILE *f)
+{
+  fprintf(f,
+          "usage: bench_bins [--n N] [--modes LIST] [--dir DIR] "
+          "[--full-n N] [--group K]\n"
+          "                  [--slices S] [--service FILE]\n"
+          "  --n N        cases (default 100000); 4 transitions each\n"
+          "  --modes LIST comma-separated: sync, async, full (each brings "
+          "its\n"
+          "               baseline), raw_each, raw_batched, raw_each_full\n"
+          "               (default sync,async,full)\n"
+          "  --dir DIR    where the databases go (default a fresh "
+          "/tmp/flow-bench-*,\n"
+          "               removed afterwards)\n"
+          "  --full-n N   cases for full and raw_each_full (default the "
+          "smaller\n"
+          "               of N and 20000: each commit is an fsync)\n"
+          "  --group K    calls per async group and per batched "
+          "transaction\n"
+          "               (default 1000)\n"
+          "  --slices S   run each mode and its baseline in S alternating "
+          "slices\n"
+          "               (default 10)\n"
+          "  --service F  the missed-bin script (default %s)\n",
+          FLOW_BENCH_SERVICE);
+}
+
+static int
+parse_long(const char *s, long *out)
+{
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || *s == 0 || *end || v < 1)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+static int
+parse_modes(config *cfg, const char *list)
+{
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", list);
+  memset(cfg->want, 0, sizeof cfg->want);
+  for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+    int m;
+    for (m = 0; m < M_COUNT; m++)
+      if (strcmp(tok, mode_name[m]) == 0)
+        break;
+    if (m == M_COUNT) {
+      fprintf(stderr, "bench_bins: unknown mode '%s'\n", tok);
+      return -1;
+    }
+    cfg->want[m] = 1;
+    /* An engine mode brings its baseline: the ratio needs both. */
+    if (m == M_SYNC)
+      cfg->want[M_RAW_EACH] = 1;
+    else if (m == M_ASYNC)
+      cfg->want[M_RAW_BATCHED] = 1;
+    else if (m == M_FULL)
+      cfg->want[M_RAW_EACH_FULL] = 1;
+  }
+  return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+  config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.n = 100000;
+  cfg.full_n = 0;
+  cfg.group = 1000;
+  cfg.slices = 10;
+  cfg.service = FLOW_BENCH_SERVICE;
+  const char *dir = NULL;
+  parse_modes(&cfg, "sync,async,full");
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      usage(stdout);
+      return 0;
+    }
+    if (v == NULL) {
+      usage(stderr);
+      return 2;
+    }
+    int bad = 0;
+    if (strcmp(a, "--n") == 0)
+      bad = parse_long(v, &cfg.n);
+    else if (strcmp(a, "--full-n") == 0)
+      bad = parse_long(v, &cfg.full_n);
+    else if (strcmp(a, "--group") == 0)
+      bad = parse_long(v, &cfg.group);
+    else if (strcmp(a, "--slices") == 0)
+      bad = parse_long(v, &cfg.slices);
+    else if (strcmp(a, "--modes") == 0)
+      bad = parse_modes(&cfg, v);
+    else if (strcmp(a, "--dir") == 0)
+      dir = v;
+    else if (strcmp(a, "--service") == 0)
+      cfg.service = v;
+    else
+      bad = -1;
+    if (bad) {
+      fprintf(stderr, "bench_bins: bad option %s %s\n", a, v);
+      usage(stderr);
+      return 2;
+    }
+    i++;
+  }
+  if (cfg.full_n == 0)
+    cfg.full_n = cfg.n < 20000 ? cfg.n : 20000;
+  if (access(cfg.service, R_OK) != 0) {
+    fprintf(stderr, "bench_bins: cannot read %s (give --service FILE)\n",
+            cfg.service);
+    return 2;
+  }
+  int made = 0;
+  if (bench_dir_init(cfg.dir, sizeof cfg.dir, dir, &made) != 0)
+    return 2;
+
+  result *res = calloc(M_COUNT, sizeof *res);
+  if (res == NULL)
+    return 1;
+  int failed = 0;
+  for (int m = 0; m < M_COUNT; m += 2)
+    if ((cfg.want[m] || cfg.want[m + 1]) &&
+        run_pair(&cfg, m, m + 1, res) != 0)
+      failed = 1;
+  bench_dir_done(cfg.dir, made);
+
+  printf("bench=bins ratios");
+  print_ratio(res, M_ASYNC, M_RAW_BATCHED, 0.5);
+  print_ratio(res, M_SYNC, M_RAW_EACH, 0.8);
+  print_ratio(res, M_FULL, M_RAW_EACH_FULL, 0.9);
+  printf("\n");
+  free(res);
+  return failed ? 1 : 0;
+}
