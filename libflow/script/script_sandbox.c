@@ -380,6 +380,120 @@ flow_call(lua_State *L)
   return 0;
 }
 
+/*
+ * flow.after(duration, event, payload, opts) and flow.at(time, event,
+ * payload, opts): ask for a timer, written with the transition.  Both are
+ * checked here, so a bad duration or time is reported at the line of the
+ * call; the engine computes the due time on its calendar when it commits.
+ * opts = { keep = true } keeps the timer when the case leaves the state.
+ */
+static int
+timer_request(lua_State *L, const char *fn, int is_at)
+{
+  flow__sandbox *sb = sb_of(L);
+  if (lua_type(L, 1) != LUA_TSTRING)
+    return luaL_error(L,
+                      is_at ? "flow.at: the first argument must be a time "
+                              "like \"2026-12-01T09:00:00Z\", not a %s"
+                            : "flow.after: the first argument must be a "
+                              "duration like \"2 working days\", not a %s",
+                      luaL_typename(L, 1));
+  const char *when = lua_tostring(L, 1);
+  if (is_at) {
+    int64_t t;
+    if (flow__time_parse(when, &t) != 0)
+      return luaL_error(L,
+                        "flow.at: '%s' is not a time with an offset (write "
+                        "it like \"2026-12-01T09:00:00Z\")",
+                        when);
+  } else {
+    flow__duration d;
+    flow__err perr;
+    flow__err_clear(&perr);
+    if (flow__duration_parse(when, &d, &perr) != 0)
+      return luaL_error(L, "flow.after: %s", perr.msg);
+  }
+  size_t elen;
+  const char *event = lua_type(L, 2) == LUA_TSTRING
+                          ? lua_tolstring(L, 2, &elen)
+                          : NULL;
+  int okname = event && elen > 0 && elen <= 64 && event[0] >= 'a' &&
+               event[0] <= 'z';
+  for (size_t i = 0; okname && i < elen; i++)
+    okname = (event[i] >= 'a' && event[i] <= 'z') ||
+             (event[i] >= '0' && event[i] <= '9') || event[i] == '_';
+  if (!okname)
+    return luaL_error(L,
+                      "%s: the second argument must be the event to send, "
+                      "a name like \"remind\"",
+                      fn);
+  int pt = lua_type(L, 3);
+  if (pt != LUA_TNONE && pt != LUA_TNIL && pt != LUA_TTABLE)
+    return luaL_error(L, "%s: the payload must be a table, not a %s", fn,
+                      lua_typename(L, pt));
+  int keep = 0;
+  if (lua_type(L, 4) == LUA_TTABLE) {
+    lua_pushliteral(L, "keep");
+    keep = lua_rawget(L, 4) != LUA_TNIL && lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  } else if (!lua_isnoneornil(L, 4)) {
+    return luaL_error(L, "%s: options must be a table like { keep = true }",
+                      fn);
+  }
+  if (sb->calls == NULL)
+    return luaL_error(L,
+                      "%s: timers can only be set while a case handles an "
+                      "event (in a handler or hook)",
+                      fn);
+  json_t *payload = NULL;
+  size_t held = 0;
+  if (pt == LUA_TTABLE) {
+    char msg[512];
+    int rc = flow__json_from_lua_sb(L, 3, "payload", sb, &payload, &held, msg,
+                                    sizeof msg);
+    if (rc == FLOW_ELIMIT)
+      flow__sb_check(L);
+    if (rc == FLOW_ENOMEM) {
+      sb->enomem = 1;
+      return luaL_error(L, "out of memory");
+    }
+    if (rc != 0)
+      return luaL_error(L, "%s: %s", fn, msg);
+    if (!json_is_object(payload)) {
+      json_decref(payload);
+      return luaL_error(L, "%s: the payload must be a table with named keys",
+                        fn);
+    }
+  } else if ((payload = json_object()) == NULL) {
+    sb->enomem = 1;
+    return luaL_error(L, "out of memory");
+  }
+  json_t *req = json_pack("{s:s, s:s%, s:o, s:b}", is_at ? "at" : "after",
+                          when, "event", event, elen, "payload", payload,
+                          "keep", keep);
+  if (req == NULL || json_array_append_new(sb->calls, req) != 0) {
+    sb->enomem = 1;
+    return luaL_error(L, "out of memory");
+  }
+  held += 128 + elen;
+  sb->extra += held;
+  if (sb->limit_on && sb->mem + sb->extra > sb->mem_limit)
+    return flow__sb_kill_mem(L);
+  return 0;
+}
+
+static int
+flow_after(lua_State *L)
+{
+  return timer_request(L, "flow.after", 0);
+}
+
+static int
+flow_at(lua_State *L)
+{
+  return timer_request(L, "flow.at", 1);
+}
+
 /* flow.list(t) marks t as a JSON array; flow.list() is a new empty one. */
 static int
 flow_list(lua_State *L)
@@ -405,7 +519,8 @@ flow_list(lua_State *L)
 
 static const luaL_Reg flow_funcs[] = {
   { "log", flow_log },   { "fail", flow_fail }, { "now", flow_now },
-  { "call", flow_call }, { "list", flow_list }, { NULL, NULL },
+  { "call", flow_call }, { "list", flow_list }, { "after", flow_after },
+  { "at", flow_at },     { NULL, NULL },
 };
 
 /* ---- building the sandbox -------------------------------------------- */

@@ -27,6 +27,11 @@ static const char *const SERVICE =
     "      on = {\n"
     "        remind = function(case, ev) case.data.reminded = ev.payload.n end,\n"
     "        book = 'booked',\n"
+    "        chase = function(case, ev)\n"
+    "          flow.after('3 working days', 'remind', { n = 7 })\n"
+    "          flow.at('2026-12-24T12:00:00Z', 'remind', { n = 9 }, { keep = "
+    "true })\n"
+    "        end,\n"
     "      },\n"
     "    },\n"
     "    booked = {\n"
@@ -315,6 +320,46 @@ START_TEST(test_timers_custom_calendar)
 }
 END_TEST
 
+START_TEST(test_timers_requested_by_handlers)
+{
+  ck_assert_int_eq(flow_case_open(NULL, E, "visit", NULL, NULL), 0);
+  ck_assert_msg(flow_case_signal(NULL, E, "1", "chase", NULL, NULL) == 0,
+                "%s", flow_errmsg(E));
+  char *c;
+  ck_assert_int_eq(flow_case_timers(&c, E, "1"), 0);
+  /* Friday 09:00 + 3 working days = Wednesday 09:00, in the state. */
+  ck_assert_msg(strstr(c, "\"due_at\":\"2026-12-02T09:00:00Z\",\"event\":"
+                          "\"remind\",\"id\":\"5\",\"kind\":\"timer\","
+                          "\"payload\":{\"n\":7},\"state\":\"waiting\"") != NULL,
+                "%s", c);
+  ck_assert_msg(strstr(c, "\"due_at\":\"2026-12-24T12:00:00Z\",\"event\":"
+                          "\"remind\",\"id\":\"6\",\"kind\":\"timer\","
+                          "\"payload\":{\"n\":9},\"state\":null") != NULL,
+                "%s", c);
+  flow_free(c);
+  /* Leaving the state cancels the first, keeps the second. */
+  ck_assert_int_eq(flow_case_signal(NULL, E, "1", "book", NULL, NULL), 0);
+  ck_assert_int_eq(flow_case_timers(&c, E, "1"), 0);
+  ck_assert(strstr(c, "\"n\":7") == NULL && strstr(c, "\"n\":9") != NULL);
+  flow_free(c);
+  /* A bad duration is an error at the line of the call. */
+  const char *bad =
+      "return { name = 'b', version = 1, initial = 'a', states = {\n"
+      "  a = { on = { go = function(case, ev)\n"
+      "    flow.after('2 wrking days', 'x')\n"
+      "  end } } } }\n";
+  ck_assert_int_eq(flow_service_load_string(NULL, E, bad, strlen(bad),
+                                            "b.lua"),
+                   0);
+  ck_assert_int_eq(flow_case_open(NULL, E, "b", NULL, NULL), 0);
+  ck_assert_int_eq(flow_case_signal(NULL, E, "2", "go", NULL, NULL),
+                   FLOW_ESCRIPT);
+  ck_assert_msg(strstr(flow_errmsg(E), "b.lua:3:") &&
+                    strstr(flow_errmsg(E), "2 wrking days"),
+                "%s", flow_errmsg(E));
+}
+END_TEST
+
 static Suite *
 timers_suite(void)
 {
@@ -329,6 +374,7 @@ timers_suite(void)
   tcase_add_test(tc, test_timers_overdue_listing);
   tcase_add_test(tc, test_timers_survive_restart);
   tcase_add_test(tc, test_timers_custom_calendar);
+  tcase_add_test(tc, test_timers_requested_by_handlers);
   suite_add_tcase(s, tc);
   return s;
 }
