@@ -371,33 +371,13 @@ flow__engine_sandbox(flow_engine *e, flow__sandbox **out)
   return 0;
 }
 
-/* Compiles source into a new service; the sandbox goes with it. */
+/* Compiles source into a new service; the sandbox goes with it.  The one
+   implementation is flow__service_compile_temp (core_lint.c). */
 static int
 compile_service(flow_engine *e, const char *src, size_t len,
                 const char *chunkname, flow__service **out)
 {
-  *out = NULL;
-  flow__sandbox *sb = NULL;
-  int rc = flow__engine_sandbox(e, &sb);
-  if (rc != 0)
-    return rc;
-  flow__service *svc = flow__calloc(&e->alloc, 1, sizeof *svc);
-  if (svc == NULL) {
-    flow__sandbox_free(sb);
-    return flow__engine_fail(e, FLOW_ENOMEM, "out of memory loading %s",
-                             chunkname);
-  }
-  flow__err err;
-  flow__err_clear(&err);
-  rc = flow__service_compile(svc, sb, src, len, chunkname, &err);
-  if (rc != 0) {
-    if (svc->sb == NULL)
-      flow__sandbox_free(sb);
-    flow__service_free(&e->alloc, svc);
-    return flow__engine_fail_err(e, &err);
-  }
-  *out = svc;
-  return 0;
+  return flow__service_compile_temp(e, src, len, chunkname, out);
 }
 
 static flow__service *

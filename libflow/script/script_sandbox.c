@@ -293,6 +293,43 @@ action_name_ok(const char *s, size_t len)
 }
 
 /*
+ * The optional table argument at idx of flow.call, flow.after or flow.at as
+ * a JSON object (an empty one when absent).  Converted at the call, so a
+ * mistake is reported at that line and later changes to the table do not
+ * leak into the request.  Raises the Lua error itself; *held grows by what
+ * the object holds outside Lua, which counts against the memory budget.
+ */
+static json_t *
+object_arg(lua_State *L, flow__sandbox *sb, int idx, const char *root,
+           const char *who, const char *not_object, size_t *held)
+{
+  json_t *obj = NULL;
+  if (lua_type(L, idx) == LUA_TTABLE) {
+    char msg[512];
+    int rc = flow__json_from_lua_sb(L, idx, root, sb, &obj, held, msg,
+                                    sizeof msg);
+    if (rc == FLOW_ELIMIT)
+      flow__sb_check(L);
+    if (rc == FLOW_ENOMEM) {
+      sb->enomem = 1;
+      luaL_error(L, "out of memory");
+    }
+    if (rc != 0)
+      luaL_error(L, "%s: %s", who, msg);
+    if (!json_is_object(obj)) {
+      json_decref(obj);
+      luaL_error(L, "%s: %s", who, not_object);
+    }
+    return obj;
+  }
+  if ((obj = json_object()) == NULL) {
+    sb->enomem = 1;
+    luaL_error(L, "out of memory");
+  }
+  return obj;
+}
+
+/*
  * flow.call(action, args): asks for an action to run after the transition
  * commits.  args is converted to JSON right here, so a mistake in it is
  * reported at the line of the call and later changes to the table do not
@@ -328,32 +365,13 @@ flow_call(lua_State *L)
                       "flow.call('%s'): actions can only be requested while "
                       "a case handles an event (in a handler or hook)",
                       action);
-  json_t *args = NULL;
   size_t held = 0;
-  if (at == LUA_TTABLE) {
-    char msg[512];
-    int rc = flow__json_from_lua_sb(L, 2, "args", sb, &args, &held, msg,
-                                    sizeof msg);
-    if (rc == FLOW_ELIMIT)
-      flow__sb_check(L);
-    if (rc == FLOW_ENOMEM) {
-      sb->enomem = 1;
-      return luaL_error(L, "out of memory");
-    }
-    if (rc != 0)
-      return luaL_error(L, "flow.call('%s'): %s", action, msg);
-    if (!json_is_object(args)) {
-      json_decref(args);
-      return luaL_error(L,
-                        "flow.call('%s'): the arguments must be a table "
-                        "with named keys ({ to = ..., template = ... }), "
-                        "not a list",
-                        action);
-    }
-  } else if ((args = json_object()) == NULL) {
-    sb->enomem = 1;
-    return luaL_error(L, "out of memory");
-  }
+  char who[96];
+  snprintf(who, sizeof who, "flow.call('%.60s')", action);
+  json_t *args = object_arg(L, sb, 2, "args", who,
+                            "the arguments must be a table with named keys "
+                            "({ to = ..., template = ... }), not a list",
+                            &held);
   json_t *req = json_object();
   json_t *name = json_stringn(action, alen);
   int bad = req == NULL || name == NULL ||
@@ -445,29 +463,10 @@ timer_request(lua_State *L, const char *fn, int is_at)
                       "%s: timers can only be set while a case handles an "
                       "event (in a handler or hook)",
                       fn);
-  json_t *payload = NULL;
   size_t held = 0;
-  if (pt == LUA_TTABLE) {
-    char msg[512];
-    int rc = flow__json_from_lua_sb(L, 3, "payload", sb, &payload, &held, msg,
-                                    sizeof msg);
-    if (rc == FLOW_ELIMIT)
-      flow__sb_check(L);
-    if (rc == FLOW_ENOMEM) {
-      sb->enomem = 1;
-      return luaL_error(L, "out of memory");
-    }
-    if (rc != 0)
-      return luaL_error(L, "%s: %s", fn, msg);
-    if (!json_is_object(payload)) {
-      json_decref(payload);
-      return luaL_error(L, "%s: the payload must be a table with named keys",
-                        fn);
-    }
-  } else if ((payload = json_object()) == NULL) {
-    sb->enomem = 1;
-    return luaL_error(L, "out of memory");
-  }
+  json_t *payload = object_arg(L, sb, 3, "payload", fn,
+                               "the payload must be a table with named keys",
+                               &held);
   json_t *req = json_pack("{s:s, s:s%, s:o, s:b}", is_at ? "at" : "after",
                           when, "event", event, elen, "payload", payload,
                           "keep", keep);
