@@ -494,7 +494,7 @@ persist(transition *t)
   row->updated_at = t->now;
   row->seq += 1;
   rc = t->opening ? e->vt->case_insert(e->store, row, &err)
-                  : e->vt->case_update(e->store, row, &err);
+                  : e->vt->case_update(e->store, row, moved, &err);
   flow__history_row h = { row->id,  row->seq,  t->now, actor,
                           t->event, payload.p, from,   t->next->name };
   if (rc == 0)

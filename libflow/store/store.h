@@ -91,6 +91,10 @@ typedef struct flow__store_vt {
                      flow__service_row *out, flow__err *err);
   int (*service_put)(flow__store *s, const flow__service_row *row,
                      flow__err *err);
+  /* The newest stored version of name, without reading its source.
+     FLOW_ENOTFOUND. */
+  int (*service_newest)(flow__store *s, const char *name, int64_t *version,
+                        flow__err *err);
   int (*service_list)(flow__store *s, json_t **out, flow__err *err);
   /* An expression index on data.field, for fields marked index = true. */
   int (*index_field)(flow__store *s, const char *field, flow__err *err);
@@ -101,7 +105,10 @@ typedef struct flow__store_vt {
                   flow__err *err);
   int (*case_insert)(flow__store *s, const flow__case_row *row,
                      flow__err *err);
-  int (*case_update)(flow__store *s, const flow__case_row *row,
+  /* moved: the state (and so maybe closed) changed.  When it did not,
+     only data, updated_at and seq are written, so the state indexes are
+     left alone.  due_at is set when a case opens and never updated. */
+  int (*case_update)(flow__store *s, const flow__case_row *row, int moved,
                      flow__err *err);
   /* Matching cases as a JSON array of objects whose data is parsed.
      where values are JSON scalars; fields are identifiers (checked by the

@@ -18,11 +18,13 @@ enum {
   ST_SERVICE_GET,
   ST_SERVICE_NEWEST,
   ST_SERVICE_PUT,
+  ST_SERVICE_NEWEST_VERSION,
   ST_SERVICE_LIST,
   ST_CASE_NEXT_ID,
   ST_CASE_GET,
   ST_CASE_INSERT,
   ST_CASE_UPDATE,
+  ST_CASE_UPDATE_DATA,
   ST_HISTORY_APPEND,
   ST_HISTORY_EACH,
   ST_OUTBOX_ADD,
@@ -53,6 +55,8 @@ static const char *const stmt_sql[ST_COUNT] = {
   [ST_SERVICE_PUT] = "INSERT INTO services(name, version, title, source,"
                      " sha256, chunkname, loaded_at)"
                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+  [ST_SERVICE_NEWEST_VERSION] = "SELECT max(version) FROM services WHERE"
+                                " name = ?1",
   [ST_SERVICE_LIST] = "SELECT name, version, title, sha256, loaded_at"
                       " FROM services ORDER BY name, version",
   [ST_CASE_NEXT_ID] = "SELECT COALESCE(MAX(id), 0) + 1 FROM cases",
@@ -63,7 +67,9 @@ static const char *const stmt_sql[ST_COUNT] = {
                      " data, opened_at, updated_at, due_at, seq, seed)"
                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
   [ST_CASE_UPDATE] = "UPDATE cases SET state = ?2, closed = ?3, data = ?4,"
-                     " updated_at = ?5, due_at = ?6, seq = ?7 WHERE id = ?1",
+                     " updated_at = ?5, seq = ?7 WHERE id = ?1",
+  [ST_CASE_UPDATE_DATA] = "UPDATE cases SET data = ?4, updated_at = ?5,"
+                          " seq = ?7 WHERE id = ?1",
   [ST_HISTORY_APPEND] = "INSERT INTO history(case_id, seq, at, actor, event,"
                         " payload, from_state, to_state)"
                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -421,6 +427,27 @@ sqlite_service_put(flow__store *s, const flow__service_row *row,
 }
 
 static int
+sqlite_service_newest(flow__store *s, const char *name, int64_t *version,
+                      flow__err *err)
+{
+  sqlite3_stmt *st = s->st[ST_SERVICE_NEWEST_VERSION];
+  sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(st), ret = 0;
+  if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+    *version = sqlite3_column_int64(st, 0);
+  else if (rc == SQLITE_ROW)
+    ret = flow__err_set(err, FLOW_ENOTFOUND,
+                        "no service named '%s' is loaded (load its script "
+                        "first: flow load %s.lua)",
+                        name, name);
+  else
+    ret = sql_fail(s, err, rc, "finding a service");
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return ret;
+}
+
+static int
 sqlite_service_list(flow__store *s, json_t **out, flow__err *err)
 {
   json_t *arr = json_array();
@@ -563,10 +590,12 @@ sqlite_case_insert(flow__store *s, const flow__case_row *row, flow__err *err)
 }
 
 static int
-sqlite_case_update(flow__store *s, const flow__case_row *row, flow__err *err)
+sqlite_case_update(flow__store *s, const flow__case_row *row, int moved,
+                   flow__err *err)
 {
-  bind_case(s->st[ST_CASE_UPDATE], row, 0);
-  int rc = step_done(s, s->st[ST_CASE_UPDATE], err, "updating a case");
+  sqlite3_stmt *st = s->st[moved ? ST_CASE_UPDATE : ST_CASE_UPDATE_DATA];
+  bind_case(st, row, 0);
+  int rc = step_done(s, st, err, "updating a case");
   if (rc == 0 && sqlite3_changes(s->db) != 1)
     return flow__err_set(err, FLOW_ENOTFOUND, "case %lld disappeared",
                          (long long)row->id);
@@ -953,6 +982,7 @@ const flow__store_vt flow__store_sqlite = {
   sqlite_rollback,
   sqlite_service_get,
   sqlite_service_put,
+  sqlite_service_newest,
   sqlite_service_list,
   sqlite_index_field,
   sqlite_case_next_id,

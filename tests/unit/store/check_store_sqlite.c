@@ -72,12 +72,28 @@ START_TEST(test_store_sqlite_case_round_trip)
   r.seq = 2;
   r.due_at = 5000;
   ck_assert_int_eq(vt->begin(S, &err), 0);
-  ck_assert_int_eq(vt->case_update(S, &r, &err), 0);
+  ck_assert_int_eq(vt->case_update(S, &r, 1, &err), 0);
   ck_assert_int_eq(vt->commit(S, &err), 0);
   ck_assert_int_eq(vt->case_get(S, 1, &got, &err), 0);
   ck_assert_str_eq(got.state, "closed");
   ck_assert_int_eq(got.closed, 1);
-  ck_assert_int_eq(got.due_at, 5000);
+  /* due_at is fixed when a case opens; updates never touch it. */
+  ck_assert(got.due_at == FLOW__NO_TIME);
+  flow__case_row_clear(&A, &got);
+
+  /* A data-only update leaves state and closed as they are. */
+  r.state = "ignored";
+  r.closed = 0;
+  r.seq = 3;
+  r.data = "{\"bin\":\"garden\"}";
+  ck_assert_int_eq(vt->begin(S, &err), 0);
+  ck_assert_int_eq(vt->case_update(S, &r, 0, &err), 0);
+  ck_assert_int_eq(vt->commit(S, &err), 0);
+  ck_assert_int_eq(vt->case_get(S, 1, &got, &err), 0);
+  ck_assert_str_eq(got.state, "closed");
+  ck_assert_int_eq(got.closed, 1);
+  ck_assert_int_eq(got.seq, 3);
+  ck_assert_str_eq(got.data, "{\"bin\":\"garden\"}");
   flow__case_row_clear(&A, &got);
 
   ck_assert_int_eq(vt->case_get(S, 2, &got, &err), FLOW_ENOTFOUND);
