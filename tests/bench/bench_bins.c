@@ -621,59 +621,27 @@ run_slice(const config *cfg, int mode, long first, long last, result *res)
   return rc;
 }
 
-/* Writes or reads all of len bytes, as a pipe may split them. */
+/* One slice for bench_in_child. */
+typedef struct slice_job {
+  const config *cfg;
+  int mode;
+  long first, last;
+} slice_job;
+
 static int
-pipe_io(int fd, void *buf, size_t len, int writing)
+slice_in_child(void *ctx, void *out)
 {
-  char *p = buf;
-  while (len > 0) {
-    ssize_t n = writing ? write(fd, p, len) : read(fd, p, len);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return -1;
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
+  slice_job *j = ctx;
+  return run_slice(j->cfg, j->mode, j->first, j->last, out);
 }
 
-/* Forks, runs the slice in the child, reads its result back into *res
-   (a fresh process per slice: its own heap, VmHWM and SQLite cache). */
+/* Runs the slice in a fresh process and reads its result into *res. */
 static int
 run_child(const config *cfg, int mode, long first, long last, result *res)
 {
-  int fds[2];
   memset(res, 0, sizeof *res);
-  fflush(stdout);
-  fflush(stderr);
-  if (pipe(fds) != 0) {
-    perror("bench_bins: pipe");
-    return -1;
-  }
-  pid_t pid = fork();
-  if (pid < 0) {
-    perror("bench_bins: fork");
-    close(fds[0]);
-    close(fds[1]);
-    return -1;
-  }
-  if (pid == 0) {
-    close(fds[0]);
-    int rc = run_slice(cfg, mode, first, last, res);
-    int w = pipe_io(fds[1], res, sizeof *res, 1);
-    close(fds[1]);
-    fflush(stdout);
-    fflush(stderr);
-    _exit(rc == 0 && w == 0 ? 0 : 1);
-  }
-  close(fds[1]);
-  int got = pipe_io(fds[0], res, sizeof *res, 0);
-  close(fds[0]);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-    ;
-  if (got != 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+  slice_job j = { cfg, mode, first, last };
+  if (bench_in_child(slice_in_child, &j, res, sizeof *res) != 0 ||
       !res->ok) {
     fprintf(stderr, "bench_bins: mode %s, cases %ld-%ld failed\n",
             mode_name[mode], first, last);

@@ -446,45 +446,26 @@ reusable(const config *cfg)
   return ok;
 }
 
-/* Runs fn in a child process (a fresh heap and its own VmHWM) and reads
-   back the figures it filled in. */
+/* A step for bench_in_child. */
+typedef struct step_job {
+  int (*fn)(const config *, figures *);
+  const config *cfg;
+} step_job;
+
+static int
+step_in_child(void *ctx, void *out)
+{
+  step_job *j = ctx;
+  return j->fn(j->cfg, out);
+}
+
+/* Runs fn in a fresh process and reads back the figures it filled in. */
 static int
 in_child(int (*fn)(const config *, figures *), const config *cfg,
          figures *fig)
 {
-  int fds[2];
-  fflush(stdout);
-  fflush(stderr);
-  if (pipe(fds) != 0) {
-    perror("bench_scale: pipe");
-    return -1;
-  }
-  pid_t pid = fork();
-  if (pid < 0) {
-    perror("bench_scale: fork");
-    close(fds[0]);
-    close(fds[1]);
-    return -1;
-  }
-  if (pid == 0) {
-    close(fds[0]);
-    int rc = fn(cfg, fig);
-    ssize_t w = write(fds[1], fig, sizeof *fig);
-    close(fds[1]);
-    fflush(stdout);
-    fflush(stderr);
-    _exit(rc == 0 && w == (ssize_t)sizeof *fig ? 0 : 1);
-  }
-  close(fds[1]);
-  ssize_t got = read(fds[0], fig, sizeof *fig);
-  close(fds[0]);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-    ;
-  return got == (ssize_t)sizeof *fig && WIFEXITED(status) &&
-                 WEXITSTATUS(status) == 0
-             ? 0
-             : -1;
+  step_job j = { fn, cfg };
+  return bench_in_child(step_in_child, &j, fig, sizeof *fig);
 }
 
 static void

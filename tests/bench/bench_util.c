@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -136,4 +137,57 @@ bench_db_remove(const char *path)
     snprintf(name, sizeof name, "%s%s", path, suffix[i]);
     unlink(name);
   }
+}
+
+/* Writes or reads all of len bytes, as a pipe may split them. */
+static int
+pipe_io(int fd, void *buf, size_t len, int writing)
+{
+  char *p = buf;
+  while (len > 0) {
+    ssize_t n = writing ? write(fd, p, len) : read(fd, p, len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return -1;
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+int
+bench_in_child(int (*fn)(void *ctx, void *out), void *ctx, void *out,
+               size_t len)
+{
+  int fds[2];
+  fflush(stdout);
+  fflush(stderr);
+  if (pipe(fds) != 0) {
+    perror("bench: pipe");
+    return -1;
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    perror("bench: fork");
+    close(fds[0]);
+    close(fds[1]);
+    return -1;
+  }
+  if (pid == 0) {
+    close(fds[0]);
+    int rc = fn(ctx, out);
+    int w = pipe_io(fds[1], out, len, 1);
+    close(fds[1]);
+    fflush(stdout);
+    fflush(stderr);
+    _exit(rc == 0 && w == 0 ? 0 : 1);
+  }
+  close(fds[1]);
+  int got = pipe_io(fds[0], out, len, 0);
+  close(fds[0]);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+    ;
+  return got == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }

@@ -48,4 +48,13 @@ void bench_dir_done(const char *dir, int made);
 /* Removes path and its -wal, -shm and -journal companions. */
 void bench_db_remove(const char *path);
 
+/*
+ * Runs fn(ctx, out) in a forked child, so each measurement has its own
+ * heap, VmHWM and SQLite cache, and copies the len bytes fn left in out
+ * back to the parent.  Returns 0 when the child returned 0 and sent all of
+ * out, else -1.
+ */
+int bench_in_child(int (*fn)(void *ctx, void *out), void *ctx, void *out,
+                   size_t len);
+
 #endif /* FLOW_BENCH_UTIL_H */
