@@ -6,6 +6,7 @@
  */
 #include <check.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "testutil.h"
@@ -202,6 +203,44 @@ START_TEST(test_time_format_negative)
 }
 END_TEST
 
+/* The formatter writes digits by hand; snprintf is the reference. */
+START_TEST(test_time_format_matches_printf)
+{
+  uint64_t x = 0x9E3779B97F4A7C15ull;
+  for (int i = 0; i < 200000; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    /* Mostly years 0..9999, sometimes anything an int64 holds. */
+    int64_t ms = i % 16 ? (int64_t)(x % UINT64_C(315537897600000)) -
+                              INT64_C(62167219200000)
+                        : (int64_t)x;
+    if (i % 3 == 0)
+      ms -= ms % 1000; /* whole seconds take the short form */
+    int64_t day = ms / 86400000, rem = ms % 86400000;
+    if (rem < 0) {
+      rem += 86400000;
+      day--;
+    }
+    int y, m, d;
+    flow__civil_from_days(day, &y, &m, &d);
+    int secs = (int)(rem / 1000), frac = (int)(rem % 1000);
+    char want[64];
+    long long ay = y < 0 ? -(long long)y : y;
+    if (frac)
+      snprintf(want, sizeof want, "%s%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ",
+               y < 0 ? "-" : "", ay, m, d, secs / 3600, secs / 60 % 60,
+               secs % 60, frac);
+    else
+      snprintf(want, sizeof want, "%s%04lld-%02d-%02dT%02d:%02d:%02dZ",
+               y < 0 ? "-" : "", ay, m, d, secs / 3600, secs / 60 % 60,
+               secs % 60);
+    ck_assert_msg(strcmp(fmt(ms), want) == 0, "%lld: got %s, want %s",
+                  (long long)ms, fmt(ms), want);
+  }
+}
+END_TEST
+
 START_TEST(test_time_round_trip)
 {
   static const char *texts[] = {
@@ -309,6 +348,7 @@ time_suite(void)
   tcase_add_test(tc, test_time_leap_years);
   tcase_add_test(tc, test_time_format);
   tcase_add_test(tc, test_time_format_negative);
+  tcase_add_test(tc, test_time_format_matches_printf);
   tcase_add_test(tc, test_time_round_trip);
   tcase_add_test(tc, test_time_days_civil);
   tcase_add_test(tc, test_time_date_parse);
