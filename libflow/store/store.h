@@ -132,6 +132,9 @@ typedef struct flow__store_vt {
 
   /* Nested transactions inside begin/commit, for group commit. */
   int (*savepoint)(flow__store *s, flow__err *err);
+  /* Rows inserted, updated or deleted on this connection so far: equal
+     before and after a call means the call wrote nothing. */
+  int64_t (*changes)(flow__store *s);
   int (*release)(flow__store *s, flow__err *err);
   void (*rollback_to)(flow__store *s);
 

@@ -806,6 +806,12 @@ sqlite_savepoint(flow__store *s, flow__err *err)
   return step_done(s, s->st[ST_SAVEPOINT], err, "starting a savepoint");
 }
 
+static int64_t
+sqlite_changes(flow__store *s)
+{
+  return (int64_t)sqlite3_total_changes64(s->db);
+}
+
 static int
 sqlite_release(flow__store *s, flow__err *err)
 {
@@ -994,6 +1000,7 @@ const flow__store_vt flow__store_sqlite = {
   sqlite_history_each,
   sqlite_outbox_add,
   sqlite_savepoint,
+  sqlite_changes,
   sqlite_release,
   sqlite_rollback_to,
   sqlite_timer_insert,

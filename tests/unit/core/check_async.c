@@ -154,6 +154,92 @@ START_TEST(test_async_refused_handler_rolls_back_only_itself)
 }
 END_TEST
 
+/*
+ * A call refused after it has written (here: a timer whose due time
+ * overflows, found after the case row and its history are written) must
+ * leave no trace either.  The group has no savepoint per call, so the
+ * engine rolls everything back and runs the group again, carefully,
+ * without that call.
+ */
+static const char *const WAITS =
+    "return { name = 'waits', version = 1,\n"
+    "  fields = { n = { type = 'integer' } },\n"
+    "  initial = 'open',\n"
+    "  states = {\n"
+    "    open = { on = {\n"
+    "      later = function(case, ev)\n"
+    "        case.data.n = (case.data.n or 0) + 1\n"
+    "        flow.after(ev.payload.wait, 'ping')\n"
+    "      end,\n"
+    "      bad = function(case, ev) case.data.n = 'x' end,\n"
+    "      ping = 'done',\n"
+    "    } },\n"
+    "    done = { final = true },\n"
+    "  } }\n";
+
+START_TEST(test_async_refused_after_writing_redoes_the_group)
+{
+  ck_assert_int_eq(
+      flow_service_load_string(NULL, E, WAITS, strlen(WAITS), "w.lua"), 0);
+  /* Ten days before the end of time: "1d" fits, "30d" overflows. */
+  flow_engine_set_time(E, INT64_MAX - INT64_C(10) * 86400000);
+  ck_assert_int_eq(flow_case_open_async(E, "waits", NULL, NULL, on_done, &S),
+                   0);
+  static const char *const ev[] = { "later", "later", "bad", "later",
+                                    "later" };
+  static const char *const pay[] = { "{\"wait\":\"1d\"}",
+                                     "{\"wait\":\"30d\"}", NULL,
+                                     "{\"wait\":\"2d\"}",
+                                     "{\"wait\":\"30d\"}" };
+  for (int i = 0; i < 5; i++)
+    ck_assert_int_eq(
+        flow_case_signal_async(E, "1", ev[i], pay[i], NULL, on_done, &S), 0);
+  ck_assert_int_eq(flow__engine_flush_async(E), 0);
+  ck_assert_int_eq(S.n, 6);
+  ck_assert_int_eq(S.status[0], 0);
+  ck_assert_int_eq(S.status[1], 0);
+  ck_assert(strstr(S.json[1], "\"seq\":2") != NULL);
+  ck_assert(strstr(S.json[1], "\"n\":1") != NULL);
+  ck_assert_int_eq(S.status[2], FLOW_ESCRIPT);
+  ck_assert_msg(strstr(S.msg[2], "w.lua: flow.after('30d') overflows"),
+                "%s", S.msg[2]);
+  ck_assert_int_eq(S.status[3], FLOW_EDATA);
+  ck_assert_int_eq(S.status[4], 0);
+  ck_assert(strstr(S.json[4], "\"seq\":3") != NULL);
+  ck_assert(strstr(S.json[4], "\"n\":2") != NULL);
+  ck_assert_int_eq(S.status[5], FLOW_ESCRIPT);
+  ck_assert(S.durable[0] && S.durable[1] && S.durable[4]);
+
+  /* Exactly what the three successes wrote: three history rows, the two
+     timers they asked for, data n = 2. */
+  char *out = NULL;
+  ck_assert_int_eq(flow_case_history(&out, E, "1"), 0);
+  ck_assert(strstr(out, "\"seq\":3") != NULL);
+  ck_assert(strstr(out, "\"seq\":4") == NULL);
+  flow_free(out);
+  ck_assert_int_eq(flow_case_timers(&out, E, "1"), 0);
+  int timers = 0;
+  for (const char *p = out; (p = strstr(p, "\"event\":\"ping\"")); p++)
+    timers++;
+  ck_assert_int_eq(timers, 2);
+  flow_free(out);
+  ck_assert_int_eq(flow_case_get(&out, E, "1"), 0);
+  ck_assert(strstr(out, "\"data\":{\"n\":2}") != NULL);
+  ck_assert(strstr(out, "\"seq\":3") != NULL);
+  flow_free(out);
+
+  /* And the engine goes on normally. */
+  memset(&S, 0, sizeof S);
+  ck_assert_int_eq(flow_case_signal_async(E, "1", "later",
+                                          "{\"wait\":\"1d\"}", NULL,
+                                          on_done, &S),
+                   0);
+  ck_assert_int_eq(flow__engine_flush_async(E), 0);
+  ck_assert_int_eq(S.status[0], 0);
+  ck_assert(strstr(S.json[0], "\"seq\":4") != NULL);
+}
+END_TEST
+
 static int requeued;
 
 static void
@@ -233,6 +319,7 @@ async_suite(void)
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, test_async_group_in_order_with_partial_failure);
   tcase_add_test(tc, test_async_refused_handler_rolls_back_only_itself);
+  tcase_add_test(tc, test_async_refused_after_writing_redoes_the_group);
   tcase_add_test(tc, test_async_queue_from_callback);
   tcase_add_test(tc, test_async_close_fails_queued_calls);
   tcase_add_test(tc, test_async_argument_refusals);
