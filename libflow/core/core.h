@@ -144,6 +144,10 @@ json_t *flow__fields_schema(const flow__service *svc);
 
 /* Appends j as compact JSON with sorted keys.  FLOW_ENOMEM. */
 int flow__json_dump(json_t *j, flow__buf *b);
+/* Appends s as a JSON string; a time as an ISO 8601 string, or null for
+   FLOW__NO_TIME. */
+void flow__json_add_string(flow__buf *b, const char *s);
+void flow__json_add_time(flow__buf *b, int64_t ms);
 /* j as an owned string for the host (flow_free), or NULL when out of
    memory or j is NULL. */
 char *flow__json_owned(const flow__allocator *a, json_t *j);

@@ -143,30 +143,79 @@ actor_has_role(const flow_actor *actor, const char *role)
   return 0;
 }
 
-/* Builds the case object; consumes data. */
-static json_t *
-case_json(const flow__case_row *row, json_t *data)
+/*
+ * Writes the case object as text, keys sorted like all the engine's JSON.
+ * data_text is the case data as the engine stores it: compact JSON with
+ * sorted keys, written by flow__json_dump, so it goes in as it is rather
+ * than being parsed and printed again.
+ */
+static void
+case_text(flow__buf *b, const flow__case_row *row, const char *data_text)
 {
-  char id[24];
-  snprintf(id, sizeof id, "%lld", (long long)row->id);
-  return json_pack("{s:s, s:s, s:I, s:s, s:s, s:o, s:o, s:o, s:o, s:I}", "id",
-                   id, "service", row->service, "version",
-                   (json_int_t)row->version, "state", row->state, "status",
-                   row->closed ? "closed" : "open", "data", data, "opened_at",
-                   time_json(row->opened_at), "updated_at",
-                   time_json(row->updated_at), "due_at",
-                   time_json(row->due_at), "seq", (json_int_t)row->seq);
+  flow__buf_adds(b, "{\"data\":");
+  flow__buf_adds(b, data_text);
+  flow__buf_adds(b, ",\"due_at\":");
+  flow__json_add_time(b, row->due_at);
+  flow__buf_adds(b, ",\"id\":\"");
+  flow__buf_addi64(b, row->id);
+  flow__buf_adds(b, "\",\"opened_at\":");
+  flow__json_add_time(b, row->opened_at);
+  flow__buf_adds(b, ",\"seq\":");
+  flow__buf_addi64(b, row->seq);
+  flow__buf_adds(b, ",\"service\":");
+  flow__json_add_string(b, row->service);
+  flow__buf_adds(b, ",\"state\":");
+  flow__json_add_string(b, row->state);
+  flow__buf_adds(b, row->closed ? ",\"status\":\"closed\""
+                                : ",\"status\":\"open\"");
+  flow__buf_adds(b, ",\"updated_at\":");
+  flow__json_add_time(b, row->updated_at);
+  flow__buf_adds(b, ",\"version\":");
+  flow__buf_addi64(b, row->version);
+  flow__buf_addc(b, '}');
 }
 
+/*
+ * Parses the data read back from the database (into *keep when keep is
+ * not NULL).  The engine only ever stores JSON objects it printed itself,
+ * so only a database changed by hand fails with FLOW_EIO; such a case is
+ * reported, never passed on as broken text.
+ */
 static int
-emit_case(flow_engine *e, char **out, const flow__case_row *row, json_t *data)
+stored_data(const flow__case_row *row, json_t **keep, flow__err *err)
 {
-  if (out == NULL) {
-    json_decref(data);
-    return 0;
+  json_error_t je;
+  json_t *j = json_loads(row->data, JSON_REJECT_DUPLICATES, &je);
+  if (j == NULL && json_error_code(&je) == json_error_out_of_memory)
+    return flow__err_set(err, FLOW_ENOMEM, "out of memory reading case %lld",
+                         (long long)row->id);
+  if (!json_is_object(j)) {
+    json_decref(j);
+    return flow__err_set(err, FLOW_EIO,
+                         "case %lld: its stored data is not a JSON object "
+                         "(was the database changed by hand?)",
+                         (long long)row->id);
   }
-  json_t *j = case_json(row, data);
-  return flow__engine_owned_json(e, out, j);
+  if (keep)
+    *keep = j;
+  else
+    json_decref(j);
+  return 0;
+}
+
+/* The case object as an owned string for the host in *out. */
+static int
+emit_case(flow_engine *e, char **out, const flow__case_row *row,
+          const char *data_text)
+{
+  flow__buf b;
+  flow__buf_init(&b, &e->alloc);
+  case_text(&b, row, data_text);
+  *out = b.oom ? NULL : flow__owned_strndup(&e->alloc, b.p, b.len);
+  flow__buf_free(&b);
+  if (*out == NULL)
+    return flow__engine_fail(e, FLOW_ENOMEM, "out of memory");
+  return 0;
 }
 
 static char *
@@ -221,6 +270,7 @@ typedef struct transition {
   /* results */
   const flow__state *next;
   json_t *calls;
+  flow__buf *datatext; /* the data as persisted, for the result */
 } transition;
 
 /* Runs guard, handler, exit and enter hooks as the transition needs. */
@@ -459,25 +509,25 @@ persist(transition *t)
   if (rc != 0)
     return flow__engine_fail(e, rc, "%s", err.msg);
 
-  flow__buf data, payload;
-  flow__buf_init(&data, &e->alloc);
+  flow__buf payload;
+  flow__buf *datatext = t->datatext;
   flow__buf_init(&payload, &e->alloc);
   char *actor = NULL;
   json_t *aj = actor_json(t->actor);
   if (aj)
     actor = flow__json_owned(&e->alloc, aj);
   json_decref(aj);
-  if (flow__json_dump(t->data, &data) != 0 ||
+  if (flow__json_dump(t->data, datatext) != 0 ||
       flow__json_dump(t->payload, &payload) != 0 || actor == NULL) {
     rc = flow__engine_fail(e, FLOW_ENOMEM, "out of memory saving case");
     goto done;
   }
-  if (data.len > FLOW__MAX_DOCUMENT) {
+  if (datatext->len > FLOW__MAX_DOCUMENT) {
     rc = flow__engine_fail(e, FLOW_EDATA,
                            "case data would be %zu bytes; the most a case "
                            "holds is %d KiB (keep large content in the "
                            "host's store and put its reference in the case)",
-                           data.len, FLOW__MAX_DOCUMENT / 1024);
+                           datatext->len, FLOW__MAX_DOCUMENT / 1024);
     goto done;
   }
 
@@ -489,7 +539,7 @@ persist(transition *t)
   char *oldstate = row->state;
   char *olddata = row->data;
   row->state = t->next->name;
-  row->data = data.p;
+  row->data = datatext->p;
   row->closed = t->next->final;
   row->updated_at = t->now;
   row->seq += 1;
@@ -535,7 +585,6 @@ persist(transition *t)
   if (rc != 0)
     flow__engine_fail_err(e, &err);
 done:
-  flow__buf_free(&data);
   flow__buf_free(&payload);
   flow_free(actor);
   return rc;
@@ -552,22 +601,24 @@ transition_run(transition *t, char **out)
     flow__engine_evict(e, t->svc);
     t->svc = NULL;
   }
+  flow__buf datatext;
+  flow__buf_init(&datatext, &e->alloc);
+  t->datatext = &datatext;
   if (rc == 0)
     rc = persist(t);
   json_decref(t->calls);
   t->calls = NULL;
-  if (rc != 0) {
-    json_decref(t->data);
-    t->data = NULL;
-    return rc;
-  }
-  /* Report the row as persisted: persist() advanced seq and time. */
-  char *old = t->row->state;
-  t->row->state = t->next->name;
-  t->row->closed = t->next->final;
-  rc = out ? emit_case(e, out, t->row, t->data) : (json_decref(t->data), 0);
+  json_decref(t->data);
   t->data = NULL;
-  t->row->state = old;
+  if (rc == 0 && out) {
+    /* Report the row as persisted: persist() advanced seq and time. */
+    char *old = t->row->state;
+    t->row->state = t->next->name;
+    t->row->closed = t->next->final;
+    rc = emit_case(e, out, t->row, datatext.p);
+    t->row->state = old;
+  }
+  flow__buf_free(&datatext);
   return rc;
 }
 
@@ -617,7 +668,7 @@ flow__case_open_txn(flow_engine *e, const char *service,
   }
   row.seed = (int64_t)case_seed(row.id, now);
   transition t = { e,    svc, &row, data, "open", payload, actor,
-                   NULL, NULL, 1,   now,  NULL, NULL };
+                   NULL, NULL, 1,   now,  NULL, NULL, NULL };
   data = NULL; /* t owns it now */
   rc = transition_run(&t, out);
 done:
@@ -692,15 +743,13 @@ flow__case_apply_txn(flow_engine *e, int64_t id, const char *event,
       goto done;
     }
   }
-  data = json_loads(row.data, 0, NULL);
-  if (data == NULL) {
-    rc = flow__engine_fail(e, FLOW_EIO, "case %lld: stored data is not JSON",
-                           (long long)id);
+  if ((rc = stored_data(&row, &data, &err)) != 0) {
+    flow__engine_fail_err(e, &err);
     goto done;
   }
   transition t = { e,      svc,  &row, data, event,              payload,
                    actor,  tr,   target, 0,  flow_engine_now(e), NULL,
-                   NULL };
+                   NULL,   NULL };
   data = NULL;
   rc = transition_run(&t, out);
 done:
@@ -815,13 +864,9 @@ flow_case_get(char **out, flow_engine *engine, const char *case_id)
   flow__err_clear(&err);
   if ((rc = engine->vt->case_get(engine->store, id, &row, &err)) != 0)
     return flow__engine_fail_err(engine, &err);
-  json_t *data = json_loads(row.data, 0, NULL);
-  if (data == NULL)
-    rc = flow__engine_fail(engine, FLOW_EIO,
-                           "case %lld: stored data is not JSON",
-                           (long long)id);
-  else
-    rc = emit_case(engine, out, &row, data);
+  rc = stored_data(&row, NULL, &err) == 0
+           ? emit_case(engine, out, &row, row.data)
+           : flow__engine_fail_err(engine, &err);
   flow__case_row_clear(&engine->alloc, &row);
   if (rc == 0)
     flow__err_clear(&engine->err);
@@ -936,17 +981,23 @@ flow_case_timers(char **out, flow_engine *engine, const char *case_id)
   return case_rows(out, engine, case_id, collect_timers);
 }
 
+typedef struct list_ctx {
+  flow_engine *e;
+  flow__err *err;
+  flow__buf b;
+  size_t n;
+} list_ctx;
+
 static int
 list_item(void *ctx, const flow__case_row *row)
 {
-  json_t *arr = ctx;
-  json_t *data = json_loads(row->data, 0, NULL);
-  if (data == NULL)
-    return FLOW_ENOMEM;
-  json_t *c = case_json(row, data);
-  if (c == NULL || json_array_append_new(arr, c) != 0)
-    return FLOW_ENOMEM;
-  return 0;
+  list_ctx *l = ctx;
+  int rc = stored_data(row, NULL, l->err);
+  if (rc != 0)
+    return rc;
+  flow__buf_addc(&l->b, l->n++ ? ',' : '[');
+  case_text(&l->b, row, row->data);
+  return l->b.oom ? FLOW_ENOMEM : 0;
 }
 
 int
@@ -990,19 +1041,21 @@ flow_case_list(char **out, flow_engine *engine, const flow_case_query *query)
   }
   if (q.limit > 100000)
     q.limit = 100000;
-  json_t *arr = json_array();
-  if (arr == NULL)
-    return flow__engine_fail(engine, FLOW_ENOMEM, "out of memory");
   flow__err err;
   flow__err_clear(&err);
+  list_ctx l = { engine, &err, { 0 }, 0 };
+  flow__buf_init(&l.b, &engine->alloc);
   int rc = engine->vt->case_list(engine->store, &q, flow_engine_now(engine),
-                                 list_item, arr, &err);
-  if (rc != 0) {
-    json_decref(arr);
-    return flow__engine_fail_err(engine, &err);
+                                 list_item, &l, &err);
+  if (rc == 0) {
+    flow__buf_adds(&l.b, l.n ? "]" : "[]");
+    *out = l.b.oom ? NULL : flow__owned_strndup(&engine->alloc, l.b.p, l.b.len);
+    if (*out == NULL)
+      rc = flow__err_set(&err, FLOW_ENOMEM, "out of memory listing cases");
   }
-  rc = flow__engine_owned_json(engine, out, arr);
-  if (rc == 0)
-    flow__err_clear(&engine->err);
-  return rc;
+  flow__buf_free(&l.b);
+  if (rc != 0)
+    return flow__engine_fail_err(engine, &err);
+  flow__err_clear(&engine->err);
+  return 0;
 }

@@ -5,6 +5,7 @@
  * separators, so the same case prints the same bytes every time.
  */
 #include "core.h"
+#include "store/store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,7 +121,7 @@ dump_value(json_t *j, flow__buf *b, int depth)
     dump_string(b, json_string_value(j), json_string_length(j));
     return 0;
   case JSON_INTEGER:
-    flow__buf_addf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(j));
+    flow__buf_addi64(b, (int64_t)json_integer_value(j));
     return 0;
   case JSON_REAL:
     dump_real(b, json_real_value(j));
@@ -136,6 +137,26 @@ dump_value(json_t *j, flow__buf *b, int depth)
     return 0;
   }
   return FLOW_EINVAL;
+}
+
+void
+flow__json_add_string(flow__buf *b, const char *s)
+{
+  dump_string(b, s, strlen(s));
+}
+
+void
+flow__json_add_time(flow__buf *b, int64_t ms)
+{
+  if (ms == FLOW__NO_TIME) {
+    flow__buf_add(b, "null", 4);
+    return;
+  }
+  char t[32];
+  int n = flow__time_format(t, sizeof t, ms);
+  flow__buf_addc(b, '"');
+  flow__buf_add(b, t, n > 0 ? (size_t)n : 0);
+  flow__buf_addc(b, '"');
 }
 
 int

@@ -724,7 +724,11 @@ sqlite_case_list(flow__store *s, const flow_case_query *q, int64_t now,
     ret = each(ctx, &row);
     flow__case_row_clear(s->a, &row);
     if (ret != 0) {
-      ret = flow__err_set(err, ret, "out of memory listing cases");
+      /* Keep the message `each` gave, if it gave one. */
+      if (err->code != ret)
+        flow__err_set(err, ret, "%s", ret == FLOW_ENOMEM
+                                          ? "out of memory listing cases"
+                                          : flow_strerror(ret));
       goto done;
     }
   }

@@ -88,6 +88,8 @@ void flow__buf_add(flow__buf *b, const char *s, size_t n);
 void flow__buf_adds(flow__buf *b, const char *s);
 void flow__buf_addc(flow__buf *b, char c);
 void flow__buf_addf(flow__buf *b, const char *fmt, ...) FLOW__PRINTF(2, 3);
+/* Appends v in decimal, without going through printf. */
+void flow__buf_addi64(flow__buf *b, int64_t v);
 /* The contents as a NUL-terminated string ("" when empty, never NULL
    unless oom). */
 const char *flow__buf_str(flow__buf *b);

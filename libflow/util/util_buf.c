@@ -94,6 +94,22 @@ flow__buf_addf(flow__buf *b, const char *fmt, ...)
   b->len += (size_t)n;
 }
 
+void
+flow__buf_addi64(flow__buf *b, int64_t v)
+{
+  char tmp[24];
+  char *p = tmp + sizeof tmp;
+  /* Negate in unsigned arithmetic: -INT64_MIN does not fit an int64. */
+  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+  do {
+    *--p = (char)('0' + u % 10);
+    u /= 10;
+  } while (u > 0);
+  if (v < 0)
+    *--p = '-';
+  flow__buf_add(b, p, (size_t)(tmp + sizeof tmp - p));
+}
+
 const char *
 flow__buf_str(flow__buf *b)
 {
