@@ -246,24 +246,36 @@ conv_fail(conv *c, int code, const char *fmt, ...)
   return code;
 }
 
-/* Appends to the path; a path that no longer fits ends in "...". */
+/* Appends to the path; a path that no longer fits ends in "...".  (By
+   hand, not printf: this runs for every value converted.) */
 static void
-path_push(conv *c, const char *fmt, ...) FLOW__PRINTF(2, 3);
-
-static void
-path_push(conv *c, const char *fmt, ...)
+path_add(conv *c, const char *s, size_t n)
 {
   size_t room = sizeof c->path - c->plen;
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(c->path + c->plen, room, fmt, ap);
-  va_end(ap);
-  if (n < 0 || (size_t)n >= room) {
+  if (n >= room) {
+    memcpy(c->path + c->plen, s, room - 1);
     memcpy(c->path + sizeof c->path - 4, "...", 4);
     c->plen = sizeof c->path - 1;
-  } else {
-    c->plen += (size_t)n;
+    return;
   }
+  memcpy(c->path + c->plen, s, n);
+  c->plen += n;
+  c->path[c->plen] = 0;
+}
+
+/* Adds "[i]" to the path. */
+static void
+path_index(conv *c, size_t i)
+{
+  char tmp[24];
+  char *p = tmp + sizeof tmp;
+  *--p = ']';
+  do {
+    *--p = (char)('0' + i % 10);
+    i /= 10;
+  } while (i > 0);
+  *--p = '[';
+  path_add(c, p, (size_t)(tmp + sizeof tmp - p));
 }
 
 static int
@@ -286,19 +298,24 @@ static void
 path_key(conv *c, const char *key, size_t klen)
 {
   if (is_ident(key, klen)) {
-    path_push(c, ".%.*s", (int)klen, key);
+    char tmp[66];
+    tmp[0] = '.';
+    memcpy(tmp + 1, key, klen); /* is_ident: klen <= 64 */
+    path_add(c, tmp, klen + 1);
     return;
   }
-  char shown[48];
+  char shown[52]; /* 44 shown, "...", "\"]" */
   size_t n = 0;
-  for (size_t i = 0; i < klen && n < sizeof shown - 4; i++) {
+  for (size_t i = 0; i < klen && n < sizeof shown - 8; i++) {
     unsigned char ch = (unsigned char)key[i];
     shown[n++] = (ch >= 0x20 && ch < 0x7f && ch != '"') ? (char)ch : '?';
   }
   if (n < klen)
     shown[n++] = '.', shown[n++] = '.', shown[n++] = '.';
-  shown[n] = 0;
-  path_push(c, "[\"%s\"]", shown);
+  shown[n++] = '"';
+  shown[n++] = ']';
+  path_add(c, "[\"", 2);
+  path_add(c, shown, n);
 }
 
 static int
@@ -384,7 +401,7 @@ array_from(conv *c, int t, int depth, size_t n, json_t **out)
   size_t plen = c->plen;
   for (size_t i = 1; i <= n; i++) {
     lua_rawgeti(L, t, (lua_Integer)i);
-    path_push(c, "[%zu]", i);
+    path_index(c, i);
     json_t *v = NULL;
     int rc = to_json(c, lua_gettop(L), depth + 1, &v);
     lua_pop(L, 1);
@@ -595,7 +612,8 @@ from_lua(lua_State *L, int idx, const char *root, const flow__allocator *a,
   c.msglen = msglen;
   if (msg && msglen)
     msg[0] = 0;
-  path_push(&c, "%s", root ? root : "value");
+  const char *r = root ? root : "value";
+  path_add(&c, r, strlen(r));
   *out = NULL;
   int top = lua_gettop(L);
   int rc = to_json(&c, lua_absindex(L, idx), 1, out);

@@ -184,6 +184,33 @@ START_TEST(test_script_json_invalid_utf8_refused)
 }
 END_TEST
 
+/* The path in a message: names, odd keys (shown quoted, cut at 44
+   characters), list positions, and the end of a path too long to show. */
+START_TEST(test_script_json_error_paths)
+{
+  data_refused("return { a = { ['two words'] = { 1, 2, { '\\xff' } } } }",
+               "data.a[\"two words\"][3][1]: not valid UTF-8");
+  data_refused("return { ['q\"x\\n'] = '\\xff' }",
+               "data[\"q?x?\"]: not valid UTF-8");
+  data_refused("return { [string.rep('k', 50) .. ' '] = '\\xff' }",
+               "data[\"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk...\"]: "
+               "not valid UTF-8");
+  data_refused("local t = {} for i = 1, 1234 do t[i] = i end "
+               "t[1234] = '\\xff' return { l = t }",
+               "data.l[1234]: not valid UTF-8");
+  /* 40 levels of a 12-character name do not fit in 255 bytes. */
+  json_t *j = NULL;
+  ck_assert_int_eq(data_of("local t = {} local c = t for i = 1, 40 do "
+                           "c.abcdefghijk = {} c = c.abcdefghijk end "
+                           "c.v = '\\xff' return t",
+                           &j),
+                   FLOW_EINVAL);
+  ck_assert_msg(strstr(msg, "data.abcdefghijk.abcdefghijk.") == msg, "%s",
+                msg);
+  ck_assert_msg(strstr(msg, "...: not valid UTF-8") != NULL, "%s", msg);
+}
+END_TEST
+
 START_TEST(test_script_json_cycles_and_depth)
 {
   json_t *j = NULL;
@@ -329,6 +356,7 @@ script_json_suite(void)
   tcase_add_test(tc, test_script_json_nulls);
   tcase_add_test(tc, test_script_json_keys_are_sorted);
   tcase_add_test(tc, test_script_json_invalid_utf8_refused);
+  tcase_add_test(tc, test_script_json_error_paths);
   tcase_add_test(tc, test_script_json_cycles_and_depth);
   tcase_add_test(tc, test_script_json_push_depth_limit);
   tcase_add_test(tc, test_script_json_tables_that_are_not_json);
