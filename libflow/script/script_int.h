@@ -67,7 +67,14 @@ struct flow__sandbox {
   int enomem;        /* the host allocator (or Jansson) failed */
   int refused;       /* flow.fail was called */
   char refuse_msg[FLOW__ERRMSG_MAX];
-  char what[320];    /* "the handler for 'assign' in missed_bin.lua" */
+  /* What the unit runs, for messages: "the handler for 'assign' in
+     missed_bin.lua".  Units that run on every event describe themselves
+     with what_kind and the pointers below (valid while the unit runs), and
+     flow__sb_what writes the text only when a message needs it. */
+  char what[320];
+  int what_kind;     /* FLOW__WHAT_* */
+  const char *what_a, *what_b;
+  int what_ref;
   int64_t now;       /* what flow.now() reports */
 
   /* The CPU clock (nanoseconds): the thread's CPU time when the unit
@@ -112,6 +119,27 @@ void flow__sb_hook(lua_State *L, lua_Debug *ar);
  */
 void flow__sb_start(flow__sandbox *sb, const char *fmt, ...)
     FLOW__PRINTF(2, 3);
+/* The same for units that run on every event, where formatting the
+   description each time would cost more than the unit: kind and a, b (or
+   the function reference) are kept, and turned into text by
+   flow__sb_what only when a message needs it. */
+enum {
+  FLOW__WHAT_TEXT,    /* sb->what holds the text */
+  FLOW__WHAT_EVENT,   /* "the event '<a>' in <b>" */
+  FLOW__WHAT_FUNC,    /* "the handler for ... in <b>", from what_ref */
+  FLOW__WHAT_PATTERN, /* "the pattern '<a>'" */
+};
+void flow__sb_start_as(flow__sandbox *sb, int kind, const char *a,
+                       const char *b, int ref);
+/* Names the function about to run within the current unit. */
+void flow__sb_describe(flow__sandbox *sb, int kind, const char *a,
+                       const char *b, int ref);
+/* The description of the current unit, as text. */
+const char *flow__sb_what(flow__sandbox *sb);
+/* "the handler for 'assign'" and the like, for the function ref of the
+   running service (script_sandbox.c). */
+void flow__sb_describe_ref(const flow__sandbox *sb, int ref, char *buf,
+                           size_t len);
 /* Stops charging instructions (the unit is over). */
 void flow__sb_stop(flow__sandbox *sb);
 

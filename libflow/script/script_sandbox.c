@@ -801,8 +801,8 @@ flow__run_begin(flow__sandbox *sb, const flow__service *svc,
                              ? "case data"
                              : "payload",
                          ev->name ? ev->name : "?", FLOW__JSON_MAX_DEPTH);
-  flow__sb_start(sb, "the event '%.64s' in %s",
-                 ev->name ? ev->name : "?", chunk);
+  flow__sb_start_as(sb, FLOW__WHAT_EVENT, ev->name ? ev->name : "?", chunk,
+                    0);
   sb->svc = svc;
   sb->now = ev->at;
   sb->calls = json_array();
@@ -820,10 +820,11 @@ flow__run_begin(flow__sandbox *sb, const flow__service *svc,
   return rc;
 }
 
-/* "the handler for 'assign'" and the like, for budget messages. */
-static void
-describe_ref(const flow__service *svc, int ref, char *buf, size_t len)
+void
+flow__sb_describe_ref(const flow__sandbox *sb, int ref, char *buf,
+                      size_t len)
 {
+  const flow__service *svc = sb->svc;
   for (size_t i = 0; svc && i < svc->nstates; i++) {
     const flow__state *st = &svc->states[i];
     if (st->enter == ref) {
@@ -858,6 +859,18 @@ source_name(const lua_Debug *ar, char *buf, size_t len)
   snprintf(buf, len, "%s", s);
 }
 
+/* "missed_bin.lua:42": where the function ref is defined. */
+static void
+func_where(lua_State *L, int ref, char *buf, size_t len)
+{
+  char chunk[256];
+  lua_Debug ar;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  lua_getinfo(L, ">S", &ar);
+  source_name(&ar, chunk, sizeof chunk);
+  snprintf(buf, len, "%s:%d", chunk, ar.linedefined);
+}
+
 int
 flow__run_invoke(flow__sandbox *sb, int ref, char **ret, int *truth,
                  flow__err *err)
@@ -882,20 +895,19 @@ flow__run_invoke(flow__sandbox *sb, int ref, char **ret, int *truth,
                          "flow__run_invoke: reference %d is not a function",
                          ref);
   }
-  lua_Debug ar;
-  char chunk[256], where[300], desc[160];
-  lua_pushvalue(L, -1);
-  lua_getinfo(L, ">S", &ar);
-  source_name(&ar, chunk, sizeof chunk);
-  snprintf(where, sizeof where, "%s:%d", chunk, ar.linedefined);
-  describe_ref(sb->svc, ref, desc, sizeof desc);
-  snprintf(sb->what, sizeof sb->what, "%.150s in %.160s", desc,
-           sb->svc && sb->svc->chunkname ? sb->svc->chunkname : chunk);
-
+  flow__sb_describe(sb, FLOW__WHAT_FUNC, NULL,
+                    sb->svc && sb->svc->chunkname ? sb->svc->chunkname
+                                                  : "the service",
+                    ref);
   lua_rawgeti(L, LUA_REGISTRYINDEX, sb->case_ref);
   lua_rawgeti(L, LUA_REGISTRYINDEX, sb->ev_ref);
   int st = lua_pcall(L, 2, 1, 0);
-  rc = flow__sb_outcome(sb, st, where, err);
+  /* Where the function is defined, for an error that does not say: only
+     worked out when something went wrong. */
+  char where[300];
+  if (st != LUA_OK)
+    func_where(L, ref, where, sizeof where);
+  rc = flow__sb_outcome(sb, st, st != LUA_OK ? where : NULL, err);
   if (rc != 0) {
     lua_settop(L, 0);
     return rc;
@@ -910,6 +922,7 @@ flow__run_invoke(flow__sandbox *sb, int ref, char **ret, int *truth,
       rc = flow__err_set(err, FLOW_ENOMEM, "out of memory");
   } else if (ret && !truth && ty != LUA_TNIL) {
     /* Guards (truth wanted) may return anything; a handler may not. */
+    func_where(L, ref, where, sizeof where);
     rc = flow__err_set(err, FLOW_ESCRIPT,
                        "%s: a handler must return the next state's name "
                        "(a string) or nothing, not a %s",
@@ -1120,6 +1133,8 @@ typedef struct unit_state {
   size_t log_bytes;
   int64_t cpu_start, tick_wall, tick_cpu;
   uint64_t tick_instr;
+  int what_kind, what_ref;
+  const char *what_a, *what_b;
   char what[sizeof ((flow__sandbox *)0)->what];
   char refuse_msg[FLOW__ERRMSG_MAX];
 } unit_state;
@@ -1139,7 +1154,12 @@ unit_save(const flow__sandbox *sb, unit_state *u)
   u->tick_wall = sb->tick_wall;
   u->tick_cpu = sb->tick_cpu;
   u->tick_instr = sb->tick_instr;
-  memcpy(u->what, sb->what, sizeof u->what);
+  u->what_kind = sb->what_kind;
+  u->what_a = sb->what_a;
+  u->what_b = sb->what_b;
+  u->what_ref = sb->what_ref;
+  if (sb->what_kind == FLOW__WHAT_TEXT)
+    memcpy(u->what, sb->what, sizeof u->what);
   if (sb->refused)
     memcpy(u->refuse_msg, sb->refuse_msg, sizeof u->refuse_msg);
 }
@@ -1159,7 +1179,12 @@ unit_restore(flow__sandbox *sb, const unit_state *u)
   sb->tick_wall = u->tick_wall;
   sb->tick_cpu = u->tick_cpu;
   sb->tick_instr = u->tick_instr;
-  memcpy(sb->what, u->what, sizeof u->what);
+  sb->what_kind = u->what_kind;
+  sb->what_a = u->what_a;
+  sb->what_b = u->what_b;
+  sb->what_ref = u->what_ref;
+  if (u->what_kind == FLOW__WHAT_TEXT)
+    memcpy(sb->what, u->what, sizeof u->what);
   if (u->refused)
     memcpy(sb->refuse_msg, u->refuse_msg, sizeof u->refuse_msg);
 }
@@ -1178,7 +1203,7 @@ flow__sandbox_match(void *ctx, const char *s, size_t len,
   unit_state *u = &saved;
   unit_save(sb, u);
   lua_settop(sb->L, 0);
-  flow__sb_start(sb, "the pattern '%.60s'", pattern);
+  flow__sb_start_as(sb, FLOW__WHAT_PATTERN, pattern, NULL, 0);
   match_args a = { s, len, pattern, 0 };
   int st = flow__sb_protect(sb, match_p, &a);
   flow__err err;
