@@ -259,7 +259,7 @@ typedef struct transition {
   flow_engine *e;
   flow__service *svc;
   flow__case_row *row;
-  json_t *data;
+  json_t *data;             /* owned; NULL: not parsed yet, see row->data */
   const char *event;
   json_t *payload;
   const flow_actor *actor;
@@ -311,6 +311,12 @@ run_scripts(transition *t)
                 (next != cur &&
                  (cur->exit != FLOW__NOREF || next->enter != FLOW__NOREF));
   if (!needs_lua) {
+    /* The data as stored goes on unchanged, but persist validates and
+       prints a Jansson value. */
+    flow__err serr;
+    flow__err_clear(&serr);
+    if (t->data == NULL && stored_data(t->row, &t->data, &serr) != 0)
+      return flow__engine_fail_err(e, &serr);
     t->next = next;
     return 0;
   }
@@ -328,7 +334,10 @@ run_scripts(transition *t)
   flow__err_clear(&err);
   flow__sandbox *sb = svc->sb;
 
-  if ((rc = flow__run_begin(sb, svc, &cv, t->data, &ev, &err)) != 0)
+  /* Stored data goes from its text straight into the script's table. */
+  rc = t->data ? flow__run_begin(sb, svc, &cv, t->data, &ev, &err)
+               : flow__run_begin_text(sb, svc, &cv, t->row->data, &ev, &err);
+  if (rc != 0)
     return flow__engine_fail_err(e, &err);
 
   if (t->opening) {
@@ -743,10 +752,7 @@ flow__case_apply_txn(flow_engine *e, int64_t id, const char *event,
       goto done;
     }
   }
-  if ((rc = stored_data(&row, &data, &err)) != 0) {
-    flow__engine_fail_err(e, &err);
-    goto done;
-  }
+  /* data stays NULL: run_scripts reads row.data, the stored text. */
   transition t = { e,      svc,  &row, data, event,              payload,
                    actor,  tr,   target, 0,  flow_engine_now(e), NULL,
                    NULL,   NULL };

@@ -97,6 +97,12 @@ typedef struct flow__event_view {
 int flow__run_begin(flow__sandbox *sb, const flow__service *svc,
                     const flow__case_view *cv, json_t *data,
                     const flow__event_view *ev, flow__err *err);
+/* The same with the case data as the engine stores it, JSON text of an
+   object, parsed straight into the script's table.  Text that is not a
+   JSON object: FLOW_EIO "case ID: its stored data is not a JSON object". */
+int flow__run_begin_text(flow__sandbox *sb, const flow__service *svc,
+                         const flow__case_view *cv, const char *data_text,
+                         const flow__event_view *ev, flow__err *err);
 int flow__run_invoke(flow__sandbox *sb, int ref, char **ret, int *truth,
                      flow__err *err);
 /* Sets case.state as handlers see it (after a state change, so the enter

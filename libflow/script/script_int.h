@@ -304,6 +304,15 @@ int flow__json_is_null(lua_State *L, int idx);
  */
 void flow__json_push(lua_State *L, json_t *j);
 /* 1 if j nests at most max levels below itself (recursion stops there). */
+/*
+ * Pushes the JSON object in text (a string) as a Lua table, exactly as
+ * flow__json_push would push it parsed, values nested at most maxdepth
+ * deep.  Returns FLOW__TEXT_OK, FLOW__TEXT_BAD (not a well-formed JSON
+ * object) or FLOW__TEXT_DEEP, and then pushes nothing.  Lua memory errors
+ * are raised: call in protected mode.
+ */
+enum { FLOW__TEXT_OK, FLOW__TEXT_BAD, FLOW__TEXT_DEEP };
+int flow__json_push_text(lua_State *L, const char *text, int maxdepth);
 int flow__json_depth_ok(json_t *j, int max);
 
 /*

@@ -25,6 +25,7 @@
 #include "script/script_int.h"
 
 #include <lauxlib.h>
+#include <locale.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,6 +137,380 @@ push_value(lua_State *L, json_t *j, int depth)
     lua_pushnil(L);
     break;
   }
+}
+
+/*
+ * JSON text straight into Lua values, with the same results as parsing it
+ * with Jansson and pushing that (push_value above): case data is stored as
+ * JSON text, and going through Jansson cost more than the handler that
+ * reads it.  Strict like Jansson with JSON_REJECT_DUPLICATES: valid UTF-8,
+ * no control characters in strings, no \u0000, no lone surrogates, no
+ * duplicate keys, integers that fit 64 bits, nothing after the value.
+ */
+typedef struct text_parser {
+  lua_State *L;
+  const unsigned char *p, *end;
+  int maxdepth;
+  int status; /* FLOW__TEXT_* */
+} text_parser;
+
+static void
+tp_space(text_parser *t)
+{
+  while (t->p < t->end &&
+         (*t->p == ' ' || *t->p == '\t' || *t->p == '\n' || *t->p == '\r'))
+    t->p++;
+}
+
+static int
+tp_fail(text_parser *t, int status)
+{
+  if (t->status == FLOW__TEXT_OK)
+    t->status = status;
+  return -1;
+}
+
+static int
+hex4(const unsigned char *p, unsigned *out)
+{
+  unsigned v = 0;
+  for (int i = 0; i < 4; i++) {
+    unsigned c = p[i], d;
+    if (c >= '0' && c <= '9')
+      d = c - '0';
+    else if (c >= 'a' && c <= 'f')
+      d = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F')
+      d = c - 'A' + 10;
+    else
+      return -1;
+    v = v << 4 | d;
+  }
+  *out = v;
+  return 0;
+}
+
+/* The string starting after its opening quote; pushes it. */
+static int
+tp_string(text_parser *t)
+{
+  const unsigned char *s = t->p, *q = s;
+  /* Most strings have no escapes: find the end and push the span. */
+  while (q < t->end && *q != '"' && *q != '\\' && *q >= 0x20)
+    q++;
+  if (q < t->end && *q == '"') {
+    if (!flow__utf8_valid((const char *)s, (size_t)(q - s)))
+      return tp_fail(t, FLOW__TEXT_BAD);
+    lua_pushlstring(t->L, (const char *)s, (size_t)(q - s));
+    t->p = q + 1;
+    return 0;
+  }
+  luaL_Buffer b;
+  luaL_buffinit(t->L, &b);
+  luaL_addlstring(&b, (const char *)s, (size_t)(q - s));
+  const unsigned char *run = q;
+  while (q < t->end && *q != '"') {
+    if (*q < 0x20)
+      return tp_fail(t, FLOW__TEXT_BAD);
+    if (*q != '\\') {
+      q++;
+      continue;
+    }
+    luaL_addlstring(&b, (const char *)run, (size_t)(q - run));
+    if (t->end - q < 2)
+      return tp_fail(t, FLOW__TEXT_BAD);
+    unsigned char e = q[1];
+    q += 2;
+    switch (e) {
+    case '"': luaL_addchar(&b, '"'); break;
+    case '\\': luaL_addchar(&b, '\\'); break;
+    case '/': luaL_addchar(&b, '/'); break;
+    case 'b': luaL_addchar(&b, '\b'); break;
+    case 'f': luaL_addchar(&b, '\f'); break;
+    case 'n': luaL_addchar(&b, '\n'); break;
+    case 'r': luaL_addchar(&b, '\r'); break;
+    case 't': luaL_addchar(&b, '\t'); break;
+    case 'u': {
+      unsigned cp, lo;
+      if (t->end - q < 4 || hex4(q, &cp) != 0)
+        return tp_fail(t, FLOW__TEXT_BAD);
+      q += 4;
+      if (cp >= 0xdc00 && cp <= 0xdfff)
+        return tp_fail(t, FLOW__TEXT_BAD); /* a lone low surrogate */
+      if (cp >= 0xd800 && cp <= 0xdbff) {
+        if (t->end - q < 6 || q[0] != '\\' || q[1] != 'u' ||
+            hex4(q + 2, &lo) != 0 || lo < 0xdc00 || lo > 0xdfff)
+          return tp_fail(t, FLOW__TEXT_BAD);
+        q += 6;
+        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+      }
+      if (cp == 0)
+        return tp_fail(t, FLOW__TEXT_BAD); /* Jansson refuses \u0000 */
+      char u[4];
+      size_t n;
+      if (cp < 0x80) {
+        u[0] = (char)cp, n = 1;
+      } else if (cp < 0x800) {
+        u[0] = (char)(0xc0 | cp >> 6), u[1] = (char)(0x80 | (cp & 0x3f)), n = 2;
+      } else if (cp < 0x10000) {
+        u[0] = (char)(0xe0 | cp >> 12), u[1] = (char)(0x80 | (cp >> 6 & 0x3f));
+        u[2] = (char)(0x80 | (cp & 0x3f)), n = 3;
+      } else {
+        u[0] = (char)(0xf0 | cp >> 18), u[1] = (char)(0x80 | (cp >> 12 & 0x3f));
+        u[2] = (char)(0x80 | (cp >> 6 & 0x3f));
+        u[3] = (char)(0x80 | (cp & 0x3f)), n = 4;
+      }
+      luaL_addlstring(&b, u, n);
+      break;
+    }
+    default:
+      return tp_fail(t, FLOW__TEXT_BAD);
+    }
+    run = q;
+  }
+  if (q >= t->end)
+    return tp_fail(t, FLOW__TEXT_BAD);
+  luaL_addlstring(&b, (const char *)run, (size_t)(q - run));
+  luaL_pushresult(&b);
+  size_t len;
+  const char *str = lua_tolstring(t->L, -1, &len);
+  if (!flow__utf8_valid(str, len)) {
+    lua_pop(t->L, 1);
+    return tp_fail(t, FLOW__TEXT_BAD);
+  }
+  t->p = q + 1;
+  return 0;
+}
+
+/* A number: an integer when it has no fraction or exponent (and fits), a
+   float otherwise; the decimal point is '.' whatever the locale. */
+static int
+tp_number(text_parser *t)
+{
+  const unsigned char *s = t->p, *q = s;
+  int is_real = 0;
+  if (q < t->end && *q == '-')
+    q++;
+  if (q >= t->end || *q < '0' || *q > '9')
+    return tp_fail(t, FLOW__TEXT_BAD);
+  if (*q == '0' && q + 1 < t->end && q[1] >= '0' && q[1] <= '9')
+    return tp_fail(t, FLOW__TEXT_BAD); /* no leading zeros */
+  while (q < t->end && *q >= '0' && *q <= '9')
+    q++;
+  if (q < t->end && *q == '.') {
+    is_real = 1;
+    q++;
+    if (q >= t->end || *q < '0' || *q > '9')
+      return tp_fail(t, FLOW__TEXT_BAD);
+    while (q < t->end && *q >= '0' && *q <= '9')
+      q++;
+  }
+  if (q < t->end && (*q == 'e' || *q == 'E')) {
+    is_real = 1;
+    q++;
+    if (q < t->end && (*q == '+' || *q == '-'))
+      q++;
+    if (q >= t->end || *q < '0' || *q > '9')
+      return tp_fail(t, FLOW__TEXT_BAD);
+    while (q < t->end && *q >= '0' && *q <= '9')
+      q++;
+  }
+  size_t n = (size_t)(q - s);
+  t->p = q;
+  if (!is_real) {
+    const unsigned char *d = s + (*s == '-');
+    uint64_t v = 0;
+    uint64_t limit = *s == '-' ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    for (; d < q; d++) {
+      unsigned dig = (unsigned)(*d - '0');
+      if (v > (limit - dig) / 10)
+        return tp_fail(t, FLOW__TEXT_BAD); /* too big, like Jansson */
+      v = v * 10 + dig;
+    }
+    lua_pushinteger(t->L, *s == '-' ? (lua_Integer)(0 - v) : (lua_Integer)v);
+    return 0;
+  }
+  /* strtod reads the locale's decimal point; JSON's is always '.'.  The
+     token is a valid number and the text ends in a NUL, so strtod stops
+     where the token does. */
+  const char *point = localeconv()->decimal_point;
+  double x;
+  char *endp;
+  if (point == NULL || strcmp(point, ".") == 0) {
+    x = strtod((const char *)s, &endp);
+    if (endp != (const char *)q)
+      return tp_fail(t, FLOW__TEXT_BAD);
+  } else {
+    char tmp[512];
+    if (n >= sizeof tmp || strlen(point) != 1)
+      return tp_fail(t, FLOW__TEXT_BAD);
+    memcpy(tmp, s, n);
+    tmp[n] = 0;
+    for (char *c = tmp; *c; c++)
+      if (*c == '.')
+        *c = point[0];
+    x = strtod(tmp, &endp);
+    if (*endp != 0)
+      return tp_fail(t, FLOW__TEXT_BAD);
+  }
+  if (isinf(x))
+    return tp_fail(t, FLOW__TEXT_BAD); /* out of range, like Jansson */
+  lua_pushnumber(t->L, (lua_Number)x);
+  return 0;
+}
+
+static int
+tp_literal(text_parser *t, const char *word, size_t n)
+{
+  if ((size_t)(t->end - t->p) < n || memcmp(t->p, word, n) != 0)
+    return tp_fail(t, FLOW__TEXT_BAD);
+  t->p += n;
+  return 0;
+}
+
+/*
+ * Parses one value and pushes it; a null pushes nothing and sets *isnull
+ * (the caller knows whether it leaves a member out or puts flow.null).
+ */
+static int
+tp_value(text_parser *t, int depth, int *isnull)
+{
+  lua_State *L = t->L;
+  *isnull = 0;
+  if (depth > t->maxdepth)
+    return tp_fail(t, FLOW__TEXT_DEEP);
+  luaL_checkstack(L, 6, "JSON nested too deeply");
+  tp_space(t);
+  if (t->p >= t->end)
+    return tp_fail(t, FLOW__TEXT_BAD);
+  switch (*t->p) {
+  case '{': {
+    t->p++;
+    lua_newtable(L);
+    tp_space(t);
+    if (t->p < t->end && *t->p == '}') {
+      t->p++;
+      return 0;
+    }
+    int had_null = 0;
+    for (;;) {
+      tp_space(t);
+      if (t->p >= t->end || *t->p != '"')
+        return tp_fail(t, FLOW__TEXT_BAD);
+      t->p++;
+      if (tp_string(t) != 0)
+        return -1;
+      tp_space(t);
+      if (t->p >= t->end || *t->p != ':')
+        return tp_fail(t, FLOW__TEXT_BAD);
+      t->p++;
+      /* A key seen before, even one whose value was null, is refused. */
+      lua_pushvalue(L, -1);
+      if (lua_rawget(L, -3) != LUA_TNIL)
+        return tp_fail(t, FLOW__TEXT_BAD);
+      lua_pop(L, 1);
+      int null;
+      if (tp_value(t, depth + 1, &null) != 0)
+        return -1;
+      if (null) {
+        flow__json_push_null(L); /* held until the end, then dropped */
+        had_null = 1;
+      }
+      lua_rawset(L, -3);
+      tp_space(t);
+      if (t->p < t->end && *t->p == ',') {
+        t->p++;
+        continue;
+      }
+      if (t->p < t->end && *t->p == '}') {
+        t->p++;
+        break;
+      }
+      return tp_fail(t, FLOW__TEXT_BAD);
+    }
+    /* Members that were null are left out, as push_value does; they were
+       kept as flow.null only so a duplicate of them would be seen. */
+    if (!had_null)
+      return 0;
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      int drop = flow__json_is_null(L, -1);
+      lua_pop(L, 1);
+      if (drop) {
+        lua_pushvalue(L, -1);
+        lua_pushnil(L);
+        lua_rawset(L, -4);
+      }
+    }
+    return 0;
+  }
+  case '[': {
+    t->p++;
+    lua_newtable(L);
+    tp_space(t);
+    lua_Integer i = 0;
+    if (t->p < t->end && *t->p == ']') {
+      t->p++;
+    } else {
+      for (;;) {
+        int null;
+        if (tp_value(t, depth + 1, &null) != 0)
+          return -1;
+        if (null)
+          flow__json_push_null(L);
+        lua_rawseti(L, -2, ++i);
+        tp_space(t);
+        if (t->p < t->end && *t->p == ',') {
+          t->p++;
+          continue;
+        }
+        if (t->p < t->end && *t->p == ']') {
+          t->p++;
+          break;
+        }
+        return tp_fail(t, FLOW__TEXT_BAD);
+      }
+    }
+    flow__json_push_list_mt(L);
+    lua_setmetatable(L, -2);
+    return 0;
+  }
+  case '"':
+    t->p++;
+    return tp_string(t);
+  case 't':
+    lua_pushboolean(L, 1);
+    return tp_literal(t, "true", 4);
+  case 'f':
+    lua_pushboolean(L, 0);
+    return tp_literal(t, "false", 5);
+  case 'n':
+    *isnull = 1;
+    return tp_literal(t, "null", 4);
+  default:
+    return tp_number(t);
+  }
+}
+
+int
+flow__json_push_text(lua_State *L, const char *text, int maxdepth)
+{
+  text_parser t = { L, (const unsigned char *)text,
+                    (const unsigned char *)text + strlen(text), maxdepth,
+                    FLOW__TEXT_OK };
+  int top = lua_gettop(L);
+  tp_space(&t);
+  int isnull = 0;
+  if (t.p >= t.end || *t.p != '{')
+    tp_fail(&t, FLOW__TEXT_BAD); /* case data is always an object */
+  else if (tp_value(&t, 1, &isnull) == 0) {
+    tp_space(&t);
+    if (t.p != t.end)
+      tp_fail(&t, FLOW__TEXT_BAD);
+  }
+  if (t.status != FLOW__TEXT_OK)
+    lua_settop(L, top);
+  return t.status;
 }
 
 int

@@ -686,7 +686,9 @@ typedef struct begin_args {
   flow__sandbox *sb;
   const flow__case_view *cv;
   json_t *data;
+  const char *data_text; /* instead of data, when not NULL */
   const flow__event_view *ev;
+  int text_status;       /* FLOW__TEXT_* of data_text */
 } begin_args;
 
 /* t[k] = v for the table at the top, raw; nothing when v is NULL. */
@@ -748,7 +750,14 @@ begin_p(lua_State *L)
   set_str(L, "state", cv->state);
   set_str(L, "status", cv->status);
   lua_pushliteral(L, "data");
-  push_object(L, a->data);
+  if (a->data_text) {
+    a->text_status =
+        flow__json_push_text(L, a->data_text, FLOW__JSON_MAX_DEPTH);
+    if (a->text_status != FLOW__TEXT_OK)
+      return 0;
+  } else {
+    push_object(L, a->data);
+  }
   lua_rawset(L, -3);
   set_time(L, "opened_at", cv->opened_at);
   set_time(L, "updated_at", cv->updated_at);
@@ -781,10 +790,10 @@ begin_p(lua_State *L)
   return 0;
 }
 
-int
-flow__run_begin(flow__sandbox *sb, const flow__service *svc,
-                const flow__case_view *cv, json_t *data,
-                const flow__event_view *ev, flow__err *err)
+static int
+run_begin(flow__sandbox *sb, const flow__service *svc,
+          const flow__case_view *cv, json_t *data, const char *data_text,
+          const flow__event_view *ev, flow__err *err)
 {
   flow__run_abort(sb);
   lua_State *L = sb->L;
@@ -792,7 +801,8 @@ flow__run_begin(flow__sandbox *sb, const flow__service *svc,
   /* Input too deep for a script is the sender's mistake, not the
      script's: refuse it before anything runs. */
   if (!flow__json_depth_ok(ev->payload, FLOW__JSON_MAX_DEPTH - 1) ||
-      !flow__json_depth_ok(data, FLOW__JSON_MAX_DEPTH - 1))
+      (data_text == NULL &&
+       !flow__json_depth_ok(data, FLOW__JSON_MAX_DEPTH - 1)))
     return flow__err_set(err, FLOW_EINVAL,
                          "the %s of event '%.64s' is nested more than %d "
                          "levels deep",
@@ -811,13 +821,39 @@ flow__run_begin(flow__sandbox *sb, const flow__service *svc,
     return flow__err_set(err, FLOW_ENOMEM, "out of memory starting a run");
   }
   sb->run_active = 1;
-  begin_args args = { sb, cv, data, ev };
+  begin_args args = { sb, cv, data, data_text, ev, FLOW__TEXT_OK };
   int st = flow__sb_protect(sb, begin_p, &args);
   int rc = flow__sb_outcome(sb, st, NULL, err);
+  if (rc == 0 && args.text_status == FLOW__TEXT_DEEP)
+    rc = flow__err_set(err, FLOW_EINVAL,
+                       "the case data of event '%.64s' is nested more than "
+                       "%d levels deep",
+                       ev->name ? ev->name : "?", FLOW__JSON_MAX_DEPTH);
+  else if (rc == 0 && args.text_status != FLOW__TEXT_OK)
+    rc = flow__err_set(err, FLOW_EIO,
+                       "case %s: its stored data is not a JSON object (was "
+                       "the database changed by hand?)",
+                       cv->id ? cv->id : "?");
   lua_settop(L, 0);
   if (rc != 0)
     flow__run_abort(sb);
   return rc;
+}
+
+int
+flow__run_begin(flow__sandbox *sb, const flow__service *svc,
+                const flow__case_view *cv, json_t *data,
+                const flow__event_view *ev, flow__err *err)
+{
+  return run_begin(sb, svc, cv, data, NULL, ev, err);
+}
+
+int
+flow__run_begin_text(flow__sandbox *sb, const flow__service *svc,
+                     const flow__case_view *cv, const char *data_text,
+                     const flow__event_view *ev, flow__err *err)
+{
+  return run_begin(sb, svc, cv, NULL, data_text, ev, err);
 }
 
 void
