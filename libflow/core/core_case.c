@@ -124,14 +124,19 @@ actor_check(flow_engine *e, const flow_actor *actor)
   return 0;
 }
 
-static json_t *
-actor_json(const flow_actor *actor)
+/* The actor as the history keeps it: {"id":...,"roles":[...]}. */
+static void
+actor_text(flow__buf *b, const flow_actor *actor)
 {
-  json_t *roles = json_array();
-  for (size_t i = 0; actor && roles && i < actor->nroles; i++)
-    json_array_append_new(roles, json_string(actor->roles[i]));
-  const char *id = actor && actor->id ? actor->id : "anonymous";
-  return json_pack("{s:s, s:o}", "id", id, "roles", roles);
+  flow__buf_adds(b, "{\"id\":");
+  flow__json_add_string(b, actor && actor->id ? actor->id : "anonymous");
+  flow__buf_adds(b, ",\"roles\":[");
+  for (size_t i = 0; actor && i < actor->nroles; i++) {
+    if (i)
+      flow__buf_addc(b, ',');
+    flow__json_add_string(b, actor->roles[i]);
+  }
+  flow__buf_adds(b, "]}");
 }
 
 static int
@@ -518,16 +523,13 @@ persist(transition *t)
   if (rc != 0)
     return flow__engine_fail(e, rc, "%s", err.msg);
 
-  flow__buf payload;
+  flow__buf payload, actor;
   flow__buf *datatext = t->datatext;
   flow__buf_init(&payload, &e->alloc);
-  char *actor = NULL;
-  json_t *aj = actor_json(t->actor);
-  if (aj)
-    actor = flow__json_owned(&e->alloc, aj);
-  json_decref(aj);
+  flow__buf_init(&actor, &e->alloc);
+  actor_text(&actor, t->actor);
   if (flow__json_dump(t->data, datatext) != 0 ||
-      flow__json_dump(t->payload, &payload) != 0 || actor == NULL) {
+      flow__json_dump(t->payload, &payload) != 0 || actor.oom) {
     rc = flow__engine_fail(e, FLOW_ENOMEM, "out of memory saving case");
     goto done;
   }
@@ -554,7 +556,7 @@ persist(transition *t)
   row->seq += 1;
   rc = t->opening ? e->vt->case_insert(e->store, row, &err)
                   : e->vt->case_update(e->store, row, moved, &err);
-  flow__history_row h = { row->id,  row->seq,  t->now, actor,
+  flow__history_row h = { row->id,  row->seq,  t->now, actor.p,
                           t->event, payload.p, from,   t->next->name };
   if (rc == 0)
     rc = e->vt->history_append(e->store, &h, &err);
@@ -595,7 +597,7 @@ persist(transition *t)
     flow__engine_fail_err(e, &err);
 done:
   flow__buf_free(&payload);
-  flow_free(actor);
+  flow__buf_free(&actor);
   return rc;
 }
 

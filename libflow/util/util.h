@@ -86,7 +86,17 @@ void flow__buf_init(flow__buf *b, const flow__allocator *a);
 void flow__buf_free(flow__buf *b);
 void flow__buf_add(flow__buf *b, const char *s, size_t n);
 void flow__buf_adds(flow__buf *b, const char *s);
-void flow__buf_addc(flow__buf *b, char c);
+/* One character; inline because printers call it for every character. */
+static inline void
+flow__buf_addc(flow__buf *b, char c)
+{
+  if (!b->oom && b->len + 2 <= b->cap) { /* room for c and the NUL */
+    b->p[b->len++] = c;
+    b->p[b->len] = 0;
+    return;
+  }
+  flow__buf_add(b, &c, 1);
+}
 void flow__buf_addf(flow__buf *b, const char *fmt, ...) FLOW__PRINTF(2, 3);
 /* Appends v in decimal, without going through printf. */
 void flow__buf_addi64(flow__buf *b, int64_t v);

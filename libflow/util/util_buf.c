@@ -67,12 +67,6 @@ flow__buf_adds(flow__buf *b, const char *s)
 }
 
 void
-flow__buf_addc(flow__buf *b, char c)
-{
-  flow__buf_add(b, &c, 1);
-}
-
-void
 flow__buf_addf(flow__buf *b, const char *fmt, ...)
 {
   char small[256];
