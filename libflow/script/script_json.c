@@ -369,6 +369,55 @@ tp_literal(text_parser *t, const char *word, size_t n)
 }
 
 /*
+ * How many members or items the object or array starting just after p's
+ * bracket has, to size its table once instead of growing it member by
+ * member: commas at its own level, found by a scan of at most 4 KiB (0,
+ * "unknown", past that).  Only a size hint: malformed text is found by
+ * the parser proper.
+ */
+static int
+count_members(const unsigned char *p, const unsigned char *end)
+{
+  if (end - p > 4096)
+    end = p + 4096;
+  int depth = 0, n = 0, any = 0;
+  for (; p < end; p++) {
+    switch (*p) {
+    case '"':
+      for (p++; p < end && *p != '"'; p++)
+        if (*p == '\\' && p + 1 < end)
+          p++;
+      if (p == end)
+        return 0;
+      any = 1;
+      break;
+    case '{':
+    case '[':
+      depth++;
+      any = 1;
+      break;
+    case '}':
+    case ']':
+      if (depth-- == 0)
+        return any ? n + 1 : 0;
+      break;
+    case ',':
+      if (depth == 0)
+        n++;
+      break;
+    case ' ':
+    case '\t':
+    case '\n':
+    case '\r':
+      break;
+    default:
+      any = 1;
+    }
+  }
+  return 0;
+}
+
+/*
  * Parses one value and pushes it; a null pushes nothing and sets *isnull
  * (the caller knows whether it leaves a member out or puts flow.null).
  */
@@ -386,7 +435,7 @@ tp_value(text_parser *t, int depth, int *isnull)
   switch (*t->p) {
   case '{': {
     t->p++;
-    lua_newtable(L);
+    lua_createtable(L, 0, count_members(t->p, t->end));
     tp_space(t);
     if (t->p < t->end && *t->p == '}') {
       t->p++;
@@ -446,7 +495,7 @@ tp_value(text_parser *t, int depth, int *isnull)
   }
   case '[': {
     t->p++;
-    lua_newtable(L);
+    lua_createtable(L, count_members(t->p, t->end), 0);
     tp_space(t);
     lua_Integer i = 0;
     if (t->p < t->end && *t->p == ']') {

@@ -654,6 +654,10 @@ flow__sandbox_new(flow__sandbox **out, const flow__sandbox_config *cfg,
     return rc;
   }
   lua_settop(sb->L, 0);
+  /* Generational collection: a run's tables and strings die young, the
+     frozen service lives for ever; incremental mode kept re-marking the
+     old ones to free the young. */
+  lua_gc(sb->L, LUA_GCGEN, 0, 0);
   *out = sb;
   return 0;
 }
