@@ -561,10 +561,10 @@ persist(transition *t)
   if (rc == 0)
     rc = e->vt->history_append(e->store, &h, &err);
   /* Timers: leaving a state cancels its own; closing cancels all. */
-  if (rc == 0 && moved && !t->opening)
-    rc = e->vt->timer_delete_scoped(e->store, row->id, &err);
   if (rc == 0 && row->closed)
     rc = e->vt->timer_delete_case(e->store, row->id, &err);
+  else if (rc == 0 && moved && !t->opening)
+    rc = e->vt->timer_delete_scoped(e->store, row->id, &err);
   if (rc == 0 && moved && !row->closed)
     rc = add_state_timers(t, &err);
   if (rc == 0 && t->opening && !row->closed)
