@@ -544,6 +544,8 @@ kept(const char *name)
   return 0;
 }
 
+static void make_run_keys(lua_State *L);
+
 static int
 setup_p(lua_State *L)
 {
@@ -558,6 +560,7 @@ setup_p(lua_State *L)
     lua_pop(L, 1);
   }
   flow__json_setup(L);
+  make_run_keys(L);
 
   lua_pushglobaltable(L);
   /* Clearing fields during a traversal is allowed; adding is not. */
@@ -695,28 +698,65 @@ typedef struct begin_args {
   int text_status;       /* FLOW__TEXT_* of data_text */
 } begin_args;
 
+/*
+ * The names of the fields of `case` and `event`, made into Lua strings
+ * once per sandbox and kept in a registry table: a run fetches them by
+ * position instead of hashing each name again.  KEYS is the stack index
+ * of that table during begin_p.
+ */
+static const char run_keys_key = 'K';
+enum {
+  K_ID = 1, K_SERVICE, K_VERSION, K_STATE, K_STATUS, K_DATA, K_OPENED_AT,
+  K_UPDATED_AT, K_DUE_AT, K_SEQ, K_NAME, K_PAYLOAD, K_ACTOR, K_ROLES, K_AT,
+  K_COUNT
+};
+static const char *const run_key_names[K_COUNT] = {
+  NULL,         "id",         "service", "version", "state",
+  "status",     "data",       "opened_at", "updated_at", "due_at",
+  "seq",        "name",       "payload", "actor",   "roles",
+  "at",
+};
+#define KEYS 2
+
+static void
+make_run_keys(lua_State *L)
+{
+  lua_createtable(L, K_COUNT - 1, 0);
+  for (int k = 1; k < K_COUNT; k++) {
+    lua_pushstring(L, run_key_names[k]);
+    lua_rawseti(L, -2, k);
+  }
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &run_keys_key);
+}
+
+static void
+push_key(lua_State *L, int k)
+{
+  lua_rawgeti(L, KEYS, k);
+}
+
 /* t[k] = v for the table at the top, raw; nothing when v is NULL. */
 static void
-set_str(lua_State *L, const char *k, const char *v)
+set_str(lua_State *L, int k, const char *v)
 {
   if (v == NULL)
     return;
-  lua_pushstring(L, k);
+  push_key(L, k);
   lua_pushstring(L, v);
   lua_rawset(L, -3);
 }
 
 static void
-set_int(lua_State *L, const char *k, int64_t v)
+set_int(lua_State *L, int k, int64_t v)
 {
-  lua_pushstring(L, k);
+  push_key(L, k);
   lua_pushinteger(L, (lua_Integer)v);
   lua_rawset(L, -3);
 }
 
 /* An ISO 8601 time, or nothing for INT64_MIN. */
 static void
-set_time(lua_State *L, const char *k, int64_t ms)
+set_time(lua_State *L, int k, int64_t ms)
 {
   char buf[40];
   if (ms == INT64_MIN)
@@ -747,13 +787,15 @@ begin_p(lua_State *L)
   lua_pushlightuserdata(L, (void *)&cv->seed);
   lua_call(L, 1, 0);
 
+  lua_settop(L, 1);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &run_keys_key); /* at KEYS */
   lua_createtable(L, 0, 10);
-  set_str(L, "id", cv->id);
-  set_str(L, "service", cv->service);
-  set_int(L, "version", cv->version);
-  set_str(L, "state", cv->state);
-  set_str(L, "status", cv->status);
-  lua_pushliteral(L, "data");
+  set_str(L, K_ID, cv->id);
+  set_str(L, K_SERVICE, cv->service);
+  set_int(L, K_VERSION, cv->version);
+  set_str(L, K_STATE, cv->state);
+  set_str(L, K_STATUS, cv->status);
+  push_key(L, K_DATA);
   if (a->data_text) {
     a->text_status =
         flow__json_push_text(L, a->data_text, FLOW__JSON_MAX_DEPTH);
@@ -763,22 +805,22 @@ begin_p(lua_State *L)
     push_object(L, a->data);
   }
   lua_rawset(L, -3);
-  set_time(L, "opened_at", cv->opened_at);
-  set_time(L, "updated_at", cv->updated_at);
-  set_time(L, "due_at", cv->due_at);
-  set_int(L, "seq", cv->seq);
+  set_time(L, K_OPENED_AT, cv->opened_at);
+  set_time(L, K_UPDATED_AT, cv->updated_at);
+  set_time(L, K_DUE_AT, cv->due_at);
+  set_int(L, K_SEQ, cv->seq);
   sb->case_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
   lua_createtable(L, 0, 4);
-  set_str(L, "name", ev->name);
-  lua_pushliteral(L, "payload");
+  set_str(L, K_NAME, ev->name);
+  push_key(L, K_PAYLOAD);
   push_object(L, ev->payload);
   lua_rawset(L, -3);
-  lua_pushliteral(L, "actor");
+  push_key(L, K_ACTOR);
   lua_createtable(L, 0, 2);
   const flow_actor *actor = ev->actor;
-  set_str(L, "id", actor ? actor->id : NULL);
-  lua_pushliteral(L, "roles");
+  set_str(L, K_ID, actor ? actor->id : NULL);
+  push_key(L, K_ROLES);
   size_t nroles = actor && actor->roles ? actor->nroles : 0;
   lua_createtable(L, nroles > 64 ? 64 : (int)nroles, 0);
   for (size_t i = 0; i < nroles; i++) {
@@ -789,7 +831,7 @@ begin_p(lua_State *L)
   lua_setmetatable(L, -2);
   lua_rawset(L, -3);
   lua_rawset(L, -3);
-  set_time(L, "at", ev->at);
+  set_time(L, K_AT, ev->at);
   sb->ev_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
 }
@@ -982,7 +1024,9 @@ set_state_p(lua_State *L)
 {
   state_args *a = lua_touserdata(L, 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, a->sb->case_ref);
-  set_str(L, "state", a->state);
+  lua_pushliteral(L, "state");
+  lua_pushstring(L, a->state);
+  lua_rawset(L, -3);
   return 0;
 }
 
