@@ -126,8 +126,8 @@ typedef void (*flow_case_cb)(flow_engine *engine, int status,
  * Asynchronous open and signal: the call is queued and returns 0 at once
  * (or FLOW_EINVAL/FLOW_ENOMEM for arguments it can refuse without the
  * database).  All calls queued in one loop round are applied in one SQLite
- * transaction (group commit), each in its own savepoint, so one refusal
- * does not fail the others; cb runs after that transaction is durable.
+ * transaction (group commit); a refused call leaves no trace and does not
+ * fail the others; cb runs after that transaction is durable.
  * The engine's loop must run (flow_engine_run or a host loop) for cb to be
  * called.  Arguments are copied.  Calls still queued when the engine is
  * closed get their callback with FLOW_EMISUSE.
