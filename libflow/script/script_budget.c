@@ -324,18 +324,9 @@ flow__sb_spend(flow__sandbox *sb, uint64_t n)
 static _Thread_local int64_t cpu_ref = INT64_MIN, cpu_ref_wall;
 
 static int64_t
-fine_ns(void)
-{
-  struct timespec ts;
-  if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-    return 0;
-  return (int64_t)ts.tv_sec * INT64_C(1000000000) + (int64_t)ts.tv_nsec;
-}
-
-static int64_t
 cpu_start_ns(void)
 {
-  int64_t w = fine_ns();
+  int64_t w = clock_ns(CLOCK_MONOTONIC);
   if (cpu_ref != INT64_MIN && w >= cpu_ref_wall &&
       w - cpu_ref_wall <= CPU_REUSE_NS)
     return cpu_ref + (w - cpu_ref_wall);
