@@ -42,7 +42,11 @@
  *
  * where latency is per transition call (for async, from queueing to the
  * callback; for raw_batched, from starting the transition to the commit
- * of its batch).  The last line gives each mode's throughput as a ratio of
+ * of its batch), followed by what the mode wrote per transition (WAL,
+ * checkpoints, everything its processes wrote, from /proc/self/io):
+ *
+ *   bench=bins_io mode=M write_kb_per_t=K writes_per_t=W
+ *  The last line gives each mode's throughput as a ratio of
  * its baseline's next to the issue's targets.  The engine clock is fixed
  * (Monday 2 November 2026, 10:00 UTC) so every run computes the same
  * working-day deadlines and no timer falls due.
@@ -118,6 +122,7 @@ typedef struct result {
   long n;
   double seconds;
   long hwm_kb;
+  long long wbytes, wcalls; /* written by the slice (WAL, database, ...) */
   bench_hist hist;
 } result;
 
@@ -610,9 +615,14 @@ run_slice(const config *cfg, int mode, long first, long last, result *res)
     return FLOW_ERROR;
   double seconds = 0;
   db_path(cfg, mode, path, sizeof path);
+  long long b0, c0, b1, c1;
+  bench_io(&b0, &c0);
   int rc = mode == M_SYNC || mode == M_ASYNC || mode == M_FULL
                ? engine_mode(&r, mode, path, &seconds)
                : raw_mode(&r, mode, path, &seconds);
+  bench_io(&b1, &c1);
+  res->wbytes = b1 - b0;
+  res->wcalls = c1 - c0;
   long rss;
   bench_rss_kb(&rss, &res->hwm_kb);
   res->ok = rc == 0;
@@ -656,6 +666,8 @@ add_slice(result *sum, const result *slice)
 {
   sum->n += slice->n;
   sum->seconds += slice->seconds;
+  sum->wbytes += slice->wbytes;
+  sum->wcalls += slice->wcalls;
   if (slice->hwm_kb > sum->hwm_kb)
     sum->hwm_kb = slice->hwm_kb;
   for (size_t i = 0; i < BENCH_HIST_BUCKETS; i++)
@@ -682,6 +694,13 @@ print_mode(int mode, const result *r)
          (double)bench_hist_quantile(&r->hist, 0.50) / 1e3,
          (double)bench_hist_quantile(&r->hist, 0.99) / 1e3,
          (double)r->hwm_kb / 1024.0);
+  /* What each transition wrote: with one commit per transition, about two
+     write calls per WAL page (frame header and page), plus checkpoints. */
+  long t = 4 * r->n;
+  if (t > 0 && r->wcalls > 0)
+    printf("bench=bins_io mode=%s write_kb_per_t=%.1f writes_per_t=%.1f\n",
+           mode_name[mode], (double)r->wbytes / 1024.0 / (double)t,
+           (double)r->wcalls / (double)t);
   fflush(stdout);
 }
 

@@ -93,6 +93,23 @@ bench_rss_kb(long *rss, long *hwm)
   fclose(f);
 }
 
+void
+bench_io(long long *bytes, long long *calls)
+{
+  *bytes = *calls = 0;
+  FILE *f = fopen("/proc/self/io", "r");
+  if (f == NULL)
+    return;
+  char line[256];
+  while (fgets(line, sizeof line, f)) {
+    if (strncmp(line, "wchar:", 6) == 0)
+      *bytes = strtoll(line + 6, NULL, 10);
+    else if (strncmp(line, "syscw:", 6) == 0)
+      *calls = strtoll(line + 6, NULL, 10);
+  }
+  fclose(f);
+}
+
 int
 bench_dir_init(char *out, size_t len, const char *dir, int *made)
 {

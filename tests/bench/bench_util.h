@@ -33,6 +33,10 @@ int64_t bench_hist_quantile(const bench_hist *h, double q);
 
 /* VmRSS and VmHWM of this process in kilobytes (0 when unknown). */
 void bench_rss_kb(long *rss, long *hwm);
+/* Bytes this process has written (write, pwrite, ...: wchar) and the
+   number of such calls (syscw) so far, from /proc/self/io; 0 where it
+   cannot be read. */
+void bench_io(long long *bytes, long long *calls);
 
 /*
  * The directory to put databases in: dir itself (created when missing) or,
