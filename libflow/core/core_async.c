@@ -247,10 +247,12 @@ apply_group(flow_engine *e, flow__async *head, int careful)
       return GROUP_REDO;
     }
   }
-  if (rc == 0)
-    rc = e->vt->commit(e->store, &err);
-  else
+  /* The group's cancelled timers go in its commit: their pages are
+     shared. */
+  if (rc != 0)
     flow__err_set(&err, rc, "%s", e->err.msg);
+  else if ((rc = flow__engine_sweep(e, &err)) == 0)
+    rc = e->vt->commit(e->store, &err);
   if (rc != 0) {
     e->vt->rollback(e->store);
     for (flow__async *a = head; a; a = a->next)

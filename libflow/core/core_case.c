@@ -409,15 +409,15 @@ fail:
 
 /* Inserts one timer; due computed on the engine calendar. */
 static int
-add_timer(flow_engine *e, int64_t case_id, int64_t due, const char *kind,
-          const char *event, json_t *payload, const char *target,
-          const char *state, flow__err *err)
+add_timer(flow_engine *e, int64_t case_id, int64_t set_seq, int64_t due,
+          const char *kind, const char *event, json_t *payload,
+          const char *target, const char *state, flow__err *err)
 {
   char *text = flow__json_owned(&e->alloc, payload);
   if (text == NULL)
     return flow__err_set(err, FLOW_ENOMEM, "out of memory setting a timer");
-  flow__timer_row r = { 0,    case_id, due,    kind, event,
-                        text, target,  state, "pending", NULL };
+  flow__timer_row r = { 0,    case_id, due,    kind,      event,
+                        text, target,  state, "pending", NULL,  set_seq };
   int rc = e->vt->timer_insert(e->store, &r, err);
   flow_free(text);
   e->next_due = INT64_MIN;
@@ -440,7 +440,7 @@ add_state_timers(transition *t, flow__err *err)
     json_t *payload = a->event ? (a->payload ? json_incref(a->payload)
                                              : json_object())
                                : json_pack("{s:s}", "after", a->duration);
-    int rc = add_timer(e, t->row->id, due, a->event ? "timer" : "after",
+    int rc = add_timer(e, t->row->id, t->row->seq, due, a->event ? "timer" : "after",
                        a->event ? a->event : "after", payload, a->target,
                        st->name, err);
     json_decref(payload);
@@ -479,7 +479,7 @@ add_requested_timer(transition *t, json_t *req, flow__err *err)
                          t->svc->chunkname);
   }
   json_t *p = payload ? json_incref(payload) : json_object();
-  int rc = add_timer(e, t->row->id, due, "timer", event, p, NULL,
+  int rc = add_timer(e, t->row->id, t->row->seq, due, "timer", event, p, NULL,
                      keep ? NULL : t->next->name, err);
   json_decref(p);
   return rc;
@@ -494,7 +494,7 @@ add_sla_timers(transition *t, flow__err *err)
   int rc = 0;
   if (svc->sla_within && t->row->due_at != FLOW__NO_TIME) {
     json_t *p = json_pack("{s:s}", "within", svc->sla_within);
-    rc = add_timer(e, t->row->id, t->row->due_at, "sla_breached",
+    rc = add_timer(e, t->row->id, t->row->seq, t->row->due_at, "sla_breached",
                    "sla_breached", p, NULL, NULL, err);
     json_decref(p);
   }
@@ -504,7 +504,7 @@ add_sla_timers(transition *t, flow__err *err)
       return flow__err_set(err, FLOW_EINVAL, "%s: sla.warn overflows",
                            svc->chunkname);
     json_t *p = json_pack("{s:s}", "warn", svc->sla_warn);
-    rc = add_timer(e, t->row->id, due, "sla_warning", "sla_warning", p, NULL,
+    rc = add_timer(e, t->row->id, t->row->seq, due, "sla_warning", "sla_warning", p, NULL,
                    NULL, err);
     json_decref(p);
   }
@@ -560,11 +560,11 @@ persist(transition *t)
                           t->event, payload.p, from,   t->next->name };
   if (rc == 0)
     rc = e->vt->history_append(e->store, &h, &err);
-  /* Timers: leaving a state cancels its own; closing cancels all. */
-  if (rc == 0 && row->closed)
-    rc = e->vt->timer_delete_case(e->store, row->id, &err);
-  else if (rc == 0 && moved && !t->opening)
-    rc = e->vt->timer_delete_scoped(e->store, row->id, &err);
+  /* Timers: leaving a state cancels its own, closing cancels all.  The
+     case row just written says so (state, closed, entered_seq); the rows
+     themselves go later, in a batch (flow__engine_sweep_later). */
+  if (rc == 0 && (row->closed || (moved && !t->opening)))
+    rc = flow__engine_sweep_later(e, row->id, &err);
   if (rc == 0 && moved && !row->closed)
     rc = add_state_timers(t, &err);
   if (rc == 0 && t->opening && !row->closed)

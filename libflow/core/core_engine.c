@@ -159,6 +159,16 @@ flow_engine_close(flow_engine *engine)
   flow__engine_async_drop(engine);
   if (engine->loop_free)
     engine->loop_free(engine);
+  /* Delete the cancelled timers still noted; if this fails they stay dead
+     rows, removed when they come due. */
+  if (engine->nsweep) {
+    flow__err err;
+    flow__err_clear(&err);
+    if (engine->vt->begin(engine->store, &err) == 0 &&
+        (flow__engine_sweep(engine, &err) != 0 ||
+         engine->vt->commit(engine->store, &err) != 0))
+      engine->vt->rollback(engine->store);
+  }
   flow__service *s = engine->services;
   while (s) {
     flow__service *next = s->next;

@@ -63,6 +63,25 @@ flow__engine_notify(flow_engine *e, json_t *j)
   json_decref(j);
 }
 
+int
+flow__engine_sweep(flow_engine *e, flow__err *err)
+{
+  int rc = 0;
+  for (size_t i = 0; rc == 0 && i < e->nsweep; i++)
+    rc = e->vt->timer_sweep_case(e->store, e->sweep_ids[i], err);
+  e->nsweep = 0;
+  return rc;
+}
+
+int
+flow__engine_sweep_later(flow_engine *e, int64_t case_id, flow__err *err)
+{
+  if (e->nsweep > 0 && e->sweep_ids[e->nsweep - 1] == case_id)
+    return 0;
+  e->sweep_ids[e->nsweep++] = case_id;
+  return e->nsweep == FLOW__SWEEP_BATCH ? flow__engine_sweep(e, err) : 0;
+}
+
 int64_t
 flow__engine_next_due(flow_engine *e)
 {
@@ -233,13 +252,23 @@ flow__engine_fire_batch(flow_engine *e, size_t max, size_t *fired)
   int64_t now = flow_engine_now(e);
   if (flow__engine_next_due(e) > now)
     return 0;
+  flow__err err;
+  flow__err_clear(&err);
+  /* Cancelled timers that came due go first, in one transaction, with the
+     noted ones; they never fire. */
+  int rc = e->vt->begin(e->store, &err);
+  if (rc == 0 && (rc = e->vt->timer_sweep_due(e->store, now, &err)) == 0 &&
+      (rc = flow__engine_sweep(e, &err)) == 0)
+    rc = e->vt->commit(e->store, &err);
+  if (rc != 0) {
+    e->vt->rollback(e->store);
+    return flow__engine_fail_err(e, &err);
+  }
   due_batch b = { e, NULL, 0, max };
   b.items = flow__calloc(&e->alloc, max ? max : 1, sizeof *b.items);
   if (b.items == NULL)
     return flow__engine_fail(e, FLOW_ENOMEM, "out of memory firing timers");
-  flow__err err;
-  flow__err_clear(&err);
-  int rc = e->vt->timer_due(e->store, now, max, collect_due, &b, &err);
+  rc = e->vt->timer_due(e->store, now, max, collect_due, &b, &err);
   if (rc != 0) {
     free_batch(&b);
     return flow__engine_fail_err(e, &err);

@@ -12,6 +12,9 @@
 struct flow__loop;
 struct flow__async;
 
+/* Cancelled timers are deleted this many cases at a time. */
+#define FLOW__SWEEP_BATCH 64
+
 struct flow_engine {
   flow__allocator alloc;
   flow__err err;
@@ -40,6 +43,12 @@ struct flow_engine {
 
   /* Cached earliest pending timer due time; INT64_MIN: unknown. */
   int64_t next_due;
+
+  /* Cases whose timers were cancelled (they left a state or closed) and
+     whose dead timer rows are still to be deleted; only a hint, since the
+     rows are dead whether or not they are deleted (see store.h). */
+  int64_t sweep_ids[FLOW__SWEEP_BATCH];
+  size_t nsweep;
 };
 
 /* ---- transitions (core_case.c), inside a transaction the caller holds -- */
@@ -69,6 +78,16 @@ void flow__engine_notify(flow_engine *e, json_t *j);
 
 /* Earliest due time of a pending timer in ms, or INT64_MAX when none.
    Cheap: cached, and only the first row of an index otherwise. */
+/*
+ * Deleting cancelled timers.  sweep_later notes a case whose timers a
+ * transition cancelled, and deletes the dead rows of all noted cases once
+ * FLOW__SWEEP_BATCH are noted; sweep deletes them now.  Both run inside
+ * the caller's transaction; a sweep lost to a rollback or a crash only
+ * leaves dead rows, which nothing fires or shows and sweep_due removes
+ * when they come due.
+ */
+int flow__engine_sweep_later(flow_engine *e, int64_t case_id, flow__err *err);
+int flow__engine_sweep(flow_engine *e, flow__err *err);
 int64_t flow__engine_next_due(flow_engine *e);
 
 /*

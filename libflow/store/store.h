@@ -74,6 +74,7 @@ typedef struct flow__timer_row {
   const char *state;    /* the state that set it, NULL when kept */
   const char *status;   /* "pending" or "incident" */
   const char *error;    /* incident message, or NULL */
+  int64_t set_seq;      /* the case's seq after the transition that set it */
 } flow__timer_row;
 
 typedef struct flow__store_vt {
@@ -139,14 +140,17 @@ typedef struct flow__store_vt {
   void (*rollback_to)(flow__store *s);
 
   /* Timers.  Strings in rows passed to `each` are valid during the call.
-     delete_scoped removes the case's timers that belong to a state (not
-     the kept ones); delete_case removes all of them. */
+     A timer is cancelled by the case row (its case closed, or left the
+     timer's state, or entered it again after the timer was set: the case's
+     entered_seq against the timer's set_seq); cancelled rows are deleted
+     later: sweep_case removes those of one case, sweep_due those due at or
+     before `now`.  next_due, due and list see live timers only (and list
+     incidents too). */
   int (*timer_insert)(flow__store *s, const flow__timer_row *row,
                       flow__err *err);
   int (*timer_delete)(flow__store *s, int64_t id, flow__err *err);
-  int (*timer_delete_scoped)(flow__store *s, int64_t case_id,
-                             flow__err *err);
-  int (*timer_delete_case)(flow__store *s, int64_t case_id, flow__err *err);
+  int (*timer_sweep_case)(flow__store *s, int64_t case_id, flow__err *err);
+  int (*timer_sweep_due)(flow__store *s, int64_t now, flow__err *err);
   int (*timer_incident)(flow__store *s, int64_t id, const char *error,
                         flow__err *err);
   /* Earliest pending due time, INT64_MAX when none. */

@@ -36,14 +36,28 @@ enum {
   ST_ROLLBACK_TO,
   ST_TIMER_INSERT,
   ST_TIMER_DELETE,
-  ST_TIMER_DELETE_SCOPED,
-  ST_TIMER_DELETE_CASE,
+  ST_TIMER_SWEEP_CASE,
+  ST_TIMER_SWEEP_DUE,
   ST_TIMER_INCIDENT,
   ST_TIMER_NEXT_DUE,
   ST_TIMER_DUE,
   ST_TIMER_LIST,
   ST_COUNT
 };
+
+/*
+ * Whether a pending timer (the row `timers` of the statement) is live.
+ * Leaving a state or closing the case does not delete timers: the case
+ * row, written by the transition anyway, records it (closed, state,
+ * entered_seq), and a timer is dead when its case is closed, or when it
+ * belongs to a state the case is no longer in, or entered again after the
+ * timer was set.  Dead rows are deleted later in batches (timer_sweep_*);
+ * every query that would fire or show a timer looks at LIVE first.
+ */
+#define LIVE                                                                   \
+  "EXISTS (SELECT 1 FROM cases c WHERE c.id = timers.case_id"                  \
+  " AND c.closed = 0 AND (timers.state IS NULL OR (timers.state = c.state"     \
+  " AND timers.set_seq >= c.entered_seq)))"
 
 static const char *const stmt_sql[ST_COUNT] = {
   [ST_SERVICE_GET] = "SELECT name, version, title, source, sha256, chunkname,"
@@ -64,10 +78,15 @@ static const char *const stmt_sql[ST_COUNT] = {
                   " opened_at, updated_at, due_at, seq, seed"
                   " FROM cases WHERE id = ?1",
   [ST_CASE_INSERT] = "INSERT INTO cases(id, service, version, state, closed,"
-                     " data, opened_at, updated_at, due_at, seq, seed)"
-                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                     " data, opened_at, updated_at, due_at, seq, seed,"
+                     " entered_seq)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
+                     " ?10)",
+  /* Moving to another state records when it was entered: the state's
+     timers set before that are dead (see LIVE). */
   [ST_CASE_UPDATE] = "UPDATE cases SET state = ?2, closed = ?3, data = ?4,"
-                     " updated_at = ?5, seq = ?7 WHERE id = ?1",
+                     " updated_at = ?5, seq = ?7, entered_seq = ?7"
+                     " WHERE id = ?1",
   [ST_CASE_UPDATE_DATA] = "UPDATE cases SET data = ?4, updated_at = ?5,"
                           " seq = ?7 WHERE id = ?1",
   [ST_HISTORY_APPEND] = "INSERT INTO history(case_id, seq, at, actor, event,"
@@ -86,23 +105,25 @@ static const char *const stmt_sql[ST_COUNT] = {
   [ST_RELEASE] = "RELEASE flow_call",
   [ST_ROLLBACK_TO] = "ROLLBACK TO flow_call",
   [ST_TIMER_INSERT] = "INSERT INTO timers(case_id, due_at, kind, event,"
-                      " payload, target, state) VALUES (?1, ?2, ?3, ?4, ?5,"
-                      " ?6, ?7)",
+                      " payload, target, state, set_seq) VALUES (?1, ?2, ?3,"
+                      " ?4, ?5, ?6, ?7, ?8)",
   [ST_TIMER_DELETE] = "DELETE FROM timers WHERE id = ?1",
-  [ST_TIMER_DELETE_SCOPED] = "DELETE FROM timers WHERE case_id = ?1 AND"
-                             " state IS NOT NULL AND status = 'pending'",
-  [ST_TIMER_DELETE_CASE] = "DELETE FROM timers WHERE case_id = ?1 AND"
-                           " status = 'pending'",
+  [ST_TIMER_SWEEP_CASE] = "DELETE FROM timers WHERE case_id = ?1 AND"
+                          " status = 'pending' AND NOT " LIVE,
+  [ST_TIMER_SWEEP_DUE] = "DELETE FROM timers WHERE status = 'pending' AND"
+                         " due_at <= ?1 AND NOT " LIVE,
   [ST_TIMER_INCIDENT] = "UPDATE timers SET status = 'incident', error = ?2"
                         " WHERE id = ?1",
   [ST_TIMER_NEXT_DUE] = "SELECT due_at FROM timers WHERE status = 'pending'"
-                        " ORDER BY due_at LIMIT 1",
+                        " AND " LIVE " ORDER BY due_at LIMIT 1",
   [ST_TIMER_DUE] = "SELECT id, case_id, due_at, kind, event, payload, target,"
                    " state, status, error FROM timers WHERE status ="
-                   " 'pending' AND due_at <= ?1 ORDER BY due_at, id LIMIT ?2",
+                   " 'pending' AND due_at <= ?1 AND " LIVE
+                   " ORDER BY due_at, id LIMIT ?2",
   [ST_TIMER_LIST] = "SELECT id, case_id, due_at, kind, event, payload,"
                     " target, state, status, error FROM timers WHERE"
-                    " case_id = ?1 ORDER BY due_at, id",
+                    " case_id = ?1 AND (status <> 'pending' OR " LIVE ")"
+                    " ORDER BY due_at, id",
 };
 
 /*
@@ -144,6 +165,12 @@ static const char *const migrations[] = {
   "  status TEXT NOT NULL DEFAULT 'pending', error TEXT);"
   "CREATE INDEX timers_due ON timers(due_at, id) WHERE status = 'pending';"
   "CREATE INDEX timers_case ON timers(case_id);",
+
+  /* 2 -> 3: timers are cancelled in the case row and deleted later (see
+     LIVE).  Before, they were deleted at once, so every existing timer is
+     live: set_seq 0 >= entered_seq 0. */
+  "ALTER TABLE cases ADD COLUMN entered_seq INTEGER NOT NULL DEFAULT 0;"
+  "ALTER TABLE timers ADD COLUMN set_seq INTEGER NOT NULL DEFAULT 0;",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof *migrations))
 
@@ -853,6 +880,7 @@ sqlite_timer_insert(flow__store *s, const flow__timer_row *row,
   sqlite3_bind_text(st, 5, row->payload, -1, SQLITE_STATIC);
   bind_opt_text(st, 6, row->target);
   bind_opt_text(st, 7, row->state);
+  sqlite3_bind_int64(st, 8, row->set_seq);
   return step_done(s, st, err, "writing a timer");
 }
 
@@ -872,17 +900,17 @@ sqlite_timer_delete(flow__store *s, int64_t id, flow__err *err)
 }
 
 static int
-sqlite_timer_delete_scoped(flow__store *s, int64_t case_id, flow__err *err)
+sqlite_timer_sweep_case(flow__store *s, int64_t case_id, flow__err *err)
 {
-  return timer_by_id(s, ST_TIMER_DELETE_SCOPED, case_id,
-                     "cancelling a state's timers", err);
+  return timer_by_id(s, ST_TIMER_SWEEP_CASE, case_id,
+                     "removing cancelled timers", err);
 }
 
 static int
-sqlite_timer_delete_case(flow__store *s, int64_t case_id, flow__err *err)
+sqlite_timer_sweep_due(flow__store *s, int64_t now, flow__err *err)
 {
-  return timer_by_id(s, ST_TIMER_DELETE_CASE, case_id,
-                     "cancelling a case's timers", err);
+  return timer_by_id(s, ST_TIMER_SWEEP_DUE, now, "removing cancelled timers",
+                     err);
 }
 
 static int
@@ -915,6 +943,7 @@ timer_rows(flow__store *s, sqlite3_stmt *st,
   int rc, ret = 0;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     flow__timer_row r;
+    r.set_seq = 0; /* not read back: only the queries need it */
     r.id = sqlite3_column_int64(st, 0);
     r.case_id = sqlite3_column_int64(st, 1);
     r.due_at = sqlite3_column_int64(st, 2);
@@ -1009,8 +1038,8 @@ const flow__store_vt flow__store_sqlite = {
   sqlite_rollback_to,
   sqlite_timer_insert,
   sqlite_timer_delete,
-  sqlite_timer_delete_scoped,
-  sqlite_timer_delete_case,
+  sqlite_timer_sweep_case,
+  sqlite_timer_sweep_due,
   sqlite_timer_incident,
   sqlite_timer_next_due,
   sqlite_timer_due,
