@@ -66,9 +66,9 @@ flow__engine_notify(flow_engine *e, json_t *j)
 int
 flow__engine_sweep(flow_engine *e, flow__err *err)
 {
-  int rc = 0;
-  for (size_t i = 0; rc == 0 && i < e->nsweep; i++)
-    rc = e->vt->timer_sweep_case(e->store, e->sweep_ids[i], err);
+  int rc = e->nsweep ? e->vt->timer_sweep_cases(e->store, e->sweep_ids,
+                                                 e->nsweep, err)
+                     : 0;
   e->nsweep = 0;
   return rc;
 }

@@ -13,7 +13,7 @@ struct flow__loop;
 struct flow__async;
 
 /* Cancelled timers are deleted this many cases at a time. */
-#define FLOW__SWEEP_BATCH 64
+#define FLOW__SWEEP_BATCH FLOW__STORE_SWEEP_MAX
 
 struct flow_engine {
   flow__allocator alloc;

@@ -77,6 +77,9 @@ typedef struct flow__timer_row {
   int64_t set_seq;      /* the case's seq after the transition that set it */
 } flow__timer_row;
 
+/* Cases whose cancelled timers one sweep statement removes. */
+#define FLOW__STORE_SWEEP_MAX 64
+
 typedef struct flow__store_vt {
   const char *name;
   int (*open)(flow__store **out, const char *path,
@@ -143,13 +146,15 @@ typedef struct flow__store_vt {
      A timer is cancelled by the case row (its case closed, or left the
      timer's state, or entered it again after the timer was set: the case's
      entered_seq against the timer's set_seq); cancelled rows are deleted
-     later: sweep_case removes those of one case, sweep_due those due at or
+     later: sweep_cases removes those of the cases given (FLOW__STORE_SWEEP_MAX
+     per statement), sweep_due those due at or
      before `now`.  next_due, due and list see live timers only (and list
      incidents too). */
   int (*timer_insert)(flow__store *s, const flow__timer_row *row,
                       flow__err *err);
   int (*timer_delete)(flow__store *s, int64_t id, flow__err *err);
-  int (*timer_sweep_case)(flow__store *s, int64_t case_id, flow__err *err);
+  int (*timer_sweep_cases)(flow__store *s, const int64_t *case_ids,
+                           size_t n, flow__err *err);
   int (*timer_sweep_due)(flow__store *s, int64_t now, flow__err *err);
   int (*timer_incident)(flow__store *s, int64_t id, const char *error,
                         flow__err *err);

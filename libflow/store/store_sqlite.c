@@ -108,8 +108,14 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " payload, target, state, set_seq) VALUES (?1, ?2, ?3,"
                       " ?4, ?5, ?6, ?7, ?8)",
   [ST_TIMER_DELETE] = "DELETE FROM timers WHERE id = ?1",
-  [ST_TIMER_SWEEP_CASE] = "DELETE FROM timers WHERE case_id = ?1 AND"
-                          " status = 'pending' AND NOT " LIVE,
+  /* Up to SWEEP_MAX cases in one statement; unused slots stay NULL. */
+  [ST_TIMER_SWEEP_CASE] = "DELETE FROM timers WHERE case_id IN ("
+                          "?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,"
+                          "?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30,?31,?32,"
+                          "?33,?34,?35,?36,?37,?38,?39,?40,?41,?42,?43,?44,?45,?46,?47,"
+                          "?48,?49,?50,?51,?52,?53,?54,?55,?56,?57,?58,?59,?60,?61,?62,"
+                          "?63,?64"
+                          ") AND status = 'pending' AND NOT " LIVE,
   [ST_TIMER_SWEEP_DUE] = "DELETE FROM timers WHERE status = 'pending' AND"
                          " due_at <= ?1 AND NOT " LIVE,
   [ST_TIMER_INCIDENT] = "UPDATE timers SET status = 'incident', error = ?2"
@@ -900,10 +906,21 @@ sqlite_timer_delete(flow__store *s, int64_t id, flow__err *err)
 }
 
 static int
-sqlite_timer_sweep_case(flow__store *s, int64_t case_id, flow__err *err)
+sqlite_timer_sweep_cases(flow__store *s, const int64_t *case_ids, size_t n,
+                         flow__err *err)
 {
-  return timer_by_id(s, ST_TIMER_SWEEP_CASE, case_id,
-                     "removing cancelled timers", err);
+  sqlite3_stmt *st = s->st[ST_TIMER_SWEEP_CASE];
+  int rc = 0;
+  while (rc == 0 && n > 0) {
+    size_t k = n < FLOW__STORE_SWEEP_MAX ? n : FLOW__STORE_SWEEP_MAX;
+    sqlite3_clear_bindings(st);
+    for (size_t i = 0; i < k; i++)
+      sqlite3_bind_int64(st, (int)i + 1, case_ids[i]);
+    rc = step_done(s, st, err, "removing cancelled timers");
+    case_ids += k;
+    n -= k;
+  }
+  return rc;
 }
 
 static int
@@ -1038,7 +1055,7 @@ const flow__store_vt flow__store_sqlite = {
   sqlite_rollback_to,
   sqlite_timer_insert,
   sqlite_timer_delete,
-  sqlite_timer_sweep_case,
+  sqlite_timer_sweep_cases,
   sqlite_timer_sweep_due,
   sqlite_timer_incident,
   sqlite_timer_next_due,
