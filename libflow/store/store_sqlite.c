@@ -175,8 +175,8 @@ static const char *const migrations[] = {
   /* 2 -> 3: timers are cancelled in the case row and deleted later (see
      LIVE).  Before, they were deleted at once, so every existing timer is
      live: set_seq 0 >= entered_seq 0. */
-  "ALTER TABLE cases ADD COLUMN entered_seq INTEGER NOT NULL DEFAULT 0;"
-  "ALTER TABLE timers ADD COLUMN set_seq INTEGER NOT NULL DEFAULT 0;",
+  ("ALTER TABLE cases ADD COLUMN entered_seq INTEGER NOT NULL DEFAULT 0;"
+   "ALTER TABLE timers ADD COLUMN set_seq INTEGER NOT NULL DEFAULT 0;"),
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof *migrations))
 
