@@ -1,3 +1,5 @@
+#define _POSIX_C_SOURCE 200809L
+
 /* Shared test helpers: see testutil.h. */
 #include "testutil.h"
 
@@ -5,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void *
 test_alloc_fn(void *payload, void *ptr, size_t osize, size_t nsize)
@@ -64,4 +67,24 @@ test_read_source(const char *rel, size_t *len)
   if (len)
     *len = (size_t)n;
   return buf;
+}
+
+void
+test_db_make(char *dir, char *path)
+{
+  snprintf(dir, 64, "/tmp/flow-test-XXXXXX");
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  snprintf(path, 96, "%s/db", dir);
+}
+
+void
+test_db_remove(const char *dir, const char *path)
+{
+  char p[128];
+  snprintf(p, sizeof p, "%s-wal", path);
+  unlink(p);
+  snprintf(p, sizeof p, "%s-shm", path);
+  unlink(p);
+  unlink(path);
+  rmdir(dir);
 }

@@ -26,4 +26,10 @@ flow__allocator test_allocator(test_alloc *t);
    aborts the test when missing. */
 char *test_read_source(const char *rel, size_t *len);
 
+/* A database file in a fresh directory under /tmp: dir gets the
+   directory, path "dir/db" (dir needs 64 bytes, path 96). */
+void test_db_make(char *dir, char *path);
+/* Removes the database, its -wal and -shm files and the directory. */
+void test_db_remove(const char *dir, const char *path);
+
 #endif

@@ -40,9 +40,7 @@ static flow_engine *E;
 static void
 setup(void)
 {
-  snprintf(dir, sizeof dir, "/tmp/flow-casejson-XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(dir));
-  snprintf(path, sizeof path, "%s/db", dir);
+  test_db_make(dir, path);
   ck_assert_int_eq(flow_engine_open(&E, path, NULL, NULL, 0), 0);
   /* Monday 2 February 2026 09:00 UTC. */
   flow_engine_set_time(E, INT64_C(1770022800000));
@@ -56,13 +54,7 @@ teardown(void)
 {
   flow_engine_close(E);
   E = NULL;
-  char p[128];
-  snprintf(p, sizeof p, "%s/db-wal", dir);
-  unlink(p);
-  snprintf(p, sizeof p, "%s/db-shm", dir);
-  unlink(p);
-  unlink(path);
-  rmdir(dir);
+  test_db_remove(dir, path);
 }
 
 START_TEST(test_case_object_shape)

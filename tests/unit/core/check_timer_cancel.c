@@ -46,9 +46,7 @@ open_engine(void)
 static void
 setup(void)
 {
-  snprintf(dir, sizeof dir, "/tmp/flow-cancel-XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(dir));
-  snprintf(path, sizeof path, "%s/db", dir);
+  test_db_make(dir, path);
   ck_assert_int_eq(flow_time_parse(&T0, "2026-02-02T09:00:00Z"), 0);
   open_engine();
   ck_assert_int_eq(
@@ -61,13 +59,7 @@ teardown(void)
 {
   flow_engine_close(E);
   E = NULL;
-  char p[128];
-  snprintf(p, sizeof p, "%s/db-wal", dir);
-  unlink(p);
-  snprintf(p, sizeof p, "%s/db-shm", dir);
-  unlink(p);
-  unlink(path);
-  rmdir(dir);
+  test_db_remove(dir, path);
 }
 
 /* Timer rows in the file, dead or alive, read by a second connection. */
@@ -193,6 +185,19 @@ START_TEST(test_cancel_closing)
 }
 END_TEST
 
+/* Signals event to cases 1..n in one group commit. */
+static void
+group_signal(int n, const char *event)
+{
+  char id[16];
+  for (int i = 1; i <= n; i++) {
+    snprintf(id, sizeof id, "%d", i);
+    ck_assert_int_eq(
+        flow_case_signal_async(E, id, event, NULL, NULL, NULL, NULL), 0);
+  }
+  ck_assert_int_eq(flow__engine_flush_async(E), 0);
+}
+
 /* Dead rows are deleted FLOW__SWEEP_BATCH cases at a time, in the
    transition that notes the last of the batch. */
 START_TEST(test_cancel_sweeps_in_batches)
@@ -209,20 +214,8 @@ START_TEST(test_cancel_sweeps_in_batches)
   ck_assert_int_eq(rows("1"), 6);
   ck_assert_int_eq(rows("case_id <= 64"), 0);
   /* Group commit deletes what its calls cancelled in the same commit. */
-  for (int i = 1; i <= n; i++) {
-    snprintf(id, sizeof id, "%d", i);
-    ck_assert_int_eq(flow_case_signal_async(E, id, "back", NULL, NULL, NULL,
-                                            NULL),
-                     0);
-  }
-  ck_assert_int_eq(flow__engine_flush_async(E), 0);
-  for (int i = 1; i <= n; i++) {
-    snprintf(id, sizeof id, "%d", i);
-    ck_assert_int_eq(flow_case_signal_async(E, id, "go", NULL, NULL, NULL,
-                                            NULL),
-                     0);
-  }
-  ck_assert_int_eq(flow__engine_flush_async(E), 0);
+  group_signal(n, "back");
+  group_signal(n, "go");
   ck_assert_int_eq(rows("1"), 0);
 }
 END_TEST
