@@ -440,7 +440,8 @@ add_state_timers(transition *t, flow__err *err)
     json_t *payload = a->event ? (a->payload ? json_incref(a->payload)
                                              : json_object())
                                : json_pack("{s:s}", "after", a->duration);
-    int rc = add_timer(e, t->row->id, t->row->seq, due, a->event ? "timer" : "after",
+    int rc = add_timer(e, t->row->id, t->row->seq, due,
+                       a->event ? "timer" : "after",
                        a->event ? a->event : "after", payload, a->target,
                        st->name, err);
     json_decref(payload);
@@ -479,8 +480,8 @@ add_requested_timer(transition *t, json_t *req, flow__err *err)
                          t->svc->chunkname);
   }
   json_t *p = payload ? json_incref(payload) : json_object();
-  int rc = add_timer(e, t->row->id, t->row->seq, due, "timer", event, p, NULL,
-                     keep ? NULL : t->next->name, err);
+  int rc = add_timer(e, t->row->id, t->row->seq, due, "timer", event, p,
+                     NULL, keep ? NULL : t->next->name, err);
   json_decref(p);
   return rc;
 }
@@ -504,8 +505,8 @@ add_sla_timers(transition *t, flow__err *err)
       return flow__err_set(err, FLOW_EINVAL, "%s: sla.warn overflows",
                            svc->chunkname);
     json_t *p = json_pack("{s:s}", "warn", svc->sla_warn);
-    rc = add_timer(e, t->row->id, t->row->seq, due, "sla_warning", "sla_warning", p, NULL,
-                   NULL, err);
+    rc = add_timer(e, t->row->id, t->row->seq, due, "sla_warning",
+                   "sla_warning", p, NULL, NULL, err);
     json_decref(p);
   }
   return rc;

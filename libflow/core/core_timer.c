@@ -69,16 +69,23 @@ flow__engine_sweep(flow_engine *e, flow__err *err)
   int rc = e->nsweep ? e->vt->timer_sweep_cases(e->store, e->sweep_ids,
                                                  e->nsweep, err)
                      : 0;
-  e->nsweep = 0;
+  /* A failed sweep keeps its notes: the transaction it was in rolls back,
+     and the next sweep tries them again. */
+  if (rc == 0)
+    e->nsweep = 0;
   return rc;
 }
 
 int
 flow__engine_sweep_later(flow_engine *e, int64_t case_id, flow__err *err)
 {
-  if (e->nsweep > 0 && e->sweep_ids[e->nsweep - 1] == case_id)
-    return 0;
-  e->sweep_ids[e->nsweep++] = case_id;
+  if (e->nsweep == 0 || e->sweep_ids[e->nsweep - 1] != case_id) {
+    /* Still full after a failed sweep: try it first, or refuse. */
+    int rc = e->nsweep == FLOW__SWEEP_BATCH ? flow__engine_sweep(e, err) : 0;
+    if (rc != 0)
+      return rc;
+    e->sweep_ids[e->nsweep++] = case_id;
+  }
   return e->nsweep == FLOW__SWEEP_BATCH ? flow__engine_sweep(e, err) : 0;
 }
 

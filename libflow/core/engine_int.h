@@ -82,9 +82,10 @@ void flow__engine_notify(flow_engine *e, json_t *j);
  * Deleting cancelled timers.  sweep_later notes a case whose timers a
  * transition cancelled, and deletes the dead rows of all noted cases once
  * FLOW__SWEEP_BATCH are noted; sweep deletes them now.  Both run inside
- * the caller's transaction; a sweep lost to a rollback or a crash only
- * leaves dead rows, which nothing fires or shows and sweep_due removes
- * when they come due.
+ * the caller's transaction.  A failed sweep keeps its notes for the next
+ * one; notes lost to a crash only leave dead rows, which nothing fires or
+ * shows, and which sweep_due removes at the first firing after they come
+ * due.
  */
 int flow__engine_sweep_later(flow_engine *e, int64_t case_id, flow__err *err);
 int flow__engine_sweep(flow_engine *e, flow__err *err);

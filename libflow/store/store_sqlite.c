@@ -108,14 +108,15 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " payload, target, state, set_seq) VALUES (?1, ?2, ?3,"
                       " ?4, ?5, ?6, ?7, ?8)",
   [ST_TIMER_DELETE] = "DELETE FROM timers WHERE id = ?1",
-  /* Up to SWEEP_MAX cases in one statement; unused slots stay NULL. */
-  [ST_TIMER_SWEEP_CASE] = "DELETE FROM timers WHERE case_id IN ("
-                          "?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,"
-                          "?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30,?31,?32,"
-                          "?33,?34,?35,?36,?37,?38,?39,?40,?41,?42,?43,?44,?45,?46,?47,"
-                          "?48,?49,?50,?51,?52,?53,?54,?55,?56,?57,?58,?59,?60,?61,?62,"
-                          "?63,?64"
-                          ") AND status = 'pending' AND NOT " LIVE,
+  /* FLOW__STORE_SWEEP_MAX (64) cases in one statement; unused slots stay
+     NULL, which matches nothing. */
+  [ST_TIMER_SWEEP_CASE] =
+      "DELETE FROM timers WHERE case_id IN ("
+      "?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,"
+      "?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30,?31,?32,"
+      "?33,?34,?35,?36,?37,?38,?39,?40,?41,?42,?43,?44,?45,?46,?47,?48,"
+      "?49,?50,?51,?52,?53,?54,?55,?56,?57,?58,?59,?60,?61,?62,?63,?64"
+      ") AND status = 'pending' AND NOT " LIVE,
   [ST_TIMER_SWEEP_DUE] = "DELETE FROM timers WHERE status = 'pending' AND"
                          " due_at <= ?1 AND NOT " LIVE,
   [ST_TIMER_INCIDENT] = "UPDATE timers SET status = 'incident', error = ?2"

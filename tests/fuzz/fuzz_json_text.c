@@ -98,9 +98,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
   /* The reference. */
   json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
-  int want = !json_is_object(j)                               ? FLOW__TEXT_BAD
-             : !flow__json_depth_ok(j, FLOW__JSON_MAX_DEPTH - 1) ? FLOW__TEXT_DEEP
-                                                                : FLOW__TEXT_OK;
+  int want = FLOW__TEXT_OK;
+  if (!json_is_object(j))
+    want = FLOW__TEXT_BAD;
+  else if (!flow__json_depth_ok(j, FLOW__JSON_MAX_DEPTH - 1))
+    want = FLOW__TEXT_DEEP;
   char *expect = NULL;
   if (want == FLOW__TEXT_OK) {
     in_json = j;

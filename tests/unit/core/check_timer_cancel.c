@@ -220,6 +220,50 @@ START_TEST(test_cancel_sweeps_in_batches)
 }
 END_TEST
 
+/* Runs sql on the database through a second connection. */
+static void
+exec_sql(const char *sql)
+{
+  sqlite3 *db;
+  ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+  ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+}
+
+/* The store fails in the middle of a batch delete: the transition that
+   triggered it is refused whole, and works again once the store does. */
+START_TEST(test_cancel_sweep_failure_refuses_the_transition)
+{
+  int n = FLOW__SWEEP_BATCH;
+  for (int i = 0; i < n; i++)
+    ck_assert_int_eq(flow_case_open(NULL, E, "visit", NULL, NULL), 0);
+  char id[16];
+  for (int i = 1; i < n; i++) {
+    snprintf(id, sizeof id, "%d", i);
+    signal_ok(id, "go");
+  }
+  exec_sql("CREATE TRIGGER no_delete BEFORE DELETE ON timers BEGIN"
+           " SELECT RAISE(ABORT, 'the disk says no'); END;");
+  snprintf(id, sizeof id, "%d", n);
+  int rc = flow_case_signal(NULL, E, id, "go", NULL, NULL);
+  ck_assert_int_ne(rc, 0);
+  ck_assert_msg(strstr(flow_errmsg(E), "removing cancelled timers"), "%s",
+                flow_errmsg(E));
+  state_is(id, "a", 1);
+  /* Nothing was deleted, and nothing dead is shown or fires. */
+  ck_assert_int_eq(rows("1"), n);
+  char *t = timers_of("1");
+  ck_assert_str_eq(t, "[]");
+  flow_free(t);
+  /* The notes survive the failure: once the store works, the same call
+     goes through and the whole batch is deleted. */
+  exec_sql("DROP TRIGGER no_delete;");
+  signal_ok(id, "go");
+  state_is(id, "b", 2);
+  ck_assert_int_eq(rows("1"), 0);
+}
+END_TEST
+
 /* A database of schema 2 (timers deleted at once) keeps its timers live
    after the migration. */
 START_TEST(test_cancel_migrates_schema_2)
@@ -263,6 +307,7 @@ cancel_suite(void)
   tcase_add_test(tc, test_cancel_reentry_fires_only_the_new_timer);
   tcase_add_test(tc, test_cancel_closing);
   tcase_add_test(tc, test_cancel_sweeps_in_batches);
+  tcase_add_test(tc, test_cancel_sweep_failure_refuses_the_transition);
   tcase_add_test(tc, test_cancel_migrates_schema_2);
   suite_add_tcase(s, tc);
   return s;
