@@ -32,6 +32,8 @@ typedef struct cli_ctx {
   const char *db;      /* --db, $FLOW_DB or "flow.db" */
   int has_now;         /* --now was given */
   int64_t now;         /* its value in ms since the epoch */
+  int has_env_now;     /* $FLOW_NOW was set: the clock when --now is not */
+  int64_t env_now;
   int json;            /* --json */
   int verbose;         /* --verbose: engine and flow.log lines */
   flow_actor actor;    /* --actor and --roles */
@@ -133,6 +135,10 @@ void cli_errorf(const char *fmt, ...)
   __attribute__((format(printf, 1, 2)))
 #endif
   ;
+
+/* The fixed engine clock of this command (--now, else $FLOW_NOW) in
+   *out: 1 when there is one, 0 for the real clock. */
+int cli_fixed_now(const cli_ctx *ctx, int64_t *out);
 
 /* Prints a usage error and the hint, returns CLI_EXIT_USAGE. */
 int cli_usage_errorf(const char *fmt, ...)

@@ -138,6 +138,7 @@ cli_engine_open(cli_ctx *ctx, cli_db_mode mode)
   flow_engine_options opts = FLOW_ENGINE_OPTIONS_INIT;
   char errbuf[1024];
   const char *path = mode == CLI_DB_MEMORY ? ":memory:" : ctx->db;
+  int64_t now;
   int err;
 
   /* Only `flow load` creates a database: a mistyped --db for any other
@@ -169,9 +170,21 @@ cli_engine_open(cli_ctx *ctx, cli_db_mode mode)
                  errbuf[0] != '\0' ? errbuf : flow_strerror(err));
     return CLI_EXIT_FAILURE;
   }
-  if (ctx->has_now)
-    flow_engine_set_time(ctx->engine, ctx->now);
+  if (cli_fixed_now(ctx, &now))
+    flow_engine_set_time(ctx->engine, now);
   return 0;
+}
+
+int
+cli_fixed_now(const cli_ctx *ctx, int64_t *out)
+{
+  if (ctx->has_now)
+    *out = ctx->now;
+  else if (ctx->has_env_now)
+    *out = ctx->env_now;
+  else
+    return 0;
+  return 1;
 }
 
 char *

@@ -63,6 +63,7 @@ open_engine(cli_ctx *ctx, unsigned long cpu_ms, unsigned long mem_mb)
 {
   flow_engine_options opts = FLOW_ENGINE_OPTIONS_INIT;
   char errbuf[1024];
+  int64_t now;
   opts.script_cpu_ms = (uint32_t)cpu_ms;
   opts.script_memory_limit = (size_t)mem_mb * 1024 * 1024;
   if (ctx->verbose)
@@ -76,8 +77,8 @@ open_engine(cli_ctx *ctx, unsigned long cpu_ms, unsigned long mem_mb)
                errbuf[0] != '\0' ? errbuf : flow_strerror(err));
     return CLI_EXIT_FAILURE;
   }
-  if (ctx->has_now)
-    flow_engine_set_time(ctx->engine, ctx->now);
+  if (cli_fixed_now(ctx, &now))
+    flow_engine_set_time(ctx->engine, now);
   return 0;
 }
 

@@ -271,6 +271,7 @@ print_usage(FILE *f)
           "  --db FILE     the database (default: $FLOW_DB, else ./flow.db)\n"
           "  --now TIME    set the engine clock for this command, ISO 8601\n"
           "                with an offset or Z: 2026-11-27T09:00:00Z\n"
+          "                (default: $FLOW_NOW, else the real clock)\n"
           "  --json        JSON output (load, list)\n"
           "  --actor ID    who is acting (default: $USER, else cli)\n"
           "  --roles A,B   the roles the actor holds\n"
@@ -552,6 +553,19 @@ main(int argc, char **argv)
   ctx.db = env != NULL && *env != '\0' ? env : "flow.db";
   env = getenv("USER");
   ctx.actor.id = env != NULL && *env != '\0' ? env : "cli";
+  /* FLOW_NOW is --now's default, read before the options so that --now
+     wins.  flow test keeps its own virtual clock and takes only --now. */
+  env = getenv("FLOW_NOW");
+  if (env != NULL && *env != '\0') {
+    if (flow_time_parse(&ctx.env_now, env) != 0) {
+      cli_usage_errorf("FLOW_NOW: cannot read '%s' as a time; write ISO "
+                       "8601 with an offset or Z, like "
+                       "2026-11-27T09:00:00Z, or unset it",
+                       env);
+      return CLI_EXIT_USAGE;
+    }
+    ctx.has_env_now = 1;
+  }
 
   args.pos = malloc((size_t)(argc + 1) * sizeof(*args.pos));
   args.opts = malloc((size_t)(argc + 1) * sizeof(*args.opts));

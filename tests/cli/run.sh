@@ -25,7 +25,7 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/flow-cli.XXXXXX") || exit 3
 trap 'rm -rf "$T"' EXIT
 trap 'exit 130' INT TERM
 cd "$T" || exit 3
-unset FLOW_DB
+unset FLOW_DB FLOW_NOW
 USER=tester
 export USER
 
@@ -147,6 +147,27 @@ run --now yesterday show 1
 usage "bad --now"
 run --now 2026-11-27T09:00:00 show 1
 usage "--now without an offset"
+
+# FLOW_NOW is --now's default; --now wins; flow test keeps its own clock.
+FLOW_NOW=2031-05-06T07:08:09Z run eval -e 'return flow.now()'
+expect "FLOW_NOW" 0
+out_has "FLOW_NOW sets the clock" '^"2031-05-06T07:08:09Z"$'
+FLOW_NOW=2031-05-06T07:08:09Z run --now 2026-11-27T09:00:00Z eval \
+  -e 'return flow.now()'
+out_has "--now wins over FLOW_NOW" '^"2026-11-27T09:00:00Z"$'
+FLOW_NOW=tomorrow run eval -e 'return 1'
+usage "bad FLOW_NOW"
+err_has "bad FLOW_NOW names it" "FLOW_NOW: cannot read 'tomorrow'"
+FLOW_NOW= run eval -e 'return 1'
+expect "empty FLOW_NOW is unset" 0
+mkdir -p "$T/clock"
+cat >"$T/clock/clock_test.lua" <<'LUA'
+test("the virtual clock starts on Monday 2 February 2026", function()
+  assert(flow.now() == "2026-02-02T09:00:00Z", flow.now())
+end)
+LUA
+FLOW_NOW=2031-05-06T07:08:09Z run test "$T/clock"
+expect "flow test ignores FLOW_NOW" 0
 run list --limit many
 usage "bad --limit"
 run list --status pending
@@ -797,7 +818,11 @@ done
 # shows an error ("flow: ..." or "FILE:LINE: ...").  A block whose fence is
 # preceded by "<!-- file: NAME -->" is written to NAME first.  Each doc runs
 # in a fresh directory where examples/ is the source tree's, with $USER set
-# to "sam".
+# to "sam" and the engine clock fixed by FLOW_NOW at DOC_NOW (a command's
+# own --now wins), so no example's output depends on the day the suite
+# runs.  tests/clock/run_future.sh runs all of this again with the real
+# clock thirty years ahead to prove it.
+DOC_NOW=2026-11-27T09:00:00Z
 
 # Splits one markdown file into numbered steps in directory $2:
 # N.cmd (a command), N.out (its expected output) or N.file + N.name.
@@ -883,7 +908,7 @@ run_doc_examples() {
     elif [ -f "$work/steps/$k.cmd" ]; then
       last_cmd=$(cat "$work/steps/$k.cmd")
       (cd "$work" && PATH="$work/bin:$PATH" USER=sam FLOW_DB= \
-        sh -c "$last_cmd" >"$work/actual" 2>&1 </dev/null)
+        FLOW_NOW=$DOC_NOW sh -c "$last_cmd" >"$work/actual" 2>&1 </dev/null)
       last_rc=$?
       k=$((k + 1))
       exp=$work/steps/$k.out
