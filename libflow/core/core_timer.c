@@ -168,41 +168,46 @@ timer_note(const char *type, const due_timer *t, int64_t now)
                    t->event, "due_at", due, "at", at);
 }
 
-/* Fires one timer in its own transaction; incidents are recorded. */
+/*
+ * Fires one timer in its own transaction; incidents are recorded.  The
+ * timer is claimed first, in that transaction: it was live when the batch
+ * was read, but an earlier timer of the batch may have moved or closed its
+ * case since, and another engine on the same database may have fired it.
+ * Only a claimed timer fires; *fired says whether this one did.
+ */
 static int
-fire_one(flow_engine *e, const due_timer *t, int64_t now)
+fire_one(flow_engine *e, const due_timer *t, int64_t now, int *fired)
 {
   flow__err err;
   flow__err_clear(&err);
   int kind = strcmp(t->kind, "after") == 0   ? FLOW__APPLY_AFTER
              : strcmp(t->kind, "timer") == 0 ? FLOW__APPLY_TIMER
                                              : FLOW__APPLY_SLA;
+  char *out = NULL;
+  int claimed = 0;
+  *fired = 0;
+  e->next_due = INT64_MIN;
+  int rc = e->vt->begin(e->store, &err);
+  if (rc == 0)
+    rc = e->vt->timer_claim(e->store, t->id, &claimed, &err);
+  if (rc != 0) {
+    e->vt->rollback(e->store);
+    return flow__engine_fail_err(e, &err);
+  }
+  if (!claimed) {
+    e->vt->rollback(e->store); /* nothing was written */
+    return 0;
+  }
   json_t *payload = json_loads(t->payload, 0, NULL);
   if (payload == NULL)
     payload = json_object();
-  char *out = NULL;
-  int rc = e->vt->begin(e->store, &err);
-  if (rc != 0) {
-    json_decref(payload);
-    return flow__engine_fail_err(e, &err);
-  }
   rc = flow__case_apply_txn(e, t->case_id, t->event, payload, &SYSTEM_ACTOR,
                             kind, t->target, &out);
   json_decref(payload);
-  if (rc == FLOW_ECLOSED || rc == FLOW_ENOTFOUND) {
-    /* Nothing left to wake: drop the timer quietly. */
-    rc = 0;
-    flow_free(out);
-    out = NULL;
-  }
-  if (rc == 0)
-    rc = e->vt->timer_delete(e->store, t->id, &err) ? flow__engine_fail_err(
-                                                          e, &err)
-                                                    : 0;
   if (rc == 0 && (rc = e->vt->commit(e->store, &err)) != 0)
     flow__engine_fail_err(e, &err);
-  e->next_due = INT64_MIN;
   if (rc == 0) {
+    *fired = 1;
     flow__engine_notify(e, timer_note("timer", t, now));
     if (out) {
       json_t *c = json_loads(out, 0, NULL);
@@ -224,19 +229,23 @@ fire_one(flow_engine *e, const due_timer *t, int64_t now)
   if (is_storage_error(rc))
     return rc;
 
-  /* The event was refused: keep the timer as an incident. */
+  /* The event was refused: keep the timer as an incident, unless another
+     engine fired it, or its case moved on, while this one held no lock. */
   char msg[FLOW__ERRMSG_MAX];
-  int code = rc;
+  int code = rc, marked = 0;
   snprintf(msg, sizeof msg, "%s", e->err.msg);
   int src = e->vt->begin(e->store, &err);
   if (src == 0)
-    src = e->vt->timer_incident(e->store, t->id, msg, &err);
+    src = e->vt->timer_incident(e->store, t->id, msg, &marked, &err);
   if (src == 0)
     src = e->vt->commit(e->store, &err);
   if (src != 0) {
     e->vt->rollback(e->store);
     return flow__engine_fail_err(e, &err);
   }
+  if (!marked)
+    return 0;
+  *fired = 1;
   json_t *n = timer_note("incident", t, now);
   if (n) {
     json_object_set_new(n, "error", json_string(flow_err_name(code)));
@@ -253,9 +262,11 @@ fire_one(flow_engine *e, const due_timer *t, int64_t now)
 }
 
 int
-flow__engine_fire_batch(flow_engine *e, size_t max, size_t *fired)
+flow__engine_fire_batch(flow_engine *e, size_t max, size_t *fired,
+                        size_t *seen)
 {
   *fired = 0;
+  *seen = 0;
   int64_t now = flow_engine_now(e);
   if (flow__engine_next_due(e) > now)
     return 0;
@@ -280,10 +291,11 @@ flow__engine_fire_batch(flow_engine *e, size_t max, size_t *fired)
     free_batch(&b);
     return flow__engine_fail_err(e, &err);
   }
+  *seen = b.n;
   for (size_t i = 0; i < b.n && rc == 0; i++) {
-    rc = fire_one(e, &b.items[i], now);
-    if (rc == 0)
-      (*fired)++;
+    int one = 0;
+    rc = fire_one(e, &b.items[i], now, &one);
+    *fired += (size_t)one;
   }
   free_batch(&b);
   return rc;

@@ -92,12 +92,17 @@ int flow__engine_sweep(flow_engine *e, flow__err *err);
 int64_t flow__engine_next_due(flow_engine *e);
 
 /*
- * Fires up to max timers due at or before the engine clock, in due order,
- * each in its own transaction (exactly once: the timer row goes in the
- * same transaction as the transition).  *fired receives how many fired.
- * A refused timer becomes an incident; only storage errors are returned.
+ * Reads up to max live timers due at or before the engine clock (*seen
+ * gets how many) and fires them in due order, each in its own transaction
+ * that first claims it (store.h: timer_claim), so a timer fires exactly
+ * once, and only if it still belongs to its case as the case is then, even
+ * with other engines firing on the same database.  *fired receives how
+ * many fired (incidents included): fewer than *seen when an earlier timer
+ * of the batch moved or closed a case, or another engine took some.  A
+ * refused timer becomes an incident; only storage errors are returned.
  */
-int flow__engine_fire_batch(flow_engine *e, size_t max, size_t *fired);
+int flow__engine_fire_batch(flow_engine *e, size_t max, size_t *fired,
+                            size_t *seen);
 
 /* 1 when asynchronous calls are queued. */
 int flow__engine_async_pending(const flow_engine *e);

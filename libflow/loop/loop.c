@@ -224,24 +224,26 @@ timer_cb(uv_timer_t *h)
 {
   struct flow__loop *l = h->data;
   flow_engine *e = l->e;
-  size_t fired = 0;
+  size_t fired = 0, seen = 0;
   int rc;
 
   l->in_timer = 1;
-  rc = flow__engine_fire_batch(e, TIMER_BATCH, &fired);
+  rc = flow__engine_fire_batch(e, TIMER_BATCH, &fired, &seen);
   l->in_timer = 0;
   if (rc != 0) {
     loop_log(e, FLOW_LOG_ERROR, "timers: %s (%s)", flow_errmsg(e),
              flow_err_name(rc));
     arm_retry(l);
-  } else if (fired == TIMER_BATCH) {
+  } else if (seen == TIMER_BATCH) {
     /* Maybe more overdue: check_cb fires them next round, after the
        other handles have had their turn. */
     l->more_timers = 1;
   } else if (flow__engine_next_due(e) > flow_engine_now(e)) {
     arm_timer(l);
-  } else if (fired > 0) {
-    l->more_timers = 1; /* what fired set timers that are due already */
+  } else if (seen > 0) {
+    /* What fired set timers that are due already, or another engine is
+       firing the rest: look again next round. */
+    l->more_timers = 1;
   } else {
     loop_log(e, FLOW_LOG_WARN,
              "timers: a timer is due but none fired; trying again later");
@@ -626,7 +628,7 @@ flow_engine_post(flow_engine *engine, flow_post_fn fn, void *payload)
 int
 flow_engine_fire_due(flow_engine *engine, size_t *fired)
 {
-  size_t total = 0, n;
+  size_t total = 0, n, seen;
   int rc;
 
   if (fired != NULL)
@@ -634,15 +636,17 @@ flow_engine_fire_due(flow_engine *engine, size_t *fired)
   if (engine == NULL)
     return FLOW_EMISUSE;
   for (;;) {
-    n = 0;
-    rc = flow__engine_fire_batch(engine, FIRE_DUE_BATCH, &n);
+    n = seen = 0;
+    rc = flow__engine_fire_batch(engine, FIRE_DUE_BATCH, &n, &seen);
     total += n;
     if (rc != 0)
       break;
-    /* A short batch means nothing else was due when it ran; but what it
-       fired may have set timers that are due already. */
-    if (n < FIRE_DUE_BATCH &&
-        (n == 0 ||
+    /* A short batch means nothing else was due when it was read; but
+       what it fired may have set timers that are due already.  Timers
+       it read but did not fire (dead by then, or fired by another
+       engine) are not read again, so this ends. */
+    if (seen < FIRE_DUE_BATCH &&
+        (seen == 0 ||
          flow__engine_next_due(engine) > flow_engine_now(engine)))
       break;
   }

@@ -152,12 +152,28 @@ typedef struct flow__store_vt {
      incidents too). */
   int (*timer_insert)(flow__store *s, const flow__timer_row *row,
                       flow__err *err);
-  int (*timer_delete)(flow__store *s, int64_t id, flow__err *err);
+  /*
+   * Claims a due timer for firing, inside the caller's transaction: the
+   * timer is taken (removed) only if it is still pending and live, as its
+   * case is now, and *claimed says whether it was (1) or not (0: another
+   * engine, maybe in another process, fired it first, or its case closed,
+   * left the timer's state or entered it again since the timer was read).
+   * The transition the timer causes is written in the same transaction,
+   * so a timer fires exactly once whatever the number of engines on the
+   * database: of two engines claiming one timer, one sees 1 and the other,
+   * waiting for the first to commit or roll back, sees 0 or, after a
+   * rollback, 1.  (A backend with row locks claims with a conditional
+   * DELETE ... RETURNING of rows it selected FOR UPDATE SKIP LOCKED.)
+   */
+  int (*timer_claim)(flow__store *s, int64_t id, int *claimed,
+                     flow__err *err);
   int (*timer_sweep_cases)(flow__store *s, const int64_t *case_ids,
                            size_t n, flow__err *err);
   int (*timer_sweep_due)(flow__store *s, int64_t now, flow__err *err);
+  /* Marks a due timer as an incident with its error, only if it is still
+     pending and live (as timer_claim); *marked says whether it was. */
   int (*timer_incident)(flow__store *s, int64_t id, const char *error,
-                        flow__err *err);
+                        int *marked, flow__err *err);
   /* Earliest pending due time, INT64_MAX when none. */
   int (*timer_next_due)(flow__store *s, int64_t *out, flow__err *err);
   /* Pending timers due at or before `now`, earliest first, at most max. */

@@ -35,7 +35,7 @@ enum {
   ST_RELEASE,
   ST_ROLLBACK_TO,
   ST_TIMER_INSERT,
-  ST_TIMER_DELETE,
+  ST_TIMER_CLAIM,
   ST_TIMER_SWEEP_CASE,
   ST_TIMER_SWEEP_DUE,
   ST_TIMER_INCIDENT,
@@ -107,7 +107,10 @@ static const char *const stmt_sql[ST_COUNT] = {
   [ST_TIMER_INSERT] = "INSERT INTO timers(case_id, due_at, kind, event,"
                       " payload, target, state, set_seq) VALUES (?1, ?2, ?3,"
                       " ?4, ?5, ?6, ?7, ?8)",
-  [ST_TIMER_DELETE] = "DELETE FROM timers WHERE id = ?1",
+  /* A claim or an incident takes effect only on a timer still pending
+     and live (sqlite3_changes() says whether it did). */
+  [ST_TIMER_CLAIM] = "DELETE FROM timers WHERE id = ?1 AND status ="
+                     " 'pending' AND " LIVE,
   /* FLOW__STORE_SWEEP_MAX (64) cases in one statement; unused slots stay
      NULL, which matches nothing. */
   [ST_TIMER_SWEEP_CASE] =
@@ -120,7 +123,7 @@ static const char *const stmt_sql[ST_COUNT] = {
   [ST_TIMER_SWEEP_DUE] = "DELETE FROM timers WHERE status = 'pending' AND"
                          " due_at <= ?1 AND NOT " LIVE,
   [ST_TIMER_INCIDENT] = "UPDATE timers SET status = 'incident', error = ?2"
-                        " WHERE id = ?1",
+                        " WHERE id = ?1 AND status = 'pending' AND " LIVE,
   [ST_TIMER_NEXT_DUE] = "SELECT due_at FROM timers WHERE status = 'pending'"
                         " AND " LIVE " ORDER BY due_at LIMIT 1",
   [ST_TIMER_DUE] = "SELECT id, case_id, due_at, kind, event, payload, target,"
@@ -901,9 +904,13 @@ timer_by_id(flow__store *s, int stmt, int64_t id, const char *what,
 }
 
 static int
-sqlite_timer_delete(flow__store *s, int64_t id, flow__err *err)
+sqlite_timer_claim(flow__store *s, int64_t id, int *claimed, flow__err *err)
 {
-  return timer_by_id(s, ST_TIMER_DELETE, id, "removing a timer", err);
+  int rc = timer_by_id(s, ST_TIMER_CLAIM, id, "claiming a due timer", err);
+  /* Under BEGIN IMMEDIATE no other connection writes until we commit, so
+     the row this DELETE found cannot be taken by anyone else. */
+  *claimed = rc == 0 && sqlite3_changes(s->db) == 1;
+  return rc;
 }
 
 static int
@@ -933,12 +940,14 @@ sqlite_timer_sweep_due(flow__store *s, int64_t now, flow__err *err)
 
 static int
 sqlite_timer_incident(flow__store *s, int64_t id, const char *error,
-                      flow__err *err)
+                      int *marked, flow__err *err)
 {
   sqlite3_stmt *st = s->st[ST_TIMER_INCIDENT];
   sqlite3_bind_int64(st, 1, id);
   sqlite3_bind_text(st, 2, error, -1, SQLITE_STATIC);
-  return step_done(s, st, err, "recording an incident");
+  int rc = step_done(s, st, err, "recording an incident");
+  *marked = rc == 0 && sqlite3_changes(s->db) == 1;
+  return rc;
 }
 
 static int
@@ -1055,7 +1064,7 @@ const flow__store_vt flow__store_sqlite = {
   sqlite_release,
   sqlite_rollback_to,
   sqlite_timer_insert,
-  sqlite_timer_delete,
+  sqlite_timer_claim,
   sqlite_timer_sweep_cases,
   sqlite_timer_sweep_due,
   sqlite_timer_incident,

@@ -120,6 +120,98 @@ START_TEST(test_store_sqlite_rollback_discards)
 }
 END_TEST
 
+static void
+add_timer(int64_t case_id, const char *state, int64_t set_seq)
+{
+  flow__timer_row t = { 0 };
+  t.case_id = case_id;
+  t.due_at = 2000;
+  t.kind = "timer";
+  t.event = "ping";
+  t.payload = "{}";
+  t.state = state;
+  t.set_seq = set_seq;
+  ck_assert_int_eq(vt->timer_insert(S, &t, &err), 0);
+}
+
+static int
+collect_timer_ids(void *ctx, const flow__timer_row *row)
+{
+  int64_t *ids = ctx;
+  size_t i = 0;
+  while (ids[i] != 0)
+    i++;
+  ids[i] = row->id;
+  return 0;
+}
+
+/* A claim takes a timer only while it is pending and live, and says so;
+   so does an incident. */
+START_TEST(test_store_sqlite_timer_claim)
+{
+  flow__case_row r = sample_row(1);
+  int claimed = -1, marked = -1;
+  ck_assert_int_eq(vt->begin(S, &err), 0);
+  ck_assert_int_eq(vt->case_insert(S, &r, &err), 0);
+  add_timer(1, "reported", 1); /* this visit of reported */
+  add_timer(1, "reported", 1); /* the same, to outlive a move */
+  add_timer(1, NULL, 1);       /* kept */
+  ck_assert_int_eq(vt->commit(S, &err), 0);
+  int64_t ids[8] = { 0 };
+  ck_assert_int_eq(vt->timer_due(S, 5000, 8, collect_timer_ids, ids, &err), 0);
+  ck_assert(ids[0] && ids[1] && ids[2] && !ids[3]);
+
+  ck_assert_int_eq(vt->begin(S, &err), 0);
+  ck_assert_int_eq(vt->timer_claim(S, ids[0], &claimed, &err), 0);
+  ck_assert_int_eq(claimed, 1);
+  /* Taken: a second claim (another engine, later) gets nothing. */
+  ck_assert_int_eq(vt->timer_claim(S, ids[0], &claimed, &err), 0);
+  ck_assert_int_eq(claimed, 0);
+  ck_assert_int_eq(vt->commit(S, &err), 0);
+
+  /* A rolled-back claim leaves the timer to claim again. */
+  ck_assert_int_eq(vt->begin(S, &err), 0);
+  ck_assert_int_eq(vt->timer_claim(S, ids[1], &claimed, &err), 0);
+  ck_assert_int_eq(claimed, 1);
+  vt->rollback(S);
+
+  /* The case leaves reported: its timer there is dead, the kept one is
+     not. */
+  r.state = "assigned";
+  r.seq = 2;
+  ck_assert_int_eq(vt->begin(S, &err), 0);
+  ck_assert_int_eq(vt->case_update(S, &r, 1, &err), 0);
+  ck_assert_int_eq(vt->timer_claim(S, ids[1], &claimed, &err), 0);
+  ck_assert_int_eq(claimed, 0);
+  ck_assert_int_eq(vt->timer_incident(S, ids[1], "late", &marked, &err), 0);
+  ck_assert_int_eq(marked, 0);
+  ck_assert_int_eq(vt->timer_incident(S, ids[2], "boom", &marked, &err), 0);
+  ck_assert_int_eq(marked, 1);
+  /* An incident is no longer pending: neither claimed nor marked again. */
+  ck_assert_int_eq(vt->timer_claim(S, ids[2], &claimed, &err), 0);
+  ck_assert_int_eq(claimed, 0);
+  ck_assert_int_eq(vt->timer_incident(S, ids[2], "boom", &marked, &err), 0);
+  ck_assert_int_eq(marked, 0);
+  ck_assert_int_eq(vt->commit(S, &err), 0);
+
+  /* A closed case's kept timers are dead too. */
+  ck_assert_int_eq(vt->begin(S, &err), 0);
+  add_timer(1, NULL, 2);
+  ck_assert_int_eq(vt->commit(S, &err), 0);
+  memset(ids, 0, sizeof ids);
+  ck_assert_int_eq(vt->timer_due(S, 5000, 8, collect_timer_ids, ids, &err), 0);
+  ck_assert(ids[0] && !ids[1]);
+  r.state = "closed";
+  r.closed = 1;
+  r.seq = 3;
+  ck_assert_int_eq(vt->begin(S, &err), 0);
+  ck_assert_int_eq(vt->case_update(S, &r, 1, &err), 0);
+  ck_assert_int_eq(vt->timer_claim(S, ids[0], &claimed, &err), 0);
+  ck_assert_int_eq(claimed, 0);
+  ck_assert_int_eq(vt->commit(S, &err), 0);
+}
+END_TEST
+
 static int
 count_history(void *ctx, const flow__history_row *row)
 {
@@ -353,6 +445,7 @@ store_suite(void)
   tcase_add_test(tc, test_store_sqlite_case_round_trip);
   tcase_add_test(tc, test_store_sqlite_rollback_discards);
   tcase_add_test(tc, test_store_sqlite_history_in_order);
+  tcase_add_test(tc, test_store_sqlite_timer_claim);
   tcase_add_test(tc, test_store_sqlite_list_filters);
   tcase_add_test(tc, test_store_sqlite_services_newest);
   tcase_add_test(tc, test_store_sqlite_outbox_unique);
