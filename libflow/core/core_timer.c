@@ -195,7 +195,11 @@ fire_one(flow_engine *e, const due_timer *t, int64_t now, int *fired)
     return flow__engine_fail_err(e, &err);
   }
   if (!claimed) {
-    e->vt->rollback(e->store); /* nothing was written */
+    /* Maybe a dead row removed: keep that. */
+    if ((rc = e->vt->commit(e->store, &err)) != 0) {
+      e->vt->rollback(e->store);
+      return flow__engine_fail_err(e, &err);
+    }
     return 0;
   }
   json_t *payload = json_loads(t->payload, 0, NULL);
@@ -272,11 +276,11 @@ flow__engine_fire_batch(flow_engine *e, size_t max, size_t *fired,
     return 0;
   flow__err err;
   flow__err_clear(&err);
-  /* Cancelled timers that came due go first, in one transaction, with the
-     noted ones; they never fire. */
+  /* The noted cases' cancelled timers go first, in one transaction;
+     cancelled rows the notes missed (a crash, a rollback) are removed by
+     the claims below as the batch meets them. */
   int rc = e->vt->begin(e->store, &err);
-  if (rc == 0 && (rc = e->vt->timer_sweep_due(e->store, now, &err)) == 0 &&
-      (rc = flow__engine_sweep(e, &err)) == 0)
+  if (rc == 0 && (rc = flow__engine_sweep(e, &err)) == 0)
     rc = e->vt->commit(e->store, &err);
   if (rc != 0) {
     e->vt->rollback(e->store);

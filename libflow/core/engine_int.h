@@ -84,8 +84,7 @@ void flow__engine_notify(flow_engine *e, json_t *j);
  * FLOW__SWEEP_BATCH are noted; sweep deletes them now.  Both run inside
  * the caller's transaction.  A failed sweep keeps its notes for the next
  * one; notes lost to a crash only leave dead rows, which nothing fires or
- * shows, and which sweep_due removes at the first firing after they come
- * due.
+ * shows, and which firing removes when it meets them (timer_claim).
  */
 int flow__engine_sweep_later(flow_engine *e, int64_t case_id, flow__err *err);
 int flow__engine_sweep(flow_engine *e, flow__err *err);

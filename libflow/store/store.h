@@ -146,10 +146,11 @@ typedef struct flow__store_vt {
      A timer is cancelled by the case row (its case closed, or left the
      timer's state, or entered it again after the timer was set: the case's
      entered_seq against the timer's set_seq); cancelled rows are deleted
-     later: sweep_cases removes those of the cases given (FLOW__STORE_SWEEP_MAX
-     per statement), sweep_due those due at or
-     before `now`.  next_due, due and list see live timers only (and list
-     incidents too). */
+     later: sweep_cases removes those of the cases given
+     (FLOW__STORE_SWEEP_MAX per statement), and timer_claim those it is
+     asked to claim.  next_due and list see live timers only (and list
+     incidents too); due returns pending timers live or not, so that
+     firing them removes the dead ones it meets, each once. */
   int (*timer_insert)(flow__store *s, const flow__timer_row *row,
                       flow__err *err);
   /*
@@ -157,7 +158,8 @@ typedef struct flow__store_vt {
    * timer is taken (removed) only if it is still pending and live, as its
    * case is now, and *claimed says whether it was (1) or not (0: another
    * engine, maybe in another process, fired it first, or its case closed,
-   * left the timer's state or entered it again since the timer was read).
+   * left the timer's state or entered it again; a pending timer that is
+   * dead is removed all the same, in the caller's transaction).
    * The transition the timer causes is written in the same transaction,
    * so a timer fires exactly once whatever the number of engines on the
    * database: of two engines claiming one timer, one sees 1 and the other,
@@ -169,14 +171,14 @@ typedef struct flow__store_vt {
                      flow__err *err);
   int (*timer_sweep_cases)(flow__store *s, const int64_t *case_ids,
                            size_t n, flow__err *err);
-  int (*timer_sweep_due)(flow__store *s, int64_t now, flow__err *err);
   /* Marks a due timer as an incident with its error, only if it is still
      pending and live (as timer_claim); *marked says whether it was. */
   int (*timer_incident)(flow__store *s, int64_t id, const char *error,
                         int *marked, flow__err *err);
   /* Earliest pending due time, INT64_MAX when none. */
   int (*timer_next_due)(flow__store *s, int64_t *out, flow__err *err);
-  /* Pending timers due at or before `now`, earliest first, at most max. */
+  /* Pending timers due at or before `now`, live or not, earliest first,
+     at most max. */
   int (*timer_due)(flow__store *s, int64_t now, size_t max,
                    int (*each)(void *ctx, const flow__timer_row *row),
                    void *ctx, flow__err *err);

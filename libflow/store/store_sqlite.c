@@ -36,8 +36,8 @@ enum {
   ST_ROLLBACK_TO,
   ST_TIMER_INSERT,
   ST_TIMER_CLAIM,
+  ST_TIMER_REAP,
   ST_TIMER_SWEEP_CASE,
-  ST_TIMER_SWEEP_DUE,
   ST_TIMER_INCIDENT,
   ST_TIMER_NEXT_DUE,
   ST_TIMER_DUE,
@@ -111,6 +111,8 @@ static const char *const stmt_sql[ST_COUNT] = {
      and live (sqlite3_changes() says whether it did). */
   [ST_TIMER_CLAIM] = "DELETE FROM timers WHERE id = ?1 AND status ="
                      " 'pending' AND " LIVE,
+  [ST_TIMER_REAP] = "DELETE FROM timers WHERE id = ?1 AND status ="
+                    " 'pending'",
   /* FLOW__STORE_SWEEP_MAX (64) cases in one statement; unused slots stay
      NULL, which matches nothing. */
   [ST_TIMER_SWEEP_CASE] =
@@ -120,15 +122,14 @@ static const char *const stmt_sql[ST_COUNT] = {
       "?33,?34,?35,?36,?37,?38,?39,?40,?41,?42,?43,?44,?45,?46,?47,?48,"
       "?49,?50,?51,?52,?53,?54,?55,?56,?57,?58,?59,?60,?61,?62,?63,?64"
       ") AND status = 'pending' AND NOT " LIVE,
-  [ST_TIMER_SWEEP_DUE] = "DELETE FROM timers WHERE status = 'pending' AND"
-                         " due_at <= ?1 AND NOT " LIVE,
   [ST_TIMER_INCIDENT] = "UPDATE timers SET status = 'incident', error = ?2"
                         " WHERE id = ?1 AND status = 'pending' AND " LIVE,
   [ST_TIMER_NEXT_DUE] = "SELECT due_at FROM timers WHERE status = 'pending'"
                         " AND " LIVE " ORDER BY due_at LIMIT 1",
+  /* Live or not: timer_claim decides, and removes the dead. */
   [ST_TIMER_DUE] = "SELECT id, case_id, due_at, kind, event, payload, target,"
                    " state, status, error FROM timers WHERE status ="
-                   " 'pending' AND due_at <= ?1 AND " LIVE
+                   " 'pending' AND due_at <= ?1"
                    " ORDER BY due_at, id LIMIT ?2",
   [ST_TIMER_LIST] = "SELECT id, case_id, due_at, kind, event, payload,"
                     " target, state, status, error FROM timers WHERE"
@@ -910,6 +911,8 @@ sqlite_timer_claim(flow__store *s, int64_t id, int *claimed, flow__err *err)
   /* Under BEGIN IMMEDIATE no other connection writes until we commit, so
      the row this DELETE found cannot be taken by anyone else. */
   *claimed = rc == 0 && sqlite3_changes(s->db) == 1;
+  if (rc == 0 && !*claimed)
+    rc = timer_by_id(s, ST_TIMER_REAP, id, "removing a cancelled timer", err);
   return rc;
 }
 
@@ -929,13 +932,6 @@ sqlite_timer_sweep_cases(flow__store *s, const int64_t *case_ids, size_t n,
     n -= k;
   }
   return rc;
-}
-
-static int
-sqlite_timer_sweep_due(flow__store *s, int64_t now, flow__err *err)
-{
-  return timer_by_id(s, ST_TIMER_SWEEP_DUE, now, "removing cancelled timers",
-                     err);
 }
 
 static int
@@ -1066,7 +1062,6 @@ const flow__store_vt flow__store_sqlite = {
   sqlite_timer_insert,
   sqlite_timer_claim,
   sqlite_timer_sweep_cases,
-  sqlite_timer_sweep_due,
   sqlite_timer_incident,
   sqlite_timer_next_due,
   sqlite_timer_due,
