@@ -53,7 +53,8 @@ extern "C" {
   XX(ECLOSED, -13, "case is closed")                                           \
   XX(EIO, -14, "storage failure")                                              \
   XX(EBUSY, -15, "storage busy")                                               \
-  XX(EMISUSE, -16, "library misuse")
+  XX(EMISUSE, -16, "library misuse")                                           \
+  XX(ECANCELED, -17, "cancelled before it was carried out")
 
 typedef enum flow_errno {
   FLOW_OK = 0,

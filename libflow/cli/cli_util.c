@@ -40,6 +40,7 @@ cli_exit_code(int err)
     case FLOW_ESTATE:
     case FLOW_EREFUSED:
     case FLOW_ECLOSED:
+    case FLOW_ECANCELED:
       return CLI_EXIT_REFUSED;
     default: /* EIO, EBUSY, ENOMEM, ERROR, EMISUSE and anything new */
       return CLI_EXIT_FAILURE;

@@ -24,11 +24,19 @@
  * calls before it have completed, so it sees their effects, and responses
  * are written in request order.
  *
+ * A flood of requests is read no faster than it is answered: at most
+ * RUN_QUEUE_MAX requests are in the process at once (read and not yet
+ * answered), and the reader thread waits while that many are, so memory
+ * stays flat whatever the size of the input; the queue is walked only from
+ * where it was left, so the time per request does not grow with it.
+ *
  * At the end of input it finishes what was asked (every callback has run),
  * then: with --until-idle it fires every timer due at the engine's time and
  * exits; with --keep-running it goes on firing timers until SIGINT or
- * SIGTERM; otherwise it exits.  SIGINT and SIGTERM at any time stop reading,
- * let the calls in flight finish and exit 0.
+ * SIGTERM; otherwise it exits.  SIGINT and SIGTERM at any time stop
+ * reading; the calls in flight finish and are answered once durable, and
+ * every request read but not yet started is answered with FLOW_ECANCELED
+ * and not carried out; then it exits 0.
  *
  * Only the public API (<flow.h>, <flow/uv.h>), libuv and Jansson are used.
  */
@@ -42,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <uv.h>
@@ -61,6 +70,12 @@ const cli_opt cli_run_opts[] = { { "--until-idle", 0 },
 #define RPC_INVALID_PARAMS -32602
 
 #define JSON_OUT (JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY)
+
+/* Requests read and not yet answered: the reader waits at RUN_QUEUE_MAX
+   and goes on once the engine is down to RUN_QUEUE_LOW.  A few thousand
+   fill several group commits, which is all the engine can use at once. */
+#define RUN_QUEUE_MAX 4096
+#define RUN_QUEUE_LOW 2048
 
 /* One request, from its line to its response. */
 typedef enum req_state {
@@ -93,6 +108,8 @@ typedef struct run_state {
 
   /* Engine thread only. */
   req *head, *tail;  /* in arrival order, until answered */
+  req *next;         /* the first not yet started, or NULL */
+  size_t answered;   /* lines finished since queued was last lowered */
   size_t inflight;   /* asynchronous calls whose callback has not run */
   int input_done;    /* end of input, or a signal: read no more */
   int interrupted;   /* SIGINT or SIGTERM */
@@ -100,11 +117,16 @@ typedef struct run_state {
   int failure;       /* a storage or internal failure: exit 3 */
   uv_signal_t sigint, sigterm;
   uv_async_t wake;   /* end of input when posting it failed */
+  uv_prepare_t flush; /* writes what the round printed */
 
   /* Shared with the reader thread, under mu. */
   uv_mutex_t mu;
+  uv_cond_t room;    /* queued fell to RUN_QUEUE_LOW, or reading stops */
+  size_t queued;     /* lines posted and not yet finished */
+  int stop_reading;  /* SIGINT or SIGTERM: read no further */
   int closed;        /* the engine is going away: post nothing more */
   int reader_done;   /* the reader has seen the end of its input */
+  int reader_waiting;/* the reader waits for room, not for input */
   uv_thread_t reader;
 } run_state;
 
@@ -112,11 +134,21 @@ static void pump(run_state *st);
 
 /* ---- output ------------------------------------------------------------- */
 
+/* Lines go into stdout's buffer; flush_out, before the loop waits for
+   anything, writes them.  So a response is written as soon as the loop
+   round that made it is over, with one write for the round's lines rather
+   than one per line. */
 static void
 write_line(const char *text)
 {
   fputs(text, stdout);
   fputc('\n', stdout);
+}
+
+static void
+flush_out(uv_prepare_t *h)
+{
+  (void)h;
   fflush(stdout);
 }
 
@@ -613,41 +645,79 @@ req_free(req *r)
   free(r);
 }
 
+/* Lowers the count of lines in the process by those finished since the
+   last time, waking the reader when there is room again. */
+static void
+release_room(run_state *st)
+{
+  if (st->answered == 0)
+    return;
+  uv_mutex_lock(&st->mu);
+  st->queued -= st->answered;
+  if (st->queued <= RUN_QUEUE_LOW)
+    uv_cond_signal(&st->room);
+  uv_mutex_unlock(&st->mu);
+  st->answered = 0;
+}
+
 /* Stops the loop once everything asked has been done and nothing more
-   will be asked. */
+   will be asked: input is over, every request is answered, and no line
+   posted by the reader is still on its way. */
 static void
 maybe_finish(run_state *st)
 {
+  size_t queued;
+
   if (st->finished || !st->input_done || st->head != NULL)
     return;
   if (st->keep_running && !st->interrupted)
     return;
+  uv_mutex_lock(&st->mu);
+  queued = st->queued;
+  uv_mutex_unlock(&st->mu);
+  if (queued > 0)
+    return; /* lines still posted: their turn comes next round */
   st->finished = 1;
   flow_engine_stop(st->e);
+}
+
+/* A request that will not be carried out because flow run is stopping. */
+static void
+cancel(req *r)
+{
+  r->state = REQ_DONE;
+  set_error(r, FLOW_ECANCELED,
+            json_pack("{s:s}", "name", flow_err_name(FLOW_ECANCELED)),
+            "not carried out: flow run was stopped (SIGINT or SIGTERM) "
+            "before it started this request; nothing was changed, so send "
+            "it again");
 }
 
 /*
  * Moves the queue on: starts every request whose turn has come, then
  * writes the responses at the head that are ready.  An asynchronous call
  * starts at once; anything else waits until no call is in flight, so
- * that it sees what the calls before it did.
+ * that it sees what the calls before it did.  Both walks start where the
+ * last one stopped, so each request is looked at a bounded number of
+ * times however long the queue.
  */
 static void
 pump(run_state *st)
 {
   req *r;
 
-  for (r = st->head; r != NULL; r = r->next) {
-    if (r->state != REQ_WAITING)
-      continue;
-    if (r->method == NULL)
-      continue; /* an error made when the line was read */
-    {
-      const method_def *m = find_method(r->method);
-      if ((m == NULL || !m->async) && st->inflight > 0)
-        break;
+  while ((r = st->next) != NULL) {
+    if (r->state == REQ_WAITING && r->method != NULL) {
+      if (st->interrupted) {
+        cancel(r);
+      } else {
+        const method_def *m = find_method(r->method);
+        if ((m == NULL || !m->async) && st->inflight > 0)
+          break;
+        dispatch(r);
+      }
     }
-    dispatch(r);
+    st->next = r->next;
   }
   while ((r = st->head) != NULL && r->state == REQ_DONE) {
     st->head = r->next;
@@ -656,7 +726,9 @@ pump(run_state *st)
     if (r->response != NULL)
       write_line(r->response);
     req_free(r);
+    st->answered++;
   }
+  release_room(st);
   maybe_finish(st);
 }
 
@@ -678,10 +750,13 @@ req_new(run_state *st)
   else
     st->head = r;
   st->tail = r;
+  if (st->next == NULL)
+    st->next = r;
   return r;
 }
 
-/* Turns one line into a queued request (or a queued error). */
+/* Turns one line into a queued request (or a queued error); a blank
+   line is finished at once. */
 static void
 take_line(run_state *st, const char *text, size_t len)
 {
@@ -692,10 +767,10 @@ take_line(run_state *st, const char *text, size_t len)
   while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' ||
                      text[len - 1] == ' ' || text[len - 1] == '\t'))
     len--;
-  if (strspn(text, " \t") >= len)
-    return; /* a blank line */
-  if ((r = req_new(st)) == NULL)
+  if (strspn(text, " \t") >= len || (r = req_new(st)) == NULL) {
+    st->answered++; /* a blank line, or one dropped for want of memory */
     return;
+  }
   msg = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
   if (msg == NULL) {
     set_error(r, RPC_PARSE_ERROR, NULL, "Parse error: %s at column %d",
@@ -752,7 +827,8 @@ out:
   json_decref(msg);
 }
 
-/* Runs on the engine's thread: one line the reader posted. */
+/* Runs on the engine's thread: one line the reader posted.  After a
+   signal it is still read, so that its sender hears it was cancelled. */
 static void
 on_line(flow_engine *engine, void *payload)
 {
@@ -760,11 +836,9 @@ on_line(flow_engine *engine, void *payload)
   run_state *st = l->st;
 
   (void)engine;
-  if (!st->input_done) {
-    take_line(st, l->text, l->len);
-    pump(st);
-  }
+  take_line(st, l->text, l->len);
   free(l);
+  pump(st);
 }
 
 /* Runs on the engine's thread: the reader has reached the end. */
@@ -791,7 +865,8 @@ on_wake(uv_async_t *h)
     on_eof(st->e, st);
 }
 
-/* The reader thread: posts each line to the engine's thread. */
+/* The reader thread: posts each line to the engine's thread, waiting
+   while RUN_QUEUE_MAX lines are in the process. */
 static void
 reader_main(void *arg)
 {
@@ -803,8 +878,17 @@ reader_main(void *arg)
 
   for (;;) {
     line *l;
-    int err, closed;
+    int err, stop;
 
+    uv_mutex_lock(&st->mu);
+    st->reader_waiting = 1;
+    while (st->queued >= RUN_QUEUE_MAX && !st->closed && !st->stop_reading)
+      uv_cond_wait(&st->room, &st->mu);
+    st->reader_waiting = 0;
+    stop = st->closed || st->stop_reading;
+    uv_mutex_unlock(&st->mu);
+    if (stop)
+      break;
     errno = 0;
     n = getline(&buf, &cap, stdin);
     if (n < 0) {
@@ -820,11 +904,15 @@ reader_main(void *arg)
     l->st = st;
     l->len = (size_t)n;
     memcpy(l->text, buf, (size_t)n + 1);
+    /* A line read just as a signal came is still posted: it is answered
+       as cancelled, not lost. */
     uv_mutex_lock(&st->mu);
-    closed = st->closed;
-    err = closed ? 0 : flow_engine_post(st->e, on_line, l);
+    stop = st->closed;
+    err = stop ? 0 : flow_engine_post(st->e, on_line, l);
+    if (!stop && err == 0)
+      st->queued++;
     uv_mutex_unlock(&st->mu);
-    if (closed) {
+    if (stop) {
       free(l);
       break;
     }
@@ -833,7 +921,7 @@ reader_main(void *arg)
       cli_errorf("out of memory: a request line was dropped");
     }
   }
-  if (ferror(stdin))
+  if (n < 0 && ferror(stdin))
     cli_errorf("cannot read standard input: %s",
                strerror(read_errno != 0 ? read_errno : EIO));
   free(buf);
@@ -852,6 +940,10 @@ on_signal(uv_signal_t *h, int signum)
   (void)signum;
   st->interrupted = 1;
   st->input_done = 1;
+  uv_mutex_lock(&st->mu);
+  st->stop_reading = 1;
+  uv_cond_signal(&st->room);
+  uv_mutex_unlock(&st->mu);
   pump(st);
 }
 
@@ -882,6 +974,16 @@ cli_cmd_run(cli_ctx *ctx, const cli_args *args)
     cli_errorf("cannot create a mutex");
     return CLI_EXIT_FAILURE;
   }
+  if (uv_cond_init(&st->room) != 0) {
+    uv_mutex_destroy(&st->mu);
+    free(st);
+    cli_errorf("cannot create a condition variable");
+    return CLI_EXIT_FAILURE;
+  }
+  /* Nothing is written before this: a larger buffer for the responses
+     of a whole round (a terminal stays line-buffered). */
+  if (!isatty(STDOUT_FILENO))
+    setvbuf(stdout, NULL, _IOFBF, 1 << 16);
   rc = cli_engine_open(ctx, CLI_DB_EXISTING);
   if (rc != 0)
     goto out;
@@ -898,6 +1000,9 @@ cli_cmd_run(cli_ctx *ctx, const cli_args *args)
      the run ends only by flow_engine_stop(). */
   uv_signal_init(loop, &st->sigint);
   uv_signal_init(loop, &st->sigterm);
+  uv_prepare_init(loop, &st->flush);
+  uv_prepare_start(&st->flush, flush_out);
+  uv_unref((uv_handle_t *)&st->flush);
   uv_async_init(loop, &st->wake, on_wake);
   st->sigint.data = st->sigterm.data = st->wake.data = st;
   uv_signal_start(&st->sigint, on_signal, SIGINT);
@@ -928,16 +1033,31 @@ cli_cmd_run(cli_ctx *ctx, const cli_args *args)
   rc = st->failure ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
 
 close_handles:
-  /* No more posts; lines already posted are dropped by on_line. */
+  /* No more posts, and a reader waiting for room stops waiting. */
   uv_mutex_lock(&st->mu);
   st->closed = 1;
-  reader_done = st->reader_done;
+  uv_cond_signal(&st->room);
+  /* Waiting for room, it sees closed and ends at once: it can be joined.
+     Waiting for input, it may never end. */
+  reader_done = st->reader_done || st->reader_waiting;
   uv_mutex_unlock(&st->mu);
   st->input_done = 1;
   uv_close((uv_handle_t *)&st->sigint, NULL);
   uv_close((uv_handle_t *)&st->sigterm, NULL);
   uv_close((uv_handle_t *)&st->wake, NULL);
+  uv_close((uv_handle_t *)&st->flush, NULL);
   flow_engine_run(st->e, FLOW_RUN_NOWAIT); /* they finish closing */
+  /* A line the reader posted as a signal stopped the run is answered
+     (as cancelled) too; nothing more can be posted. */
+  for (int i = 0; i < 1000 && st->interrupted && !st->failure; i++) {
+    size_t queued;
+    uv_mutex_lock(&st->mu);
+    queued = st->queued;
+    uv_mutex_unlock(&st->mu);
+    if (queued == 0)
+      break;
+    flow_engine_run(st->e, FLOW_RUN_NOWAIT);
+  }
   if (st->inflight > 0 || (reader_started && !reader_done)) {
     /* Calls still in flight (only after a failed run) are answered when
        main closes the engine; a reader interrupted while it waits for
@@ -955,6 +1075,7 @@ close_handles:
     uv_thread_join(&st->reader);
 
 out:
+  uv_cond_destroy(&st->room);
   uv_mutex_destroy(&st->mu);
   free(st);
   return rc;

@@ -306,10 +306,10 @@ flow__engine_async_drop(flow_engine *e)
   e->in_callback = 1;
   while (a) {
     flow__async *next = a->next;
-    flow__err_set(&e->err, FLOW_EMISUSE,
+    flow__err_set(&e->err, FLOW_ECANCELED,
                   "the engine was closed before this call was applied");
     if (a->cb)
-      a->cb(e, FLOW_EMISUSE, NULL, a->payload);
+      a->cb(e, FLOW_ECANCELED, NULL, a->payload);
     async_free(e, a);
     a = next;
   }

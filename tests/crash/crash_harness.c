@@ -371,7 +371,8 @@ child_sync(child *c, op *o)
   if (rc == 0) {
     child_ack(c, out, o->event);
   } else if (rc == FLOW_EIO || rc == FLOW_EBUSY || rc == FLOW_ENOMEM ||
-             rc == FLOW_ERROR || rc == FLOW_EMISUSE) {
+             rc == FLOW_ERROR || rc == FLOW_EMISUSE ||
+             rc == FLOW_ECANCELED) {
     child_die(c, "%s on case %s: %s: %s", o->event,
               o->case_id ? o->id : "(new)", flow_err_name(rc),
               flow_errmsg(c->e));

@@ -275,7 +275,7 @@ START_TEST(test_async_close_fails_queued_calls)
   flow_engine_close(E);
   E = NULL;
   ck_assert_int_eq(S.n, 1);
-  ck_assert_int_eq(S.status[0], FLOW_EMISUSE);
+  ck_assert_int_eq(S.status[0], FLOW_ECANCELED);
   ck_assert(strstr(S.msg[0], "closed") != NULL);
 }
 END_TEST
