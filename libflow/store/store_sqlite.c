@@ -188,6 +188,7 @@ static const char *const migrations[] = {
 struct flow__store {
   const flow__allocator *a;
   sqlite3 *db;
+  int busy_ms;       /* how long to wait for another connection's lock */
   sqlite3_stmt *st[ST_COUNT];
   int in_txn;
 };
@@ -217,60 +218,108 @@ exec_sql(flow__store *s, const char *sql, flow__err *err)
   return 0;
 }
 
+/*
+ * While another process creates or upgrades the same file, some locks are
+ * refused at once rather than waited for by the busy handler (turning on
+ * WAL, reading a header being rewritten: SQLite will not wait where that
+ * could deadlock).  Opening tries such steps again for up to busy_ms:
+ * *waited is the time spent so far; returns 1 to try again.
+ */
+static int
+busy_again(const flow__store *s, int rc, int *waited)
+{
+  if ((rc & 0xff) != SQLITE_BUSY || *waited >= s->busy_ms)
+    return 0;
+  int delay = *waited < 50 ? 1 + *waited : 50;
+  sqlite3_sleep(delay);
+  *waited += delay;
+  return 1;
+}
+
 static int
 pragma_int(flow__store *s, const char *sql, int *out, flow__err *err)
 {
-  sqlite3_stmt *st = NULL;
-  int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-  if (rc == SQLITE_OK) {
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-      *out = sqlite3_column_int(st, 0);
-      rc = SQLITE_OK;
+  int rc, waited = 0;
+  do {
+    sqlite3_stmt *st = NULL;
+    rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+      rc = sqlite3_step(st);
+      if (rc == SQLITE_ROW) {
+        *out = sqlite3_column_int(st, 0);
+        rc = SQLITE_OK;
+      }
     }
-  }
-  sqlite3_finalize(st);
+    sqlite3_finalize(st);
+  } while (busy_again(s, rc, &waited));
   if (rc != SQLITE_OK && rc != SQLITE_DONE)
     return sql_fail(s, err, rc, "reading the database header");
   return 0;
 }
 
+/* sqlite3_exec, with busy_again. */
+static int
+exec_busy(flow__store *s, const char *sql)
+{
+  int rc, waited = 0;
+  do
+    rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+  while (busy_again(s, rc, &waited));
+  return rc;
+}
+
+/*
+ * Brings the schema to SCHEMA_VERSION.  Several processes may open a new
+ * or old file at the same moment: the version is read again inside the
+ * write transaction that migrates, so only the first one migrates and the
+ * others find the work done.
+ */
 static int
 migrate(flow__store *s, const char *path, flow__err *err)
 {
   int ver = 0, ntables = 0, rc;
   if ((rc = pragma_int(s, "PRAGMA user_version", &ver, err)) != 0)
     return rc;
-  if (ver > SCHEMA_VERSION)
-    return flow__err_set(err, FLOW_EIO,
-                         "%s was written by a newer libflow (schema %d, this "
-                         "build knows up to %d): upgrade libflow",
-                         path, ver, SCHEMA_VERSION);
+  if (ver == SCHEMA_VERSION)
+    return 0;
+  rc = exec_busy(s, "BEGIN IMMEDIATE");
+  if (rc != SQLITE_OK)
+    return sql_fail(s, err, rc, "starting the schema update");
+  if ((rc = pragma_int(s, "PRAGMA user_version", &ver, err)) != 0)
+    goto fail;
+  if (ver > SCHEMA_VERSION) {
+    rc = flow__err_set(err, FLOW_EIO,
+                       "%s was written by a newer libflow (schema %d, this "
+                       "build knows up to %d): upgrade libflow",
+                       path, ver, SCHEMA_VERSION);
+    goto fail;
+  }
   if (ver == 0) {
     if ((rc = pragma_int(s,
                          "SELECT count(*) FROM sqlite_master WHERE type ="
                          " 'table'",
                          &ntables, err)) != 0)
-      return rc;
-    if (ntables > 0)
-      return flow__err_set(err, FLOW_EIO,
-                           "%s is an SQLite database that libflow did not "
-                           "create: give libflow a new file name",
-                           path);
+      goto fail;
+    if (ntables > 0) {
+      rc = flow__err_set(err, FLOW_EIO,
+                         "%s is an SQLite database that libflow did not "
+                         "create: give libflow a new file name",
+                         path);
+      goto fail;
+    }
   }
   for (int v = ver; v < SCHEMA_VERSION; v++) {
     char setver[64];
     snprintf(setver, sizeof setver, "PRAGMA user_version = %d", v + 1);
-    if ((rc = exec_sql(s, "BEGIN IMMEDIATE", err)) != 0)
-      return rc;
     if ((rc = exec_sql(s, migrations[v], err)) != 0 ||
-        (rc = exec_sql(s, setver, err)) != 0 ||
-        (rc = exec_sql(s, "COMMIT", err)) != 0) {
-      sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-      return rc;
-    }
+        (rc = exec_sql(s, setver, err)) != 0)
+      goto fail;
   }
-  return 0;
+  if ((rc = exec_sql(s, "COMMIT", err)) == 0)
+    return 0;
+fail:
+  sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+  return rc;
 }
 
 static void
@@ -305,6 +354,7 @@ sqlite_open(flow__store **out, const char *path, const flow__store_config *cfg,
   }
   sqlite3_extended_result_codes(s->db, 1);
   sqlite3_busy_timeout(s->db, cfg->busy_timeout_ms);
+  s->busy_ms = cfg->busy_timeout_ms;
   const char *sync = cfg->synchronous == FLOW_SYNC_FULL  ? "FULL"
                      : cfg->synchronous == FLOW_SYNC_OFF ? "OFF"
                                                          : "NORMAL";
@@ -316,7 +366,7 @@ sqlite_open(flow__store **out, const char *path, const flow__store_config *cfg,
            "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;"
            " PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
            sync);
-  rc = sqlite3_exec(s->db, pragmas, NULL, NULL, NULL);
+  rc = exec_busy(s, pragmas);
   if (rc != SQLITE_OK) {
     if ((rc & 0xff) == SQLITE_NOTADB)
       flow__err_set(err, FLOW_EIO,

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "store/store.h"
@@ -436,6 +437,72 @@ START_TEST(test_store_sqlite_reopens_existing)
 }
 END_TEST
 
+/* Several processes open one new file at the same moment (a host and
+   two `flow run`s started together): each gets a working store, and the
+   schema is made once.  Repeated, since the race is one of timing. */
+START_TEST(test_store_sqlite_concurrent_create)
+{
+  enum { PROCS = 4, ROUNDS = 25 };
+  for (int round = 0; round < ROUNDS; round++) {
+    char *path = temp_db();
+    int go[2];
+    ck_assert_int_eq(pipe(go), 0);
+    pid_t pids[PROCS];
+    for (int k = 0; k < PROCS; k++) {
+      pids[k] = fork();
+      ck_assert_int_ge(pids[k], 0);
+      if (pids[k] == 0) {
+        char c;
+        close(go[1]);
+        if (read(go[0], &c, 1) < 0)
+          _exit(9);
+        flow__allocator a = { flow__default_alloc, NULL };
+        flow__store_config cfg = { &a, FLOW_SYNC_NORMAL, 5000 };
+        flow__store *s2;
+        flow__err e2;
+        flow__err_clear(&e2);
+        if (vt->open(&s2, path, &cfg, &e2) != 0) {
+          fprintf(stderr, "process %d: %s\n", k, e2.msg);
+          _exit(1);
+        }
+        flow__case_row r = sample_row(0);
+        int64_t id;
+        int rc = vt->begin(s2, &e2);
+        if (rc == 0 && (rc = vt->case_next_id(s2, &id, &e2)) == 0) {
+          r.id = id;
+          rc = vt->case_insert(s2, &r, &e2);
+        }
+        if (rc == 0)
+          rc = vt->commit(s2, &e2);
+        if (rc != 0)
+          fprintf(stderr, "process %d: %s\n", k, e2.msg);
+        vt->close(s2);
+        _exit(rc == 0 ? 0 : 2);
+      }
+    }
+    close(go[0]);
+    close(go[1]);
+    for (int k = 0; k < PROCS; k++) {
+      int status;
+      ck_assert_int_eq(waitpid(pids[k], &status, 0), pids[k]);
+      ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                    "round %d: process %d could not open the new file", round,
+                    k);
+    }
+    flow__store *s2;
+    flow__store_config cfg = { &A, FLOW_SYNC_NORMAL, 1000 };
+    ck_assert_int_eq(vt->open(&s2, path, &cfg, &err), 0);
+    flow__case_row got;
+    for (int64_t id = 1; id <= PROCS; id++) {
+      ck_assert_int_eq(vt->case_get(s2, id, &got, &err), 0);
+      flow__case_row_clear(&A, &got);
+    }
+    vt->close(s2);
+    remove_db(path);
+  }
+}
+END_TEST
+
 static Suite *
 store_suite(void)
 {
@@ -452,6 +519,7 @@ store_suite(void)
   tcase_add_test(tc, test_store_sqlite_refuses_newer_schema);
   tcase_add_test(tc, test_store_sqlite_refuses_foreign_database);
   tcase_add_test(tc, test_store_sqlite_reopens_existing);
+  tcase_add_test(tc, test_store_sqlite_concurrent_create);
   suite_add_tcase(s, tc);
   return s;
 }
