@@ -36,9 +36,18 @@
  * The next child carries on on the same database (a restart after the
  * crash) for --rounds-per-db rounds, then a new database starts.
  *
+ * With --procs P (2 to 4) each round runs P children at once, each with
+ * its own engine on the same database file and all on one virtual clock
+ * (an 8-byte file they map and move on together), so they fire each
+ * other's timers and race for the same due ones; each is SIGKILLed after
+ * a delay of its own, so some of them die while the others go on and must
+ * pick up what the dead one left.  The checks are the same, over the
+ * acknowledgements of all of them: a timer fired twice or lost shows as a
+ * history that its replay cannot explain.
+ *
  * Usage: crash_harness [--kills K] [--source DIR] [--seed S] [--dir D]
  *          [--max-delay-us U] [--rounds-per-db R] [--sync-only] [--keep]
- *          [--verbose] [--self-test]
+ *          [--procs P] [--verbose] [--self-test]
  * It prints the seed, one line per kill (the child's seed and the delay
  * before its SIGKILL), and ends with "crash: K kills, E acknowledged
  * events checked, 0 problems" and status 0; or one PROBLEM line per
@@ -60,12 +69,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 /* ---- options and shared state ------------------------------------------ */
+
+#define MAX_PROCS 4
 
 typedef struct options {
   long kills;
@@ -78,9 +90,10 @@ typedef struct options {
   int keep;
   int verbose;
   int self_test;
+  int procs;
 } options;
 
-static options OPT = { 100, ".", 0, NULL, 60000, 4, 1, 0, 0, 0 };
+static options OPT = { 100, ".", 0, NULL, 60000, 4, 1, 0, 0, 0, 1 };
 static char SERVICE_PATH[4096];
 static char SELF[4096]; /* this program, for the child's exec */
 
@@ -144,6 +157,7 @@ typedef struct child {
   int fd;
   uint64_t rng;
   int64_t now;
+  int64_t *clock; /* the clock shared by the round's children */
   long serial; /* for unique uprns */
   tracker t;
 } child;
@@ -464,18 +478,37 @@ child_learn_open_cases(child *c)
   flow_free(out);
 }
 
+/* Moves the shared clock on by ms and sets the engine to it: the
+   children of a round share one time line. */
 static void
-child_main(int fd, const char *db, uint64_t seed, int64_t start, long serial)
+child_tick(child *c, int64_t ms)
+{
+  c->now = __atomic_add_fetch(c->clock, ms, __ATOMIC_SEQ_CST);
+  flow_engine_set_time(c->e, c->now);
+}
+
+static void
+child_main(int fd, const char *db, uint64_t seed, long serial,
+           const char *clock_path)
 {
   child c;
   memset(&c, 0, sizeof c);
   c.fd = fd;
   c.rng = seed;
-  c.now = start;
   c.serial = serial;
+  int cfd = open(clock_path, O_RDWR);
+  void *map = cfd >= 0 ? mmap(NULL, sizeof(int64_t), PROT_READ | PROT_WRITE,
+                              MAP_SHARED, cfd, 0)
+                       : MAP_FAILED;
+  if (map == MAP_FAILED)
+    child_die(&c, "mapping the clock %s: %s", clock_path, strerror(errno));
+  close(cfd);
+  c.clock = map;
+  c.now = __atomic_load_n(c.clock, __ATOMIC_SEQ_CST);
   char err[256];
   flow_engine_options o = FLOW_ENGINE_OPTIONS_INIT;
   o.synchronous = FLOW_SYNC_NORMAL; /* WAL + NORMAL survives a process kill */
+  o.busy_timeout_ms = 60000;        /* the other children hold the lock */
   int rc = flow_engine_open(&c.e, db, &o, err, sizeof err);
   if (rc != 0)
     child_die(&c, "opening %s: %s: %s", db, flow_err_name(rc), err);
@@ -495,8 +528,7 @@ child_main(int fd, const char *db, uint64_t seed, int64_t start, long serial)
     /* Up to 3 hours a step: within a few dozen steps some cases wait
        long enough for the 2-working-day `after` timer and the
        5-working-day service level to fire, while others close first. */
-    c.now += (int64_t)rnd_below(&c.rng, 3 * 3600) * 1000;
-    flow_engine_set_time(c.e, c.now);
+    child_tick(&c, (int64_t)rnd_below(&c.rng, 3 * 3600) * 1000);
     if (OPT.async && rnd_below(&c.rng, 100) < 45) {
       child_async_batch(&c);
     } else {
@@ -530,7 +562,8 @@ typedef struct ack {
 typedef struct round {
   long kill;
   uint64_t seed;
-  long delay_us;
+  long delay_us;           /* the first child's; the others' below */
+  long delays[MAX_PROCS];
   const char *db;
   ack *acks;
   size_t nacks;
@@ -657,104 +690,27 @@ drain(int fd, strbuf *b)
   }
 }
 
-/* Runs one child until the kill; fills r->acks.  Returns 0, or -1 when the
-   child died on its own (r->fatal says why). */
-static int
-run_child(round *r, int64_t start, long serial)
+/* Parses what one child wrote: its acknowledgements go on r->acks. */
+static void
+parse_child(round *r, char *text, size_t *cap)
 {
-  int fds[2];
-  if (pipe(fds) != 0) {
-    perror("crash: pipe");
-    exit(2);
-  }
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  if (pid < 0) {
-    perror("crash: fork");
-    exit(2);
-  }
-  if (pid == 0) {
-    /* A fresh image rather than a copy of the driver: nothing of the
-       driver's SQLite or heap state comes along, and a sanitizer build
-       does not pay copy-on-write faults for the driver's heap. */
-    char a_fd[16], a_seed[32], a_start[32], a_serial[32];
-    close(fds[0]);
-    snprintf(a_fd, sizeof a_fd, "%d", fds[1]);
-    snprintf(a_seed, sizeof a_seed, "%" PRIu64, r->seed);
-    snprintf(a_start, sizeof a_start, "%" PRId64, start);
-    snprintf(a_serial, sizeof a_serial, "%ld", serial);
-    char *argv[] = { SELF,     "--child",  a_fd,
-                     (char *)r->db, a_seed, a_start,
-                     a_serial, "--source", (char *)OPT.source,
-                     OPT.async ? NULL : "--sync-only", NULL };
-    execv(SELF, argv);
-    perror("crash: exec");
-    _exit(6);
-  }
-  close(fds[1]);
-  fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
-  strbuf b = { NULL, 0, 0 };
-  int eof = 0;
-  /* Most kills count the delay from the child's "R" (engine open, service
-     loaded), so that they land in the workload whatever the build's
-     speed; the others count from the fork and may land in the opening,
-     the recovery of the last crash or the schema creation. */
-  int waiting = r->from_ready;
-  int64_t forked = mono_us();
-  int64_t deadline = mono_us() + (waiting ? 30000000 : r->delay_us);
-  for (;;) {
-    int64_t left = deadline - mono_us();
-    if (left <= 0)
-      break;
-    struct timespec ts = { (time_t)(left / 1000000),
-                           (long)(left % 1000000) * 1000 };
-    struct pollfd p = { fds[0], POLLIN, 0 };
-    int n = ppoll(&p, 1, &ts, NULL);
-    if (n > 0 && drain(fds[0], &b) == 0) {
-      eof = 1;
-      break;
-    }
-    if (waiting && b.len > 0 && (b.p[0] == 'R' || strstr(b.p, "\nR\n"))) {
-      waiting = 0;
-      r->ready_us = mono_us() - forked;
-      deadline = mono_us() + r->delay_us;
-    } else if (waiting && b.len > 0 && b.p[0] == 'F') {
-      deadline = mono_us() + 100000; /* it is dying: collect why */
-    }
-  }
-  kill(pid, SIGKILL);
-  /* Whatever the child wrote before it died is in the pipe. */
-  fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) & ~O_NONBLOCK);
-  if (!eof)
-    drain(fds[0], &b);
-  close(fds[0]);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-    ;
-
-  /* Parse the lines. */
-  size_t cap = 0;
-  r->nacks = 0;
-  r->acks = NULL;
-  r->in_group = 0;
-  r->fatal[0] = 0;
+  int in_group = 0;
   char *save = NULL;
-  for (char *line = b.p ? strtok_r(b.p, "\n", &save) : NULL; line;
+  for (char *line = text ? strtok_r(text, "\n", &save) : NULL; line;
        line = strtok_r(NULL, "\n", &save)) {
     if (line[0] == 'R') {
       continue;
     } else if (line[0] == 'G') {
-      r->in_group = 1;
+      in_group = 1;
       ASYNC_BATCHES++;
     } else if (line[0] == 'g') {
-      r->in_group = 0;
+      in_group = 0;
     } else if (line[0] == 'F') {
       snprintf(r->fatal, sizeof r->fatal, "%s", line + 2);
     } else if (line[0] == 'A') {
-      if (r->nacks == cap) {
-        cap = cap ? 2 * cap : 1024;
-        r->acks = realloc(r->acks, cap * sizeof *r->acks);
+      if (r->nacks == *cap) {
+        *cap = *cap ? 2 * *cap : 1024;
+        r->acks = realloc(r->acks, *cap * sizeof *r->acks);
         if (r->acks == NULL) {
           fprintf(stderr, "crash: out of memory\n");
           exit(2);
@@ -769,14 +725,160 @@ run_child(round *r, int64_t start, long serial)
       }
     }
   }
-  free(b.p);
-  if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && !r->fatal[0])
-    return 0;
-  if (!r->fatal[0])
-    snprintf(r->fatal, sizeof r->fatal, "the child ended by itself (%s %d)",
-             WIFSIGNALED(status) ? "signal" : "exit status",
-             WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-  return -1;
+  if (in_group)
+    r->in_group = 1;
+}
+
+/* Runs OPT.procs children on r->db, on the clock in clock_path, each until
+   its own kill; fills r->acks with what all of them acknowledged.
+   Returns 0, or -1 when a child died on its own (r->fatal says why). */
+static int
+run_children(round *r, const char *clock_path, long serial)
+{
+  int np = OPT.procs;
+  pid_t pid[MAX_PROCS];
+  int fd[MAX_PROCS], eof[MAX_PROCS], waiting[MAX_PROCS], killed[MAX_PROCS];
+  int64_t deadline[MAX_PROCS], forked;
+  strbuf b[MAX_PROCS];
+
+  fflush(stdout);
+  fflush(stderr);
+  forked = mono_us();
+  for (int k = 0; k < np; k++) {
+    int fds[2];
+    if (pipe(fds) != 0) {
+      perror("crash: pipe");
+      exit(2);
+    }
+    pid[k] = fork();
+    if (pid[k] < 0) {
+      perror("crash: fork");
+      exit(2);
+    }
+    if (pid[k] == 0) {
+      /* A fresh image rather than a copy of the driver: nothing of the
+         driver's SQLite or heap state comes along, and a sanitizer build
+         does not pay copy-on-write faults for the driver's heap. */
+      char a_fd[16], a_seed[32], a_serial[32];
+      close(fds[0]);
+      snprintf(a_fd, sizeof a_fd, "%d", fds[1]);
+      snprintf(a_seed, sizeof a_seed, "%" PRIu64, r->seed + (uint64_t)k);
+      /* Each child its own uprns. */
+      snprintf(a_serial, sizeof a_serial, "%ld", serial + k * 250000L);
+      char *argv[] = { SELF,
+                       "--child",
+                       a_fd,
+                       (char *)r->db,
+                       a_seed,
+                       a_serial,
+                       (char *)clock_path,
+                       "--source",
+                       (char *)OPT.source,
+                       OPT.async ? NULL : "--sync-only",
+                       NULL };
+      execv(SELF, argv);
+      perror("crash: exec");
+      _exit(6);
+    }
+    close(fds[1]);
+    fd[k] = fds[0];
+    fcntl(fd[k], F_SETFL, fcntl(fd[k], F_GETFL) | O_NONBLOCK);
+    b[k] = (strbuf){ NULL, 0, 0 };
+    eof[k] = killed[k] = 0;
+    /* Most kills count the delay from the child's "R" (engine open,
+       service loaded), so that they land in the workload whatever the
+       build's speed; the others count from the fork and may land in the
+       opening, the recovery of the last crash or the schema creation. */
+    waiting[k] = r->from_ready;
+    deadline[k] = forked + (waiting[k] ? 30000000 : r->delays[k]);
+  }
+  int alive = np;
+  while (alive > 0) {
+    int64_t now = mono_us(), first = INT64_MAX;
+    for (int k = 0; k < np; k++) {
+      if (killed[k])
+        continue;
+      if (deadline[k] <= now) {
+        kill(pid[k], SIGKILL);
+        killed[k] = 1;
+        alive--;
+      } else if (deadline[k] < first) {
+        first = deadline[k];
+      }
+    }
+    if (alive == 0)
+      break;
+    struct pollfd p[MAX_PROCS];
+    int idx[MAX_PROCS], n = 0;
+    for (int k = 0; k < np; k++)
+      if (!killed[k] && !eof[k]) {
+        p[n] = (struct pollfd){ fd[k], POLLIN, 0 };
+        idx[n++] = k;
+      }
+    int64_t left = first - now;
+    struct timespec ts = { (time_t)(left / 1000000),
+                           (long)(left % 1000000) * 1000 };
+    if (ppoll(p, (nfds_t)n, &ts, NULL) <= 0)
+      continue;
+    for (int i = 0; i < n; i++) {
+      int k = idx[i];
+      if (!(p[i].revents & (POLLIN | POLLHUP)))
+        continue;
+      if (drain(fd[k], &b[k]) == 0) {
+        eof[k] = 1;
+        deadline[k] = mono_us(); /* it ended: nothing to wait for */
+      }
+      if (waiting[k] && b[k].len > 0 &&
+          (b[k].p[0] == 'R' || strstr(b[k].p, "\nR\n"))) {
+        waiting[k] = 0;
+        if (k == 0)
+          r->ready_us = mono_us() - forked;
+        deadline[k] = mono_us() + r->delays[k];
+      } else if (waiting[k] && b[k].len > 0 && b[k].p[0] == 'F') {
+        deadline[k] = mono_us() + 100000; /* it is dying: collect why */
+      }
+    }
+  }
+
+  size_t cap = 0;
+  int rc = 0;
+  r->nacks = 0;
+  r->acks = NULL;
+  r->in_group = 0;
+  r->fatal[0] = 0;
+  for (int k = 0; k < np; k++) {
+    /* Whatever the child wrote before it died is in the pipe. */
+    fcntl(fd[k], F_SETFL, fcntl(fd[k], F_GETFL) & ~O_NONBLOCK);
+    if (!eof[k])
+      drain(fd[k], &b[k]);
+    close(fd[k]);
+    int status = 0;
+    while (waitpid(pid[k], &status, 0) < 0 && errno == EINTR)
+      ;
+    parse_child(r, b[k].p, &cap);
+    free(b[k].p);
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && !r->fatal[0])
+      continue;
+    if (!r->fatal[0])
+      snprintf(r->fatal, sizeof r->fatal,
+               "child %d ended by itself (%s %d)", k + 1,
+               WIFSIGNALED(status) ? "signal" : "exit status",
+               WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    rc = -1;
+  }
+  return rc;
+}
+
+/* The round's clock: an 8-byte file its children map and move on. */
+static void
+clock_file(const char *path, int64_t start)
+{
+  int f = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  if (f < 0 || write(f, &start, sizeof start) != (ssize_t)sizeof start) {
+    perror("crash: the clock file");
+    exit(2);
+  }
+  close(f);
 }
 
 /* ---- verification ------------------------------------------------------- */
@@ -1226,7 +1328,7 @@ usage(void)
           "usage: crash_harness [--kills K] [--source DIR] [--seed S] "
           "[--dir D]\n"
           "         [--max-delay-us U] [--rounds-per-db R] [--sync-only] "
-          "[--keep] [--verbose] [--self-test]\n");
+          "[--keep] [--procs P] [--verbose] [--self-test]\n");
   exit(2);
 }
 
@@ -1246,6 +1348,7 @@ main(int argc, char **argv)
 {
   int seeded = 0;
   const char *child_args[5] = { NULL };
+  const char *child_clock = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1275,15 +1378,20 @@ main(int argc, char **argv)
     } else if (strcmp(a, "--verbose") == 0) {
       OPT.verbose = 1;
     } else if (strcmp(a, "--child") == 0 && i + 5 < argc) {
-      for (int k = 0; k < 5; k++)
+      for (int k = 0; k < 4; k++)
         child_args[k] = argv[++i];
+      child_clock = argv[++i];
+    } else if (strcmp(a, "--procs") == 0 && v) {
+      OPT.procs = (int)strtol(v, NULL, 10);
+      i++;
     } else if (strcmp(a, "--self-test") == 0) {
       OPT.self_test = 1;
     } else {
       usage();
     }
   }
-  if (OPT.kills < 1 || OPT.max_delay_us < 1 || OPT.rounds_per_db < 1)
+  if (OPT.kills < 1 || OPT.max_delay_us < 1 || OPT.rounds_per_db < 1 ||
+      OPT.procs < 1 || OPT.procs > MAX_PROCS)
     usage();
   if (!seeded)
     OPT.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
@@ -1297,8 +1405,7 @@ main(int argc, char **argv)
   if (child_args[0]) {
     child_main(atoi(child_args[0]), child_args[1],
                strtoull(child_args[2], NULL, 10),
-               strtoll(child_args[3], NULL, 10),
-               strtol(child_args[4], NULL, 10));
+               strtol(child_args[3], NULL, 10), child_clock);
     return 0;
   }
   ssize_t n = readlink("/proc/self/exe", SELF, sizeof SELF - 1);
@@ -1322,8 +1429,9 @@ main(int argc, char **argv)
   int64_t t0;
   flow_time_parse(&t0, T0_ISO);
   printf("crash: seed %" PRIu64 ", %ld kills, delays up to %ld us, %s calls, "
-         "databases in %s\n", OPT.seed, OPT.kills, OPT.max_delay_us,
-         OPT.async ? "sync and async" : "sync", dir);
+         "%d engine process%s per round, databases in %s\n", OPT.seed,
+         OPT.kills, OPT.max_delay_us, OPT.async ? "sync and async" : "sync",
+         OPT.procs, OPT.procs == 1 ? "" : "es", dir);
   fflush(stdout);
 
   uint64_t rng = OPT.seed;
@@ -1345,18 +1453,30 @@ main(int argc, char **argv)
     memset(&r, 0, sizeof r);
     r.kill = k;
     r.seed = rnd_next(&rng);
-    r.delay_us = 1 + (long)rnd_below(&rng, (uint64_t)OPT.max_delay_us);
+    for (int p = 0; p < OPT.procs; p++)
+      r.delays[p] = 1 + (long)rnd_below(&rng, (uint64_t)OPT.max_delay_us);
+    r.delay_us = r.delays[0];
     r.from_ready = rnd_below(&rng, 5) != 0;
     r.db = db;
-    int rc = run_child(&r, last_time, serial);
+    char clock_path[4300];
+    snprintf(clock_path, sizeof clock_path, "%s.clock", db);
+    clock_file(clock_path, last_time);
+    int rc = run_children(&r, clock_path, serial);
+    unlink(clock_path);
     if (rc != 0)
       problem(&r, "the child failed before the kill: %s", r.fatal);
     if (r.in_group)
       KILLS_IN_GROUP++;
     if (OPT.self_test)
       lose_tail(db);
-    printf("kill %ld: seed %" PRIu64 ", SIGKILL %ld us after the %s, %zu "
-           "acknowledged%s\n", k, r.seed, r.delay_us,
+    char delays[128] = "";
+    for (int p = 1; p < OPT.procs; p++)
+      snprintf(delays + strlen(delays), sizeof delays - strlen(delays),
+               "%s%ld", p == 1 ? " (others " : ", ", r.delays[p]);
+    if (OPT.procs > 1)
+      strcat(delays, " us)");
+    printf("kill %ld: seed %" PRIu64 ", SIGKILL %ld us%s after the %s, %zu "
+           "acknowledged%s\n", k, r.seed, r.delay_us, delays,
            r.from_ready ? "start of the load" : "fork", r.nacks,
            r.in_group ? ", inside a group commit" : "");
     fflush(stdout);
