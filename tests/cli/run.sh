@@ -640,6 +640,40 @@ run --db "$RDB" --now 2026-12-07T09:00:00Z run
 expect "run fires due timers" 0
 out_has "run fires due timers" '"event":"sla_breached"'
 
+# Two `flow run --until-idle` started together on one database with 200
+# due timers: each timer fires once, by one of them.
+TDB=$T/two.db
+run --db "$TDB" load "$SERVICE"
+_i=1
+while [ $_i -le 200 ]; do
+  printf '{"jsonrpc":"2.0","id":%d,"method":"open","params":{"service":"missed_bin","data":{"uprn":"%d","address":"%d Mill Lane","bin":"refuse"}}}\n' \
+    $_i $_i $_i
+  _i=$((_i + 1))
+done >"$T/opens.jsonl"
+"$FLOW" --db "$TDB" --now 2026-11-27T09:00:00Z run <"$T/opens.jsonl" \
+  >"$T/out" 2>"$T/err"
+rc=$?
+expect "two runners: 200 cases opened" 0
+"$FLOW" --db "$TDB" --now 2026-12-01T12:00:00Z run --until-idle </dev/null \
+  >"$T/run1" 2>"$T/err1" &
+_p1=$!
+"$FLOW" --db "$TDB" --now 2026-12-01T12:00:00Z run --until-idle </dev/null \
+  >"$T/run2" 2>"$T/err2" &
+_p2=$!
+wait $_p1
+_r1=$?
+wait $_p2
+_r2=$?
+[ $_r1 = 0 ] && [ $_r2 = 0 ] && pass ||
+  fail "two runners: exit $_r1 and $_r2: $(cat "$T/err1" "$T/err2")"
+_fired=$(cat "$T/run1" "$T/run2" | grep -c '"type":"transition"')
+[ "$_fired" = 200 ] && pass ||
+  fail "two runners: $_fired transitions for 200 due timers"
+run --db "$TDB" --json list --state escalated --limit 1000
+_n=$(grep -o '"seq":2,' "$T/out" | awk 'END { print NR }')
+[ "$_n" = 200 ] && pass ||
+  fail "two runners: $_n of 200 cases escalated once (seq 2)"
+
 # Usage and storage errors.
 run --db "$RDB" run --until-idle --keep-running
 usage "run --until-idle --keep-running"
