@@ -629,7 +629,9 @@ flow_service_load_string(char **out, flow_engine *engine, const char *source,
                   : FLOW_EMISUSE;
   if (len > MAX_SCRIPT_SIZE)
     return flow__engine_fail(engine, FLOW_EINVAL,
-                             "service script larger than 4 MiB");
+                             "%s: the script is %zu bytes, more than the 4 "
+                             "MiB a service script may be: make it smaller",
+                             chunkname ? chunkname : "service", len);
   return load_source(engine, out, source, len,
                      chunkname ? chunkname : "service");
 }

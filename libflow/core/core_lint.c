@@ -32,7 +32,9 @@ flow__service_compile_temp(flow_engine *e, const char *src, size_t len,
   *out = NULL;
   if (len > MAX_SOURCE)
     return flow__engine_fail(e, FLOW_EINVAL,
-                             "service script larger than 4 MiB");
+                             "%s: the script is %zu bytes, more than the 4 "
+                             "MiB a service script may be: make it smaller",
+                             chunkname ? chunkname : "service", len);
   flow__sandbox *sb = NULL;
   int rc = flow__engine_sandbox(e, &sb);
   if (rc != 0)

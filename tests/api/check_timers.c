@@ -310,6 +310,23 @@ START_TEST(test_timers_custom_calendar)
   bad.holidays = badday;
   bad.nholidays = 1;
   ck_assert_int_eq(flow_engine_set_calendar(E, &bad), FLOW_EINVAL);
+  /* A mix: every field good but the last. */
+  flow_calendar_options mix = FLOW_CALENDAR_OPTIONS_INIT;
+  mix.zone = "UTC";
+  mix.opens = "07:00";
+  mix.closes = "19:00";
+  mix.no_bank_holidays = 1;
+  mix.holidays = badday;
+  mix.nholidays = 1;
+  ck_assert_int_eq(flow_engine_set_calendar(E, &mix), FLOW_EINVAL);
+  /* The refusals left the calendar as it was: the same deadlines for a
+     case opened at the same moment (Monday's holiday still counts). */
+  ck_assert_int_eq(flow_case_open(NULL, E, "visit", NULL, NULL), 0);
+  ck_assert_int_eq(flow_case_timers(&c, E, "2"), 0);
+  ck_assert_msg(strstr(c, "\"due_at\":\"2026-12-02T09:00:00Z\",\"event\":"
+                          "\"after\"") != NULL,
+                "a refused calendar changed the deadlines: %s", c);
+  flow_free(c);
   flow_calendar_options paris = FLOW_CALENDAR_OPTIONS_INIT;
   paris.zone = "Europe/Paris";
   paris.no_bank_holidays = 1;

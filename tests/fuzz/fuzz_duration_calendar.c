@@ -35,6 +35,14 @@ fuzz_cleanup(void)
   E = NULL;
 }
 
+/* A service whose deadlines show the calendar: working days and hours
+   from a fixed moment. */
+static const char PROBE[] =
+    "return { name = 'probe', version = 1, initial = 'a',\n"
+    "  sla = { within = '3 working days' },\n"
+    "  states = { a = { after = { ['5 working hours'] = 'b' } },\n"
+    "             b = { final = true } } }\n";
+
 static void
 engine_up(void)
 {
@@ -46,6 +54,38 @@ engine_up(void)
   o.synchronous = FLOW_SYNC_OFF;
   FUZZ_CHECK(flow_engine_open(&E, ":memory:", &o, err, sizeof err) == 0,
              "open: %s", err);
+  FUZZ_CHECK(flow_service_load_string(NULL, E, PROBE, sizeof PROBE - 1,
+                                      "probe.lua") == 0,
+             "probe: %s", flow_errmsg(E));
+}
+
+/* The deadlines the current calendar gives a case opened on Friday
+   27 November 2026 at 15:00Z, as text (malloc'd): the case's due_at and
+   its timers.  Equal texts before and after a refused set_calendar mean
+   the calendar was left as it was. */
+static char *
+probe_calendar(void)
+{
+  char *out = NULL, *timers = NULL;
+  flow_engine_set_time(E, 1795791600000LL);
+  FUZZ_CHECK(flow_case_open(&out, E, "probe", NULL, NULL) == 0,
+             "probe open: %s", flow_errmsg(E));
+  json_t *cj = json_loads(out, 0, NULL);
+  const char *id = json_string_value(json_object_get(cj, "id"));
+  const char *due = json_string_value(json_object_get(cj, "due_at"));
+  FUZZ_CHECK(id && flow_case_timers(&timers, E, id) == 0, "probe timers: %s",
+             flow_errmsg(E));
+  json_t *tj = json_loads(timers, 0, NULL);
+  char *text = malloc(256);
+  FUZZ_CHECK(text != NULL, "out of memory");
+  snprintf(text, 256, "%s %s", due ? due : "null",
+           json_string_value(
+               json_object_get(json_array_get(tj, 0), "due_at")));
+  json_decref(tj);
+  json_decref(cj);
+  flow_free(out);
+  flow_free(timers);
+  return text;
 }
 
 /* Appends s[0..n) as a Lua string literal with every byte escaped. */
@@ -139,10 +179,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
       hol[c.nholidays++] = h;
     c.holidays = hol;
   }
+  char *before = probe_calendar();
   int rc = flow_engine_set_calendar(E, &c);
   FUZZ_CHECK(rc == 0 || rc == FLOW_EINVAL, "set_calendar returned %s: %s",
              flow_err_name(rc), flow_errmsg(E));
   FUZZ_CHECK(rc == 0 || flow_errmsg(E)[0], "set_calendar: no message");
+  if (rc != 0) {
+    char *after = probe_calendar();
+    FUZZ_CHECK(strcmp(before, after) == 0,
+               "a refused calendar changed the deadlines: %s, then %s",
+               before, after);
+    free(after);
+  }
+  free(before);
 
   /* The clock. */
   int64_t now = 1793610000000LL; /* 2026-11-02T09:00:00Z */

@@ -3,6 +3,7 @@
  * calling the core's flush directly (the loop calls it once per round).
  */
 #include <check.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,13 +26,15 @@ static const char *const SERVICE =
 
 static flow_engine *E;
 static test_alloc ta;
+static char dbdir[64], dbpath[96]; /* a file: a second connection reads it */
 
 typedef struct seen {
   int n;
   int status[16];
   char json[16][512];
   char msg[16][256];
-  int durable[16]; /* was the case readable in the database at callback? */
+  int durable[16]; /* did another connection see the case, at the seq
+                      the callback was given, when it ran? */
 } seen;
 
 static seen S;
@@ -47,16 +50,28 @@ on_done(flow_engine *e, int status, const char *json, void *payload)
   snprintf(S.msg[i], sizeof S.msg[i], "%s", flow_errmsg(e));
   ck_assert_int_eq(flow_errcode(e), status);
   /* No callback hears "done" before its transaction is durable: the
-     group is committed, so the case reads back from the database. */
+     group is committed, so another connection, which sees only what is
+     committed (the engine's own would see its open transaction too),
+     reads the case at the seq the callback was given, or later (the
+     later calls of the group were committed with it). */
   if (status == 0 && json) {
     const char *p = strstr(json, "\"id\":\"");
-    char id[16] = "";
-    if (p)
-      sscanf(p + 6, "%15[0-9]", id);
-    char *c = NULL;
-    S.durable[i] = flow_case_get(&c, e, id) == 0 &&
-                   strstr(c, "\"seq\"") != NULL;
-    flow_free(c);
+    const char *q = strstr(json, "\"seq\":");
+    long long id = p ? strtoll(p + 6, NULL, 10) : 0;
+    long long seq = q ? strtoll(q + 6, NULL, 10) : -1;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL),
+                     SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT seq FROM cases WHERE"
+                                            " id = ?1",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int64(st, 1, id);
+    S.durable[i] = sqlite3_step(st) == SQLITE_ROW &&
+                   sqlite3_column_int64(st, 0) >= seq;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
   }
 }
 
@@ -68,7 +83,8 @@ setup(void)
   flow_engine_options o = FLOW_ENGINE_OPTIONS_INIT;
   o.alloc = test_alloc_fn;
   o.alloc_payload = &ta;
-  ck_assert_int_eq(flow_engine_open(&E, ":memory:", &o, NULL, 0), 0);
+  test_db_make(dbdir, dbpath);
+  ck_assert_int_eq(flow_engine_open(&E, dbpath, &o, NULL, 0), 0);
   ck_assert_int_eq(
       flow_service_load_string(NULL, E, SERVICE, strlen(SERVICE), "b.lua"),
       0);
@@ -78,6 +94,7 @@ static void
 teardown(void)
 {
   flow_engine_close(E);
+  test_db_remove(dbdir, dbpath);
   ck_assert_int_eq(ta.live_blocks, 0);
 }
 

@@ -173,9 +173,13 @@ compile_target(const char *prelude, const char *body)
 
 typedef struct result {
   int rc;
-  char msg[FLOW__ERRMSG_MAX];
+  char msg[FLOW__ERRMSG_MAX]; /* the library's message buffer, copied whole */
+  size_t msg_len;  /* strnlen of it: FLOW__ERRMSG_MAX means unterminated */
   double cpu_ms;
-  char data[4096]; /* case.data as JSON when the run succeeded */
+  char data[4096]; /* case.data as JSON when the run succeeded (a prefix) */
+  size_t data_len; /* the full length of that JSON */
+  size_t s_len;    /* the byte length of case.data.s, when a string */
+  int s_all_e_acute; /* case.data.s is "\u00e9" repeated, nothing else */
 } result;
 
 static const flow__trans *
@@ -219,12 +223,28 @@ run_event(const char *event)
                 "budget (%d ms): %s",
                 event, r.cpu_ms, CPU_MS, e.msg);
   r.rc = rc;
-  if (rc != 0)
-    snprintf(r.msg, sizeof r.msg, "%s", e.msg);
+  if (rc != 0) {
+    /* The whole buffer, not a string copy: whether the library ended its
+       message inside its buffer is for the test to see. */
+    _Static_assert(sizeof r.msg == sizeof e.msg, "message buffers differ");
+    memcpy(r.msg, e.msg, sizeof r.msg);
+    r.msg_len = strnlen(e.msg, sizeof e.msg);
+    r.msg[sizeof r.msg - 1] = '\0';
+  }
   if (out) {
     char *d = json_dumps(out, JSON_COMPACT | JSON_SORT_KEYS);
-    snprintf(r.data, sizeof r.data, "%s", d);
+    r.data_len = d ? strlen(d) : 0;
+    snprintf(r.data, sizeof r.data, "%s", d ? d : "");
     free(d);
+    json_t *str = json_object_get(out, "s");
+    if (json_is_string(str)) {
+      const char *v = json_string_value(str);
+      r.s_len = json_string_length(str);
+      r.s_all_e_acute = r.s_len % 2 == 0;
+      for (size_t i = 0; i < r.s_len && r.s_all_e_acute; i += 2)
+        r.s_all_e_acute = (unsigned char)v[i] == 0xC3 &&
+                          (unsigned char)v[i + 1] == 0xA9;
+    }
   }
   flow__free(&al, next);
   json_decref(out);
@@ -987,20 +1007,58 @@ START_TEST(test_attacks_error_with_table_and_nil)
 }
 END_TEST
 
+/* 1 when s is well-formed UTF-8 (no overlong forms, surrogates, or a
+   sequence cut short). */
+static int
+utf8_ok(const char *s)
+{
+  const unsigned char *p = (const unsigned char *)s;
+  while (*p) {
+    int n = *p < 0x80 ? 0 : (*p & 0xE0) == 0xC0 ? 1
+            : (*p & 0xF0) == 0xE0 ? 2 : (*p & 0xF8) == 0xF0 ? 3 : -1;
+    if (n < 0 || (n == 1 && *p < 0xC2))
+      return 0;
+    uint32_t c = n ? (uint32_t)(*p & (0x3F >> n)) : *p;
+    for (int i = 1; i <= n; i++) {
+      if ((p[i] & 0xC0) != 0x80)
+        return 0;
+      c = (c << 6) | (p[i] & 0x3F);
+    }
+    if ((n == 2 && (c < 0x800 || (c >= 0xD800 && c <= 0xDFFF))) ||
+        (n == 3 && (c < 0x10000 || c > 0x10FFFF)))
+      return 0;
+    p += n + 1;
+  }
+  return 1;
+}
+
+/* A megabyte of error message: the library's message is cut to its
+   buffer, still says where the error was, stays one line, and is not cut
+   in the middle of a character (each \u00e9 is two bytes, and the cut
+   falls on an odd byte). */
 START_TEST(test_attacks_huge_error_message)
 {
-  result r = attack("error(('x'):rep(500000))");
+  result r = attack("error(('\\u{E9}'):rep(500000))");
   ck_assert_int_eq(r.rc, FLOW_ESCRIPT);
-  ck_assert_uint_lt(strlen(r.msg), FLOW__ERRMSG_MAX);
+  ck_assert_uint_lt(r.msg_len, FLOW__ERRMSG_MAX); /* ended in its buffer */
+  ck_assert_uint_gt(r.msg_len, FLOW__ERRMSG_MAX / 2); /* and not emptied */
+  ck_assert_msg(strncmp(r.msg, "target.lua:", 11) == 0, "%.80s", r.msg);
+  ck_assert_msg(strchr(r.msg, '\n') == NULL, "more than one line");
+  ck_assert_msg(utf8_ok(r.msg), "cut inside a character: ...%s",
+                r.msg + r.msg_len - 8);
+  ck_assert(strstr(r.msg, "\xC3\xA9\xC3\xA9\xC3\xA9") != NULL);
 }
 END_TEST
 
-/* Redis CVE-2022-24834: a huge string through the JSON encoder. */
+/* Redis CVE-2022-24834: a huge string through the JSON encoder comes out
+   whole and exact. */
 START_TEST(test_attacks_huge_string_to_json)
 {
   result r = attack("case.data.s = ('\\u{E9}'):rep(400000)");
   ck_assert_msg(r.rc == 0, "%s", r.msg);
-  ck_assert_uint_eq(strlen(r.data), sizeof r.data - 1); /* truncated copy */
+  ck_assert_uint_eq(r.s_len, 800000);
+  ck_assert(r.s_all_e_acute);
+  ck_assert_uint_eq(r.data_len, strlen("{\"s\":\"\"}") + 800000);
 }
 END_TEST
 
