@@ -19,8 +19,14 @@
  *   bench=run what=open|signal n=N engine_tps=E run_rps=R ratio=R/E
  *   target=0.5 PASS|BELOW rss_mb=M target=64 PASS|ABOVE
  *
- * where rss_mb is flow run's peak resident memory (ru_maxrss).  The clock
- * is fixed (Monday 30 November 2026, 09:00Z), so no timer falls due.
+ * where rss_mb is flow run's peak resident memory (ru_maxrss).  Then a
+ * third burst of opens is stopped with SIGTERM once a tenth of it has been
+ * answered, and the time from the signal to the process's exit is
+ *
+ *   bench=run what=sigterm n=N answered=A stop_ms=T target=1000 PASS|ABOVE
+ *
+ * The clock is fixed (Monday 30 November 2026, 09:00Z), so no timer falls
+ * due.
  * Exit status: 0 measured (whatever the figures), 1 a call or a request
  * failed, 2 usage.
  */
@@ -31,6 +37,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,9 +181,13 @@ engine_burst(void *ctx, void *out)
   return failed ? -1 : 0;
 }
 
-/* flow run on the request file: rate, peak RSS, every answer a result. */
+/* flow run on the request file: rate, peak RSS, every answer a result.
+   With stop_after > 0, SIGTERM once that many are answered, and *stop_ms
+   is the time from the signal to the exit (answers then are results or
+   FLOW_ECANCELED). */
 static int
-run_burst(const config *c, double *rps, double *rss_mb)
+run_burst(const config *c, long stop_after, double *rps, double *rss_mb,
+          double *stop_ms, long *answered)
 {
   int out[2];
   int in = open(c->requests, O_RDONLY);
@@ -204,13 +215,20 @@ run_burst(const config *c, double *rps, double *rss_mb)
   FILE *f = fdopen(out[0], "r");
   char *line = NULL;
   size_t cap = 0;
-  long answers = 0, results = 0;
+  long answers = 0, results = 0, cancelled = 0;
+  int64_t signalled = 0;
   while (getline(&line, &cap, f) > 0) {
     answers++;
     if (strstr(line, "\"result\":") != NULL)
       results++;
+    else if (signalled && strstr(line, "FLOW_ECANCELED") != NULL)
+      cancelled++;
     else if (answers - results <= 3)
       fprintf(stderr, "bench_run: %s", line);
+    if (stop_after > 0 && answers == stop_after) {
+      kill(pid, SIGTERM);
+      signalled = bench_now_ns();
+    }
   }
   free(line);
   fclose(f);
@@ -218,9 +236,22 @@ run_burst(const config *c, double *rps, double *rss_mb)
   struct rusage ru;
   while (wait4(pid, &status, 0, &ru) < 0 && errno == EINTR)
     ;
-  double s = (double)(bench_now_ns() - t0) / 1e9;
+  int64_t end = bench_now_ns();
+  double s = (double)(end - t0) / 1e9;
   *rps = s > 0 ? (double)answers / s : 0;
   *rss_mb = (double)ru.ru_maxrss / 1024.0;
+  *answered = answers;
+  if (stop_after > 0) {
+    *stop_ms = signalled ? (double)(end - signalled) / 1e6 : -1;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !signalled ||
+        results + cancelled != answers) {
+      fprintf(stderr, "bench_run: stopped flow run: status %d, %ld answers, "
+              "%ld results, %ld cancelled\n", status, answers, results,
+              cancelled);
+      return -1;
+    }
+    return 0;
+  }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || results != c->n) {
     fprintf(stderr, "bench_run: flow run: status %d, %ld of %ld results\n",
             status, results, c->n);
@@ -232,17 +263,34 @@ run_burst(const config *c, double *rps, double *rss_mb)
 static int
 burst(const config *c, int signals)
 {
-  double tps = 0, rps = 0, rss = 0;
+  double tps = 0, rps = 0, rss = 0, stop_ms = 0;
+  long answered = 0;
   engine_job j = { c, signals };
   if (write_requests(c, signals) != 0 ||
       bench_in_child(engine_burst, &j, &tps, sizeof tps) != 0 ||
-      run_burst(c, &rps, &rss) != 0)
+      run_burst(c, 0, &rps, &rss, &stop_ms, &answered) != 0)
     return -1;
   double ratio = tps > 0 ? rps / tps : 0;
   printf("bench=run what=%s n=%ld engine_tps=%.0f run_rps=%.0f ratio=%.3f"
          " target=0.5 %s rss_mb=%.1f target=64 %s\n",
          signals ? "signal" : "open", c->n, tps, rps, ratio,
          ratio >= 0.5 ? "PASS" : "BELOW", rss, rss < 64 ? "PASS" : "ABOVE");
+  fflush(stdout);
+  return 0;
+}
+
+/* SIGTERM in the middle of a burst of opens: how long until it exits. */
+static int
+stop_burst(const config *c)
+{
+  double rps = 0, rss = 0, stop_ms = 0;
+  long answered = 0, at = c->n / 10 > 0 ? c->n / 10 : 1;
+  if (write_requests(c, 0) != 0 ||
+      run_burst(c, at, &rps, &rss, &stop_ms, &answered) != 0)
+    return -1;
+  printf("bench=run what=sigterm n=%ld answered=%ld stop_ms=%.1f target=1000"
+         " %s\n",
+         c->n, answered, stop_ms, stop_ms < 1000 ? "PASS" : "ABOVE");
   fflush(stdout);
   return 0;
 }
@@ -275,7 +323,7 @@ main(int argc, char **argv)
   snprintf(c.requests, sizeof c.requests, "%s/requests.jsonl", c.dir);
   int status = 0;
   if (prepare_db(c.engine_db) != 0 || prepare_db(c.run_db) != 0 ||
-      burst(&c, 0) != 0 || burst(&c, 1) != 0)
+      burst(&c, 0) != 0 || burst(&c, 1) != 0 || stop_burst(&c) != 0)
     status = 1;
   bench_db_remove(c.engine_db);
   bench_db_remove(c.run_db);
