@@ -196,6 +196,21 @@ remove_db(const char *dir, const char *path)
 
 /* ---- a backlog on one case ------------------------------------------- */
 
+/* An in-memory engine with the service src loaded and one case of it
+   (case "1") opened at 09:00 on Monday 30 November 2026. */
+static flow_engine *
+engine_with_case(const char *src, const char *file, const char *service)
+{
+  flow_engine *e = open_engine(":memory:");
+  load(e, src, file);
+  flow_engine_set_time(e, at("2026-11-30T09:00:00Z"));
+  char *c;
+  ck_assert_msg(flow_case_open(&c, e, service, NULL, NULL) == 0, "%s",
+                flow_errmsg(e));
+  flow_free(c);
+  return e;
+}
+
 /* The issue's case: open at 09:00, the engine down until 12:00, then run
    until idle.  The 1h timer moves the case to b; the 2h one belonged to
    a and must not fire.  Across a restart: the backlog is found by a new
@@ -267,12 +282,8 @@ END_TEST
    does not, even when both are due in the same backlog. */
 START_TEST(test_timer_once_kept_and_scoped)
 {
-  flow_engine *e = open_engine(":memory:");
-  load(e, SERVICE, "backlog.lua");
-  flow_engine_set_time(e, at("2026-11-30T09:00:00Z"));
+  flow_engine *e = engine_with_case(SERVICE, "backlog.lua", "backlog");
   char *c;
-  ck_assert_int_eq(flow_case_open(&c, e, "backlog", NULL, NULL), 0);
-  flow_free(c);
   ck_assert_int_eq(flow_case_signal(&c, e, "1", "arm", NULL, NULL), 0);
   flow_free(c);
   /* Due by 11:00: ping 09:30 (a), a -> b 10:00, ping 10:30 (set in a:
@@ -295,12 +306,8 @@ END_TEST
    closes it, they do not fire. */
 START_TEST(test_timer_once_sla_after_close)
 {
-  flow_engine *e = open_engine(":memory:");
-  load(e, SLA_SERVICE, "quick.lua");
-  flow_engine_set_time(e, at("2026-11-30T09:00:00Z"));
+  flow_engine *e = engine_with_case(SLA_SERVICE, "quick.lua", "quick");
   char *c;
-  ck_assert_int_eq(flow_case_open(&c, e, "quick", NULL, NULL), 0);
-  flow_free(c);
   ck_assert_int_eq(fire(e, "2026-11-30T12:00:00Z"), 1);
   char *h = history(e, "1");
   assert_lacks(h, "sla_warning");
@@ -320,12 +327,8 @@ END_TEST
    timer is still live and fires in the same backlog. */
 START_TEST(test_timer_once_incident_keeps_state_timers)
 {
-  flow_engine *e = open_engine(":memory:");
-  load(e, INCIDENT_SERVICE, "shaky.lua");
-  flow_engine_set_time(e, at("2026-11-30T09:00:00Z"));
+  flow_engine *e = engine_with_case(INCIDENT_SERVICE, "shaky.lua", "shaky");
   char *c;
-  ck_assert_int_eq(flow_case_open(&c, e, "shaky", NULL, NULL), 0);
-  flow_free(c);
   ck_assert_int_eq(fire(e, "2026-11-30T12:00:00Z"), 2);
   c = case_json(e, "1");
   assert_has(c, "\"state\":\"b\"");

@@ -114,6 +114,31 @@ open_request(char *buf, size_t len, long id)
   return (size_t)n;
 }
 
+/* Open requests written to a non-blocking pipe, a line at a time. */
+typedef struct sender {
+  int fd;
+  char line[512];
+  size_t len, off;
+  long sent; /* whole lines written */
+} sender;
+
+/* Writes what the pipe takes of the current line, starting the next one
+   when it is done.  Returns the bytes written, or -1 with errno EAGAIN
+   when the pipe is full. */
+static ssize_t
+send_some(sender *sd)
+{
+  if (sd->off == sd->len) {
+    sd->len = open_request(sd->line, sizeof sd->line, sd->sent + 1);
+    sd->off = 0;
+  }
+  ssize_t n = write(sd->fd, sd->line + sd->off, sd->len - sd->off);
+  if (n > 0 && (sd->off += (size_t)n) == sd->len)
+    sd->sent++;
+  ck_assert_msg(n > 0 || errno == EAGAIN, "write: %s", strerror(errno));
+  return n;
+}
+
 /* Reads whatever is there into a line assembler; returns complete lines
    through each(). 0 at EOF, 1 otherwise. */
 typedef struct reader {
@@ -215,24 +240,10 @@ START_TEST(test_run_flood_backpressure)
   pid_t pid = spawn_run(-1, &to, &from);
   ck_assert_int_eq(fcntl(to, F_SETFL, O_NONBLOCK), 0);
   enum { LIMIT = 60000 };
-  char line[512];
-  size_t len = 0, off = 0;
-  long sent = 0;
-  for (;;) {
-    if (off == len) {
-      if (sent == LIMIT)
-        break;
-      len = open_request(line, sizeof line, sent + 1);
-      off = 0;
-    }
-    ssize_t n = write(to, line + off, len - off);
-    if (n > 0) {
-      off += (size_t)n;
-      if (off == len)
-        sent++;
+  sender sd = { to, "", 0, 0, 0 };
+  while (sd.sent < LIMIT || sd.off < sd.len) {
+    if (send_some(&sd) > 0)
       continue;
-    }
-    ck_assert_msg(n < 0 && errno == EAGAIN, "write: %s", strerror(errno));
     /* Full: wait for room; two quiet seconds mean flow run stopped
        reading. */
     struct pollfd p = { to, POLLOUT, 0 };
@@ -241,15 +252,15 @@ START_TEST(test_run_flood_backpressure)
   }
   /* RUN_QUEUE_MAX (4,096) in the process, plus what the pipes and stdio
      buffers hold: far below the flood. */
-  ck_assert_msg(sent < 12000, "flow run read %ld of a flood it could not "
-                "answer: no backpressure", sent);
+  ck_assert_msg(sd.sent < 12000, "flow run read %ld of a flood it could "
+                "not answer: no backpressure", sd.sent);
 
   /* Now read the answers, send 5,000 more, and end the flood. */
   answers a = { 0, 0, 0, 1 };
   static reader r;
   r.fd = from;
   r.have = 0;
-  const long total = sent + 5000;
+  const long total = sd.sent + 5000;
   int open_in = 1;
   while (1) {
     struct pollfd p[2] = { { from, POLLIN, 0 }, { open_in ? to : -1, POLLOUT,
@@ -260,18 +271,12 @@ START_TEST(test_run_flood_backpressure)
         break;
     }
     if (open_in && (p[1].revents & POLLOUT)) {
-      if (off == len && sent == total) {
+      if (sd.off == sd.len && sd.sent == total) {
         close(to);
         open_in = 0;
-        continue;
+      } else {
+        send_some(&sd);
       }
-      if (off == len) {
-        len = open_request(line, sizeof line, sent + 1);
-        off = 0;
-      }
-      ssize_t n = write(to, line + off, len - off);
-      if (n > 0 && (off += (size_t)n) == len)
-        sent++;
     }
   }
   close(from);
@@ -292,9 +297,7 @@ START_TEST(test_run_flood_sigterm_pipe)
   static reader r;
   r.fd = from;
   r.have = 0;
-  char line[512];
-  size_t len = 0, off = 0;
-  long sent = 0;
+  sender sd = { to, "", 0, 0, 0 };
   int64_t signalled = 0;
   for (;;) {
     struct pollfd p[2] = { { from, POLLIN, 0 }, { to, POLLOUT, 0 } };
@@ -307,15 +310,8 @@ START_TEST(test_run_flood_sigterm_pipe)
       ck_assert_int_eq(kill(pid, SIGTERM), 0);
       signalled = mono_ms();
     }
-    if (!signalled && (p[1].revents & POLLOUT)) {
-      if (off == len) {
-        len = open_request(line, sizeof line, sent + 1);
-        off = 0;
-      }
-      ssize_t n = write(to, line + off, len - off);
-      if (n > 0 && (off += (size_t)n) == len)
-        sent++;
-    }
+    if (!signalled && (p[1].revents & POLLOUT))
+      send_some(&sd);
   }
   /* stdout closed: flow run is exiting, with its input still open. */
   wait_exit(pid, signalled + 10000, 0);
