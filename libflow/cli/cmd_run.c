@@ -873,7 +873,7 @@ reader_main(void *arg)
   run_state *st = arg;
   char *buf = NULL;
   size_t cap = 0;
-  ssize_t n;
+  ssize_t n = 0;
   int read_errno = 0;
 
   for (;;) {
