@@ -128,13 +128,41 @@ cpu_tick(flow__sandbox *sb)
  * Growth is also refused once the unit's CPU time is gone, which stops C
  * code that builds a result piece by piece.
  */
+/* 1 when a fresh untyped block of n bytes is a table's hash part bigger
+   than FLOW__TABLE_MAX_HASH: a power of two of nodes, past the limit. */
+static int
+too_big_hash(const flow__sandbox *sb, size_t n)
+{
+  size_t ns = sb->node_size;
+  if (ns == 0 || n <= ns * FLOW__TABLE_MAX_HASH || n % ns != 0)
+    return 0;
+  size_t k = n / ns;
+  return (k & (k - 1)) == 0;
+}
+
 void *
 flow__sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
   flow__sandbox *sb = ud;
   const flow__allocator *a = sb->alloc;
-  if (ptr == NULL)
-    osize = 0; /* Lua passes the object's type here; the host wants 0 */
+  if (ptr == NULL) {
+    /* Lua passes the object's type here (0: a vector of some kind); the
+       host wants 0. */
+    if (osize == 0 && nsize > 0) {
+      int box = sb->last_tag == LUA_TUSERDATA && sb->last_size <= 64;
+      if (sb->probing && nsize > sb->probe_max)
+        sb->probe_max = nsize;
+      if (sb->limit_on && !box && too_big_hash(sb, nsize)) {
+        mark_killed(sb, FLOW__KILL_TABLE);
+        return NULL;
+      }
+    }
+    if (nsize > 0) {
+      sb->last_tag = (int)osize;
+      sb->last_size = nsize;
+    }
+    osize = 0;
+  }
   if (nsize == 0) {
     if (ptr != NULL) {
       a->fn(a->payload, ptr, osize, 0);
@@ -214,6 +242,9 @@ budget_raise(lua_State *L)
     break;
   case FLOW__KILL_LOG:
     lua_pushliteral(L, "budget exceeded: log output");
+    break;
+  case FLOW__KILL_TABLE:
+    lua_pushliteral(L, "budget exceeded: table size");
     break;
   case FLOW__KILL_CLOSE:
     lua_pushliteral(L, "the sandbox is closing");
@@ -348,6 +379,7 @@ unit_reset(flow__sandbox *sb)
   sb->counting = 1;
   sb->limit_on = 1;
   sb->pace = FLOW__HOOK_EVERY;
+  sb->close_depth = 0;
   sb->cpu_start = sb->tick_cpu = cpu_start_ns();
   sb->tick_wall = wall_ns();
   sb->tick_instr = 0;
@@ -476,6 +508,13 @@ flow__sb_outcome(flow__sandbox *sb, int status, const char *where,
                        "budget exceeded: %s: flow.log wrote more than %s of "
                        "log output",
                        flow__sb_what(sb), amount);
+    break;
+  case FLOW__KILL_TABLE:
+    rc = flow__err_set(err, FLOW_ELIMIT,
+                       "budget exceeded: %s built a table with more than %d "
+                       "keys outside its list part (keep big collections "
+                       "in the host, or split them)",
+                       flow__sb_what(sb), FLOW__TABLE_MAX_HASH);
     break;
   case FLOW__KILL_CLOSE:
     rc = flow__err_set(err, FLOW_EMISUSE, "the sandbox is closing");

@@ -52,10 +52,26 @@ static const char restore_key = 'r';  /* registry: upvalues to restore */
 static const char orders_key = 'o';   /* registry: table -> key order */
 static const char nil_mark = 'n';     /* an upvalue that was nil */
 static const char allowed_key = 'a';  /* registry: values left alone */
+static const char sealed_key = 's';   /* frozen metatable: by setmetatable */
 
 #define READ_ONLY                                                              \
   "attempt to change a read-only table (service globals are frozen after "  \
   "loading; keep per-case values in case.data)"
+#define SEALED                                                                 \
+  "attempt to change a metatable: a table is read-only once it is a "       \
+  "metatable (give it all its fields before the first setmetatable)"
+
+/* The error for a change to the frozen table at idx. */
+static int
+read_only_error(lua_State *L, int idx)
+{
+  int sealed = 0;
+  if (lua_getmetatable(L, idx)) {
+    sealed = lua_rawgetp(L, -1, &sealed_key) != LUA_TNIL;
+    lua_pop(L, 2);
+  }
+  return luaL_error(L, sealed ? SEALED : READ_ONLY);
+}
 
 int
 flow__frozen_contents(lua_State *L, int idx, int *list)
@@ -80,7 +96,7 @@ flow__frozen_contents(lua_State *L, int idx, int *list)
 static int
 ro_newindex(lua_State *L)
 {
-  return luaL_error(L, READ_ONLY);
+  return read_only_error(L, 1);
 }
 
 static int
@@ -184,7 +200,17 @@ key_cmp(const void *pa, const void *pb)
   return -int_float_cmp(b->i, a->n);
 }
 
-/* Pushes the keys of the table at r (absolute), sorted, as a list. */
+/*
+ * Pushes the keys of the table at r (absolute), sorted, as a list.
+ *
+ * Every step of both walks is charged as it goes: one lua_next on a table
+ * whose keys all collide costs as much as the whole chain, so counting
+ * first and charging after would let such a table run long past the CPU
+ * budget (and a kill that unwinds through a C __close handler would not
+ * stop it).  The second walk fills at most the n slots the first counted
+ * and sorts only what it filled: the allocations in between may collect,
+ * and a table can shrink (never grow) meanwhile.
+ */
 static void
 push_order(lua_State *L, int r)
 {
@@ -192,9 +218,10 @@ push_order(lua_State *L, int r)
   lua_pushnil(L);
   while (lua_next(L, r)) {
     lua_pop(L, 1);
-    n++;
+    if ((++n & 63) == 0)
+      flow__sb_charge(L, 64);
   }
-  flow__sb_charge(L, n + 1);
+  flow__sb_charge(L, (n & 63) + 1);
   if (n >= INT32_MAX)
     luaL_error(L, "table too big to visit");
   lua_createtable(L, (int)n, 0);
@@ -202,8 +229,10 @@ push_order(lua_State *L, int r)
   key_info *ki = lua_newuserdatauv(L, n * sizeof *ki + 1, 0);
   size_t i = 0;
   lua_pushnil(L);
-  while (lua_next(L, r)) {
+  while (i < n && lua_next(L, r)) {
     lua_pop(L, 1);
+    if ((i & 63) == 63)
+      flow__sb_charge(L, 64);
     if (!describe(L, -1, &ki[i]))
       luaL_error(L,
                  "cannot visit the keys of this table in a fixed order: "
@@ -220,6 +249,9 @@ push_order(lua_State *L, int r)
     }
     i++;
   }
+  if (i == n)
+    lua_pop(L, 1); /* lua_next left the last key: the walk stopped early */
+  n = i;
   uint64_t lg = 1;
   while (((uint64_t)1 << lg) < n)
     lg++;
@@ -339,7 +371,7 @@ sb_rawset(lua_State *L)
   luaL_checkany(L, 3);
   lua_settop(L, 3);
   if (flow__frozen_contents(L, 1, NULL))
-    return luaL_error(L, READ_ONLY);
+    return read_only_error(L, 1);
   lua_rawset(L, 1);
   return 1;
 }
@@ -361,21 +393,109 @@ push_copy(lua_State *L, int src)
 {
   src = lua_absindex(L, src);
   lua_newtable(L);
-  uint64_t n = 0;
   lua_pushnil(L);
   while (lua_next(L, src)) {
+    flow__sb_charge(L, 1); /* per key: see push_order */
     lua_pushvalue(L, -2);
     lua_insert(L, -2);
     lua_rawset(L, -4);
-    n++;
   }
-  flow__sb_charge(L, n + 1);
+  flow__sb_charge(L, 1);
 }
 
 /*
- * setmetatable(t, mt) without finalizers (a __gc would run script code
- * whenever the collector chooses, outside every budget), and with a frozen
- * mt standing for its twin (see the top of the file).
+ * The metamethods a metatable may not have, and why.  Lua looks every
+ * metamethod up in the metatable when it needs it, and the collector reads
+ * __mode at every cycle, so they are refused wherever a table becomes a
+ * metatable, and a metatable cannot change afterwards (see seal).
+ *
+ *   __gc      would run script code whenever the collector chooses,
+ *             outside every budget;
+ *   __mode    weak tables let a case see when the collector ran, so what
+ *             other cases allocated, and Lua 5.4.4 frees a weakly held
+ *             __newindex table inside its own resize (fixed in 5.4.8);
+ *   __concat  Debian's Lua 5.4.4 keeps a stale stack pointer across a
+ *             __concat handler that grows the stack (upstream 5.4.5 fixed
+ *             it in the same change as CVE-2022-33099; Debian took only
+ *             half).
+ */
+static void
+check_withheld(lua_State *L, int t)
+{
+  static const struct {
+    const char *key, *msg;
+  } withheld[] = {
+    { "__gc", "setmetatable: __gc finalizers are not available in service "
+              "scripts" },
+    { "__mode", "setmetatable: weak tables (__mode) are not available in "
+                "service scripts" },
+    { "__concat", "setmetatable: __concat metamethods are not available in "
+                  "service scripts (join with tostring(a) .. tostring(b) "
+                  "instead)" },
+  };
+  t = lua_absindex(L, t);
+  for (size_t i = 0; i < sizeof withheld / sizeof withheld[0]; i++) {
+    lua_pushstring(L, withheld[i].key);
+    int ty = lua_rawget(L, t);
+    lua_pop(L, 1);
+    if (ty != LUA_TNIL)
+      luaL_error(L, "%s", withheld[i].msg);
+  }
+}
+
+struct freezer {
+  lua_State *L;
+  int seen;    /* value -> true; for tables, later: their contents */
+  int tables;  /* the tables to freeze, 1..ntables */
+  int metas;   /* their new metatables, same positions */
+  int work;    /* values still to look at, 1..nwork */
+  int restore; /* upvalue triples: function, index, value */
+  lua_Integer ntables, nwork, nrestore;
+  int *line;
+  char *msg;
+  size_t len;
+  int refused;
+};
+typedef struct freezer freezer;
+
+static void push_frozen_meta(freezer *fz, int t, int s);
+
+/*
+ * Makes the table at idx read-only in place, as freezing does, but only it
+ * (what it refers to stays as it is): what setmetatable does to a table
+ * the first time it becomes a metatable.
+ */
+static void
+seal(lua_State *L, int idx)
+{
+  idx = lua_absindex(L, idx);
+  check_withheld(L, idx);
+  freezer fz;
+  memset(&fz, 0, sizeof fz);
+  fz.L = L;
+  lua_newtable(L); /* nothing else is being frozen now */
+  fz.seen = lua_gettop(L);
+  push_copy(L, idx);
+  int c = lua_gettop(L);
+  push_frozen_meta(&fz, idx, c);
+  lua_pushboolean(L, 1);
+  lua_rawsetp(L, -2, &sealed_key);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_pushnil(L);
+    lua_rawset(L, idx);
+  }
+  lua_setmetatable(L, idx);
+  lua_settop(L, fz.seen - 1);
+}
+
+/*
+ * setmetatable(t, mt) without the withheld metamethods above, and with mt
+ * read-only from then on: the first setmetatable with a table seals it,
+ * and every object gets mt's twin (see the top of the file) as its real
+ * metatable, while getmetatable still answers mt.
  */
 static int
 sb_setmetatable(lua_State *L)
@@ -383,6 +503,11 @@ sb_setmetatable(lua_State *L)
   int t = lua_type(L, 2);
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+  lua_settop(L, 2);
+  if (t == LUA_TTABLE && !flow__frozen_contents(L, 2, NULL))
+    seal(L, 2);
+  lua_settop(L, 2);
+  /* After sealing: setmetatable(C, C) finds C read-only now. */
   if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
     return luaL_error(L, "cannot change a protected metatable");
   lua_settop(L, 2);
@@ -391,6 +516,8 @@ sb_setmetatable(lua_State *L)
         lua_rawgetp(L, 3, &contents_key) == LUA_TTABLE) {
       if (lua_rawgetp(L, 3, &twin_key) != LUA_TTABLE) {
         lua_pop(L, 1);
+        /* Frozen while loading, it was never checked. */
+        check_withheld(L, 4);
         push_copy(L, 4);
         lua_pushliteral(L, "__metatable");
         if (lua_rawget(L, -2) == LUA_TNIL) {
@@ -405,13 +532,9 @@ sb_setmetatable(lua_State *L)
       lua_replace(L, 2);
     }
     lua_settop(L, 2);
-    lua_pushliteral(L, "__gc");
-    if (lua_rawget(L, 2) != LUA_TNIL)
-      return luaL_error(L, "setmetatable: __gc finalizers are not "
-                           "available in service scripts");
-    lua_pop(L, 1);
   }
   lua_setmetatable(L, 1);
+  lua_settop(L, 1);
   return 1;
 }
 
@@ -452,19 +575,6 @@ flow__freeze_install(lua_State *L)
 
 /* ---- freezing ----------------------------------------------------------- */
 
-typedef struct freezer {
-  lua_State *L;
-  int seen;    /* value -> true; for tables, later: their contents */
-  int tables;  /* the tables to freeze, 1..ntables */
-  int metas;   /* their new metatables, same positions */
-  int work;    /* values still to look at, 1..nwork */
-  int restore; /* upvalue triples: function, index, value */
-  lua_Integer ntables, nwork, nrestore;
-  int *line;
-  char *msg;
-  size_t len;
-  int refused;
-} freezer;
 
 /* Adds the value at idx to the work list if it can hold other values. */
 static void

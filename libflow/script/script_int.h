@@ -21,8 +21,20 @@ enum {
   FLOW__KILL_MEM,    /* asked for more than mem_limit */
   FLOW__KILL_CLOSE,  /* the state is being closed: run nothing */
   FLOW__KILL_CPU,    /* used more than cpu_ms of CPU time */
-  FLOW__KILL_LOG     /* flow.log / print wrote more than log_limit */
+  FLOW__KILL_LOG,    /* flow.log / print wrote more than log_limit */
+  FLOW__KILL_TABLE   /* a table grew past FLOW__TABLE_MAX_HASH keys */
 };
+
+/*
+ * The most keys a table may hold outside its list part (its hash part).
+ * Lua 5.4 hashes an integer key by its remainder modulo 2^k - 1, so keys a
+ * script (or a sender's numbers a script uses as keys) picks to collide
+ * make a table whose every resize takes time quadratic in its size, in
+ * one VM instruction that no hook can interrupt: 90 ms for 16,384 keys,
+ * 5 s for 131,072.  A hash part is allocated in one piece, so the
+ * sandbox's allocator refuses a bigger one (see script_budget.c).
+ */
+#define FLOW__TABLE_MAX_HASH 16384
 
 /*
  * VM instructions between two calls of the count hook.  Any count hook
@@ -54,6 +66,16 @@ struct flow__sandbox {
   void *pend_ptr;
   size_t pend_osize, pend_nsize;
   unsigned alloc_ticks; /* growing allocations, for the CPU clock */
+  /* sizeof(Node) of this Lua, measured when the sandbox is made (0 until
+     then): a hash part is a fresh untyped block of 2^k nodes. */
+  size_t node_size;
+  size_t probe_max;     /* while measuring: the largest such block */
+  int probing;
+  /* The last fresh allocation: its type (what Lua passes as osize) and
+     size.  A luaL_Buffer's box is a small userdata whose buffer comes
+     next, as a fresh untyped block of any size: not a hash part. */
+  int last_tag;
+  size_t last_size;
 
   /* The budget of the unit of work running now (a run, a load, an eval). */
   uint64_t instr_limit;
@@ -92,6 +114,7 @@ struct flow__sandbox {
   uint32_t cpu_ms_max;
 
   int frozen;        /* the globals are frozen (script_freeze.c) */
+  int close_depth;   /* coroutine closes nested in __close handlers now */
 
   flow_log_fn log;
   flow_engine *log_engine;
@@ -278,10 +301,27 @@ void flow__freeze_allow(lua_State *L, int idx);
    frozen tables into the globals table at the top of the stack. */
 void flow__freeze_install(lua_State *L);
 
+/* ---- compiled code (script_bytecode.c) -------------------------------- */
+
+/*
+ * Checks the function just compiled, at the top of the stack, for the code
+ * Lua 5.4.4 cannot run safely (see the file): a run of more than 64 field
+ * accesses each on the one before, and an upvalue table indexed by a
+ * comparison.  Returns 0; FLOW_ESCRIPT with *line and msg ("chunk:LINE:
+ * what to write instead", the chunk named as in Lua's messages);
+ * FLOW_ELIMIT when sb's unit ran out on the way (the dump is charged);
+ * FLOW_ENOMEM.  The function stays where it is.
+ */
+int flow__bytecode_check(lua_State *L, flow__sandbox *sb, int *line,
+                         char *msg, size_t len);
+
 /* ---- JSON <-> Lua (script_json.c) ------------------------------------ */
 
 #define FLOW__JSON_MAX_DEPTH 100
 #define FLOW__JSON_MAX_NODES 1000000
+/* The most JSON text a value converted from Lua may make: the engine's
+   limit on case data and payloads (FLOW__MAX_DOCUMENT). */
+#define FLOW__JSON_MAX_TEXT FLOW__MAX_DOCUMENT
 
 /*
  * Creates the shared list metatable in the registry.  Call once per state,
@@ -320,7 +360,9 @@ int flow__json_depth_ok(json_t *j, int max);
  * access only (a frozen table is read as what it holds).  root names the
  * value in messages ("data" gives "data.address: not valid UTF-8").
  * Returns 0, FLOW_EINVAL when the value cannot be JSON (msg says where and
- * why), or FLOW_ENOMEM.  It never raises and never allocates Lua memory,
+ * why), FLOW_EDATA when it would be more than FLOW__JSON_MAX_TEXT bytes of
+ * JSON (refused as soon as that is certain, before more is built), or
+ * FLOW_ENOMEM.  It never raises and never allocates Lua memory,
  * so a partly built result cannot leak.
  */
 int flow__json_from_lua(lua_State *L, int idx, const char *root,

@@ -637,6 +637,11 @@ typedef struct conv {
   size_t nodes;
   size_t bytes;      /* text converted so far */
   size_t charged_nodes, charged_bytes;
+  /* A lower bound of the JSON text the result makes (every string and key
+     with its quotes, one byte per value), refused past FLOW__JSON_MAX_TEXT
+     before anything bigger is built. */
+  size_t text;
+  size_t root_len;   /* of the root's name at the start of path */
   char path[256];   /* "data.items[3].name", truncated with "..." */
   size_t plen;
   char *msg;
@@ -755,6 +760,37 @@ member_cmp(const void *pa, const void *pb)
 
 static int to_json(conv *c, int idx, int depth, json_t **out);
 
+/* One step of a walk over a table's keys: charged and clocked on its own,
+   since one lua_next (or rawgeti) on a table whose keys all collide costs
+   as much as the whole chain.  Returns 0, or FLOW_ELIMIT (the kill is
+   recorded in the sandbox). */
+static int
+conv_step(conv *c)
+{
+  if (c->sb && flow__sb_spend(c->sb, 1))
+    return conv_fail(c, FLOW_ELIMIT, "budget exceeded");
+  return 0;
+}
+
+/* Adds n bytes to the text the result will make; FLOW_EDATA past the
+   limit. */
+static int
+conv_text(conv *c, size_t n)
+{
+  c->text += n;
+  if (c->text <= FLOW__JSON_MAX_TEXT)
+    return 0;
+  /* The whole value is too big, not the part being converted. */
+  c->plen = c->root_len;
+  c->path[c->plen] = 0;
+  return conv_fail(c, FLOW_EDATA,
+                     "more than %d KiB as JSON, the most case data, a "
+                     "payload or an action's arguments may be (keep large "
+                     "content in the host's store and put its reference "
+                     "here)",
+                     FLOW__JSON_MAX_TEXT / 1024);
+}
+
 /*
  * Looks at every key of the table at t (absolute index) and says what it
  * can become.  Sets *nstr, *nint (keys 1..), *max (largest of those).
@@ -769,6 +805,11 @@ classify(conv *c, int t, size_t *nstr, size_t *nint, lua_Integer *max)
   lua_pushnil(L);
   while (lua_next(L, t)) {
     int kt = lua_type(L, -2);
+    int rc = conv_step(c);
+    if (rc != 0) {
+      lua_pop(L, 2);
+      return rc;
+    }
     if (kt == LUA_TSTRING) {
       (*nstr)++;
     } else if (kt == LUA_TNUMBER && lua_isinteger(L, -2) &&
@@ -824,10 +865,17 @@ array_from(conv *c, int t, int depth, size_t n, json_t **out)
     return conv_fail(c, FLOW_ENOMEM, "out of memory");
   size_t plen = c->plen;
   for (size_t i = 1; i <= n; i++) {
+    int rc = conv_step(c);
+    if (rc == 0)
+      rc = conv_text(c, 1); /* the comma */
+    if (rc != 0) {
+      json_decref(arr);
+      return rc;
+    }
     lua_rawgeti(L, t, (lua_Integer)i);
     path_index(c, i);
     json_t *v = NULL;
-    int rc = to_json(c, lua_gettop(L), depth + 1, &v);
+    rc = to_json(c, lua_gettop(L), depth + 1, &v);
     lua_pop(L, 1);
     c->plen = plen;
     c->path[plen] = 0;
@@ -862,6 +910,12 @@ object_from(conv *c, int t, int depth, size_t n, json_t **out)
        and the pointer stays valid: the table still holds the key. */
     const char *key = lua_tolstring(L, -2, &klen);
     path_key(c, key, klen);
+    if ((rc = conv_step(c)) != 0 || (rc = conv_text(c, klen + 4)) != 0) {
+      c->plen = plen;
+      c->path[plen] = 0;
+      lua_pop(L, 2);
+      goto fail;
+    }
     if (!flow__utf8_valid(key, klen)) {
       c->plen = plen;
       c->path[plen] = 0;
@@ -974,6 +1028,9 @@ to_json(conv *c, int idx, int depth, json_t **out)
   }
   json_t *j = NULL;
   int ty = lua_type(L, idx);
+  int rc = conv_text(c, 1);
+  if (rc != 0)
+    return rc;
   switch (ty) {
   case LUA_TNIL:
     j = json_null();
@@ -997,6 +1054,10 @@ to_json(conv *c, int idx, int depth, json_t **out)
     size_t len;
     const char *s = lua_tolstring(L, idx, &len);
     c->bytes += len;
+    /* Refused before it is copied: a string of gigabytes, or one string
+       referred to a thousand times. */
+    if ((rc = conv_text(c, len + 1)) != 0)
+      return rc;
     if (!flow__utf8_valid(s, len))
       return conv_fail(c, FLOW_EINVAL, "not valid UTF-8");
     j = json_stringn_nocheck(s, len);
@@ -1038,6 +1099,7 @@ from_lua(lua_State *L, int idx, const char *root, const flow__allocator *a,
     msg[0] = 0;
   const char *r = root ? root : "value";
   path_add(&c, r, strlen(r));
+  c.root_len = c.plen;
   *out = NULL;
   int top = lua_gettop(L);
   int rc = to_json(&c, lua_absindex(L, idx), 1, out);

@@ -1253,10 +1253,12 @@ read_after_entry(loader *ld, flow__state *st, flow__after *af, int line)
   ty = rawfield(L, v, "payload");
   if (ty == LUA_TTABLE) {
     char msg[512];
-    int rc = flow__json_from_lua(L, -1, "payload", ld->a, &af->payload, msg,
-                                 sizeof msg);
+    int rc = flow__json_from_lua_sb(L, -1, "payload", ld->sb, &af->payload,
+                                    NULL, msg, sizeof msg);
     if (rc == FLOW_ENOMEM)
       ld_oom(ld);
+    if (rc == FLOW_ELIMIT)
+      flow__sb_check(L); /* the load's budget is gone: stop it here */
     if (rc != 0)
       problem_add(ld, line, "%s: %s", what, msg);
     else if (!json_is_object(af->payload))
@@ -1853,6 +1855,17 @@ flow__service_compile(flow__service *svc, flow__sandbox *sb,
   }
   int st = luaL_loadbufferx(L, src, len, flow__buf_str(&cn), "t");
   flow__buf_free(&cn);
+  if (st == LUA_OK) {
+    char msg[FLOW__ERRMSG_MAX];
+    int line;
+    if ((rc = flow__bytecode_check(L, sb, &line, msg, sizeof msg)) != 0) {
+      if (rc == FLOW_ELIMIT)
+        rc = flow__sb_outcome(sb, LUA_OK, NULL, err);
+      else
+        rc = flow__err_set(err, rc, "%s", msg);
+      goto done;
+    }
+  }
   if (st == LUA_OK)
     st = lua_pcall(L, 0, LUA_MULTRET, 0);
   if (st != LUA_OK && st != LUA_ERRMEM && !sb->killed && !sb->enomem &&
@@ -1869,7 +1882,6 @@ flow__service_compile(flow__service *svc, flow__sandbox *sb,
                          "%s", chunk, sb->refuse_msg);
     goto done;
   }
-  flow__sb_stop(sb);
 
   int nres = lua_gettop(L);
   if (nres == 0 || lua_type(L, 1) != LUA_TTABLE) {
@@ -1886,6 +1898,8 @@ flow__service_compile(flow__service *svc, flow__sandbox *sb,
     rc = flow__err_set(err, FLOW_ENOMEM, "out of memory loading %s", chunk);
     goto done;
   }
+  /* Reading the definition is part of the load's unit: what it converts
+     (timer payloads) is charged, as the script's top level was. */
   lua_pushcfunction(L, walk_p);
   lua_pushvalue(L, 1);
   lua_pushlightuserdata(L, &ld);
@@ -1898,7 +1912,6 @@ flow__service_compile(flow__service *svc, flow__sandbox *sb,
   }
   /* From here on nothing the handlers can reach may change between runs;
      freezing is part of the load, under its budgets. */
-  sb->counting = 1;
   int line = 1;
   char msg[300];
   rc = flow__sb_freeze(sb, 1, &line, msg, sizeof msg, err);

@@ -224,6 +224,20 @@ sb_load(lua_State *L)
   /* The parser runs protected: a kill inside the reader must not end up
      as a message the script can read and carry on from. */
   flow__sb_check(L);
+  if (status == LUA_OK) {
+    /* Code this Lua cannot run safely is refused like a syntax error. */
+    char msg[FLOW__ERRMSG_MAX];
+    int line;
+    int rc = flow__bytecode_check(L, sb_of(L), &line, msg, sizeof msg);
+    flow__sb_check(L);
+    if (rc == FLOW_ENOMEM)
+      return luaL_error(L, "not enough memory");
+    if (rc != 0) {
+      lua_pop(L, 1);
+      lua_pushstring(L, msg);
+      status = LUA_ERRSYNTAX;
+    }
+  }
   if (status != LUA_OK) {
     lua_pushnil(L);
     lua_insert(L, -2);
@@ -555,6 +569,22 @@ setup_p(lua_State *L)
     { LUA_UTF8LIBNAME, luaopen_utf8 },   { LUA_COLIBNAME, luaopen_coroutine },
     { NULL, NULL },
   };
+  /* sizeof(Node) of this Lua: the size of the hash part of a table of
+     1024 keys, over 1024 (see FLOW__TABLE_MAX_HASH). */
+  flow__sandbox *sb = lua_touserdata(L, 1);
+  sb->probing = 1;
+  sb->probe_max = 0;
+  lua_createtable(L, 0, 1024);
+  sb->probing = 0;
+  sb->node_size = sb->probe_max / 1024;
+  lua_pop(L, 1);
+  /* The first luaL_Buffer box makes the boxes' metatable, allocating
+     between the box and its buffer: have it made now. */
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_prepbuffsize(&b, 4 * LUAL_BUFFERSIZE);
+  luaL_pushresult(&b);
+  lua_pop(L, 1);
   for (const luaL_Reg *lib = libs; lib->func; lib++) {
     luaL_requiref(L, lib->name, lib->func, 1);
     lua_pop(L, 1);
@@ -1126,6 +1156,8 @@ flow__run_end(flow__sandbox *sb, json_t **data_out, json_t **calls_out,
     rc = flow__err_set(err, FLOW_ENOMEM, "out of memory converting case.data");
   } else if (a.rc == FLOW_ELIMIT) {
     rc = flow__sb_outcome(sb, LUA_OK, NULL, err);
+  } else if (a.rc == FLOW_EDATA) {
+    rc = flow__err_set(err, FLOW_EDATA, "%s: %s", chunk, a.msg);
   } else if (a.rc != 0) {
     rc = flow__err_set(err, FLOW_ESCRIPT, "%s: %s", chunk, a.msg);
   } else if (!json_is_object(a.data)) {
@@ -1376,7 +1408,7 @@ flow__sandbox_eval(flow__sandbox *sb, const char *code, size_t len,
   /* flow.call works as in a handler; the requests are dropped. */
   sb->calls = json_array();
   int rc = 0, line;
-  char msg[256];
+  char msg[FLOW__ERRMSG_MAX];
   if (sb->calls == NULL) {
     rc = flow__err_set(err, FLOW_ENOMEM, "out of memory");
     goto done;
@@ -1388,6 +1420,14 @@ flow__sandbox_eval(flow__sandbox *sb, const char *code, size_t len,
     goto done;
   }
   int st = luaL_loadbufferx(L, code, len, cname, "t");
+  if (st == LUA_OK &&
+      (rc = flow__bytecode_check(L, sb, &line, msg, sizeof msg)) != 0) {
+    if (rc == FLOW_ELIMIT)
+      rc = flow__sb_outcome(sb, LUA_OK, NULL, err);
+    else
+      rc = flow__err_set(err, rc, "%s", msg);
+    goto done;
+  }
   if (st == LUA_OK)
     st = lua_pcall(L, 0, 1, 0);
   if ((rc = flow__sb_outcome(sb, st, NULL, err)) != 0)

@@ -1857,6 +1857,14 @@ file_body_p(lua_State *L)
   snprintf(cname, sizeof cname, "=%s", r->path);
   if (luaL_loadbufferx(L, src, len, cname, "t") != LUA_OK)
     return lua_error(L);
+  char msg[FLOW__ERRMSG_MAX];
+  int line;
+  int rc = flow__bytecode_check(L, r->sb, &line, msg, sizeof msg);
+  flow__sb_check(L);
+  if (rc == FLOW_ENOMEM)
+    return luaL_error(L, "not enough memory");
+  if (rc != 0)
+    return luaL_error(L, "%s", msg);
   lua_call(L, 0, 0);
   return 0;
 }

@@ -287,3 +287,77 @@ utf8_ok(const char *s)
   }
   return 1;
 }
+
+static flow__sandbox *
+sized_sb(size_t mem, uint32_t cpu, uint64_t instr)
+{
+  flow__sandbox_config cfg = { &al, mem ? mem : MEM, instr ? instr : INSTR,
+                               count_log, NULL, NULL, cpu ? cpu : CPU_MS,
+                               0, 0, 0, 0 };
+  flow__sandbox *s = NULL;
+  int rc = flow__sandbox_new(&s, &cfg, &err);
+  ck_assert_msg(rc == 0, "sandbox_new: %s", err.msg);
+  return s;
+}
+
+result
+eval_with(const char *code, size_t mem, uint32_t cpu, uint64_t instr)
+{
+  result r;
+  memset(&r, 0, sizeof r);
+  flow__sandbox *s = sized_sb(mem, cpu, instr);
+  flow__err e;
+  flow__err_clear(&e);
+  json_t *out = NULL;
+  double t0 = cpu_ms();
+  r.rc = flow__sandbox_eval(s, code, strlen(code), "attack.lua", &out, &e);
+  r.cpu_ms = cpu_ms() - t0;
+  uint32_t budget = cpu ? cpu : CPU_MS;
+  ck_assert_msg(r.cpu_ms < 2 * budget,
+                "the chunk ran %.1f ms of CPU, more than twice its budget "
+                "(%u ms): %s",
+                r.cpu_ms, budget, e.msg);
+  if (r.rc != 0) {
+    memcpy(r.msg, e.msg, sizeof r.msg);
+    r.msg_len = strnlen(e.msg, sizeof e.msg);
+    r.msg[sizeof r.msg - 1] = '\0';
+  }
+  if (out) {
+    char *d = json_dumps(out, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    r.data_len = d ? strlen(d) : 0;
+    snprintf(r.data, sizeof r.data, "%s", d ? d : "");
+    free(d);
+    json_decref(out);
+  }
+  flow__sandbox_free(s);
+  return r;
+}
+
+result
+load_with(const char *code, size_t mem, uint32_t cpu)
+{
+  result r;
+  memset(&r, 0, sizeof r);
+  flow__sandbox *s = sized_sb(mem, cpu, 0);
+  flow__service *v = flow__calloc(&al, 1, sizeof *v);
+  flow__err e;
+  flow__err_clear(&e);
+  double t0 = cpu_ms();
+  r.rc = flow__service_compile(v, s, code, strlen(code), "attack.lua", &e);
+  r.cpu_ms = cpu_ms() - t0;
+  uint32_t budget = cpu ? cpu : CPU_MS;
+  ck_assert_msg(r.cpu_ms < 2 * budget,
+                "loading ran %.1f ms of CPU, more than twice its budget "
+                "(%u ms): %s",
+                r.cpu_ms, budget, e.msg);
+  if (r.rc != 0) {
+    memcpy(r.msg, e.msg, sizeof r.msg);
+    r.msg_len = strnlen(e.msg, sizeof e.msg);
+    r.msg[sizeof r.msg - 1] = '\0';
+    flow__service_free(&al, v);
+    flow__sandbox_free(s);
+  } else {
+    flow__service_free(&al, v); /* frees its sandbox */
+  }
+  return r;
+}

@@ -67,6 +67,18 @@ void killed_by(const result *r, const char *budget);
 void refused_with(const result *r, int rc, const char *fragment);
 /* Ran to the end leaving case.data as data. */
 void no_effect(const result *r, const char *data);
+/*
+ * Runs code as a chunk (flow__sandbox_eval) in a sandbox of its own with
+ * the given budgets (0: the attack budgets), checks that it ended within
+ * twice its CPU budget, and frees the sandbox.  data gets the result as
+ * JSON when it ran.
+ */
+result eval_with(const char *code, size_t mem, uint32_t cpu_ms,
+                 uint64_t instr);
+/* The same, as a service script: compile_target's sandbox, but code is
+   the whole script. */
+result load_with(const char *code, size_t mem, uint32_t cpu_ms);
+
 /* 1 when s is well-formed UTF-8 (an oracle of the test's own, not the
    library's validator). */
 int utf8_ok(const char *s);

@@ -225,14 +225,24 @@ START_TEST(test_attacks_gc_marked_then_set)
 END_TEST
 
 /* A class made while loading, its __gc added after setmetatable (which
-   Lua does not mark): new objects of the frozen class get a twin of the
-   metatable, and the twin has the __gc, so it is refused. */
+   Lua does not mark): the first setmetatable made Class read-only, so the
+   __gc cannot be added, and the script is refused at that line. */
 START_TEST(test_attacks_gc_through_a_frozen_class)
 {
-  result r = attack_with(
+  int rc = compile_target(
       "local Class = {} Class.__index = Class\n"
       "local first = setmetatable({}, Class)\n"
       "Class.__gc = function() while true do end end\n"
+      "function Class.new() return setmetatable({}, Class) end\n",
+      "Class.new()");
+  ck_assert_int_eq(rc, FLOW_ESCRIPT);
+  ck_assert_msg(strstr(err.msg, "target.lua:3: attempt to change a "
+                                "metatable") != NULL,
+                "%s", err.msg);
+  /* A frozen class with a __gc it was given before its first use as a
+     metatable is refused where a handler makes an object of it. */
+  result r = attack_with(
+      "local Class = { __gc = function() while true do end end }\n"
       "function Class.new() return setmetatable({}, Class) end\n",
       "Class.new()");
   refused_with(&r, FLOW_ESCRIPT, "__gc finalizers are not available");
