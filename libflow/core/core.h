@@ -105,8 +105,21 @@ typedef struct flow__service {
   char *chunkname;
   char sha256[65];
   struct flow__sandbox *sb; /* owns the Lua state the refs live in */
+  /* fields and states sorted by name (flow__service_index), or NULL */
+  const flow__field **fields_by_name;
+  const flow__state **states_by_name;
   struct flow__service *next; /* engine's cache list */
 } flow__service;
+
+/* What a service may declare: every event looks its fields and states up
+   (by name, in the indexes below), and a sender's data is checked against
+   every field. */
+#define FLOW__MAX_FIELDS 1000
+#define FLOW__MAX_STATES 1000
+
+/* Builds the name indexes of svc's fields and states, once it is filled
+   in.  FLOW_ENOMEM. */
+int flow__service_index(const flow__allocator *a, flow__service *svc);
 
 /* Frees every member and the sandbox, then svc itself.  Accepts NULL. */
 void flow__service_free(const flow__allocator *a, flow__service *svc);
@@ -123,7 +136,10 @@ const flow__field *flow__service_field(const flow__service *svc,
  * keys are refused too: a typo in a handler ("case.data.crw") must not
  * silently store junk.  match tests a Lua pattern (the sandbox provides it);
  * it returns 1 match, 0 no match, or a negative FLOW_E* when the pattern
- * itself is broken or over budget.  On failure returns FLOW_EDATA with a
+ * itself is broken or over budget.  It is first called once with s and
+ * pattern NULL: a validation begins, and every pattern of it shares one
+ * budget (a thousand fields with slow patterns get one budget between
+ * them, not one each).  On failure returns FLOW_EDATA with a
  * message listing every failing field ("uprn: required; bin: must be one
  * of refuse, recycling, garden").
  */
@@ -141,6 +157,9 @@ json_t *flow__fields_schema(const flow__service *svc);
 /* The largest case data or event payload, as JSON text, that the engine
    takes or stores: a case is a record, not a file store. */
 #define FLOW__MAX_DOCUMENT (1024 * 1024)
+/* The most members one object of it may have: what one Lua table may hold
+   outside its list part in a sandbox (FLOW__TABLE_MAX_HASH). */
+#define FLOW__MAX_MEMBERS 16384
 
 /* Appends j as compact JSON with sorted keys.  FLOW_ENOMEM. */
 int flow__json_dump(json_t *j, flow__buf *b);

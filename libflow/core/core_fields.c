@@ -219,6 +219,8 @@ flow__fields_validate(const flow__service *svc, json_t *data,
     return flow__err_set(err, FLOW_EDATA, "case data must be a JSON object");
   int n = snprintf(err->msg, sizeof err->msg, "case data is not valid: ");
   v.len = (size_t)n;
+  if (match != NULL)
+    match(ctx, NULL, 0, NULL); /* one budget for all the patterns */
   for (size_t i = 0; i < svc->nfields; i++) {
     const flow__field *f = &svc->fields[i];
     json_t *val = json_object_get(data, f->name);

@@ -182,6 +182,35 @@ flow__json_owned(const flow__allocator *a, json_t *j)
   return out;
 }
 
+/* 1 if no object in j has more than FLOW__MAX_MEMBERS members (a script
+   could not hold it: FLOW__TABLE_MAX_HASH). */
+static int
+members_ok(json_t *j, int depth)
+{
+  if (depth > 4096)
+    return 0;
+  if (json_is_object(j)) {
+    if (json_object_size(j) > FLOW__MAX_MEMBERS)
+      return 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(j, k, v)
+    {
+      if ((json_is_object(v) || json_is_array(v)) && !members_ok(v, depth + 1))
+        return 0;
+    }
+  } else if (json_is_array(j)) {
+    size_t i;
+    json_t *v;
+    json_array_foreach(j, i, v)
+    {
+      if ((json_is_object(v) || json_is_array(v)) && !members_ok(v, depth + 1))
+        return 0;
+    }
+  }
+  return 1;
+}
+
 int
 flow__json_parse_object(const char *text, const char *what, json_t **out,
                         flow__err *err)
@@ -204,6 +233,12 @@ flow__json_parse_object(const char *text, const char *what, json_t **out,
     if (json_error_code(&je) == json_error_out_of_memory)
       return flow__err_set(err, FLOW_ENOMEM, "out of memory parsing %s",
                            what);
+    if (json_error_code(&je) == json_error_null_character)
+      return flow__err_set(err, FLOW_EINVAL,
+                           "%s is not valid here: line %d, column %d: text "
+                           "may not hold the NUL character \\u0000 (remove "
+                           "it)",
+                           what, je.line, je.column);
     return flow__err_set(err, FLOW_EINVAL,
                          "%s is not valid JSON: line %d, column %d: %s", what,
                          je.line, je.column, je.text);
@@ -213,6 +248,14 @@ flow__json_parse_object(const char *text, const char *what, json_t **out,
     return flow__err_set(err, FLOW_EINVAL,
                          "%s must be a JSON object like {\"key\": \"value\"}",
                          what);
+  }
+  if (!members_ok(j, 0)) {
+    json_decref(j);
+    return flow__err_set(err, FLOW_EINVAL,
+                         "%s has an object with more than %d members, the "
+                         "most a case holds in one object (split it, or keep "
+                         "it in the host's store)",
+                         what, FLOW__MAX_MEMBERS);
   }
   *out = j;
   return 0;

@@ -83,11 +83,16 @@ flow__service_states_sorted(flow_engine *e, const flow__service *svc)
 
 /* ---- the checks --------------------------------------------------------- */
 
+/* Warnings kept for one script: a 250-byte script can make millions (a
+   table of timers shared by every state), and each is work and output. */
+#define LINT_MAX 200
+
 typedef struct lint {
   flow_engine *e;
   const flow__service *svc;
   json_t *warnings;
   int oom;
+  size_t more; /* warnings past LINT_MAX, only counted */
 } lint;
 
 static void warn(lint *l, int line, const char *fmt, ...) FLOW__PRINTF(3, 4);
@@ -97,6 +102,10 @@ warn(lint *l, int line, const char *fmt, ...)
 {
   char msg[1024];
   va_list ap;
+  if (json_array_size(l->warnings) >= LINT_MAX) {
+    l->more++;
+    return;
+  }
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
@@ -288,7 +297,7 @@ flow_service_lint(char **out, flow_engine *engine, const char *source,
   int rc = flow__service_compile_temp(engine, source, len, name, &svc);
   if (rc != 0)
     return rc;
-  lint l = { engine, svc, json_array(), 0 };
+  lint l = { .e = engine, .svc = svc, .warnings = json_array() };
   if (l.warnings == NULL)
     l.oom = 1;
   if (!l.oom) {
@@ -298,6 +307,19 @@ flow_service_lint(char **out, flow_engine *engine, const char *source,
   }
   json_t *list = l.oom ? NULL : sorted(&engine->alloc, l.warnings);
   json_decref(l.warnings);
+  if (list != NULL && l.more > 0) {
+    json_t *last = json_array_get(list, json_array_size(list) - 1);
+    char msg[128];
+    snprintf(msg, sizeof msg,
+             "%zu more warnings like these are not shown: fix these first",
+             l.more);
+    json_t *w = json_pack("{s:O, s:s}", "line", json_object_get(last, "line"),
+                          "message", msg);
+    if (w == NULL || json_array_append_new(list, w) != 0) {
+      json_decref(list);
+      list = NULL;
+    }
+  }
   flow__service_free(&engine->alloc, svc);
   if (list == NULL)
     return flow__engine_fail(engine, FLOW_ENOMEM, "out of memory");

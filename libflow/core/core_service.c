@@ -5,6 +5,7 @@
  */
 #include "core.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "script/script.h"
@@ -72,6 +73,8 @@ flow__service_free(const flow__allocator *a, flow__service *svc)
     flow__free(a, st->after);
   }
   flow__free(a, svc->states);
+  flow__free(a, (void *)svc->fields_by_name);
+  flow__free(a, (void *)svc->states_by_name);
   flow__free(a, svc->name);
   flow__free(a, svc->title);
   flow__free(a, svc->initial);
@@ -84,9 +87,65 @@ flow__service_free(const flow__allocator *a, flow__service *svc)
   flow__free(a, svc);
 }
 
+static int
+field_cmp(const void *a, const void *b)
+{
+  return strcmp((*(const flow__field *const *)a)->name,
+                (*(const flow__field *const *)b)->name);
+}
+
+static int
+state_cmp(const void *a, const void *b)
+{
+  return strcmp((*(const flow__state *const *)a)->name,
+                (*(const flow__state *const *)b)->name);
+}
+
+int
+flow__service_index(const flow__allocator *a, flow__service *svc)
+{
+  const flow__field **f = flow__calloc(a, svc->nfields + 1, sizeof *f);
+  const flow__state **st = flow__calloc(a, svc->nstates + 1, sizeof *st);
+  if (f == NULL || st == NULL) {
+    flow__free(a, (void *)f);
+    flow__free(a, (void *)st);
+    return FLOW_ENOMEM;
+  }
+  for (size_t i = 0; i < svc->nfields; i++)
+    f[i] = &svc->fields[i];
+  for (size_t i = 0; i < svc->nstates; i++)
+    st[i] = &svc->states[i];
+  qsort(f, svc->nfields, sizeof *f, field_cmp);
+  qsort(st, svc->nstates, sizeof *st, state_cmp);
+  flow__free(a, (void *)svc->fields_by_name);
+  flow__free(a, (void *)svc->states_by_name);
+  svc->fields_by_name = f;
+  svc->states_by_name = st;
+  return 0;
+}
+
+/* Returns the entry of a by-name index whose name is name, or NULL. */
+#define FIND_BY_NAME(index, n, name, type)                                     \
+  do {                                                                         \
+    size_t lo_ = 0, hi_ = (n);                                                 \
+    while (lo_ < hi_) {                                                        \
+      size_t mid_ = lo_ + (hi_ - lo_) / 2;                                     \
+      int c_ = strcmp((index)[mid_]->name, (name));                            \
+      if (c_ == 0)                                                             \
+        return (index)[mid_];                                                  \
+      if (c_ < 0)                                                              \
+        lo_ = mid_ + 1;                                                        \
+      else                                                                     \
+        hi_ = mid_;                                                            \
+    }                                                                          \
+    return (type *)NULL;                                                       \
+  } while (0)
+
 const flow__state *
 flow__service_state(const flow__service *svc, const char *name)
 {
+  if (svc->states_by_name != NULL)
+    FIND_BY_NAME(svc->states_by_name, svc->nstates, name, const flow__state);
   for (size_t i = 0; i < svc->nstates; i++)
     if (strcmp(svc->states[i].name, name) == 0)
       return &svc->states[i];
@@ -105,6 +164,8 @@ flow__state_trans(const flow__state *st, const char *event)
 const flow__field *
 flow__service_field(const flow__service *svc, const char *name)
 {
+  if (svc->fields_by_name != NULL)
+    FIND_BY_NAME(svc->fields_by_name, svc->nfields, name, const flow__field);
   for (size_t i = 0; i < svc->nfields; i++)
     if (strcmp(svc->fields[i].name, name) == 0)
       return &svc->fields[i];

@@ -30,6 +30,8 @@
 
 #include <inttypes.h>
 #include <lauxlib.h>
+#include <locale.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -366,9 +368,38 @@ cpu_start_ns(void)
   return cpu_ref;
 }
 
+/*
+ * Scripts see the C locale whatever the host set: Lua prints and reads
+ * numbers and compares strings through the C library, so under a German
+ * locale tostring(1.5) would be "1,5" and 'a' < 'B' would be true.  A
+ * unit switches the thread to the C locale (uselocale: this thread only)
+ * and flow__sb_stop switches it back.
+ */
+static locale_t c_locale;
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+
+static void
+make_c_locale(void)
+{
+  c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+}
+
+static void
+enter_c_locale(flow__sandbox *sb)
+{
+  if (sb->in_c_locale)
+    return;
+  pthread_once(&c_locale_once, make_c_locale);
+  if (c_locale == (locale_t)0)
+    return; /* no memory for it: the host's locale it is */
+  sb->outer_locale = (void *)uselocale(c_locale);
+  sb->in_c_locale = 1;
+}
+
 static void
 unit_reset(flow__sandbox *sb)
 {
+  enter_c_locale(sb);
   sb->killed = FLOW__KILL_NONE;
   sb->enomem = 0;
   sb->refused = 0;
@@ -444,6 +475,10 @@ void
 flow__sb_stop(flow__sandbox *sb)
 {
   sb->counting = 0;
+  if (sb->in_c_locale) {
+    uselocale((locale_t)sb->outer_locale);
+    sb->in_c_locale = 0;
+  }
 }
 
 int

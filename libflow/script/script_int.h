@@ -34,7 +34,13 @@ enum {
  * 5 s for 131,072.  A hash part is allocated in one piece, so the
  * sandbox's allocator refuses a bigger one (see script_budget.c).
  */
-#define FLOW__TABLE_MAX_HASH 16384
+#define FLOW__TABLE_MAX_HASH FLOW__MAX_MEMBERS
+
+/* What one event may ask of the engine: actions (flow.call) and timers
+   (flow.after, flow.at).  Each is a row written with the transition, and
+   each timer a walk of the calendar. */
+#define FLOW__MAX_CALLS_PER_RUN 100
+#define FLOW__MAX_TIMERS_PER_RUN 100
 
 /*
  * VM instructions between two calls of the count hook.  Any count hook
@@ -47,6 +53,21 @@ enum {
  * of the unit (see script_budget.c).
  */
 #define FLOW__HOOK_EVERY 10
+
+/* The state of a unit, saved while the engine checks a pattern in the
+   middle of a run. */
+typedef struct unit_state {
+  uint64_t instr_count, instr_limit;
+  int counting, killed, enomem, refused, pace;
+  size_t log_bytes;
+  int64_t cpu_start, tick_wall, tick_cpu;
+  uint64_t tick_instr;
+  int what_kind, what_ref;
+  const char *what_a, *what_b;
+  char what[320];
+  char refuse_msg[FLOW__ERRMSG_MAX];
+} unit_state;
+
 
 struct flow__sandbox {
   lua_State *L;
@@ -114,6 +135,8 @@ struct flow__sandbox {
   uint32_t cpu_ms_max;
 
   int frozen;        /* the globals are frozen (script_freeze.c) */
+  int in_c_locale;   /* a unit switched this thread to the C locale... */
+  void *outer_locale; /* ...from this one (a locale_t) */
   int close_depth;   /* coroutine closes nested in __close handlers now */
 
   flow_log_fn log;
@@ -123,8 +146,15 @@ struct flow__sandbox {
   /* The transition run between flow__run_begin and flow__run_end. */
   int run_active;
   int case_ref, ev_ref;
+  lua_State *run_L;  /* the thread handlers run on (run_ref holds it) */
+  int run_ref;
   const flow__service *svc;
   json_t *calls;     /* flow.call requests; NULL: flow.call is refused */
+  int ncalls, ntimers; /* flow.call and flow.after/at requests in calls */
+  /* The unit all the pattern checks of one validation share, kept while
+     the run's own unit is back (flow__sandbox_match). */
+  unit_state match_unit;
+  int match_unit_on;
 };
 
 /* ---- budgets (script_budget.c) ---------------------------------------- */

@@ -916,11 +916,15 @@ object_from(conv *c, int t, int depth, size_t n, json_t **out)
       lua_pop(L, 2);
       goto fail;
     }
-    if (!flow__utf8_valid(key, klen)) {
+    if (!flow__utf8_valid(key, klen) || memchr(key, 0, klen) != NULL) {
       c->plen = plen;
       c->path[plen] = 0;
       lua_pop(L, 2);
-      rc = conv_fail(c, FLOW_EINVAL, "a key is not valid UTF-8");
+      rc = conv_fail(c, FLOW_EINVAL,
+                     memchr(key, 0, klen) != NULL
+                         ? "a key with a NUL character (\\0) in it cannot "
+                           "be stored: remove it"
+                         : "a key is not valid UTF-8");
       goto fail;
     }
     json_t *v = NULL;
@@ -1060,6 +1064,12 @@ to_json(conv *c, int idx, int depth, json_t **out)
       return rc;
     if (!flow__utf8_valid(s, len))
       return conv_fail(c, FLOW_EINVAL, "not valid UTF-8");
+    /* JSON could carry it as \u0000, but neither the engine's readers nor
+       most hosts' take it back: refused here, never stored. */
+    if (memchr(s, 0, len) != NULL)
+      return conv_fail(c, FLOW_EINVAL,
+                       "text with a NUL character (\\0) in it cannot be "
+                       "stored: remove it");
     j = json_stringn_nocheck(s, len);
     break;
   }

@@ -88,6 +88,7 @@ typedef struct loader {
   problem *probs;
   size_t nprobs, capprobs;
   size_t dropped; /* problems past MAX_PROBLEMS, only counted */
+  int probs_sorted; /* probs is in problem_cmp order (it is full) */
   void *scratch;  /* a list of temporary blocks freed after the walk */
 
   int have_states;          /* svc->states holds every valid state name */
@@ -97,6 +98,8 @@ typedef struct loader {
 } loader;
 
 #define MAX_PROBLEMS 1000
+#define FLOW__MAX_AFTER 64 /* after entries in one state */
+#define FLOW__MAX_EVENTS 256 /* events one state takes */
 /* The longest service script: written by people, a few hundred lines; data
    that would make it longer belongs in case data or an action. */
 #define MAX_SCRIPT ((size_t)1 << 20)
@@ -449,14 +452,60 @@ ld_strdup(loader *ld, const char *s)
   return d;
 }
 
+/* One step of a walk over the definition: charged to the load (a lua_next
+   on a table whose keys collide costs the chain). */
+static void
+ld_tick(loader *ld)
+{
+  if (flow__sb_spend(ld->sb, 1))
+    flow__sb_check(ld->L);
+}
+
 static void
 problem_add(loader *ld, int line, const char *fmt, ...) FLOW__PRINTF(3, 4);
 
+static int problem_cmp(const void *pa, const void *pb);
+
+/*
+ * Keeps a problem.  Past MAX_PROBLEMS only the first MAX_PROBLEMS in line
+ * order are kept (and the rest counted), so a report is the same however
+ * Lua's seeded table order made them come: the list is sorted once full,
+ * and a problem that sorts before its last replaces it.  Each problem is
+ * charged to the load's budget.
+ */
 static void
 problem_add(loader *ld, int line, const char *fmt, ...)
 {
+  if (flow__sb_spend(ld->sb, 16))
+    flow__sb_check(ld->L);
   if (ld->nprobs == MAX_PROBLEMS) {
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (!ld->probs_sorted) {
+      qsort(ld->probs, ld->nprobs, sizeof *ld->probs, problem_cmp);
+      ld->probs_sorted = 1;
+    }
+    problem cand = { line, ld->nprobs + ld->dropped, buf };
     ld->dropped++;
+    if (problem_cmp(&cand, &ld->probs[ld->nprobs - 1]) >= 0)
+      return;
+    size_t lo = 0, hi = ld->nprobs - 1;
+    while (lo < hi) {
+      size_t mid = lo + (hi - lo) / 2;
+      if (problem_cmp(&ld->probs[mid], &cand) <= 0)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    char *msg = ld_strdup(ld, buf);
+    flow__free(ld->a, ld->probs[ld->nprobs - 1].msg);
+    memmove(&ld->probs[lo + 1], &ld->probs[lo],
+            (ld->nprobs - 1 - lo) * sizeof *ld->probs);
+    ld->probs[lo] = cand;
+    ld->probs[lo].msg = msg;
     return;
   }
   if (ld->nprobs == ld->capprobs) {
@@ -627,6 +676,7 @@ string_list(loader *ld, int idx, char ***out, size_t *nout)
   size_t n = lua_rawlen(L, idx), count = 0;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
+    ld_tick(ld);
     count++;
     int ok = lua_type(L, -1) == LUA_TSTRING && lua_isinteger(L, -2) &&
              lua_tointeger(L, -2) >= 1 &&
@@ -805,6 +855,7 @@ read_field(loader *ld, flow__field *f, int spec)
 
   lua_pushnil(L);
   while (lua_next(L, spec)) {
+    ld_tick(ld);
     check_key(ld, field_keys, key_line(ld, prefix, 2), owner);
     lua_pop(L, 1);
   }
@@ -956,16 +1007,24 @@ read_fields(loader *ld, int fields)
   size_t n = 0;
   lua_pushnil(L);
   while (lua_next(L, fields)) {
+    ld_tick(ld);
     n++;
     lua_pop(L, 1);
   }
   if (n == 0)
     return;
+  if (n > FLOW__MAX_FIELDS) {
+    problem_add(ld, line, "fields has %zu fields; a service may have at most "
+                "%d (group related values in an object field)", n,
+                FLOW__MAX_FIELDS);
+    return;
+  }
   if ((svc->fields = flow__calloc(ld->a, n, sizeof *svc->fields)) == NULL)
     ld_oom(ld);
   const char *prefix[] = { "fields" };
   lua_pushnil(L);
   while (lua_next(L, fields)) {
+    ld_tick(ld);
     int kline = key_line(ld, prefix, 1);
     char kt[96];
     if (lua_type(L, -2) != LUA_TSTRING) {
@@ -1072,6 +1131,7 @@ read_trans(loader *ld, flow__state *st, flow__trans *tr, int line)
   const char *prefix[] = { "states", st->name, "on", tr->event };
   lua_pushnil(L);
   while (lua_next(L, v)) {
+    ld_tick(ld);
     check_key(ld, trans_keys, key_line(ld, prefix, 4), what);
     lua_pop(L, 1);
   }
@@ -1137,16 +1197,23 @@ read_on(loader *ld, flow__state *st, int on, int line)
   size_t n = 0;
   lua_pushnil(L);
   while (lua_next(L, on)) {
+    ld_tick(ld);
     n++;
     lua_pop(L, 1);
   }
   if (n == 0)
     return;
+  if (n > FLOW__MAX_EVENTS) {
+    problem_add(ld, line, "on in state '%s' has %zu events; a state may take "
+                "at most %d", st->name, n, FLOW__MAX_EVENTS);
+    return;
+  }
   if ((st->on = flow__calloc(ld->a, n, sizeof *st->on)) == NULL)
     ld_oom(ld);
   const char *prefix[] = { "states", st->name, "on" };
   lua_pushnil(L);
   while (lua_next(L, on)) {
+    ld_tick(ld);
     int kline = key_line(ld, prefix, 3);
     char kt[96];
     if (lua_type(L, -2) != LUA_TSTRING) {
@@ -1221,6 +1288,7 @@ read_after_entry(loader *ld, flow__state *st, flow__after *af, int line)
   const char *prefix[] = { "states", st->name, "after", af->duration };
   lua_pushnil(L);
   while (lua_next(L, v)) {
+    ld_tick(ld);
     check_key(ld, after_keys, key_line(ld, prefix, 4), what);
     lua_pop(L, 1);
   }
@@ -1292,17 +1360,27 @@ read_after(loader *ld, flow__state *st, int after, int line)
   size_t n = 0;
   lua_pushnil(L);
   while (lua_next(L, after)) {
+    ld_tick(ld);
     n++;
     lua_pop(L, 1);
   }
   if (n == 0)
     return;
+  /* Each entry is a timer set, a calendar walk done, whenever a case
+     enters the state. */
+  if (n > FLOW__MAX_AFTER) {
+    problem_add(ld, line, "after in state '%s' has %zu entries; a state may "
+                "have at most %d (one timer whose event sets the next does "
+                "the same)", st->name, n, FLOW__MAX_AFTER);
+    return;
+  }
   if ((st->after = flow__calloc(ld->a, n, sizeof *st->after)) == NULL)
     ld_oom(ld);
   placed *order = ld_scratch(ld, n * sizeof *order);
   const char *prefix[] = { "states", st->name, "after" };
   lua_pushnil(L);
   while (lua_next(L, after)) {
+    ld_tick(ld);
     char kt[96];
     if (lua_type(L, -2) != LUA_TSTRING) {
       problem_add(ld, line, "after in state '%s' has a key %s; keys are "
@@ -1345,6 +1423,7 @@ read_state(loader *ld, flow__state *st, int t)
   const char *prefix[] = { "states", st->name };
   lua_pushnil(L);
   while (lua_next(L, t)) {
+    ld_tick(ld);
     check_key(ld, state_keys, key_line(ld, prefix, 2), owner);
     lua_pop(L, 1);
   }
@@ -1427,12 +1506,18 @@ read_states(loader *ld, int states)
   size_t n = 0;
   lua_pushnil(L);
   while (lua_next(L, states)) {
+    ld_tick(ld);
     n++;
     lua_pop(L, 1);
   }
   if (n == 0) {
     problem_add(ld, line, "states is empty: a service needs at least one "
                 "state");
+    return;
+  }
+  if (n > FLOW__MAX_STATES) {
+    problem_add(ld, line, "states has %zu states; a service may have at most "
+                "%d (split it into services)", n, FLOW__MAX_STATES);
     return;
   }
 
@@ -1442,6 +1527,7 @@ read_states(loader *ld, int states)
   const char *prefix[] = { "states" };
   lua_pushnil(L);
   while (lua_next(L, states)) {
+    ld_tick(ld);
     int kline = key_line(ld, prefix, 1);
     char kt[96];
     if (lua_type(L, -2) != LUA_TSTRING) {
@@ -1539,6 +1625,7 @@ read_sla(loader *ld, int sla)
   const char *prefix[] = { "sla" };
   lua_pushnil(L);
   while (lua_next(L, sla)) {
+    ld_tick(ld);
     check_key(ld, sla_keys, key_line(ld, prefix, 1), "sla");
     lua_pop(L, 1);
   }
@@ -1642,6 +1729,7 @@ read_budget(loader *ld, int t)
   ld->budget_line = LOCATE(ld, "budget");
   lua_pushnil(L);
   while (lua_next(L, t)) {
+    ld_tick(ld);
     int line = key_line(ld, prefix, 1);
     if (check_key(ld, budget_keys, line, "budget")) {
       char msg[300];
@@ -1908,6 +1996,10 @@ flow__service_compile(flow__service *svc, flow__sandbox *sb,
     goto done;
   if (ld.nprobs > 0) {
     rc = report(&ld, err);
+    goto done;
+  }
+  if (flow__service_index(a, svc) != 0) {
+    rc = flow__err_set(err, FLOW_ENOMEM, "out of memory loading %s", chunk);
     goto done;
   }
   /* From here on nothing the handlers can reach may change between runs;

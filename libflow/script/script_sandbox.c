@@ -379,6 +379,11 @@ flow_call(lua_State *L)
                       "flow.call('%s'): actions can only be requested while "
                       "a case handles an event (in a handler or hook)",
                       action);
+  if (sb->ncalls >= FLOW__MAX_CALLS_PER_RUN)
+    return luaL_error(L,
+                      "flow.call('%s'): an event may request at most %d "
+                      "actions (send one action that does the whole batch)",
+                      action, FLOW__MAX_CALLS_PER_RUN);
   size_t held = 0;
   char who[96];
   snprintf(who, sizeof who, "flow.call('%.60s')", action);
@@ -405,6 +410,7 @@ flow_call(lua_State *L)
   }
   /* The request is held outside Lua until the run ends: it counts
      against the memory budget like anything the script holds. */
+  sb->ncalls++;
   held += 128 + alen;
   sb->extra += held;
   if (sb->limit_on && sb->mem + sb->extra > sb->mem_limit)
@@ -477,6 +483,13 @@ timer_request(lua_State *L, const char *fn, int is_at)
                       "%s: timers can only be set while a case handles an "
                       "event (in a handler or hook)",
                       fn);
+  /* Each timer's due time is a walk of the calendar at commit, work the
+     engine does for the script: bounded here. */
+  if (sb->ntimers >= FLOW__MAX_TIMERS_PER_RUN)
+    return luaL_error(L,
+                      "%s: an event may set at most %d timers (one timer "
+                      "whose handler sets the next does the same)",
+                      fn, FLOW__MAX_TIMERS_PER_RUN);
   size_t held = 0;
   json_t *payload = object_arg(L, sb, 3, "payload", fn,
                                "the payload must be a table with named keys",
@@ -488,6 +501,7 @@ timer_request(lua_State *L, const char *fn, int is_at)
     sb->enomem = 1;
     return luaL_error(L, "out of memory");
   }
+  sb->ntimers++;
   held += 128 + elen;
   sb->extra += held;
   if (sb->limit_on && sb->mem + sb->extra > sb->mem_limit)
@@ -664,7 +678,7 @@ flow__sandbox_new(flow__sandbox **out, const flow__sandbox_config *cfg,
   sb->log = cfg->log;
   sb->log_engine = cfg->log_engine;
   sb->log_payload = cfg->log_payload;
-  sb->case_ref = sb->ev_ref = LUA_NOREF;
+  sb->case_ref = sb->ev_ref = sb->run_ref = LUA_NOREF;
   snprintf(sb->what, sizeof sb->what, "setting up the sandbox");
   sb->L = lua_newstate(flow__sb_alloc, sb);
   if (sb->L == NULL) {
@@ -841,6 +855,13 @@ begin_p(lua_State *L)
   set_int(L, K_SEQ, cv->seq);
   sb->case_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
+  /* Handlers run on a thread of the run's own: whatever stack a deep
+     recursion grows goes with it (the collector frees the whole thread,
+     the emergency collection included), instead of staying on the main
+     thread for the next case to run out of memory over. */
+  sb->run_L = lua_newthread(L);
+  sb->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
   lua_createtable(L, 0, 4);
   set_str(L, K_NAME, ev->name);
   push_key(L, K_PAYLOAD);
@@ -892,6 +913,7 @@ run_begin(flow__sandbox *sb, const flow__service *svc,
   sb->svc = svc;
   sb->now = ev->at;
   sb->calls = json_array();
+  sb->ncalls = sb->ntimers = 0;
   if (sb->calls == NULL) {
     flow__sb_stop(sb);
     return flow__err_set(err, FLOW_ENOMEM, "out of memory starting a run");
@@ -994,7 +1016,7 @@ flow__run_invoke(flow__sandbox *sb, int ref, char **ret, int *truth,
   if (!sb->run_active)
     return flow__err_set(err, FLOW_EMISUSE,
                          "flow__run_invoke: no run has begun");
-  lua_State *L = sb->L;
+  lua_State *L = sb->run_L;
   lua_settop(L, 0);
   /* A run that was already killed or refused stays so. */
   int rc = flow__sb_outcome(sb, LUA_OK, NULL, err);
@@ -1017,8 +1039,12 @@ flow__run_invoke(flow__sandbox *sb, int ref, char **ret, int *truth,
   /* Where the function is defined, for an error that does not say: only
      worked out when something went wrong. */
   char where[300];
-  if (st != LUA_OK)
+  if (st != LUA_OK) {
     func_where(L, ref, where, sizeof where);
+    /* The outcome reads the error object on the main thread. */
+    lua_settop(sb->L, 0);
+    lua_xmove(L, sb->L, 1);
+  }
   rc = flow__sb_outcome(sb, st, st != LUA_OK ? where : NULL, err);
   if (rc != 0) {
     lua_settop(L, 0);
@@ -1030,8 +1056,16 @@ flow__run_invoke(flow__sandbox *sb, int ref, char **ret, int *truth,
   if (ret && ty == LUA_TSTRING) {
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
-    if ((*ret = flow__strndup(sb->alloc, s, len)) == NULL)
+    if (memchr(s, 0, len) != NULL) {
+      /* Cut at the NUL it would name another state. */
+      func_where(L, ref, where, sizeof where);
+      rc = flow__err_set(err, FLOW_ESCRIPT,
+                         "%s: a handler returned a state name with a NUL "
+                         "character (\\0) in it",
+                         where);
+    } else if ((*ret = flow__strndup(sb->alloc, s, len)) == NULL) {
       rc = flow__err_set(err, FLOW_ENOMEM, "out of memory");
+    }
   } else if (ret && !truth && ty != LUA_TNIL) {
     /* Guards (truth wanted) may return anything; a handler may not. */
     func_where(L, ref, where, sizeof where);
@@ -1192,6 +1226,7 @@ unref_p(lua_State *L)
   flow__sandbox *sb = lua_touserdata(L, 1);
   luaL_unref(L, LUA_REGISTRYINDEX, sb->case_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, sb->ev_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, sb->run_ref);
   return 0;
 }
 
@@ -1211,7 +1246,8 @@ flow__run_abort(flow__sandbox *sb)
     sb->limit_on = 1;
   }
   sb->run_active = 0;
-  sb->case_ref = sb->ev_ref = LUA_NOREF;
+  sb->case_ref = sb->ev_ref = sb->run_ref = LUA_NOREF;
+  sb->run_L = NULL;
   sb->svc = NULL;
   flow__sb_stop(sb);
   lua_settop(sb->L, 0);
@@ -1240,20 +1276,6 @@ match_p(lua_State *L)
   a->found = !lua_isnil(L, -1);
   return 0;
 }
-
-/* The state of a unit, saved while the engine checks a pattern in the
-   middle of a run. */
-typedef struct unit_state {
-  uint64_t instr_count, instr_limit;
-  int counting, killed, enomem, refused, pace;
-  size_t log_bytes;
-  int64_t cpu_start, tick_wall, tick_cpu;
-  uint64_t tick_instr;
-  int what_kind, what_ref;
-  const char *what_a, *what_b;
-  char what[sizeof ((flow__sandbox *)0)->what];
-  char refuse_msg[FLOW__ERRMSG_MAX];
-} unit_state;
 
 static void
 unit_save(const flow__sandbox *sb, unit_state *u)
@@ -1310,20 +1332,33 @@ flow__sandbox_match(void *ctx, const char *s, size_t len,
                     const char *pattern)
 {
   flow__sandbox *sb = ctx;
+  if (sb != NULL && s == NULL && pattern == NULL) {
+    sb->match_unit_on = 0; /* a validation begins */
+    return 0;
+  }
   if (sb == NULL || s == NULL || pattern == NULL)
     return FLOW_EMISUSE;
   /* A run may be open around the validation; its budget is its own.
+     The validation's patterns share one unit, kept aside between them.
      (Saved on the stack: an allocation here could fail where the check
      itself would not.) */
   unit_state saved;
   unit_state *u = &saved;
   unit_save(sb, u);
   lua_settop(sb->L, 0);
-  flow__sb_start_as(sb, FLOW__WHAT_PATTERN, pattern, NULL, 0);
+  if (sb->match_unit_on) {
+    unit_restore(sb, &sb->match_unit);
+    lua_sethook(sb->L, flow__sb_hook, LUA_MASKCOUNT, sb->pace);
+  } else {
+    flow__sb_start_as(sb, FLOW__WHAT_PATTERN, pattern, NULL, 0);
+  }
+  flow__sb_describe(sb, FLOW__WHAT_PATTERN, pattern, NULL, 0);
   match_args a = { s, len, pattern, 0 };
   int st = flow__sb_protect(sb, match_p, &a);
   flow__err err;
   int rc = flow__sb_outcome(sb, st, NULL, &err);
+  unit_save(sb, &sb->match_unit);
+  sb->match_unit_on = 1;
   unit_restore(sb, u);
   lua_sethook(sb->L, flow__sb_hook, LUA_MASKCOUNT, sb->pace);
   lua_settop(sb->L, 0);
@@ -1407,6 +1442,7 @@ flow__sandbox_eval(flow__sandbox *sb, const char *code, size_t len,
   flow__sb_seed(sb, 0);
   /* flow.call works as in a handler; the requests are dropped. */
   sb->calls = json_array();
+  sb->ncalls = sb->ntimers = 0;
   int rc = 0, line;
   char msg[FLOW__ERRMSG_MAX];
   if (sb->calls == NULL) {

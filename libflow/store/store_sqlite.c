@@ -715,6 +715,9 @@ bind_where(sqlite3_stmt *st, int idx, const char *value_json,
   case JSON_REAL:
     sqlite3_bind_double(st, idx, json_real_value(v));
     snprintf(textbuf, textlen, "%.17g", json_real_value(v));
+    for (char *p = textbuf; *p; p++) /* a host's locale may use ',' */
+      if (*p == ',')
+        *p = '.';
     sqlite3_bind_text(st, idx + 1, textbuf, -1, SQLITE_TRANSIENT);
     break;
   case JSON_TRUE:

@@ -168,6 +168,10 @@ void flow__calendar_default(flow__calendar *cal);
 int flow__calendar_offset(const flow__calendar *cal, int64_t ms);
 /* 1 if the local date (days since epoch) is a working day. */
 int flow__calendar_is_working_day(const flow__calendar *cal, int64_t day);
+/* The same, as the walks of flow__calendar_add answer it (a year's bank
+   holidays found once); for tests, which hold the two equal. */
+int flow__calendar_is_working_day_walked(const flow__calendar *cal,
+                                         int64_t day);
 /* 1 if y-m-d is an England & Wales bank holiday (by rule). */
 int flow__bank_holiday_ew(int y, int m, int d);
 /*

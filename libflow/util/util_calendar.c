@@ -55,6 +55,8 @@
  */
 #include "util.h"
 
+#include <limits.h>
+
 #define MS_MINUTE INT64_C(60000)
 #define MS_HOUR (60 * MS_MINUTE)
 #define MS_DAY (24 * MS_HOUR)
@@ -241,6 +243,157 @@ flow__calendar_is_working_day(const flow__calendar *cal, int64_t day)
   return 1;
 }
 
+/*
+ * The walks below look at one day after another, up to a hundred years of
+ * them for one deadline, and a deadline is computed for every timer a
+ * transition sets.  Working out the bank holiday rules afresh for each day
+ * (Easter included) made one 100-year walk cost milliseconds; a walker
+ * finds a year's bank holidays once, by asking the rule about the few dates
+ * where one can fall, and then answers each day with a mask and a short
+ * list.  The rule (flow__bank_holiday_ew) stays the one definition.
+ */
+typedef struct walker {
+  const flow__calendar *cal;
+  int year;              /* of hol[], or INT_MIN */
+  int64_t ystart, yend;  /* that year's days, [ystart, yend) */
+  int64_t hol[32];       /* its bank holidays */
+  size_t nhol;
+} walker;
+
+static void
+walker_init(walker *w, const flow__calendar *cal)
+{
+  w->cal = cal;
+  w->year = INT_MIN;
+  w->ystart = w->yend = 0;
+  w->nhol = 0;
+}
+
+static void
+walker_add_if(walker *w, int y, int m, int d)
+{
+  if (w->nhol == sizeof w->hol / sizeof w->hol[0] ||
+      !flow__bank_holiday_ew(y, m, d))
+    return;
+  int64_t day = flow__days_from_civil(y, m, d);
+  for (size_t i = 0; i < w->nhol; i++)
+    if (w->hol[i] == day)
+      return;
+  w->hol[w->nhol++] = day;
+}
+
+/* Makes hol[] that of the year holding day. */
+static void
+walker_year(walker *w, int64_t day)
+{
+  if (day >= w->ystart && day < w->yend)
+    return;
+  int y, m, d;
+  flow__civil_from_days(day, &y, &m, &d);
+  w->year = y;
+  w->ystart = flow__days_from_civil(y, 1, 1);
+  w->yend = flow__days_from_civil(y + 1, 1, 1);
+  w->nhol = 0;
+  /* Every date a bank holiday of the rule can fall on: New Year and its
+     substitutes, Good Friday and Easter Monday, the first week and last
+     week of May, early June, the last week of August, Christmas and its
+     substitutes, and the one-off days. */
+  for (int dd = 1; dd <= 4; dd++)
+    walker_add_if(w, y, 1, dd);
+  int64_t easter = easter_sunday(y);
+  int ey, em, ed;
+  flow__civil_from_days(easter - 2, &ey, &em, &ed);
+  walker_add_if(w, ey, em, ed);
+  flow__civil_from_days(easter + 1, &ey, &em, &ed);
+  walker_add_if(w, ey, em, ed);
+  for (int dd = 1; dd <= 8; dd++)
+    walker_add_if(w, y, 5, dd);
+  for (int dd = 25; dd <= 31; dd++)
+    walker_add_if(w, y, 5, dd);
+  for (int dd = 1; dd <= 5; dd++)
+    walker_add_if(w, y, 6, dd);
+  for (int dd = 25; dd <= 31; dd++)
+    walker_add_if(w, y, 8, dd);
+  for (int dd = 25; dd <= 28; dd++)
+    walker_add_if(w, y, 12, dd);
+  for (size_t i = 0; i < sizeof one_off / sizeof one_off[0]; i++)
+    if (one_off[i].y == y) /* a second entry for a day is harmless */
+      walker_add_if(w, y, one_off[i].m, one_off[i].d);
+}
+
+/* 1 if day is one of the host's extra holidays. */
+static int
+extra_holiday(const flow__calendar *cal, int64_t day)
+{
+  size_t lo = 0, hi = cal->extra_holidays ? cal->nextra : 0;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (cal->extra_holidays[mid] == day)
+      return 1;
+    if (cal->extra_holidays[mid] < day)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return 0;
+}
+
+/* flow__calendar_is_working_day, for a walk. */
+static int
+walker_working(walker *w, int64_t day)
+{
+  const flow__calendar *cal = w->cal;
+  if (!(cal->weekdays & (1u << weekday(day))))
+    return 0;
+  if (cal->england_wales_holidays) {
+    walker_year(w, day);
+    for (size_t i = 0; i < w->nhol; i++)
+      if (w->hol[i] == day)
+        return 0;
+  }
+  return !extra_holiday(cal, day);
+}
+
+/* The working days of the whole year that starts at day ystart (which
+   must be a 1 January): weekdays of the mask, less the holidays on them.
+   What a walk needs to step over a year at once. */
+static int64_t
+walker_year_count(walker *w, int64_t ystart)
+{
+  const flow__calendar *cal = w->cal;
+  walker_year(w, ystart);
+  int64_t days = w->yend - w->ystart, n = 0;
+  int per_week = 0;
+  for (int d = 0; d < 7; d++)
+    per_week += (cal->weekdays >> d) & 1;
+  n = (days / 7) * per_week;
+  for (int64_t t = w->ystart + (days / 7) * 7; t < w->yend; t++)
+    n += (cal->weekdays >> weekday(t)) & 1;
+  if (cal->england_wales_holidays)
+    for (size_t i = 0; i < w->nhol; i++)
+      if ((cal->weekdays >> weekday(w->hol[i])) & 1)
+        n--;
+  for (size_t i = 0; cal->extra_holidays && i < cal->nextra; i++) {
+    int64_t h = cal->extra_holidays[i];
+    if (h < w->ystart || h >= w->yend || !((cal->weekdays >> weekday(h)) & 1))
+      continue;
+    int bank = 0;
+    for (size_t k = 0; cal->england_wales_holidays && k < w->nhol; k++)
+      bank |= w->hol[k] == h;
+    if (!bank)
+      n--;
+  }
+  return n;
+}
+
+int
+flow__calendar_is_working_day_walked(const flow__calendar *cal, int64_t day)
+{
+  walker w;
+  walker_init(&w, cal);
+  return walker_working(&w, day);
+}
+
 static int
 calendar_valid(const flow__calendar *cal)
 {
@@ -254,10 +407,10 @@ calendar_valid(const flow__calendar *cal)
 /* The first working day after day, or FLOW_EINVAL if there is none in
    MAX_IDLE_DAYS. */
 static int
-next_working_day(const flow__calendar *cal, int64_t day, int64_t *out)
+next_working_day(walker *w, int64_t day, int64_t *out)
 {
   for (int64_t t = day + 1; t <= day + MAX_IDLE_DAYS; t++) {
-    if (flow__calendar_is_working_day(cal, t)) {
+    if (walker_working(w, t)) {
       *out = t;
       return 0;
     }
@@ -297,17 +450,19 @@ add_working_days(const flow__calendar *cal, int64_t from, int64_t n,
   int64_t tod = local - day * MS_DAY;
   int64_t open = cal->open_minute * MS_MINUTE;
   int64_t close = cal->close_minute * MS_MINUTE;
-  int working = flow__calendar_is_working_day(cal, day);
+  walker w;
+  walker_init(&w, cal);
+  int working = walker_working(&w, day);
 
   /* Outside hours the count starts from the next opening, which is today's
      if the day works and has not opened yet. */
   if (!(working && tod >= open && tod < close)) {
-    if (!(working && tod < open) && next_working_day(cal, day, &day) != 0)
+    if (!(working && tod < open) && next_working_day(&w, day, &day) != 0)
       return FLOW_EINVAL;
     tod = open;
   }
   for (int64_t i = 0; i < n; i++)
-    if (next_working_day(cal, day, &day) != 0)
+    if (next_working_day(&w, day, &day) != 0)
       return FLOW_EINVAL;
   *out = local_to_utc(cal, day * MS_DAY + tod);
   return 0;
@@ -328,8 +483,27 @@ add_working_ms(const flow__calendar *cal, int64_t from, int64_t left,
   int64_t open = cal->open_minute * MS_MINUTE;
   int64_t close = cal->close_minute * MS_MINUTE;
   int idle = 0;
+  walker w;
+  walker_init(&w, cal);
   for (int64_t walked = 0; walked <= MAX_WALK_DAYS; walked++) {
-    if (flow__calendar_is_working_day(cal, day)) {
+    /* A whole year that the count goes past is stepped over at once. */
+    if (tod == 0) {
+      walker_year(&w, day);
+      if (day == w.ystart) {
+        int64_t days = w.yend - w.ystart;
+        int64_t count = walker_year_count(&w, day);
+        if (left > count * (close - open) && walked + days <= MAX_WALK_DAYS) {
+          left -= count * (close - open);
+          idle = count == 0 ? idle + (int)days : 0;
+          if (idle > MAX_IDLE_DAYS)
+            return FLOW_EINVAL;
+          day = w.yend;
+          walked += days - 1;
+          continue;
+        }
+      }
+    }
+    if (walker_working(&w, day)) {
       idle = 0;
       if (tod < open)
         tod = open;

@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *const SERVICE =
     "return {\n"
@@ -422,6 +423,160 @@ START_TEST(test_bad_input_raw_nul_ends_the_text)
                 "%s", flow_errmsg(E));
   ck_assert_msg(strstr(out, "\"note\":\"seen\"") != NULL, "%s", out);
   flow_free(out);
+}
+END_TEST
+
+/* An escaped NUL in a sender's JSON: refused with a message a person can
+   act on, and a script cannot store one either; the case stays readable. */
+START_TEST(test_bad_input_escaped_nul)
+{
+  refused_everywhere("{\"note\":\"a\\u0000b\"}", FLOW_EINVAL);
+  char *out = NULL;
+  ck_assert_int_eq(flow_case_open(&out, E, "forms", "{\"note\":\"a\\u0000\"}",
+                                  NULL),
+                   FLOW_EINVAL);
+  ck_assert_msg(strstr(flow_errmsg(E), "text may not hold the NUL "
+                                       "character") != NULL,
+                "%s", flow_errmsg(E));
+  static const char src[] =
+      "return { name = 'nul', version = 1, initial = 'a',\n"
+      "  fields = { note = { type = 'string' } }, states = {\n"
+      "  a = { on = { nul = function(case) case.data.note = 'x\\0y' end,\n"
+      "               go = function() return 'a\\0b' end } } } }\n";
+  ck_assert_int_eq(flow_service_load_string(NULL, E, src, strlen(src),
+                                            "nul.lua"),
+                   0);
+  ck_assert_int_eq(flow_case_open(&out, E, "nul", NULL, NULL), 0);
+  char id[32];
+  json_id(out, id, sizeof id);
+  flow_free(out);
+  ck_assert_int_eq(flow_case_signal(NULL, E, id, "nul", NULL, NULL),
+                   FLOW_ESCRIPT);
+  ck_assert_msg(strstr(flow_errmsg(E), "data.note: text with a NUL") != NULL,
+                "%s", flow_errmsg(E));
+  ck_assert_int_eq(flow_case_signal(NULL, E, id, "go", NULL, NULL),
+                   FLOW_ESCRIPT);
+  ck_assert_msg(strstr(flow_errmsg(E), "nul.lua:4: a handler returned a "
+                                       "state name with a NUL") != NULL,
+                "%s", flow_errmsg(E));
+  /* Still readable, and as it was. */
+  ck_assert_int_eq(flow_case_get(&out, E, id), 0);
+  ck_assert_msg(strstr(out, "\"seq\":1") != NULL, "%s", out);
+  flow_free(out);
+}
+END_TEST
+
+/* An object of more members than a script could hold as one table: a
+   case that took it could never run an event again. */
+START_TEST(test_bad_input_object_too_many_members)
+{
+  size_t cap = 16385 * 16 + 64, n = 0;
+  char *doc = malloc(cap);
+  n += (size_t)snprintf(doc + n, cap - n, "{\"extra\":{");
+  for (int i = 0; i < 16385; i++)
+    n += (size_t)snprintf(doc + n, cap - n, "%s\"k%d\":1", i ? "," : "", i);
+  snprintf(doc + n, cap - n, "}}");
+  refused_everywhere(doc, FLOW_EINVAL);
+  ck_assert_int_eq(flow_case_open(NULL, E, "forms", doc, NULL), FLOW_EINVAL);
+  ck_assert_msg(strstr(flow_errmsg(E), "an object with more than 16384 "
+                                       "members") != NULL,
+                "%s", flow_errmsg(E));
+  /* 16,384 are fine. */
+  char *comma = strrchr(doc, ',');
+  memcpy(comma, "}}", 3);
+  char *out = NULL;
+  ck_assert_msg(flow_case_signal(&out, E, "1", "set", doc, NULL) == 0, "%s",
+                flow_errmsg(E));
+  flow_free(out);
+  ck_assert_msg(flow_case_signal(&out, E, "1", "ignore", NULL, NULL) == 0,
+                "%s", flow_errmsg(E));
+  flow_free(out);
+  free(doc);
+}
+END_TEST
+
+static double
+thread_cpu_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* A field's pattern is checked in the sandbox, under a budget: 200 fields
+   of patterns that backtrack share one budget, where each had its own. */
+START_TEST(test_bad_input_many_slow_patterns)
+{
+  flow_engine_options o = FLOW_ENGINE_OPTIONS_INIT;
+  o.script_cpu_ms = 100;
+  flow_engine *e;
+  char err[256];
+  ck_assert_int_eq(flow_engine_open(&e, ":memory:", &o, err, sizeof err), 0);
+  size_t cap = 64 * 1024, n = 0;
+  char *src = malloc(cap), *data = malloc(cap);
+  n += (size_t)snprintf(src + n, cap - n,
+                        "return { name = 'slow', version = 1, initial = 'a', "
+                        "fields = {\n");
+  for (int i = 0; i < 200; i++)
+    n += (size_t)snprintf(src + n, cap - n,
+                          "  f%d = { type = 'string', pattern = "
+                          "'^.-.-.-.-.-.-.-.-x$' },\n",
+                          i);
+  snprintf(src + n, cap - n, "}, states = { a = { on = {} } } }\n");
+  ck_assert_msg(flow_service_load_string(NULL, e, src, strlen(src),
+                                         "slow.lua") == 0,
+                "%s", flow_errmsg(e));
+  n = (size_t)snprintf(data, cap, "{");
+  for (int i = 0; i < 200; i++)
+    n += (size_t)snprintf(data + n, cap - n, "%s\"f%d\":\"%s\"",
+                          i ? "," : "", i,
+                          "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                          "aaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+  snprintf(data + n, cap - n, "}");
+  double t0 = thread_cpu_ms();
+  int rc = flow_case_open(NULL, e, "slow", data, NULL);
+  double spent = thread_cpu_ms() - t0;
+  ck_assert_int_eq(rc, FLOW_ELIMIT);
+  ck_assert_msg(strstr(flow_errmsg(e), "budget exceeded checking the "
+                                       "pattern of field") != NULL,
+                "%s", flow_errmsg(e));
+  ck_assert_msg(spent < 2 * 100, "the patterns took %.0f ms of CPU on a "
+                "100 ms budget", spent);
+  free(src);
+  free(data);
+  flow_engine_close(e);
+}
+END_TEST
+
+/* A service may declare at most 1000 fields; data is checked against them
+   by name, whatever number of keys a sender sends. */
+START_TEST(test_bad_input_field_count)
+{
+  size_t cap = 1 << 20, n = 0;
+  char *src = malloc(cap);
+  n += (size_t)snprintf(src + n, cap - n,
+                        "return { name = 'wide', version = 1, initial = 'a', "
+                        "fields = {\n");
+  for (int i = 0; i < 1001; i++)
+    n += (size_t)snprintf(src + n, cap - n, "  f%d = { type = 'string' },\n",
+                          i);
+  snprintf(src + n, cap - n, "}, states = { a = { on = {} } } }\n");
+  ck_assert_int_eq(flow_service_load_string(NULL, E, src, strlen(src),
+                                            "wide.lua"),
+                   FLOW_ESCRIPT);
+  ck_assert_msg(strstr(flow_errmsg(E), "fields has 1001 fields; a service "
+                                       "may have at most 1000") != NULL,
+                "%s", flow_errmsg(E));
+  /* 16,000 keys against the forms service: each named in the refusal,
+     as far as the message goes. */
+  n = (size_t)snprintf(src, cap, "{");
+  for (int i = 0; i < 16000; i++)
+    n += (size_t)snprintf(src + n, cap - n, "%s\"k%d\":1", i ? "," : "", i);
+  snprintf(src + n, cap - n, "}");
+  ck_assert_int_eq(flow_case_open(NULL, E, "forms", src, NULL), FLOW_EDATA);
+  ck_assert_msg(strstr(flow_errmsg(E), "is not a field of forms") != NULL,
+                "%s", flow_errmsg(E));
+  free(src);
 }
 END_TEST
 
@@ -1083,6 +1238,10 @@ bad_input_suite(void)
   tcase_add_test(tc, test_bad_input_deep_nesting_refused);
   tcase_add_test(tc, test_bad_input_deep_but_parseable_nesting);
   tcase_add_test(tc, test_bad_input_raw_nul_ends_the_text);
+  tcase_add_test(tc, test_bad_input_escaped_nul);
+  tcase_add_test(tc, test_bad_input_many_slow_patterns);
+  tcase_add_test(tc, test_bad_input_field_count);
+  tcase_add_test(tc, test_bad_input_object_too_many_members);
   tcase_add_test(tc, test_bad_input_valid_json_with_bad_values);
   tcase_add_test(tc, test_bad_input_where_values);
   tcase_add_test(tc, test_bad_input_multi_megabyte_strings_refused);

@@ -798,6 +798,36 @@ expect "check --strict: warnings exit 1" 1
 run check --strict "$SERVICE"
 expect "check --strict: a clean script" 0
 
+# A short script with a table of timers shared by 900 states: millions of
+# warnings once, now at most 200 and a count, the same on every run.
+cat >"$T/flood.lua" <<'EOF'
+local a = {}
+for i = 1, 64 do a[i .. 'h'] = 'z' end
+local s = { z = { final = true } }
+for i = 1, 900 do s['s' .. i] = { after = a } end
+return { name = 'flood', version = 1, initial = 's1', states = s }
+EOF
+run check "$T/flood.lua"
+expect "check: a flood of warnings" 0
+err_lines "check: warnings capped" 201
+err_has "check: the rest counted" 'more warnings like these are not shown'
+cp "$T/err" "$T/flood1"
+run check "$T/flood.lua"
+cmp -s "$T/err" "$T/flood1" && pass || fail "check: the same warnings twice"
+# More problems than a report keeps: the same ones in every process,
+# whatever order Lua's seeded tables gave them in.
+cat >"$T/many.lua" <<'EOF'
+local s = { z = { final = true } }
+for i = 1, 900 do s['s' .. i] = { on = { go = 'nowhere', back = 'gone' } } end
+return { name = 'many', version = 1, initial = 'z', states = s }
+EOF
+run check "$T/many.lua"
+expect "check: 1800 problems" 1
+err_has "check: problems counted" 'more problems'
+cp "$T/err" "$T/many1"
+run check "$T/many.lua"
+cmp -s "$T/err" "$T/many1" && pass || fail "check: the same problems twice"
+
 run graph "$SERVICE"
 expect "graph" 0
 out_has "graph: DOT" '^digraph "missed_bin" {$'

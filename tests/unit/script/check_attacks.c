@@ -652,12 +652,17 @@ START_TEST(test_attacks_gsub_result_grows)
 }
 END_TEST
 
-/* flow.call requests are held outside Lua; they count anyway. */
+/* flow.call requests are held outside Lua; they count anyway.  (Big
+   ones, so that memory runs out before the count of actions an event may
+   request, which stops a flood of small ones.) */
 START_TEST(test_attacks_flow_call_flood)
 {
-  result r = attack("local args = { text = ('x'):rep(10000) } "
+  result r = attack("local args = { text = ('x'):rep(60000) } "
                     "while true do flow.call('notify.sms', args) end");
   killed_by(&r, "memory");
+  r = attack("while true do flow.call('notify.sms', { n = 1 }) end");
+  refused_with(&r, FLOW_ESCRIPT, "an event may request at most 100 "
+                                 "actions");
 }
 END_TEST
 

@@ -158,6 +158,49 @@ START_TEST(test_attacks_host_after_payload_at_load)
 }
 END_TEST
 
+/* ---- the engine's calendar work ------------------------------------------ */
+
+/* Each timer is a calendar walk when the transition commits: ten
+   thousand hundred-year ones held the host for 45 s.  An event may set
+   100, a state have 64 `after` entries; and a walk is cheap. */
+START_TEST(test_attacks_host_timer_flood)
+{
+  result r = attack("for i = 1, 10000 do flow.after('876000 working "
+                    "hours', 'tick') end");
+  refused_with(&r, FLOW_ESCRIPT, "target.lua:");
+  refused_with(&r, FLOW_ESCRIPT, "flow.after: an event may set at most 100 "
+                                 "timers");
+  r = attack("for i = 1, 101 do flow.at('2090-01-01T00:00:00Z', 'tick') "
+             "end");
+  refused_with(&r, FLOW_ESCRIPT, "flow.at: an event may set at most 100");
+  /* 100 are fine. */
+  r = attack("for i = 1, 100 do flow.after('876000 working hours', "
+             "'tick') end");
+  ck_assert_msg(r.rc == 0, "%s", r.msg);
+}
+END_TEST
+
+START_TEST(test_attacks_host_after_entries)
+{
+  char pre[8192];
+  size_t n = (size_t)snprintf(pre, sizeof pre, "AFTER = {");
+  for (int i = 1; i <= 65; i++)
+    n += (size_t)snprintf(pre + n, sizeof pre - n,
+                          "['%d working hours'] = 'open', ", 1000 + i);
+  snprintf(pre + n, sizeof pre - n, "}");
+  char src[16384];
+  snprintf(src, sizeof src,
+           "local %s\nreturn { name = 'a', version = 1, initial = 'open',\n"
+           "  states = { open = { after = AFTER }, b = { final = true } } }\n",
+           pre);
+  result r = load_with(src, 0, 0);
+  ck_assert_int_eq(r.rc, FLOW_ESCRIPT);
+  ck_assert_msg(strstr(r.msg, "after in state 'open' has 65 entries; a "
+                              "state may have at most 64") != NULL,
+                "%s", r.msg);
+}
+END_TEST
+
 static Suite *
 attacks_host_suite(void)
 {
@@ -171,6 +214,8 @@ attacks_host_suite(void)
   tcase_add_test(tc, test_attacks_host_colliding_integer_keys);
   tcase_add_test(tc, test_attacks_host_repeated_string_in_data);
   tcase_add_test(tc, test_attacks_host_after_payload_at_load);
+  tcase_add_test(tc, test_attacks_host_timer_flood);
+  tcase_add_test(tc, test_attacks_host_after_entries);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -113,6 +113,132 @@ check_year(int y, const ymd *list, size_t n)
   ck_assert_uint_eq(count, n);
 }
 
+/* The walks' per-year holiday lists answer exactly as the rule, for every
+   day of four centuries, with and without a host's extra holidays. */
+START_TEST(test_calendar_walked_days_match_the_rule)
+{
+  flow__calendar cal;
+  flow__calendar_default(&cal);
+  int64_t extra[] = { flow__days_from_civil(2026, 7, 15),
+                      flow__days_from_civil(2031, 1, 2) };
+  for (int pass = 0; pass < 2; pass++) {
+    if (pass == 1) {
+      cal.extra_holidays = extra;
+      cal.nextra = 2;
+    }
+    int64_t from = flow__days_from_civil(1900, 1, 1);
+    int64_t to = flow__days_from_civil(2300, 1, 1);
+    for (int64_t d = from; d < to; d++)
+      ck_assert_msg(flow__calendar_is_working_day(&cal, d) ==
+                        flow__calendar_is_working_day_walked(&cal, d),
+                    "day %lld", (long long)d);
+  }
+}
+END_TEST
+
+/* The reference for working hours: the plain day-by-day walk of the rule
+   (the library steps over whole years), written here again on purpose. */
+static int64_t
+ref_local_to_utc(const flow__calendar *cal, int64_t local)
+{
+  int64_t u1 = local - cal->std_offset_min * INT64_C(60000);
+  int64_t u2 = local - cal->dst_offset_min * INT64_C(60000);
+  int ok1 = flow__calendar_offset(cal, u1) == cal->std_offset_min;
+  int ok2 = flow__calendar_offset(cal, u2) == cal->dst_offset_min;
+  if (ok1 && ok2)
+    return u1 < u2 ? u1 : u2;
+  if (ok1)
+    return u1;
+  if (ok2)
+    return u2;
+  return u1 > u2 ? u1 : u2;
+}
+
+static int64_t
+ref_add_hours(const flow__calendar *cal, int64_t from, int64_t left)
+{
+  const int64_t day_ms = INT64_C(86400000);
+  int64_t local = from + flow__calendar_offset(cal, from) * INT64_C(60000);
+  int64_t day = local >= 0 ? local / day_ms : -((-local + day_ms - 1) / day_ms);
+  int64_t tod = local - day * day_ms;
+  int64_t open = cal->open_minute * INT64_C(60000);
+  int64_t close = cal->close_minute * INT64_C(60000);
+  for (;;) {
+    if (flow__calendar_is_working_day(cal, day)) {
+      if (tod < open)
+        tod = open;
+      if (tod < close) {
+        if (left <= close - tod)
+          return ref_local_to_utc(cal, day * day_ms + tod + left);
+        left -= close - tod;
+      }
+    }
+    day++;
+    tod = 0;
+  }
+}
+
+/* Long working-hours deadlines land where the day-by-day walk lands, on
+   calendars with and without bank holidays, extra days off, other
+   weekdays and hours, starting at every kind of moment. */
+START_TEST(test_calendar_year_steps_match_the_walk)
+{
+  int64_t extra[40];
+  for (int i = 0; i < 40; i++)
+    extra[i] = flow__days_from_civil(2027 + i / 4, 1 + (i * 5) % 12,
+                                     1 + (i * 7) % 28);
+  for (int i = 1; i < 40; i++) /* sorted */
+    for (int k = i; k > 0 && extra[k] < extra[k - 1]; k--) {
+      int64_t t = extra[k];
+      extra[k] = extra[k - 1];
+      extra[k - 1] = t;
+    }
+  uint64_t seed = 12345;
+  for (int round = 0; round < 400; round++) {
+    flow__calendar cal;
+    flow__calendar_default(&cal);
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    if (round % 4 == 1) {
+      cal.extra_holidays = extra;
+      cal.nextra = 40;
+    }
+    if (round % 4 == 2) {
+      cal.weekdays = 0x7e; /* Monday to Saturday */
+      cal.open_minute = 7 * 60;
+      cal.close_minute = 19 * 60 + 30;
+    }
+    if (round % 4 == 3)
+      cal.england_wales_holidays = 0;
+    int64_t from = 1767225600000 + (int64_t)((seed >> 20) % 315360000000ull);
+    int64_t hours = 1 + (int64_t)((seed >> 8) % 60000);
+    flow__duration d = { FLOW__DUR_WORKING_HOURS, hours * 3600000 };
+    int64_t got = 0;
+    ck_assert_int_eq(flow__calendar_add(&cal, from, &d, &got), 0);
+    ck_assert_msg(got == ref_add_hours(&cal, from, d.amount),
+                  "round %d: %lld + %lld working hours", round,
+                  (long long)from, (long long)hours);
+  }
+}
+END_TEST
+
+/* A hundred years of working hours is a walk of 36,500 days: it must
+   stay cheap, since every timer of a transition takes one. */
+START_TEST(test_calendar_long_walk_is_cheap)
+{
+  flow__calendar cal;
+  flow__calendar_default(&cal);
+  flow__duration d;
+  flow__err e;
+  flow__err_clear(&e);
+  ck_assert_int_eq(flow__duration_parse("876000 working hours", &d, &e), 0);
+  int64_t from = 1795770000000, out = 0;
+  /* Counted, not timed: it must simply come back with an answer, about
+     a century of working time later. */
+  ck_assert_int_eq(flow__calendar_add(&cal, from, &d, &out), 0);
+  ck_assert(out > from + (int64_t)360 * 24 * 3600 * 1000 * 100);
+}
+END_TEST
+
 START_TEST(test_calendar_bank_holidays_2020)
 {
   check_year(2020, bh2020, NELEM(bh2020));
@@ -554,6 +680,9 @@ calendar_suite(void)
 {
   Suite *s = suite_create("calendar");
   TCase *tc = tcase_create("core");
+  tcase_add_test(tc, test_calendar_walked_days_match_the_rule);
+  tcase_add_test(tc, test_calendar_long_walk_is_cheap);
+  tcase_add_test(tc, test_calendar_year_steps_match_the_walk);
   tcase_add_test(tc, test_calendar_bank_holidays_2020);
   tcase_add_test(tc, test_calendar_bank_holidays_2022);
   tcase_add_test(tc, test_calendar_bank_holidays_2023);
