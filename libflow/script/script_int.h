@@ -86,7 +86,7 @@ struct flow__sandbox {
   int pend_reason;
   void *pend_ptr;
   size_t pend_osize, pend_nsize;
-  unsigned alloc_ticks; /* growing allocations, for the CPU clock */
+  unsigned alloc_ticks; /* growing allocations and spends, for the CPU clock */
   /* sizeof(Node) of this Lua, measured when the sandbox is made (0 until
      then): a hash part is a fresh untyped block of 2^k nodes. */
   size_t node_size;

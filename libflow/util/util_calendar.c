@@ -251,13 +251,20 @@ flow__calendar_is_working_day(const flow__calendar *cal, int64_t day)
  * finds a year's bank holidays once, by asking the rule about the few dates
  * where one can fall, and then answers each day with a mask and a short
  * list.  The rule (flow__bank_holiday_ew) stays the one definition.
+ * Most walks are a few days long (a deadline of five working days), and
+ * for those finding a whole year's holidays costs more than asking the
+ * rule about each day, so a walker asks the rule directly for its first
+ * WALK_DIRECT days and only then finds the year.
  */
+#define WALK_DIRECT 32
+
 typedef struct walker {
   const flow__calendar *cal;
   int year;              /* of hol[], or INT_MIN */
   int64_t ystart, yend;  /* that year's days, [ystart, yend) */
   int64_t hol[32];       /* its bank holidays */
   size_t nhol;
+  unsigned asked;        /* days asked of the rule directly */
 } walker;
 
 static void
@@ -267,6 +274,7 @@ walker_init(walker *w, const flow__calendar *cal)
   w->year = INT_MIN;
   w->ystart = w->yend = 0;
   w->nhol = 0;
+  w->asked = 0;
 }
 
 static void
@@ -345,7 +353,14 @@ walker_working(walker *w, int64_t day)
   const flow__calendar *cal = w->cal;
   if (!(cal->weekdays & (1u << weekday(day))))
     return 0;
-  if (cal->england_wales_holidays) {
+  if (cal->england_wales_holidays && w->asked < WALK_DIRECT &&
+      !(day >= w->ystart && day < w->yend)) {
+    int y, m, d;
+    w->asked++;
+    flow__civil_from_days(day, &y, &m, &d);
+    if (flow__bank_holiday_ew(y, m, d))
+      return 0;
+  } else if (cal->england_wales_holidays) {
     walker_year(w, day);
     for (size_t i = 0; i < w->nhol; i++)
       if (w->hol[i] == day)
@@ -391,6 +406,7 @@ flow__calendar_is_working_day_walked(const flow__calendar *cal, int64_t day)
 {
   walker w;
   walker_init(&w, cal);
+  w.asked = WALK_DIRECT; /* the year's list, not the rule, answers */
   return walker_working(&w, day);
 }
 
