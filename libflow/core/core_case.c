@@ -81,24 +81,7 @@ time_json(int64_t ms)
 static int
 utf8_ok(const char *s)
 {
-  const unsigned char *p = (const unsigned char *)s;
-  while (*p) {
-    int n = *p < 0x80 ? 0 : (*p & 0xE0) == 0xC0 ? 1 : (*p & 0xF0) == 0xE0 ? 2
-                          : (*p & 0xF8) == 0xF0 ? 3 : -1;
-    if (n < 0 || (n == 1 && *p < 0xC2))
-      return 0;
-    uint32_t c = n == 0 ? *p : (uint32_t)(*p & (0x3F >> n));
-    for (int i = 1; i <= n; i++) {
-      if ((p[i] & 0xC0) != 0x80)
-        return 0;
-      c = (c << 6) | (p[i] & 0x3F);
-    }
-    if ((n == 2 && (c < 0x800 || (c >= 0xD800 && c <= 0xDFFF))) ||
-        (n == 3 && (c < 0x10000 || c > 0x10FFFF)))
-      return 0;
-    p += n + 1;
-  }
-  return 1;
+  return flow__utf8_valid(s, strlen(s));
 }
 
 static int

@@ -409,7 +409,4 @@ int flow__json_from_lua_sb(lua_State *L, int idx, const char *root,
                            flow__sandbox *sb, json_t **out, size_t *bytes,
                            char *msg, size_t msglen);
 
-/* 1 if s[0..len) is well-formed UTF-8 (no overlongs, no surrogates). */
-int flow__utf8_valid(const char *s, size_t len);
-
 #endif /* FLOW_SCRIPT_INT_H */

@@ -595,41 +595,6 @@ flow__json_push(lua_State *L, json_t *j)
 
 /* ---- Lua -> JSON ------------------------------------------------------ */
 
-int
-flow__utf8_valid(const char *s, size_t len)
-{
-  const unsigned char *p = (const unsigned char *)s, *e = p + len;
-  while (p < e) {
-    unsigned c = *p;
-    if (c < 0x80) {
-      p++;
-      continue;
-    }
-    size_t n;
-    unsigned cp, min;
-    if (c >= 0xc2 && c <= 0xdf) {
-      n = 1, cp = c & 0x1f, min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      n = 2, cp = c & 0x0f, min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      n = 3, cp = c & 0x07, min = 0x10000;
-    } else {
-      return 0;
-    }
-    if ((size_t)(e - p) <= n)
-      return 0;
-    for (size_t i = 1; i <= n; i++) {
-      if ((p[i] & 0xc0) != 0x80)
-        return 0;
-      cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-      return 0;
-    p += n + 1;
-  }
-  return 1;
-}
-
 typedef struct conv {
   lua_State *L;
   const flow__allocator *a;

@@ -65,6 +65,12 @@ int flow__err_set(flow__err *err, int code, const char *fmt, ...)
     FLOW__PRINTF(3, 4);
 int flow__err_setv(flow__err *err, int code, const char *fmt, va_list ap);
 void flow__err_clear(flow__err *err);
+/* The length (1-4) of the well-formed UTF-8 character that starts at p and
+   ends before e, or 0 if none does (an overlong form, a surrogate, a
+   sequence cut short). */
+size_t flow__utf8_char(const unsigned char *p, const unsigned char *e);
+/* 1 if s[0..len) is well-formed UTF-8. */
+int flow__utf8_valid(const char *s, size_t len);
 /* Replaces bytes of s that are not valid UTF-8 with '?', in place. */
 void flow__utf8_fix(char *s);
 

@@ -44,6 +44,53 @@ flow_version(void)
   return FLOW_VERSION_STRING;
 }
 
+size_t
+flow__utf8_char(const unsigned char *p, const unsigned char *e)
+{
+  if (p >= e)
+    return 0;
+  unsigned c = *p;
+  if (c < 0x80)
+    return 1;
+  size_t n;
+  unsigned cp, min;
+  if (c >= 0xc2 && c <= 0xdf)
+    n = 1, cp = c & 0x1f, min = 0x80;
+  else if (c >= 0xe0 && c <= 0xef)
+    n = 2, cp = c & 0x0f, min = 0x800;
+  else if (c >= 0xf0 && c <= 0xf4)
+    n = 3, cp = c & 0x07, min = 0x10000;
+  else
+    return 0;
+  if ((size_t)(e - p) <= n)
+    return 0;
+  for (size_t i = 1; i <= n; i++) {
+    if ((p[i] & 0xc0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (p[i] & 0x3f);
+  }
+  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+    return 0;
+  return n + 1;
+}
+
+int
+flow__utf8_valid(const char *s, size_t len)
+{
+  const unsigned char *p = (const unsigned char *)s, *e = p + len;
+  while (p < e) {
+    if (*p < 0x80) { /* the common case, without the call */
+      p++;
+      continue;
+    }
+    size_t n = flow__utf8_char(p, e);
+    if (n == 0)
+      return 0;
+    p += n;
+  }
+  return 1;
+}
+
 /*
  * Messages end up in JSON (flow run, bindings) and in terminals, so they
  * must be UTF-8 even when they quote what a script or caller sent.  Bytes
@@ -53,29 +100,14 @@ flow_version(void)
 void
 flow__utf8_fix(char *s)
 {
-  unsigned char *p = (unsigned char *)s;
-  while (*p) {
-    int n = *p < 0x80                ? 0
-            : (*p & 0xE0) == 0xC0    ? 1
-            : (*p & 0xF0) == 0xE0    ? 2
-            : (*p & 0xF8) == 0xF0    ? 3
-                                     : -1;
-    int ok = n >= 0 && !(n == 1 && *p < 0xC2);
-    uint32_t c = ok && n ? (uint32_t)(*p & (0x3F >> n)) : *p;
-    for (int i = 1; ok && i <= n; i++) {
-      if ((p[i] & 0xC0) != 0x80)
-        ok = 0;
-      else
-        c = (c << 6) | (p[i] & 0x3F);
-    }
-    if (ok && ((n == 2 && (c < 0x800 || (c >= 0xD800 && c <= 0xDFFF))) ||
-               (n == 3 && (c < 0x10000 || c > 0x10FFFF))))
-      ok = 0;
-    if (!ok) {
+  unsigned char *p = (unsigned char *)s, *e = p + strlen(s);
+  while (p < e) {
+    size_t n = flow__utf8_char(p, e);
+    if (n == 0) {
       *p++ = '?';
       continue;
     }
-    p += n + 1;
+    p += n;
   }
 }
 

@@ -57,6 +57,27 @@ cpu_ms(void)
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+/* Records the CPU time since t0 and the error of r's step, and fails the
+   test when the step ran past twice its budget (cpu, 0 for the default):
+   the budget must stop what it was meant to stop. */
+static void
+took(result *r, double t0, uint32_t cpu, const char *what, const flow__err *e)
+{
+  r->cpu_ms = cpu_ms() - t0;
+  uint32_t budget = cpu ? cpu : CPU_MS;
+  ck_assert_msg(r->cpu_ms < 2 * budget,
+                "%s ran %.1f ms of CPU, more than twice its budget (%u ms): %s",
+                what, r->cpu_ms, budget, e->msg);
+  if (r->rc != 0) {
+    /* The whole buffer, not a string copy: whether the library ended its
+       message inside its buffer is for the test to see. */
+    _Static_assert(sizeof r->msg == sizeof e->msg, "message buffers differ");
+    memcpy(r->msg, e->msg, sizeof r->msg);
+    r->msg_len = strnlen(e->msg, sizeof e->msg);
+    r->msg[sizeof r->msg - 1] = '\0';
+  }
+}
+
 flow__sandbox *
 make_sb(void)
 {
@@ -162,20 +183,10 @@ run_event(const char *event)
     rc = flow__run_end(sb, &out, &calls, &e);
   else
     flow__run_abort(sb);
-  r.cpu_ms = cpu_ms() - t0;
-  ck_assert_msg(r.cpu_ms < 2 * CPU_MS,
-                "the event '%s' ran %.1f ms of CPU, more than twice the "
-                "budget (%d ms): %s",
-                event, r.cpu_ms, CPU_MS, e.msg);
   r.rc = rc;
-  if (rc != 0) {
-    /* The whole buffer, not a string copy: whether the library ended its
-       message inside its buffer is for the test to see. */
-    _Static_assert(sizeof r.msg == sizeof e.msg, "message buffers differ");
-    memcpy(r.msg, e.msg, sizeof r.msg);
-    r.msg_len = strnlen(e.msg, sizeof e.msg);
-    r.msg[sizeof r.msg - 1] = '\0';
-  }
+  char what[96];
+  snprintf(what, sizeof what, "the event '%s'", event);
+  took(&r, t0, 0, what, &e);
   if (out) {
     char *d = json_dumps(out, JSON_COMPACT | JSON_SORT_KEYS);
     r.data_len = d ? strlen(d) : 0;
@@ -268,24 +279,7 @@ no_effect(const result *r, const char *data)
 int
 utf8_ok(const char *s)
 {
-  const unsigned char *p = (const unsigned char *)s;
-  while (*p) {
-    int n = *p < 0x80 ? 0 : (*p & 0xE0) == 0xC0 ? 1
-            : (*p & 0xF0) == 0xE0 ? 2 : (*p & 0xF8) == 0xF0 ? 3 : -1;
-    if (n < 0 || (n == 1 && *p < 0xC2))
-      return 0;
-    uint32_t c = n ? (uint32_t)(*p & (0x3F >> n)) : *p;
-    for (int i = 1; i <= n; i++) {
-      if ((p[i] & 0xC0) != 0x80)
-        return 0;
-      c = (c << 6) | (p[i] & 0x3F);
-    }
-    if ((n == 2 && (c < 0x800 || (c >= 0xD800 && c <= 0xDFFF))) ||
-        (n == 3 && (c < 0x10000 || c > 0x10FFFF)))
-      return 0;
-    p += n + 1;
-  }
-  return 1;
+  return flow__utf8_valid(s, strlen(s));
 }
 
 static flow__sandbox *
@@ -311,17 +305,7 @@ eval_with(const char *code, size_t mem, uint32_t cpu, uint64_t instr)
   json_t *out = NULL;
   double t0 = cpu_ms();
   r.rc = flow__sandbox_eval(s, code, strlen(code), "attack.lua", &out, &e);
-  r.cpu_ms = cpu_ms() - t0;
-  uint32_t budget = cpu ? cpu : CPU_MS;
-  ck_assert_msg(r.cpu_ms < 2 * budget,
-                "the chunk ran %.1f ms of CPU, more than twice its budget "
-                "(%u ms): %s",
-                r.cpu_ms, budget, e.msg);
-  if (r.rc != 0) {
-    memcpy(r.msg, e.msg, sizeof r.msg);
-    r.msg_len = strnlen(e.msg, sizeof e.msg);
-    r.msg[sizeof r.msg - 1] = '\0';
-  }
+  took(&r, t0, cpu, "the chunk", &e);
   if (out) {
     char *d = json_dumps(out, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
     r.data_len = d ? strlen(d) : 0;
@@ -344,16 +328,8 @@ load_with(const char *code, size_t mem, uint32_t cpu)
   flow__err_clear(&e);
   double t0 = cpu_ms();
   r.rc = flow__service_compile(v, s, code, strlen(code), "attack.lua", &e);
-  r.cpu_ms = cpu_ms() - t0;
-  uint32_t budget = cpu ? cpu : CPU_MS;
-  ck_assert_msg(r.cpu_ms < 2 * budget,
-                "loading ran %.1f ms of CPU, more than twice its budget "
-                "(%u ms): %s",
-                r.cpu_ms, budget, e.msg);
+  took(&r, t0, cpu, "loading", &e);
   if (r.rc != 0) {
-    memcpy(r.msg, e.msg, sizeof r.msg);
-    r.msg_len = strnlen(e.msg, sizeof e.msg);
-    r.msg[sizeof r.msg - 1] = '\0';
     flow__service_free(&al, v);
     flow__sandbox_free(s);
   } else {
