@@ -13,8 +13,8 @@
  *
  * Only the public API (<flow.h>) and Jansson are used here.
  */
-#ifndef FLOW_CLI_H
-#define FLOW_CLI_H
+#ifndef LIBFLOW_CLI_CLI_H
+#define LIBFLOW_CLI_CLI_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -171,4 +171,4 @@ void cli_print_json(const char *json);
  */
 int cli_print_array_lines(const char *text);
 
-#endif /* FLOW_CLI_H */
+#endif /* LIBFLOW_CLI_CLI_H */

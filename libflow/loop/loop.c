@@ -45,7 +45,7 @@
 
 #include <uv.h>
 
-#include "core/engine_int.h"
+#include "engine/engine.h"
 #include "flow/uv.h"
 
 #define TIMER_BATCH 64 /* timers fired per loop round */

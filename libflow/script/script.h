@@ -8,12 +8,12 @@
  * match a field pattern, and to evaluate a chunk.  Hardening the sandbox is
  * therefore a change inside libflow/script/ only.
  */
-#ifndef FLOW_SCRIPT_H
-#define FLOW_SCRIPT_H
+#ifndef LIBFLOW_SCRIPT_SCRIPT_H
+#define LIBFLOW_SCRIPT_SCRIPT_H
 
 #include <jansson.h>
 
-#include "core/core.h"
+#include "model/model.h"
 
 typedef struct flow__sandbox flow__sandbox;
 
@@ -47,8 +47,10 @@ int flow__sandbox_damaged(const flow__sandbox *sb);
 
 /*
  * Compiles and runs a service script in sb (text only), reads the table it
- * returns and fills svc (which must be zeroed; svc->sb is set to sb and
- * svc owns it afterwards only on success).  Every problem in the
+ * returns and fills svc (which must be zeroed).  svc's function
+ * references point into sb's Lua state: the caller keeps sb for as long
+ * as it runs svc, and frees both; one sandbox holds one service.  Every
+ * problem in the
  * definition is reported, one "CHUNK:LINE: message" per line, with
  * FLOW_ESCRIPT.  FLOW_ELIMIT when the script exceeds a budget while
  * loading, FLOW_ENOMEM.  On failure svc holds nothing that needs freeing
@@ -126,4 +128,4 @@ int flow__sandbox_match(void *ctx, const char *s, size_t len,
 int flow__sandbox_eval(flow__sandbox *sb, const char *code, size_t len,
                        const char *chunkname, json_t **out, flow__err *err);
 
-#endif /* FLOW_SCRIPT_H */
+#endif /* LIBFLOW_SCRIPT_SCRIPT_H */

@@ -10,7 +10,7 @@
  *     walking the run back, with C recursion and a scan of the function's
  *     code at every step: no hook runs, so ten thousand steps take seconds
  *     past any budget and more overflow the C stack (fixed in 5.4.7).  A
- *     run longer than CHAIN_MAX is refused.
+ *     run longer than FLOW__MAX_FIELD_CHAIN is refused.
  *   - An upvalue table indexed by a comparison (t[a < b], t[not x == y]):
  *     the compiler loads the table into its register after the jump that
  *     makes the key, so one path uses whatever the register held before
@@ -28,7 +28,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define CHAIN_MAX 64
 
 /* Lua 5.4 opcodes (lopcodes.h), by number. */
 enum {
@@ -188,7 +187,7 @@ check_code(const unsigned char *code, size_t n, const int *lines,
       if (op == OP_SELF && a + 1 < 256)
         depth[a + 1] = (unsigned short)(d - 1);
       depth[a] = d > 0xFFFF ? 0xFFFF : (unsigned short)d;
-      if (d > CHAIN_MAX) {
+      if (d > FLOW__MAX_FIELD_CHAIN) {
         f->line = lines[pc];
         f->what = "more than 64 field accesses in a row (a.b.c...): keep "
                   "part of the path in a local, like local c = a.b.c";

@@ -3,8 +3,8 @@
  * static views of a script (the state diagram).  Nothing here runs script
  * code.
  */
-#ifndef FLOW_SCRIPT_INSPECT_H
-#define FLOW_SCRIPT_INSPECT_H
+#ifndef LIBFLOW_SCRIPT_SCRIPT_INSPECT_H
+#define LIBFLOW_SCRIPT_SCRIPT_INSPECT_H
 
 #include "script/script.h"
 
@@ -16,4 +16,4 @@
 int flow__sandbox_func_lines(flow__sandbox *sb, int ref, int *first,
                              int *last);
 
-#endif /* FLOW_SCRIPT_INSPECT_H */
+#endif /* LIBFLOW_SCRIPT_SCRIPT_INSPECT_H */

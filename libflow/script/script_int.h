@@ -7,12 +7,12 @@
  * (script_json.c).  Nothing outside libflow/script/ includes this file,
  * except the script unit tests, which look inside on purpose.
  */
-#ifndef FLOW_SCRIPT_INT_H
-#define FLOW_SCRIPT_INT_H
+#ifndef LIBFLOW_SCRIPT_SCRIPT_INT_H
+#define LIBFLOW_SCRIPT_SCRIPT_INT_H
 
 #include <lua.h>
 
-#include "script/script.h"
+#include "script/script_host.h"
 
 /* Why a sandbox stopped a script.  Codes are only appended. */
 enum {
@@ -36,11 +36,6 @@ enum {
  */
 #define FLOW__TABLE_MAX_HASH FLOW__MAX_MEMBERS
 
-/* What one event may ask of the engine: actions (flow.call) and timers
-   (flow.after, flow.at).  Each is a row written with the transition, and
-   each timer a walk of the calendar. */
-#define FLOW__MAX_CALLS_PER_RUN 100
-#define FLOW__MAX_TIMERS_PER_RUN 100
 
 /*
  * VM instructions between two calls of the count hook.  Any count hook
@@ -165,13 +160,6 @@ void *flow__sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 /* The count hook every thread of a sandbox runs. */
 void flow__sb_hook(lua_State *L, lua_Debug *ar);
 
-/*
- * Starts a unit of work: clears the kill, refusal and out-of-memory flags,
- * resets the instruction count, the CPU clock, the log count and the hook,
- * and records what runs (for budget messages), formatted like printf.
- */
-void flow__sb_start(flow__sandbox *sb, const char *fmt, ...)
-    FLOW__PRINTF(2, 3);
 /* The same for units that run on every event, where formatting the
    description each time would cost more than the unit: kind and a, b (or
    the function reference) are kept, and turned into text by
@@ -193,20 +181,7 @@ const char *flow__sb_what(flow__sandbox *sb);
    running service (script_sandbox.c). */
 void flow__sb_describe_ref(const flow__sandbox *sb, int ref, char *buf,
                            size_t len);
-/* Stops charging instructions (the unit is over). */
-void flow__sb_stop(flow__sandbox *sb);
 
-/*
- * Charges n units of work done in C (where the count hook cannot see it)
- * to the instruction budget, looks at the CPU clock, and raises the budget
- * error when either has run out.  Call it from C functions that Lua calls,
- * never from the host side.
- */
-void flow__sb_charge(lua_State *L, uint64_t n);
-/* Raises the budget (or refusal) error when the unit is already over:
-   the check a C function makes after Lua code it called returned, so that
-   nothing catches a kill and runs on. */
-void flow__sb_check(lua_State *L);
 /* Marks the memory budget as gone and raises (for a request known to be
    too big before it is made). */
 int flow__sb_kill_mem(lua_State *L);
@@ -216,31 +191,6 @@ int flow__sb_kill_mem(lua_State *L);
  * Returns 1, with the kill recorded, when a budget has run out.
  */
 int flow__sb_spend(flow__sandbox *sb, uint64_t n);
-
-/*
- * Calls f(L) in protected mode with ud as its only argument (a light
- * userdata), so nothing f raises (memory errors included) can escape to the
- * host.  Returns the lua_pcall status; on error the error object is left on
- * the stack top.
- */
-int flow__sb_protect(flow__sandbox *sb, lua_CFunction f, void *ud);
-
-/*
- * Turns the outcome of a protected call into a FLOW_* code and message.
- * The kill flags take precedence over everything (ELIMIT), then a host
- * allocation failure (ENOMEM), then flow.fail (EREFUSED), then the error
- * object at the stack top (ESCRIPT), which is popped.  where prefixes
- * messages for error objects that are not strings ("chunk:LINE").
- * Returns 0 when status is LUA_OK and no flag is set.
- */
-int flow__sb_outcome(flow__sandbox *sb, int status, const char *where,
-                     flow__err *err);
-
-/*
- * The message of the error object at idx, without calling any of its
- * metamethods: a string as is, anything else described by its type.
- */
-void flow__sb_errobj(lua_State *L, int idx, char *buf, size_t len);
 
 /* "32 MiB", "512 KiB" or "1000 bytes". */
 void flow__sb_format_bytes(char *buf, size_t len, size_t n);
@@ -333,22 +283,8 @@ void flow__freeze_install(lua_State *L);
 
 /* ---- compiled code (script_bytecode.c) -------------------------------- */
 
-/*
- * Checks the function just compiled, at the top of the stack, for the code
- * Lua 5.4.4 cannot run safely (see the file): a run of more than 64 field
- * accesses each on the one before, and an upvalue table indexed by a
- * comparison.  Returns 0; FLOW_ESCRIPT with *line and msg ("chunk:LINE:
- * what to write instead", the chunk named as in Lua's messages);
- * FLOW_ELIMIT when sb's unit ran out on the way (the dump is charged);
- * FLOW_ENOMEM.  The function stays where it is.
- */
-int flow__bytecode_check(lua_State *L, flow__sandbox *sb, int *line,
-                         char *msg, size_t len);
-
 /* ---- JSON <-> Lua (script_json.c) ------------------------------------ */
 
-#define FLOW__JSON_MAX_DEPTH 100
-#define FLOW__JSON_MAX_NODES 1000000
 /* The most JSON text a value converted from Lua may make: the engine's
    limit on case data and payloads (FLOW__MAX_DOCUMENT). */
 #define FLOW__JSON_MAX_TEXT FLOW__MAX_DOCUMENT
@@ -365,14 +301,6 @@ void flow__json_push_null(lua_State *L);
 /* 1 if the value at idx is flow.null. */
 int flow__json_is_null(lua_State *L, int idx);
 
-/*
- * Pushes j as a Lua value: an object becomes a plain table (null members
- * left out), an array a table with the list metatable (null items become
- * flow.null), integers Lua integers, reals Lua floats.  A top-level null
- * pushes nil.  Raises Lua errors (memory, nesting past
- * FLOW__JSON_MAX_DEPTH), so call it in protected mode.
- */
-void flow__json_push(lua_State *L, json_t *j);
 /* 1 if j nests at most max levels below itself (recursion stops there). */
 /*
  * Pushes the JSON object in text (a string) as a Lua table, exactly as
@@ -386,19 +314,6 @@ int flow__json_push_text(lua_State *L, const char *text, int maxdepth);
 int flow__json_depth_ok(json_t *j, int max);
 
 /*
- * Converts the Lua value at idx to JSON (*out: new reference) using raw
- * access only (a frozen table is read as what it holds).  root names the
- * value in messages ("data" gives "data.address: not valid UTF-8").
- * Returns 0, FLOW_EINVAL when the value cannot be JSON (msg says where and
- * why), FLOW_EDATA when it would be more than FLOW__JSON_MAX_TEXT bytes of
- * JSON (refused as soon as that is certain, before more is built), or
- * FLOW_ENOMEM.  It never raises and never allocates Lua memory,
- * so a partly built result cannot leak.
- */
-int flow__json_from_lua(lua_State *L, int idx, const char *root,
-                        const flow__allocator *a, json_t **out, char *msg,
-                        size_t msglen);
-/*
  * As flow__json_from_lua, charging the work to sb's unit: every value
  * and every 16 bytes of text count as an instruction, the CPU clock is
  * checked as it goes, and *bytes (may be NULL) receives an estimate of
@@ -409,4 +324,4 @@ int flow__json_from_lua_sb(lua_State *L, int idx, const char *root,
                            flow__sandbox *sb, json_t **out, size_t *bytes,
                            char *msg, size_t msglen);
 
-#endif /* FLOW_SCRIPT_INT_H */
+#endif /* LIBFLOW_SCRIPT_SCRIPT_INT_H */

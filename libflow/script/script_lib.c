@@ -276,16 +276,15 @@ sb_checked(lua_State *L)
  * against its C-call limit (fixed in 5.4.5), so a chain of a few thousand
  * overflows the C stack.  The sandbox counts it.  Returns 0, or raises.
  */
-#define CLOSE_DEPTH_MAX 100
 
 static void
 close_enter(lua_State *L)
 {
   flow__sandbox *sb = sb_of(L);
-  if (sb->close_depth >= CLOSE_DEPTH_MAX)
+  if (sb->close_depth >= FLOW__MAX_CLOSE_DEPTH)
     luaL_error(L, "coroutine.close: more than %d coroutines closed inside "
                   "each other's __close handlers",
-               CLOSE_DEPTH_MAX);
+               FLOW__MAX_CLOSE_DEPTH);
   sb->close_depth++;
 }
 

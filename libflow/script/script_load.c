@@ -1,6 +1,6 @@
 /*
  * The service loader: runs a service script in its sandbox, reads the table
- * it returns and turns it into a flow__service (core.h) -- states sorted in
+ * it returns and turns it into a flow__service (model/model.h) -- states sorted in
  * the order the author wrote them, events sorted by name, fields by name,
  * functions kept as registry references in the sandbox.
  *
@@ -87,7 +87,7 @@ typedef struct loader {
 
   problem *probs;
   size_t nprobs, capprobs;
-  size_t dropped; /* problems past MAX_PROBLEMS, only counted */
+  size_t dropped; /* problems past FLOW__MAX_PROBLEMS, only counted */
   int probs_sorted; /* probs is in problem_cmp order (it is full) */
   void *scratch;  /* a list of temporary blocks freed after the walk */
 
@@ -97,12 +97,6 @@ typedef struct loader {
   locate_memo memo[MEMO_DEPTH];
 } loader;
 
-#define MAX_PROBLEMS 1000
-#define FLOW__MAX_AFTER 64 /* after entries in one state */
-#define FLOW__MAX_EVENTS 256 /* events one state takes */
-/* The longest service script: written by people, a few hundred lines; data
-   that would make it longer belongs in case data or an action. */
-#define MAX_SCRIPT ((size_t)1 << 20)
 #define SCAN_BUDGET ((uint64_t)100000000)
 
 /* Lower-case identifiers: service, state and event names. */
@@ -467,7 +461,7 @@ problem_add(loader *ld, int line, const char *fmt, ...) FLOW__PRINTF(3, 4);
 static int problem_cmp(const void *pa, const void *pb);
 
 /*
- * Keeps a problem.  Past MAX_PROBLEMS only the first MAX_PROBLEMS in line
+ * Keeps a problem.  Past FLOW__MAX_PROBLEMS only the first FLOW__MAX_PROBLEMS in line
  * order are kept (and the rest counted), so a report is the same however
  * Lua's seeded table order made them come: the list is sorted once full,
  * and a problem that sorts before its last replaces it.  Each problem is
@@ -478,7 +472,7 @@ problem_add(loader *ld, int line, const char *fmt, ...)
 {
   if (flow__sb_spend(ld->sb, 16))
     flow__sb_check(ld->L);
-  if (ld->nprobs == MAX_PROBLEMS) {
+  if (ld->nprobs == FLOW__MAX_PROBLEMS) {
     char buf[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -1912,12 +1906,8 @@ flow__service_compile(flow__service *svc, flow__sandbox *sb,
 
   flow__run_abort(sb);
   lua_settop(L, 0);
-  if (len > MAX_SCRIPT)
-    return flow__err_set(err, FLOW_ESCRIPT,
-                         "%s:1: the script is %zu KiB; a service script may "
-                         "be at most %zu KiB (keep big tables of data out "
-                         "of the script)",
-                         chunk, (len + 1023) / 1024, MAX_SCRIPT / 1024);
+  if (len > FLOW__MAX_SCRIPT)
+    return flow__err_script_size(err, chunk, len);
   flow__sb_start(sb, "the script %s", chunk);
   sb->now = flow__sb_clock(sb);
   flow__sb_seed(sb, 0);
@@ -2018,7 +2008,6 @@ flow__service_compile(flow__service *svc, flow__sandbox *sb,
                        ld.budget_line, msg);
     goto done;
   }
-  svc->sb = sb;
 done:
   flow__sb_stop(sb);
   lua_settop(L, 0);

@@ -33,13 +33,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define DEFAULT_MEM_LIMIT ((size_t)32 * 1024 * 1024)
-#define DEFAULT_INSTR_LIMIT ((uint64_t)10000000)
-#define DEFAULT_CPU_MS 1000
-#define DEFAULT_LOG_LIMIT ((size_t)64 * 1024)
-#define DEFAULT_MEM_MAX ((size_t)256 * 1024 * 1024)
-#define DEFAULT_INSTR_MAX ((uint64_t)100000000)
-#define DEFAULT_CPU_MS_MAX 10000
 #define LOG_LINE_MAX 4096
 
 /* Registry keys (their addresses): the library functions the sandbox
@@ -660,13 +653,13 @@ flow__sandbox_new(flow__sandbox **out, const flow__sandbox_config *cfg,
     return flow__err_set(err, FLOW_ENOMEM,
                          "out of memory creating a script sandbox");
   sb->alloc = cfg->alloc;
-  sb->mem_limit = cfg->mem_limit ? cfg->mem_limit : DEFAULT_MEM_LIMIT;
-  sb->instr_limit = cfg->instr_limit ? cfg->instr_limit : DEFAULT_INSTR_LIMIT;
-  sb->cpu_ms = cfg->cpu_ms ? cfg->cpu_ms : DEFAULT_CPU_MS;
-  sb->log_limit = cfg->log_limit ? cfg->log_limit : DEFAULT_LOG_LIMIT;
-  sb->mem_max = cfg->mem_max ? cfg->mem_max : DEFAULT_MEM_MAX;
-  sb->instr_max = cfg->instr_max ? cfg->instr_max : DEFAULT_INSTR_MAX;
-  sb->cpu_ms_max = cfg->cpu_ms_max ? cfg->cpu_ms_max : DEFAULT_CPU_MS_MAX;
+  sb->mem_limit = cfg->mem_limit ? cfg->mem_limit : FLOW__DEFAULT_MEMORY;
+  sb->instr_limit = cfg->instr_limit ? cfg->instr_limit : FLOW__DEFAULT_INSTRUCTIONS;
+  sb->cpu_ms = cfg->cpu_ms ? cfg->cpu_ms : FLOW__DEFAULT_CPU_MS;
+  sb->log_limit = cfg->log_limit ? cfg->log_limit : FLOW__DEFAULT_LOG;
+  sb->mem_max = cfg->mem_max ? cfg->mem_max : FLOW__DEFAULT_MEMORY_MAX;
+  sb->instr_max = cfg->instr_max ? cfg->instr_max : FLOW__DEFAULT_INSTRUCTIONS_MAX;
+  sb->cpu_ms_max = cfg->cpu_ms_max ? cfg->cpu_ms_max : FLOW__DEFAULT_CPU_MS_MAX;
   if (sb->mem_max < sb->mem_limit)
     sb->mem_max = sb->mem_limit;
   if (sb->instr_max < sb->instr_limit)
@@ -723,6 +716,12 @@ flow__sandbox_free(flow__sandbox *sb)
   lua_sethook(sb->L, flow__sb_hook, LUA_MASKCOUNT, 1);
   lua_close(sb->L);
   flow__free(sb->alloc, sb);
+}
+
+lua_State *
+flow__sandbox_lua(flow__sandbox *sb)
+{
+  return sb->L;
 }
 
 size_t

@@ -9,14 +9,12 @@
  * happens between begin() and commit()/rollback(); begin() takes the write
  * lock at once, so a transition reads and writes its case under one lock.
  */
-#ifndef FLOW_STORE_H
-#define FLOW_STORE_H
+#ifndef LIBFLOW_STORE_STORE_H
+#define LIBFLOW_STORE_STORE_H
 
 #include <jansson.h>
 
 #include "util/util.h"
-
-#define FLOW__NO_TIME INT64_MIN
 
 typedef struct flow__store flow__store;
 
@@ -194,4 +192,4 @@ void flow__case_row_clear(const flow__allocator *a, flow__case_row *row);
 void flow__service_row_clear(const flow__allocator *a,
                              flow__service_row *row);
 
-#endif /* FLOW_STORE_H */
+#endif /* LIBFLOW_STORE_STORE_H */

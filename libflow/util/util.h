@@ -4,14 +4,15 @@
  * working-day calendar and SHA-256.  Nothing here knows about cases, Lua or
  * SQLite.  Every name is flow__* and hidden from the shared library.
  */
-#ifndef FLOW_UTIL_H
-#define FLOW_UTIL_H
+#ifndef LIBFLOW_UTIL_UTIL_H
+#define LIBFLOW_UTIL_UTIL_H
 
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "flow.h"
+#include "util/util_limits.h"
 
 #if defined(__GNUC__)
 #define FLOW__PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -73,6 +74,9 @@ size_t flow__utf8_char(const unsigned char *p, const unsigned char *e);
 int flow__utf8_valid(const char *s, size_t len);
 /* Replaces bytes of s that are not valid UTF-8 with '?', in place. */
 void flow__utf8_fix(char *s);
+/* The refusal of a service script of len bytes, more than FLOW__MAX_SCRIPT:
+   FLOW_ESCRIPT "CHUNK:1: the script is N KiB; ...".  Returns the code. */
+int flow__err_script_size(flow__err *err, const char *chunk, size_t len);
 
 /* ---- string buffer (util_buf.c) -------------------------------------- */
 
@@ -111,6 +115,9 @@ void flow__buf_addi64(flow__buf *b, int64_t v);
 const char *flow__buf_str(flow__buf *b);
 
 /* ---- time (util_time.c) ---------------------------------------------- */
+
+/* A time that is not set (a case with no due date). */
+#define FLOW__NO_TIME INT64_MIN
 
 /*
  * Times are int64 milliseconds since the Unix epoch, UTC.  Parsing accepts
@@ -192,4 +199,4 @@ int flow__calendar_add(const flow__calendar *cal, int64_t from,
 /* SHA-256 of data as 64 lower-case hex digits plus NUL. */
 void flow__sha256_hex(const void *data, size_t len, char out[65]);
 
-#endif /* FLOW_UTIL_H */
+#endif /* LIBFLOW_UTIL_UTIL_H */

@@ -112,6 +112,17 @@ flow__utf8_fix(char *s)
 }
 
 int
+flow__err_script_size(flow__err *err, const char *chunk, size_t len)
+{
+  return flow__err_set(err, FLOW_ESCRIPT,
+                       "%s:1: the script is %zu KiB; a service script may "
+                       "be at most %zu KiB (keep big tables of data out of "
+                       "the script)",
+                       chunk, (len + 1023) / 1024,
+                       (size_t)FLOW__MAX_SCRIPT / 1024);
+}
+
+int
 flow__err_setv(flow__err *err, int code, const char *fmt, va_list ap)
 {
   if (err == NULL)

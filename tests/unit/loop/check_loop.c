@@ -19,7 +19,7 @@
 
 #include <uv.h>
 
-#include "core/engine_int.h"
+#include "engine/engine.h"
 #include "flow/uv.h"
 #include "testutil.h"
 

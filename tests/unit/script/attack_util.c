@@ -39,10 +39,8 @@ setup(void)
 void
 teardown(void)
 {
-  if (svc)
-    flow__service_free(&al, svc);
-  else
-    flow__sandbox_free(sb);
+  flow__service_free(&al, svc);
+  flow__sandbox_free(sb);
   sb = NULL;
   svc = NULL;
   ck_assert_int_eq(ta.live_blocks, 0);
@@ -118,10 +116,8 @@ int
 compile_target(const char *prelude, const char *body)
 {
   /* A new target replaces the one before. */
-  if (svc)
-    flow__service_free(&al, svc);
-  else
-    flow__sandbox_free(sb);
+  flow__service_free(&al, svc);
+  flow__sandbox_free(sb);
   svc = NULL;
   sb = NULL;
   size_t n = strlen(target_fmt) + strlen(prelude) + strlen(body) + 1;
@@ -138,7 +134,6 @@ compile_target(const char *prelude, const char *body)
                 cpu_ms() - t0);
   free(src);
   if (rc != 0) {
-    /* On failure the service does not own the sandbox. */
     flow__service_free(&al, svc);
     svc = NULL;
     flow__sandbox_free(sb);
@@ -329,11 +324,7 @@ load_with(const char *code, size_t mem, uint32_t cpu)
   double t0 = cpu_ms();
   r.rc = flow__service_compile(v, s, code, strlen(code), "attack.lua", &e);
   took(&r, t0, cpu, "loading", &e);
-  if (r.rc != 0) {
-    flow__service_free(&al, v);
-    flow__sandbox_free(s);
-  } else {
-    flow__service_free(&al, v); /* frees its sandbox */
-  }
+  flow__service_free(&al, v);
+  flow__sandbox_free(s);
   return r;
 }

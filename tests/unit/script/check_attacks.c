@@ -347,6 +347,7 @@ START_TEST(test_attacks_cross_service_library_poisoning)
   free(d);
   json_decref(j);
   flow__service_free(&al, osvc);
+  flow__sandbox_free(other);
 }
 END_TEST
 
@@ -901,6 +902,8 @@ START_TEST(test_attacks_same_output_in_two_processes)
       close(p[1]);
       flow__service_free(&al, svc);
       svc = NULL;
+      flow__sandbox_free(sb);
+      sb = NULL;
       _exit(0);
     }
     close(p[1]);

@@ -419,6 +419,7 @@ START_TEST(test_lib_frozen_globals_still_behave)
   json_decref(data);
   json_decref(pl);
   flow__service_free(&al, svc);
+  flow__sandbox_free(s2);
 }
 END_TEST
 

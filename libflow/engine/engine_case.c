@@ -8,7 +8,7 @@
  * row and the queued actions are written together.  Every refusal rolls
  * back, so the database is exactly as it was.
  */
-#include "engine_int.h"
+#include "engine/engine.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -77,11 +77,13 @@ time_json(int64_t ms)
   return json_string(buf);
 }
 
-/* Whether s is valid UTF-8 (what JSON and the history can hold). */
+/* Whether s can be an actor's id or role: UTF-8 (what JSON and the
+   history can hold) of at most FLOW__MAX_ACTOR_TEXT bytes. */
 static int
-utf8_ok(const char *s)
+actor_text_ok(const char *s)
 {
-  return flow__utf8_valid(s, strlen(s));
+  size_t n = strlen(s);
+  return n <= FLOW__MAX_ACTOR_TEXT && flow__utf8_valid(s, n);
 }
 
 static int
@@ -91,18 +93,19 @@ actor_check(flow_engine *e, const flow_actor *actor)
     return 0;
   if (actor->nroles && actor->roles == NULL)
     return flow__engine_fail(e, FLOW_EMISUSE, "actor has nroles but no roles");
-  if (actor->id && (!utf8_ok(actor->id) || strlen(actor->id) > 256))
+  if (actor->id && !actor_text_ok(actor->id))
     return flow__engine_fail(e, FLOW_EINVAL,
                              "the actor id must be UTF-8 text of at most "
-                             "256 bytes");
+                             "%d bytes",
+                             FLOW__MAX_ACTOR_TEXT);
   for (size_t i = 0; i < actor->nroles; i++) {
     if (actor->roles[i] == NULL)
       return flow__engine_fail(e, FLOW_EMISUSE, "actor role %zu is NULL", i);
-    if (!utf8_ok(actor->roles[i]) || strlen(actor->roles[i]) > 256)
+    if (!actor_text_ok(actor->roles[i]))
       return flow__engine_fail(e, FLOW_EINVAL,
                                "actor role %zu must be UTF-8 text of at most "
-                               "256 bytes",
-                               i);
+                               "%d bytes",
+                               i, FLOW__MAX_ACTOR_TEXT);
   }
   return 0;
 }
@@ -245,7 +248,8 @@ event_list(const flow__state *st, char *buf, size_t len)
  */
 typedef struct transition {
   flow_engine *e;
-  flow__service *svc;
+  flow__compiled *comp;     /* the service version and its sandbox */
+  const flow__service *svc; /* comp->svc */
   flow__case_row *row;
   json_t *data;             /* owned; NULL: not parsed yet, see row->data */
   const char *event;
@@ -320,7 +324,7 @@ run_scripts(transition *t)
   flow__event_view ev = { t->event, t->payload, t->actor, t->now };
   flow__err err;
   flow__err_clear(&err);
-  flow__sandbox *sb = svc->sb;
+  flow__sandbox *sb = t->comp->sb;
 
   /* Stored data goes from its text straight into the script's table. */
   rc = t->data ? flow__run_begin(sb, svc, &cv, t->data, &ev, &err)
@@ -503,7 +507,7 @@ persist(transition *t)
   flow__err err;
   flow__err_clear(&err);
   int rc = flow__fields_validate(t->svc, t->data, flow__sandbox_match,
-                                 t->svc->sb, &err);
+                                 t->comp->sb, &err);
   if (rc != 0)
     return flow__engine_fail(e, rc, "%s", err.msg);
 
@@ -592,8 +596,9 @@ transition_run(transition *t, char **out)
 {
   flow_engine *e = t->e;
   int rc = run_scripts(t);
-  if (rc != 0 && flow__sandbox_damaged(t->svc->sb)) {
-    flow__engine_evict(e, t->svc);
+  if (rc != 0 && flow__sandbox_damaged(t->comp->sb)) {
+    flow__engine_evict(e, t->comp);
+    t->comp = NULL;
     t->svc = NULL;
   }
   flow__buf datatext;
@@ -635,9 +640,10 @@ flow__case_open_txn(flow_engine *e, const char *service,
                              service);
   if ((rc = flow__json_parse_object(data_json, "case data", &data, &err)))
     return flow__engine_fail_err(e, &err);
-  flow__service *svc;
-  if ((rc = flow__engine_service(e, service, 0, &svc)) != 0)
+  flow__compiled *comp;
+  if ((rc = flow__engine_service(e, service, 0, &comp)) != 0)
     goto done;
+  const flow__service *svc = comp->svc;
   if ((payload = json_deep_copy(data)) == NULL) {
     rc = flow__engine_fail(e, FLOW_ENOMEM, "out of memory");
     goto done;
@@ -662,8 +668,18 @@ flow__case_open_txn(flow_engine *e, const char *service,
     goto done;
   }
   row.seed = (int64_t)case_seed(row.id, now);
-  transition t = { e,    svc, &row, data, "open", payload, actor,
-                   NULL, NULL, 1,   now,  NULL, NULL, NULL };
+  transition t = {
+    .e = e,
+    .comp = comp,
+    .svc = svc,
+    .row = &row,
+    .data = data,
+    .event = "open",
+    .payload = payload,
+    .actor = actor,
+    .opening = 1,
+    .now = now,
+  };
   data = NULL; /* t owns it now */
   rc = transition_run(&t, out);
 done:
@@ -691,9 +707,10 @@ flow__case_apply_txn(flow_engine *e, int64_t id, const char *event,
                            (long long)id, row.state);
     goto done;
   }
-  flow__service *svc;
-  if ((rc = flow__engine_service(e, row.service, row.version, &svc)) != 0)
+  flow__compiled *comp;
+  if ((rc = flow__engine_service(e, row.service, row.version, &comp)) != 0)
     goto done;
+  const flow__service *svc = comp->svc;
   const flow__state *st = flow__service_state(svc, row.state);
   const flow__trans *tr = st && kind != FLOW__APPLY_AFTER
                               ? flow__state_trans(st, event)
@@ -739,9 +756,19 @@ flow__case_apply_txn(flow_engine *e, int64_t id, const char *event,
     }
   }
   /* data stays NULL: run_scripts reads row.data, the stored text. */
-  transition t = { e,      svc,  &row, data, event,              payload,
-                   actor,  tr,   target, 0,  flow_engine_now(e), NULL,
-                   NULL,   NULL };
+  transition t = {
+    .e = e,
+    .comp = comp,
+    .svc = svc,
+    .row = &row,
+    .data = data,
+    .event = event,
+    .payload = payload,
+    .actor = actor,
+    .trans = tr,
+    .target = target,
+    .now = flow_engine_now(e),
+  };
   data = NULL;
   rc = transition_run(&t, out);
 done:

@@ -3,12 +3,11 @@
  * The script subsystem builds these (script_load.c); the engine keeps one
  * per loaded service version for as long as it is open.
  */
-#include "core.h"
+#include "model/model.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "script/script.h"
 
 static const char *const ftype_names[] = {
   "string", "integer", "number", "boolean", "enum",
@@ -83,7 +82,6 @@ flow__service_free(const flow__allocator *a, flow__service *svc)
   flow__free(a, svc->source);
   flow__free(a, svc->chunkname);
   /* Closing the Lua state releases every registry reference at once. */
-  flow__sandbox_free(svc->sb);
   flow__free(a, svc);
 }
 

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/engine_int.h"
+#include "engine/engine.h"
 #include "testutil.h"
 
 static const char *const SERVICE =

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/engine_int.h"
+#include "engine/engine.h"
 #include "testutil.h"
 
 static const char *const SERVICE =

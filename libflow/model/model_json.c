@@ -4,8 +4,7 @@
  * host frees with flow_free().  Output always has sorted keys and compact
  * separators, so the same case prints the same bytes every time.
  */
-#include "core.h"
-#include "store/store.h"
+#include "model/model.h"
 
 #include <stdio.h>
 #include <stdlib.h>

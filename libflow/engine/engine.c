@@ -1,12 +1,13 @@
 /*
- * The engine: opening and closing, the error message, the clock, and the
- * services (loading, checking, caching compiled versions, schema export).
+ * The engine: opening and closing, the error message, the clock and the
+ * calendar, the sandbox configuration and flow_eval.  Services are in
+ * engine_service.c.
  *
  * This is the one place where the subsystems are wired together: the store
  * is reached through its function table, the script subsystem through
  * script.h, so neither knows about the other.
  */
-#include "engine_int.h"
+#include "engine/engine.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -14,14 +15,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define DEFAULT_MEMORY_LIMIT ((size_t)32 << 20)
-#define DEFAULT_INSTRUCTION_LIMIT 10000000ull
-#define MAX_SCRIPT_SIZE ((size_t)4 << 20)
-#define DEFAULT_CPU_MS 1000u
-#define DEFAULT_LOG_LIMIT ((size_t)64 << 10)
-#define DEFAULT_MEMORY_MAX ((size_t)256 << 20)
-#define DEFAULT_INSTRUCTION_MAX 100000000ull
-#define DEFAULT_CPU_MS_MAX 10000u
 
 int
 flow__engine_fail(flow_engine *e, int code, const char *fmt, ...)
@@ -103,21 +96,21 @@ flow_engine_open(flow_engine **out, const char *path,
   if (o.alloc == NULL)
     o.alloc = flow__default_alloc;
   if (o.script_memory_limit == 0)
-    o.script_memory_limit = DEFAULT_MEMORY_LIMIT;
+    o.script_memory_limit = FLOW__DEFAULT_MEMORY;
   if (o.script_instruction_limit == 0)
-    o.script_instruction_limit = DEFAULT_INSTRUCTION_LIMIT;
+    o.script_instruction_limit = FLOW__DEFAULT_INSTRUCTIONS;
   if (o.busy_timeout_ms <= 0)
     o.busy_timeout_ms = 5000;
   if (o.script_cpu_ms == 0)
-    o.script_cpu_ms = DEFAULT_CPU_MS;
+    o.script_cpu_ms = FLOW__DEFAULT_CPU_MS;
   if (o.script_log_limit == 0)
-    o.script_log_limit = DEFAULT_LOG_LIMIT;
+    o.script_log_limit = FLOW__DEFAULT_LOG;
   if (o.script_memory_max == 0)
-    o.script_memory_max = DEFAULT_MEMORY_MAX;
+    o.script_memory_max = FLOW__DEFAULT_MEMORY_MAX;
   if (o.script_instruction_max == 0)
-    o.script_instruction_max = DEFAULT_INSTRUCTION_MAX;
+    o.script_instruction_max = FLOW__DEFAULT_INSTRUCTIONS_MAX;
   if (o.script_cpu_ms_max == 0)
-    o.script_cpu_ms_max = DEFAULT_CPU_MS_MAX;
+    o.script_cpu_ms_max = FLOW__DEFAULT_CPU_MS_MAX;
   if (o.script_memory_max < o.script_memory_limit)
     o.script_memory_max = o.script_memory_limit;
   if (o.script_instruction_max < o.script_instruction_limit)
@@ -169,12 +162,7 @@ flow_engine_close(flow_engine *engine)
          engine->vt->commit(engine->store, &err) != 0))
       engine->vt->rollback(engine->store);
   }
-  flow__service *s = engine->services;
-  while (s) {
-    flow__service *next = s->next;
-    flow__service_free(&engine->alloc, s);
-    s = next;
-  }
+  flow__engine_services_free(engine);
   engine->vt->close(engine->store);
   flow__free(&engine->alloc, engine->cal_holidays);
   flow__allocator a = engine->alloc;
@@ -381,80 +369,6 @@ flow__engine_sandbox(flow_engine *e, flow__sandbox **out)
   return 0;
 }
 
-/* Compiles source into a new service; the sandbox goes with it.  The one
-   implementation is flow__service_compile_temp (core_lint.c). */
-static int
-compile_service(flow_engine *e, const char *src, size_t len,
-                const char *chunkname, flow__service **out)
-{
-  return flow__service_compile_temp(e, src, len, chunkname, out);
-}
-
-static flow__service *
-cached_service(flow_engine *e, const char *name, int64_t version)
-{
-  for (flow__service *s = e->services; s; s = s->next)
-    if (s->version == version && strcmp(s->name, name) == 0)
-      return s;
-  return NULL;
-}
-
-void
-flow__engine_evict(flow_engine *e, flow__service *svc)
-{
-  for (flow__service **pp = &e->services; *pp; pp = &(*pp)->next) {
-    if (*pp == svc) {
-      *pp = svc->next;
-      flow__service_free(&e->alloc, svc);
-      return;
-    }
-  }
-}
-
-int
-flow__engine_service(flow_engine *e, const char *name, int64_t version,
-                     flow__service **out)
-{
-  flow__service *svc;
-  flow__err err;
-  flow__err_clear(&err);
-  int rc;
-  /* The newest version is one row of the primary key; the source is read
-     only when that version is not compiled yet (measured: reading the
-     whole row on every open cost ~22k instructions). */
-  if (version == 0 &&
-      (rc = e->vt->service_newest(e->store, name, &version, &err)) != 0)
-    return flow__engine_fail_err(e, &err);
-  if ((svc = cached_service(e, name, version))) {
-    *out = svc;
-    return 0;
-  }
-  flow__service_row row;
-  rc = e->vt->service_get(e->store, name, version, &row, &err);
-  if (rc != 0)
-    return flow__engine_fail_err(e, &err);
-  if ((svc = cached_service(e, name, row.version)) == NULL) {
-    rc = compile_service(e, row.source, row.source_len, row.chunkname, &svc);
-    if (rc == 0 && strcmp(svc->sha256, row.sha256) != 0) {
-      /* The stored hash guards against a database edited by hand. */
-      flow__service_free(&e->alloc, svc);
-      rc = flow__engine_fail(e, FLOW_EIO,
-                             "stored source of %s version %lld does not "
-                             "match its SHA-256: the database was altered",
-                             name, (long long)row.version);
-    }
-    if (rc == 0) {
-      svc->next = e->services;
-      e->services = svc;
-    }
-  }
-  flow__service_row_clear(&e->alloc, &row);
-  if (rc != 0)
-    return rc;
-  *out = svc;
-  return 0;
-}
-
 /* Hands j (consumed) to the host as an owned string in *out. */
 int
 flow__engine_owned_json(flow_engine *e, char **out, json_t *j)
@@ -471,227 +385,6 @@ flow__engine_owned_json(flow_engine *e, char **out, json_t *j)
   if (*out == NULL)
     return flow__engine_fail(e, FLOW_ENOMEM, "out of memory");
   return 0;
-}
-
-static int
-load_source(flow_engine *e, char **out, const char *src, size_t len,
-            const char *chunkname)
-{
-  flow__service *svc = NULL;
-  int rc = compile_service(e, src, len, chunkname, &svc);
-  if (rc != 0)
-    return rc;
-
-  flow__err err;
-  flow__err_clear(&err);
-  flow__service_row old;
-  int stored = 0;
-  rc = e->vt->begin(e->store, &err);
-  if (rc != 0)
-    goto fail_err;
-  rc = e->vt->service_get(e->store, svc->name, svc->version, &old, &err);
-  if (rc == 0) {
-    int same = strcmp(old.sha256, svc->sha256) == 0;
-    char oldsha[65];
-    snprintf(oldsha, sizeof oldsha, "%s", old.sha256);
-    flow__service_row_clear(&e->alloc, &old);
-    if (!same) {
-      e->vt->rollback(e->store);
-      rc = flow__engine_fail(
-          e, FLOW_EEXIST,
-          "%s: %s version %lld is already loaded with different source "
-          "(sha256 %.12s, this file %.12s): give the changed script a new "
-          "version number",
-          chunkname, svc->name, (long long)svc->version, oldsha, svc->sha256);
-      goto fail;
-    }
-  } else if (rc == FLOW_ENOTFOUND) {
-    flow__service_row row = { svc->name,        svc->version, svc->title,
-                              svc->source,      svc->source_len,
-                              svc->sha256,      svc->chunkname,
-                              flow_engine_now(e) };
-    rc = e->vt->service_put(e->store, &row, &err);
-    for (size_t i = 0; rc == 0 && i < svc->nfields; i++)
-      if (svc->fields[i].index)
-        rc = e->vt->index_field(e->store, svc->fields[i].name, &err);
-    if (rc != 0) {
-      e->vt->rollback(e->store);
-      goto fail_err;
-    }
-    stored = 1;
-  } else {
-    e->vt->rollback(e->store);
-    goto fail_err;
-  }
-  /* Everything that can fail goes before the commit, so that a failure
-     reported to the caller never leaves the service stored. */
-  json_t *info = json_pack("{s:s, s:I, s:s, s:s?, s:b}", "name", svc->name,
-                           "version", (json_int_t)svc->version, "sha256",
-                           svc->sha256, "title", svc->title, "stored",
-                           stored);
-  if ((rc = flow__engine_owned_json(e, out, info)) != 0) {
-    e->vt->rollback(e->store);
-    goto fail;
-  }
-  rc = e->vt->commit(e->store, &err);
-  if (rc != 0) {
-    if (out) {
-      flow_free(*out);
-      *out = NULL;
-    }
-    goto fail_err;
-  }
-  if (cached_service(e, svc->name, svc->version) == NULL) {
-    svc->next = e->services;
-    e->services = svc;
-  } else {
-    flow__service_free(&e->alloc, svc);
-  }
-  flow__err_clear(&e->err);
-  return 0;
-fail_err:
-  flow__engine_fail_err(e, &err);
-fail:
-  flow__service_free(&e->alloc, svc);
-  return e->err.code;
-}
-
-/* Reads a whole file on the engine allocator; ENOTFOUND with the reason. */
-static int
-read_file(flow_engine *e, const char *path, char **out, size_t *len)
-{
-  FILE *f = fopen(path, "rb");
-  if (f == NULL)
-    return flow__engine_fail(e, FLOW_ENOTFOUND, "cannot read %s: %s", path,
-                             strerror(errno));
-  flow__buf b;
-  flow__buf_init(&b, &e->alloc);
-  char chunk[8192];
-  size_t n;
-  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-    flow__buf_add(&b, chunk, n);
-    if (b.len > MAX_SCRIPT_SIZE)
-      break;
-  }
-  int bad = ferror(f);
-  fclose(f);
-  if (b.oom) {
-    flow__buf_free(&b);
-    return flow__engine_fail(e, FLOW_ENOMEM, "out of memory reading %s", path);
-  }
-  if (bad) {
-    flow__buf_free(&b);
-    return flow__engine_fail(e, FLOW_ENOTFOUND, "cannot read %s", path);
-  }
-  if (b.len > MAX_SCRIPT_SIZE) {
-    flow__buf_free(&b);
-    return flow__engine_fail(e, FLOW_EINVAL,
-                             "%s is larger than 4 MiB: a service script "
-                             "should be far smaller",
-                             path);
-  }
-  if (b.p == NULL)
-    flow__buf_add(&b, "", 0);
-  *out = b.p;
-  *len = b.len;
-  return b.oom ? flow__engine_fail(e, FLOW_ENOMEM, "out of memory") : 0;
-}
-
-int
-flow_service_load_file(char **out, flow_engine *engine, const char *path)
-{
-  if (out)
-    *out = NULL;
-  if (engine == NULL || path == NULL)
-    return engine ? flow__engine_fail(engine, FLOW_EMISUSE,
-                                      "flow_service_load_file: path is NULL")
-                  : FLOW_EMISUSE;
-  char *src;
-  size_t len;
-  int rc = read_file(engine, path, &src, &len);
-  if (rc != 0)
-    return rc;
-  rc = load_source(engine, out, src, len, path);
-  flow__free(&engine->alloc, src);
-  return rc;
-}
-
-int
-flow_service_load_string(char **out, flow_engine *engine, const char *source,
-                         size_t len, const char *chunkname)
-{
-  if (out)
-    *out = NULL;
-  if (engine == NULL || source == NULL)
-    return engine ? flow__engine_fail(engine, FLOW_EMISUSE,
-                                      "flow_service_load_string: source is "
-                                      "NULL")
-                  : FLOW_EMISUSE;
-  if (len > MAX_SCRIPT_SIZE)
-    return flow__engine_fail(engine, FLOW_EINVAL,
-                             "%s: the script is %zu bytes, more than the 4 "
-                             "MiB a service script may be: make it smaller",
-                             chunkname ? chunkname : "service", len);
-  return load_source(engine, out, source, len,
-                     chunkname ? chunkname : "service");
-}
-
-int
-flow_service_check(flow_engine *engine, const char *source, size_t len,
-                   const char *chunkname)
-{
-  if (engine == NULL || source == NULL)
-    return engine ? flow__engine_fail(engine, FLOW_EMISUSE,
-                                      "flow_service_check: source is NULL")
-                  : FLOW_EMISUSE;
-  flow__service *svc;
-  int rc = compile_service(engine, source, len,
-                           chunkname ? chunkname : "service", &svc);
-  if (rc != 0)
-    return rc;
-  flow__service_free(&engine->alloc, svc);
-  flow__err_clear(&engine->err);
-  return 0;
-}
-
-int
-flow_service_schema(char **out, flow_engine *engine, const char *name,
-                    int64_t version)
-{
-  if (out)
-    *out = NULL;
-  if (engine == NULL || out == NULL || name == NULL)
-    return engine ? flow__engine_fail(engine, FLOW_EMISUSE,
-                                      "flow_service_schema: NULL argument")
-                  : FLOW_EMISUSE;
-  flow__service *svc;
-  int rc = flow__engine_service(engine, name, version, &svc);
-  if (rc != 0)
-    return rc;
-  rc = flow__engine_owned_json(engine, out, flow__fields_schema(svc));
-  if (rc == 0)
-    flow__err_clear(&engine->err);
-  return rc;
-}
-
-int
-flow_service_list(char **out, flow_engine *engine)
-{
-  if (engine == NULL || out == NULL)
-    return engine ? flow__engine_fail(engine, FLOW_EMISUSE,
-                                      "flow_service_list: out is NULL")
-                  : FLOW_EMISUSE;
-  *out = NULL;
-  json_t *arr;
-  flow__err err;
-  flow__err_clear(&err);
-  int rc = engine->vt->service_list(engine->store, &arr, &err);
-  if (rc != 0)
-    return flow__engine_fail_err(engine, &err);
-  rc = flow__engine_owned_json(engine, out, arr);
-  if (rc == 0)
-    flow__err_clear(&engine->err);
-  return rc;
 }
 
 int

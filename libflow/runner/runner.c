@@ -38,13 +38,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/engine_int.h"
-#include "script/script_int.h"
+#include "engine/engine.h"
+#include "script/script_host.h"
 
-#define DEFAULT_INSTR ((uint64_t)10000000)
-#define DEFAULT_CPU_MS 5000
-#define DEFAULT_MEM ((size_t)64 * 1024 * 1024)
-#define MAX_FILE ((size_t)4 << 20)
 #define MAX_ROLES 16
 #define MSG_MAX (FLOW__ERRMSG_MAX + 128)
 
@@ -483,9 +479,9 @@ read_all(runner *r, const char *path, size_t *len)
   flow__buf_init(&b, &r->alloc);
   char chunk[8192];
   size_t n;
-  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && b.len <= MAX_FILE)
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && b.len <= FLOW__MAX_TEST_FILE)
     flow__buf_add(&b, chunk, n);
-  int bad = ferror(f) || b.oom || b.len > MAX_FILE;
+  int bad = ferror(f) || b.oom || b.len > FLOW__MAX_TEST_FILE;
   fclose(f);
   if (bad) {
     flow__buf_free(&b);
@@ -1611,9 +1607,10 @@ cov_zero(json_t *map, const char *key)
 static void
 cov_universe(runner *r, const char *name)
 {
-  flow__service *svc;
-  if (flow__engine_service(r->e, name, 0, &svc) != 0)
+  flow__compiled *c;
+  if (flow__engine_service(r->e, name, 0, &c) != 0)
     return;
+  const flow__service *svc = c->svc;
   json_t *s = cov_get(r->coverage, name);
   json_t *states = cov_get(s, "states"), *trans = cov_get(s, "transitions");
   char key[300];
@@ -1771,7 +1768,7 @@ test_body_p(lua_State *L)
 static json_t *
 run_test(runner *r, const test_decl *t, const char *file_start)
 {
-  lua_State *L = r->sb->L;
+  lua_State *L = flow__sandbox_lua(r->sb);
   int64_t t0 = mono_ms();
   char msg[MSG_MAX] = "";
   const char *status = "pass";
@@ -1939,9 +1936,9 @@ flow_test_file(char **out, const char *path, const flow_test_options *opts)
   flow__sandbox_config cfg;
   memset(&cfg, 0, sizeof cfg);
   cfg.alloc = &r.alloc;
-  cfg.mem_limit = o.memory_limit ? o.memory_limit : DEFAULT_MEM;
-  cfg.instr_limit = o.instruction_limit ? o.instruction_limit : DEFAULT_INSTR;
-  cfg.cpu_ms = o.cpu_ms ? o.cpu_ms : DEFAULT_CPU_MS;
+  cfg.mem_limit = o.memory_limit ? o.memory_limit : FLOW__TEST_MEMORY;
+  cfg.instr_limit = o.instruction_limit ? o.instruction_limit : FLOW__TEST_INSTRUCTIONS;
+  cfg.cpu_ms = o.cpu_ms ? o.cpu_ms : FLOW__TEST_CPU_MS;
   cfg.log = on_log;
   cfg.log_payload = &r;
   flow__err err;
@@ -1952,7 +1949,7 @@ flow_test_file(char **out, const char *path, const flow_test_options *opts)
   }
   if ((rc = flow__sandbox_new(&r.sb, &cfg, &err)) != 0)
     goto done;
-  lua_State *L = r.sb->L;
+  lua_State *L = flow__sandbox_lua(r.sb);
 
   /* The API, then the file's top level, as units of their own. */
   flow__sb_start(r.sb, "setting up the test API");

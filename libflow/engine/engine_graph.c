@@ -12,7 +12,7 @@
  * That reading of the source is a drawing aid only; `flow check` never
  * relies on it.
  */
-#include "engine_int.h"
+#include "engine/engine.h"
 
 #include <string.h>
 
@@ -27,6 +27,7 @@ typedef struct edge {
 typedef struct graph {
   flow_engine *e;
   const flow__service *svc;
+  flow__sandbox *sb; /* where svc's functions live */
   edge *edges;
   size_t n, cap;
   int oom;
@@ -153,7 +154,7 @@ collect_edges(graph *g, const flow__state **states)
         continue;
       int first, last;
       size_t nfound = 0;
-      if (flow__sandbox_func_lines(svc->sb, tr->handler, &first, &last) == 0)
+      if (flow__sandbox_func_lines(g->sb, tr->handler, &first, &last) == 0)
         literal_returns(svc, first, last, found, &nfound);
       for (size_t k = 0; k < nfound; k++)
         if (tr->target == NULL || strcmp(found[k]->name, tr->target) != 0)
@@ -304,12 +305,13 @@ flow_service_graph(char **out, flow_engine *engine, const char *source,
                              "unknown graph format '%.40s' (use dot or "
                              "mermaid)",
                              format);
-  flow__service *svc;
-  int rc = flow__service_compile_temp(engine, source, len,
-                                      chunkname ? chunkname : "service", &svc);
+  flow__compiled *c;
+  int rc = flow__engine_compile(engine, source, len,
+                                chunkname ? chunkname : "service", &c);
   if (rc != 0)
     return rc;
-  graph g = { engine, svc, NULL, 0, 0, 0 };
+  const flow__service *svc = c->svc;
+  graph g = { .e = engine, .svc = svc, .sb = c->sb };
   const flow__state **states = flow__service_states_sorted(engine, svc);
   flow__buf b;
   flow__buf_init(&b, &engine->alloc);
@@ -332,7 +334,7 @@ flow_service_graph(char **out, flow_engine *engine, const char *source,
   flow__buf_free(&b);
   flow__free(&engine->alloc, g.edges);
   flow__free(&engine->alloc, states);
-  flow__service_free(&engine->alloc, svc);
+  flow__compiled_free(engine, c);
   if (*out == NULL)
     return flow__engine_fail(engine, FLOW_ENOMEM, "out of memory");
   flow__err_clear(&engine->err);

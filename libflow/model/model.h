@@ -2,10 +2,10 @@
  * Internal core types: a compiled service definition (what a service script
  * returned, checked and turned into C structures), field validation and the
  * JSON Schema export.  The script subsystem fills a flow__service from Lua;
- * the engine (core/engine.c) uses it to run transitions.
+ * the engine (libflow/engine/) uses it to run transitions.
  */
-#ifndef FLOW_CORE_H
-#define FLOW_CORE_H
+#ifndef LIBFLOW_MODEL_MODEL_H
+#define LIBFLOW_MODEL_MODEL_H
 
 #include <jansson.h>
 
@@ -85,8 +85,6 @@ typedef struct flow__state {
   int line;
 } flow__state;
 
-struct flow__sandbox;
-
 typedef struct flow__service {
   char *name;
   int64_t version;
@@ -104,24 +102,17 @@ typedef struct flow__service {
   size_t source_len;
   char *chunkname;
   char sha256[65];
-  struct flow__sandbox *sb; /* owns the Lua state the refs live in */
   /* fields and states sorted by name (flow__service_index), or NULL */
   const flow__field **fields_by_name;
   const flow__state **states_by_name;
-  struct flow__service *next; /* engine's cache list */
 } flow__service;
-
-/* What a service may declare: every event looks its fields and states up
-   (by name, in the indexes below), and a sender's data is checked against
-   every field. */
-#define FLOW__MAX_FIELDS 1000
-#define FLOW__MAX_STATES 1000
 
 /* Builds the name indexes of svc's fields and states, once it is filled
    in.  FLOW_ENOMEM. */
 int flow__service_index(const flow__allocator *a, flow__service *svc);
 
-/* Frees every member and the sandbox, then svc itself.  Accepts NULL. */
+/* Frees every member, then svc itself.  Accepts NULL.  The sandbox its
+   function references point into is its compiler's to free. */
 void flow__service_free(const flow__allocator *a, flow__service *svc);
 
 const flow__state *flow__service_state(const flow__service *svc,
@@ -152,14 +143,7 @@ int flow__fields_validate(const flow__service *svc, json_t *data,
    allocation failure. */
 json_t *flow__fields_schema(const flow__service *svc);
 
-/* ---- JSON at the boundary (core_json.c) ------------------------------ */
-
-/* The largest case data or event payload, as JSON text, that the engine
-   takes or stores: a case is a record, not a file store. */
-#define FLOW__MAX_DOCUMENT (1024 * 1024)
-/* The most members one object of it may have: what one Lua table may hold
-   outside its list part in a sandbox (FLOW__TABLE_MAX_HASH). */
-#define FLOW__MAX_MEMBERS 16384
+/* ---- JSON at the boundary (model_json.c) ------------------------------ */
 
 /* Appends j as compact JSON with sorted keys.  FLOW_ENOMEM. */
 int flow__json_dump(json_t *j, flow__buf *b);
@@ -176,4 +160,4 @@ char *flow__json_owned(const flow__allocator *a, json_t *j);
 int flow__json_parse_object(const char *text, const char *what, json_t **out,
                             flow__err *err);
 
-#endif /* FLOW_CORE_H */
+#endif /* LIBFLOW_MODEL_MODEL_H */

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "model/model.h"
 #include "testutil.h"
 
 static flow__field fields[9];

@@ -21,7 +21,7 @@
  * calls before it run their scripts a second time then, which is safe
  * because nothing of the first run was kept or reported.
  */
-#include "engine_int.h"
+#include "engine/engine.h"
 
 #include <string.h>
 

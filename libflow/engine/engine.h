@@ -1,16 +1,28 @@
 /*
- * The engine structure, shared by the files of core/ and nothing else.
+ * The engine structure, shared by the files of engine/, and by loop/ and runner/ above it.
  * Hosts only ever see `flow_engine *`.
  */
-#ifndef FLOW_ENGINE_INT_H
-#define FLOW_ENGINE_INT_H
+#ifndef LIBFLOW_ENGINE_ENGINE_H
+#define LIBFLOW_ENGINE_ENGINE_H
 
-#include "core/core.h"
+#include "model/model.h"
 #include "script/script.h"
 #include "store/store.h"
 
 struct flow__loop;
 struct flow__async;
+
+/*
+ * A service version as the engine runs it: the definition (the model's
+ * flow__service, which only names its functions by reference) and the
+ * sandbox those functions live in.  The engine owns both; the model holds
+ * no sandbox.
+ */
+typedef struct flow__compiled {
+  flow__service *svc;
+  flow__sandbox *sb;
+  struct flow__compiled *next; /* the engine's cache, newest first */
+} flow__compiled;
 
 /* Cancelled timers are deleted this many cases at a time. */
 #define FLOW__SWEEP_BATCH FLOW__STORE_SWEEP_MAX
@@ -21,7 +33,7 @@ struct flow_engine {
   flow_engine_options opts;
   const flow__store_vt *vt;
   flow__store *store;
-  flow__service *services; /* compiled versions, newest first */
+  flow__compiled *services; /* compiled versions, newest first */
   int64_t fixed_now;       /* INT64_MIN: use the clock */
   flow__calendar cal;
   int64_t *cal_holidays;   /* owned storage behind cal.extra_holidays */
@@ -51,7 +63,7 @@ struct flow_engine {
   size_t nsweep;
 };
 
-/* ---- transitions (core_case.c), inside a transaction the caller holds -- */
+/* ---- transitions (engine_case.c), inside a transaction the caller holds -- */
 
 enum {
   FLOW__APPLY_SIGNAL = 0, /* a caller's event: roles are checked */
@@ -74,7 +86,7 @@ int flow__case_check_actor(flow_engine *e, const flow_actor *actor);
 /* Sends one notification to the listener, if any; consumes j. */
 void flow__engine_notify(flow_engine *e, json_t *j);
 
-/* ---- what the loop needs from the core (core_timer.c, core_async.c) ---- */
+/* ---- what the loop needs from the core (engine_timer.c, engine_async.c) ---- */
 
 /* Earliest due time of a pending timer in ms, or INT64_MAX when none.
    Cheap: cached, and only the first row of an index otherwise. */
@@ -131,35 +143,34 @@ int flow__engine_fail_err(flow_engine *e, const flow__err *err);
 /* A new sandbox with the engine's budgets and log callback. */
 int flow__engine_sandbox(flow_engine *e, flow__sandbox **out);
 
+/* ---- services (engine_service.c) ------------------------------------- */
+
+/*
+ * Compiles source into a service nobody owns yet: not stored, not cached
+ * (flow_service_check, lint, graph and loading start here).  Free it with
+ * flow__compiled_free.  Errors as flow_service_check() (set on the engine).
+ */
+int flow__engine_compile(flow_engine *e, const char *src, size_t len,
+                         const char *chunkname, flow__compiled **out);
+/* Frees the definition and its sandbox.  Accepts NULL. */
+void flow__compiled_free(flow_engine *e, flow__compiled *c);
+
 /*
  * The compiled service name/version (version 0: newest stored), compiling
  * and caching it from the stored source if needed.  Borrowed: valid until
- * the engine closes.
+ * the engine closes or evicts it.
  */
 int flow__engine_service(flow_engine *e, const char *name, int64_t version,
-                         flow__service **out);
+                         flow__compiled **out);
 
 /*
  * Drops a compiled service from the cache and frees it; the next event
  * compiles it afresh from its stored source.  Used after a kill may have
  * damaged its Lua state.
  */
-void flow__engine_evict(flow_engine *e, flow__service *svc);
-
-/* Hands j (consumed, may be NULL after a failed allocation) to the host
-   as an owned JSON string in *out (nothing when out is NULL). */
-int flow__engine_owned_json(flow_engine *e, char **out, json_t *j);
-
-/* ---- static views of a script (core_lint.c; used by core_graph.c and
-   the test runner) ------------------------------------------------------ */
-
-/*
- * Compiles source into a service that belongs to nobody: not stored, not
- * cached.  Free it with flow__service_free(&e->alloc, svc).  Errors as
- * flow_service_check() (set on the engine).
- */
-int flow__service_compile_temp(flow_engine *e, const char *src, size_t len,
-                               const char *chunkname, flow__service **out);
+void flow__engine_evict(flow_engine *e, flow__compiled *c);
+/* Frees every cached service (at close). */
+void flow__engine_services_free(flow_engine *e);
 
 /* The states of svc in the order the script declares them (by line, then
    name): an owned array of svc->nstates pointers, or NULL (out of
@@ -167,4 +178,8 @@ int flow__service_compile_temp(flow_engine *e, const char *src, size_t len,
 const flow__state **flow__service_states_sorted(flow_engine *e,
                                                 const flow__service *svc);
 
-#endif /* FLOW_ENGINE_INT_H */
+/* Hands j (consumed, may be NULL after a failed allocation) to the host
+   as an owned JSON string in *out (nothing when out is NULL). */
+int flow__engine_owned_json(flow_engine *e, char **out, json_t *j);
+
+#endif /* LIBFLOW_ENGINE_ENGINE_H */

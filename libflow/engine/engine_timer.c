@@ -15,7 +15,7 @@
  * the error to: it becomes an incident, kept with its message, listed by
  * flow_case_timers(), and reported to the listener.
  */
-#include "engine_int.h"
+#include "engine/engine.h"
 
 #include <string.h>
 

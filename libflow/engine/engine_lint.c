@@ -11,88 +11,26 @@
  * A handler that returns a state name could go anywhere, so a state with
  * such a handler is taken to reach every state -- a warning is only ever
  * given when it is certain.
- *
- * The file also holds the two helpers the other static views share:
- * compiling a script into a service nobody owns, and listing its states
- * in the order the script declares them.
  */
-#include "engine_int.h"
+#include "engine/engine.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_SOURCE ((size_t)4 << 20)
-
-int
-flow__service_compile_temp(flow_engine *e, const char *src, size_t len,
-                           const char *chunkname, flow__service **out)
-{
-  *out = NULL;
-  if (len > MAX_SOURCE)
-    return flow__engine_fail(e, FLOW_EINVAL,
-                             "%s: the script is %zu bytes, more than the 4 "
-                             "MiB a service script may be: make it smaller",
-                             chunkname ? chunkname : "service", len);
-  flow__sandbox *sb = NULL;
-  int rc = flow__engine_sandbox(e, &sb);
-  if (rc != 0)
-    return rc;
-  flow__service *svc = flow__calloc(&e->alloc, 1, sizeof *svc);
-  if (svc == NULL) {
-    flow__sandbox_free(sb);
-    return flow__engine_fail(e, FLOW_ENOMEM, "out of memory loading %s",
-                             chunkname);
-  }
-  flow__err err;
-  flow__err_clear(&err);
-  rc = flow__service_compile(svc, sb, src, len, chunkname, &err);
-  if (rc != 0) {
-    if (svc->sb == NULL)
-      flow__sandbox_free(sb);
-    flow__service_free(&e->alloc, svc);
-    return flow__engine_fail_err(e, &err);
-  }
-  *out = svc;
-  return 0;
-}
-
-static int
-state_cmp(const void *a, const void *b)
-{
-  const flow__state *x = *(const flow__state *const *)a;
-  const flow__state *y = *(const flow__state *const *)b;
-  if (x->line != y->line)
-    return x->line < y->line ? -1 : 1;
-  return strcmp(x->name, y->name);
-}
-
-const flow__state **
-flow__service_states_sorted(flow_engine *e, const flow__service *svc)
-{
-  const flow__state **v =
-      flow__calloc(&e->alloc, svc->nstates ? svc->nstates : 1, sizeof *v);
-  if (v == NULL)
-    return NULL;
-  for (size_t i = 0; i < svc->nstates; i++)
-    v[i] = &svc->states[i];
-  qsort(v, svc->nstates, sizeof *v, state_cmp);
-  return v;
-}
-
 /* ---- the checks --------------------------------------------------------- */
 
-/* Warnings kept for one script: a 250-byte script can make millions (a
-   table of timers shared by every state), and each is work and output. */
-#define LINT_MAX 200
+/* Warnings kept for one script (FLOW__MAX_WARNINGS): a 250-byte script
+   can make millions (a table of timers shared by every state), and each is
+   work and output. */
 
 typedef struct lint {
   flow_engine *e;
   const flow__service *svc;
   json_t *warnings;
   int oom;
-  size_t more; /* warnings past LINT_MAX, only counted */
+  size_t more; /* warnings past FLOW__MAX_WARNINGS, only counted */
 } lint;
 
 static void warn(lint *l, int line, const char *fmt, ...) FLOW__PRINTF(3, 4);
@@ -102,7 +40,7 @@ warn(lint *l, int line, const char *fmt, ...)
 {
   char msg[1024];
   va_list ap;
-  if (json_array_size(l->warnings) >= LINT_MAX) {
+  if (json_array_size(l->warnings) >= FLOW__MAX_WARNINGS) {
     l->more++;
     return;
   }
@@ -293,10 +231,11 @@ flow_service_lint(char **out, flow_engine *engine, const char *source,
     return flow__engine_fail(engine, FLOW_EMISUSE,
                              "flow_service_lint: out or source is NULL");
   const char *name = chunkname ? chunkname : "service";
-  flow__service *svc;
-  int rc = flow__service_compile_temp(engine, source, len, name, &svc);
+  flow__compiled *c;
+  int rc = flow__engine_compile(engine, source, len, name, &c);
   if (rc != 0)
     return rc;
+  const flow__service *svc = c->svc;
   lint l = { .e = engine, .svc = svc, .warnings = json_array() };
   if (l.warnings == NULL)
     l.oom = 1;
@@ -320,7 +259,7 @@ flow_service_lint(char **out, flow_engine *engine, const char *source,
       list = NULL;
     }
   }
-  flow__service_free(&engine->alloc, svc);
+  flow__compiled_free(engine, c);
   if (list == NULL)
     return flow__engine_fail(engine, FLOW_ENOMEM, "out of memory");
   json_t *j = json_pack("{s:s, s:o}", "file", name, "warnings", list);

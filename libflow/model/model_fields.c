@@ -6,7 +6,7 @@
  * sent the form wants to fix everything in one go, not one field per try.
  * Patterns are Lua patterns, so matching is delegated to the sandbox.
  */
-#include "core.h"
+#include "model/model.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,0 +1,74 @@
+/*
+ * Every limit and default of the engine, in one place.  docs/budgets.md
+ * lists them for service authors and hosts; a change here is a change
+ * there.  Each layer uses the ones that concern it; none defines its own.
+ */
+#ifndef LIBFLOW_UTIL_UTIL_LIMITS_H
+#define LIBFLOW_UTIL_UTIL_LIMITS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- budgets of one unit of script work (flow_engine_options) -------- */
+
+/* Defaults, when the host leaves an option 0. */
+#define FLOW__DEFAULT_MEMORY ((size_t)32 << 20)        /* 32 MiB */
+#define FLOW__DEFAULT_INSTRUCTIONS UINT64_C(10000000)  /* 10 million */
+#define FLOW__DEFAULT_CPU_MS 1000u
+#define FLOW__DEFAULT_LOG ((size_t)64 << 10)           /* 64 KiB per run */
+/* Ceilings for a service's own `budget = { ... }`. */
+#define FLOW__DEFAULT_MEMORY_MAX ((size_t)256 << 20)   /* 256 MiB */
+#define FLOW__DEFAULT_INSTRUCTIONS_MAX UINT64_C(100000000)
+#define FLOW__DEFAULT_CPU_MS_MAX 10000u
+/* A test file's own budgets under `flow test` (its top level and each
+   test): a test does the work of many events. */
+#define FLOW__TEST_MEMORY ((size_t)64 << 20)
+#define FLOW__TEST_INSTRUCTIONS UINT64_C(10000000)
+#define FLOW__TEST_CPU_MS 5000u
+
+/* ---- what a script may be -------------------------------------------- */
+
+/* The longest service script: written by people, a few hundred lines; data
+   that would make it longer belongs in case data or an action. */
+#define FLOW__MAX_SCRIPT ((size_t)1 << 20)
+/* The longest *_test.lua file `flow test` reads. */
+#define FLOW__MAX_TEST_FILE ((size_t)4 << 20)
+/* What a service may declare: every event looks its fields and states up,
+   and a sender's data is checked against every field. */
+#define FLOW__MAX_FIELDS 1000
+#define FLOW__MAX_STATES 1000
+#define FLOW__MAX_EVENTS 256 /* events one state takes */
+#define FLOW__MAX_AFTER 64   /* `after` entries of one state */
+/* Problems the loader reports for one script (the first, in line order),
+   and warnings `flow check` gives. */
+#define FLOW__MAX_PROBLEMS 1000
+#define FLOW__MAX_WARNINGS 200
+/* The longest run of field accesses each on the one before (a.b.c...)
+   a script may write (script_bytecode.c says why). */
+#define FLOW__MAX_FIELD_CHAIN 64
+
+/* ---- what one event may do ------------------------------------------- */
+
+/* Actions (flow.call) and timers (flow.after, flow.at): each is a row
+   written with the transition, and each timer a walk of the calendar. */
+#define FLOW__MAX_CALLS_PER_RUN 100
+#define FLOW__MAX_TIMERS_PER_RUN 100
+/* coroutine.close nested inside __close handlers. */
+#define FLOW__MAX_CLOSE_DEPTH 100
+
+/* ---- data ------------------------------------------------------------- */
+
+/* The largest case data, event payload, action arguments or timer payload,
+   as JSON text, the engine takes or stores: a case is a record, not a file
+   store. */
+#define FLOW__MAX_DOCUMENT (1024 * 1024)
+/* The most members one object of it may have: what one Lua table may hold
+   outside its list part in a sandbox (FLOW__TABLE_MAX_HASH). */
+#define FLOW__MAX_MEMBERS 16384
+/* JSON nesting and values converted to or from Lua. */
+#define FLOW__JSON_MAX_DEPTH 100
+#define FLOW__JSON_MAX_NODES 1000000
+/* An actor's id and each of its roles, in bytes. */
+#define FLOW__MAX_ACTOR_TEXT 256
+
+#endif /* LIBFLOW_UTIL_UTIL_LIMITS_H */
