@@ -27,6 +27,13 @@ flow__engine_fail(flow_engine *e, int code, const char *fmt, ...)
 }
 
 int
+flow__engine_misuse(flow_engine *engine, const char *msg)
+{
+  return engine ? flow__engine_fail(engine, FLOW_EMISUSE, "%s", msg)
+                : FLOW_EMISUSE;
+}
+
+int
 flow__engine_fail_err(flow_engine *e, const flow__err *err)
 {
   if (err != &e->err) {
@@ -178,70 +185,6 @@ flow_engine_set_time(flow_engine *engine, int64_t ms)
   }
 }
 
-/* Zones whose rules the calendar can express: a standard offset and, for
-   the European ones, summer time by the EU rule. */
-static const struct zone {
-  const char *name;
-  int std, dst;
-} zones[] = {
-  { "Europe/London", 0, 60 },      { "Europe/Dublin", 0, 60 },
-  { "Europe/Lisbon", 0, 60 },      { "Atlantic/Canary", 0, 60 },
-  { "Atlantic/Madeira", 0, 60 },   { "Atlantic/Faroe", 0, 60 },
-  { "Europe/Guernsey", 0, 60 },    { "Europe/Jersey", 0, 60 },
-  { "Europe/Isle_of_Man", 0, 60 }, { "Europe/Paris", 60, 120 },
-  { "Europe/Berlin", 60, 120 },    { "Europe/Madrid", 60, 120 },
-  { "Europe/Rome", 60, 120 },      { "Europe/Amsterdam", 60, 120 },
-  { "Europe/Brussels", 60, 120 },  { "Europe/Vienna", 60, 120 },
-  { "Europe/Zurich", 60, 120 },    { "Europe/Stockholm", 60, 120 },
-  { "Europe/Oslo", 60, 120 },      { "Europe/Copenhagen", 60, 120 },
-  { "Europe/Warsaw", 60, 120 },    { "Europe/Prague", 60, 120 },
-  { "Europe/Budapest", 60, 120 },  { "Europe/Luxembourg", 60, 120 },
-  { "Europe/Helsinki", 120, 180 }, { "Europe/Athens", 120, 180 },
-  { "Europe/Riga", 120, 180 },     { "Europe/Tallinn", 120, 180 },
-  { "Europe/Vilnius", 120, 180 },  { "Europe/Sofia", 120, 180 },
-  { "Europe/Bucharest", 120, 180 }, { "Europe/Kyiv", 120, 180 },
-  { "UTC", 0, 0 },                 { "Etc/UTC", 0, 0 },
-  { "GMT", 0, 0 },
-};
-
-static int
-parse_zone(const char *z, int *std, int *dst)
-{
-  for (size_t i = 0; i < sizeof zones / sizeof *zones; i++)
-    if (strcmp(zones[i].name, z) == 0) {
-      *std = zones[i].std;
-      *dst = zones[i].dst;
-      return 0;
-    }
-  /* A fixed offset: "+01:00", "-05:30". */
-  if ((z[0] == '+' || z[0] == '-') && strlen(z) == 6 && z[3] == ':' &&
-      z[1] >= '0' && z[1] <= '2' && z[2] >= '0' && z[2] <= '9' &&
-      z[4] >= '0' && z[4] <= '5' && z[5] >= '0' && z[5] <= '9') {
-    int m = ((z[1] - '0') * 10 + (z[2] - '0')) * 60 + (z[4] - '0') * 10 +
-            (z[5] - '0');
-    if (m >= 24 * 60)
-      return FLOW_EINVAL;
-    *std = *dst = z[0] == '-' ? -m : m;
-    return 0;
-  }
-  return FLOW_EINVAL;
-}
-
-static int
-parse_hhmm(const char *s, int *out)
-{
-  if (strlen(s) != 5 || s[2] != ':' || s[0] < '0' || s[0] > '2' ||
-      s[1] < '0' || s[1] > '9' || s[3] < '0' || s[3] > '5' || s[4] < '0' ||
-      s[4] > '9')
-    return FLOW_EINVAL;
-  int m = ((s[0] - '0') * 10 + (s[1] - '0')) * 60 + (s[3] - '0') * 10 +
-          (s[4] - '0');
-  if (m > 24 * 60)
-    return FLOW_EINVAL;
-  *out = m;
-  return 0;
-}
-
 static int
 cmp_days(const void *a, const void *b)
 {
@@ -270,18 +213,19 @@ flow_engine_set_calendar(flow_engine *engine, const flow_calendar_options *o)
                              "(initialise with FLOW_CALENDAR_OPTIONS_INIT)",
                              o->version);
   if (o->zone &&
-      parse_zone(o->zone, &cal.std_offset_min, &cal.dst_offset_min) != 0)
+      flow__calendar_zone(o->zone, &cal.std_offset_min, &cal.dst_offset_min) !=
+          0)
     return flow__engine_fail(e, FLOW_EINVAL,
                              "calendar zone '%.40s' is not known: use "
                              "Europe/London, UTC, a fixed offset like "
                              "\"+01:00\", or a zone listed in docs/time.md",
                              o->zone);
-  if (o->opens && parse_hhmm(o->opens, &cal.open_minute) != 0)
+  if (o->opens && flow__clock_time_parse(o->opens, &cal.open_minute) != 0)
     return flow__engine_fail(e, FLOW_EINVAL,
                              "calendar opens '%.20s' is not a time like "
                              "\"09:00\"",
                              o->opens);
-  if (o->closes && parse_hhmm(o->closes, &cal.close_minute) != 0)
+  if (o->closes && flow__clock_time_parse(o->closes, &cal.close_minute) != 0)
     return flow__engine_fail(e, FLOW_EINVAL,
                              "calendar closes '%.20s' is not a time like "
                              "\"17:00\"",
@@ -349,17 +293,17 @@ int
 flow__engine_sandbox(flow_engine *e, flow__sandbox **out)
 {
   flow__sandbox_config cfg = {
-    &e->alloc,
-    e->opts.script_memory_limit,
-    e->opts.script_instruction_limit,
-    e->opts.log,
-    e,
-    e->opts.log_payload,
-    e->opts.script_cpu_ms,
-    e->opts.script_log_limit,
-    e->opts.script_memory_max,
-    e->opts.script_instruction_max,
-    e->opts.script_cpu_ms_max,
+    .alloc = &e->alloc,
+    .mem_limit = e->opts.script_memory_limit,
+    .instr_limit = e->opts.script_instruction_limit,
+    .log = e->opts.log,
+    .log_engine = e,
+    .log_payload = e->opts.log_payload,
+    .cpu_ms = e->opts.script_cpu_ms,
+    .log_limit = e->opts.script_log_limit,
+    .mem_max = e->opts.script_memory_max,
+    .instr_max = e->opts.script_instruction_max,
+    .cpu_ms_max = e->opts.script_cpu_ms_max,
   };
   flow__err err;
   flow__err_clear(&err);
@@ -394,9 +338,7 @@ flow_eval(char **out, flow_engine *engine, const char *code, size_t len,
   if (out)
     *out = NULL;
   if (engine == NULL || code == NULL)
-    return engine ? flow__engine_fail(engine, FLOW_EMISUSE,
-                                      "flow_eval: code is NULL")
-                  : FLOW_EMISUSE;
+    return flow__engine_misuse(engine, "flow_eval: code is NULL");
   flow__sandbox *sb;
   int rc = flow__engine_sandbox(engine, &sb);
   if (rc != 0)

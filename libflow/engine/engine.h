@@ -137,6 +137,9 @@ void flow__engine_kick(flow_engine *e);
 /* Records an error on the engine and returns code. */
 int flow__engine_fail(flow_engine *e, int code, const char *fmt, ...)
     FLOW__PRINTF(3, 4);
+/* A public function called wrongly: records msg on engine when there is
+   one (flow_errmsg) and returns FLOW_EMISUSE. */
+int flow__engine_misuse(flow_engine *engine, const char *msg);
 /* Copies a sub-module's error onto the engine; returns its code. */
 int flow__engine_fail_err(flow_engine *e, const flow__err *err);
 

@@ -46,15 +46,13 @@ bad:
                            text);
 }
 
+/* A name as the loader takes one (flow__name_ok, _ first allowed), of at
+   most FLOW__MAX_NAME bytes. */
 static int
 is_identifier(const char *s)
 {
-  if (s == NULL || !((*s >= 'a' && *s <= 'z') || *s == '_'))
-    return 0;
-  for (; *s; s++)
-    if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
-      return 0;
-  return 1;
+  size_t n = s ? strlen(s) : 0;
+  return n <= FLOW__MAX_NAME && flow__name_ok(s, n, 1);
 }
 
 /* splitmix64: a well-mixed seed from the case id and opening time. */
@@ -212,31 +210,22 @@ emit_case(flow_engine *e, char **out, const flow__case_row *row,
 static char *
 state_list(const flow__service *svc, char *buf, size_t len)
 {
-  size_t n = 0;
-  buf[0] = 0;
-  for (size_t i = 0; i < svc->nstates && n < len; i++) {
-    int w = snprintf(buf + n, len - n, "%s%s", i ? ", " : "",
-                     svc->states[i].name);
-    if (w < 0)
-      break;
-    n += (size_t)w;
-  }
+  flow__join j;
+  flow__join_init(&j, buf, len);
+  for (size_t i = 0; i < svc->nstates; i++)
+    flow__join_add(&j, ", ", svc->states[i].name);
   return buf;
 }
 
 static char *
 event_list(const flow__state *st, char *buf, size_t len)
 {
-  size_t n = 0;
-  buf[0] = 0;
+  flow__join j;
+  flow__join_init(&j, buf, len);
   if (st->non == 0)
-    snprintf(buf, len, "no events");
-  for (size_t i = 0; i < st->non && n < len; i++) {
-    int w = snprintf(buf + n, len - n, "%s%s", i ? ", " : "", st->on[i].event);
-    if (w < 0)
-      break;
-    n += (size_t)w;
-  }
+    flow__join_text(&j, "no events");
+  for (size_t i = 0; i < st->non; i++)
+    flow__join_add(&j, ", ", st->on[i].event);
   return buf;
 }
 
@@ -633,7 +622,7 @@ flow__case_open_txn(flow_engine *e, const char *service,
   flow__err_clear(&err);
   json_t *data = NULL, *payload = NULL;
   int rc;
-  if (!is_identifier(service) || strlen(service) > 64)
+  if (!is_identifier(service))
     return flow__engine_fail(e, FLOW_EINVAL,
                              "'%.40s' is not a service name (names are "
                              "lower-case, like missed_bin)",
@@ -737,15 +726,13 @@ flow__case_apply_txn(flow_engine *e, int64_t id, const char *event,
       ok = actor_has_role(actor, tr->roles[i]);
     if (!ok) {
       char need[256], has[256];
-      size_t n = 0;
-      need[0] = has[0] = 0;
-      for (size_t i = 0; i < tr->nroles && n < sizeof need; i++)
-        n += (size_t)snprintf(need + n, sizeof need - n, "%s%s",
-                              i ? " or " : "", tr->roles[i]);
-      n = 0;
-      for (size_t i = 0; actor && i < actor->nroles && n < sizeof has; i++)
-        n += (size_t)snprintf(has + n, sizeof has - n, "%s%s", i ? ", " : "",
-                              actor->roles[i]);
+      flow__join jn, jh;
+      flow__join_init(&jn, need, sizeof need);
+      flow__join_init(&jh, has, sizeof has);
+      for (size_t i = 0; i < tr->nroles; i++)
+        flow__join_add(&jn, " or ", tr->roles[i]);
+      for (size_t i = 0; actor && i < actor->nroles; i++)
+        flow__join_add(&jh, ", ", actor->roles[i]);
       rc = flow__engine_fail(e, FLOW_EPERM,
                              "event '%s' in state '%s' needs the role %s, "
                              "and actor '%s' has %s%s",
@@ -871,8 +858,7 @@ int
 flow_case_get(char **out, flow_engine *engine, const char *case_id)
 {
   if (engine == NULL || out == NULL)
-    return engine ? flow__engine_fail(engine, FLOW_EMISUSE, "out is NULL")
-                  : FLOW_EMISUSE;
+    return flow__engine_misuse(engine, "out is NULL");
   *out = NULL;
   int64_t id = 0;
   int rc = parse_case_id(engine, case_id, &id);
@@ -932,8 +918,7 @@ case_rows(char **out, flow_engine *engine, const char *case_id,
                          flow__err *err))
 {
   if (engine == NULL || out == NULL)
-    return engine ? flow__engine_fail(engine, FLOW_EMISUSE, "out is NULL")
-                  : FLOW_EMISUSE;
+    return flow__engine_misuse(engine, "out is NULL");
   *out = NULL;
   int64_t id = 0;
   int rc = parse_case_id(engine, case_id, &id);
@@ -1023,8 +1008,7 @@ int
 flow_case_list(char **out, flow_engine *engine, const flow_case_query *query)
 {
   if (engine == NULL || out == NULL)
-    return engine ? flow__engine_fail(engine, FLOW_EMISUSE, "out is NULL")
-                  : FLOW_EMISUSE;
+    return flow__engine_misuse(engine, "out is NULL");
   *out = NULL;
   flow_case_query q = FLOW_CASE_QUERY_INIT;
   if (query) {
@@ -1045,7 +1029,7 @@ flow_case_list(char **out, flow_engine *engine, const flow_case_query *query)
   if (q.nwhere && q.where == NULL)
     return flow__engine_fail(engine, FLOW_EMISUSE, "nwhere without where");
   for (size_t i = 0; i < q.nwhere; i++) {
-    if (!is_identifier(q.where[i].field) || strlen(q.where[i].field) > 64)
+    if (!is_identifier(q.where[i].field))
       return flow__engine_fail(engine, FLOW_EINVAL,
                                "'%.40s' is not a field name (fields are "
                                "lower-case names like uprn)",

@@ -308,9 +308,7 @@ flow_service_load_file(char **out, flow_engine *engine, const char *path)
   if (out)
     *out = NULL;
   if (engine == NULL || path == NULL)
-    return engine ? flow__engine_fail(engine, FLOW_EMISUSE,
-                                      "flow_service_load_file: path is NULL")
-                  : FLOW_EMISUSE;
+    return flow__engine_misuse(engine, "flow_service_load_file: path is NULL");
   char *src;
   size_t len;
   int rc = read_file(engine, path, &src, &len);
@@ -328,10 +326,8 @@ flow_service_load_string(char **out, flow_engine *engine, const char *source,
   if (out)
     *out = NULL;
   if (engine == NULL || source == NULL)
-    return engine ? flow__engine_fail(engine, FLOW_EMISUSE,
-                                      "flow_service_load_string: source is "
-                                      "NULL")
-                  : FLOW_EMISUSE;
+    return flow__engine_misuse(engine,
+                               "flow_service_load_string: source is NULL");
   if (len > FLOW__MAX_SCRIPT)
     return script_too_big(engine, chunkname ? chunkname : "service", len);
   return load_source(engine, out, source, len,
@@ -343,9 +339,7 @@ flow_service_check(flow_engine *engine, const char *source, size_t len,
                    const char *chunkname)
 {
   if (engine == NULL || source == NULL)
-    return engine ? flow__engine_fail(engine, FLOW_EMISUSE,
-                                      "flow_service_check: source is NULL")
-                  : FLOW_EMISUSE;
+    return flow__engine_misuse(engine, "flow_service_check: source is NULL");
   flow__compiled *c;
   int rc = flow__engine_compile(engine, source, len,
                                 chunkname ? chunkname : "service", &c);
@@ -363,9 +357,7 @@ flow_service_schema(char **out, flow_engine *engine, const char *name,
   if (out)
     *out = NULL;
   if (engine == NULL || out == NULL || name == NULL)
-    return engine ? flow__engine_fail(engine, FLOW_EMISUSE,
-                                      "flow_service_schema: NULL argument")
-                  : FLOW_EMISUSE;
+    return flow__engine_misuse(engine, "flow_service_schema: NULL argument");
   flow__compiled *c;
   int rc = flow__engine_service(engine, name, version, &c);
   if (rc != 0)
@@ -380,9 +372,7 @@ int
 flow_service_list(char **out, flow_engine *engine)
 {
   if (engine == NULL || out == NULL)
-    return engine ? flow__engine_fail(engine, FLOW_EMISUSE,
-                                      "flow_service_list: out is NULL")
-                  : FLOW_EMISUSE;
+    return flow__engine_misuse(engine, "flow_service_list: out is NULL");
   *out = NULL;
   json_t *arr;
   flow__err err;

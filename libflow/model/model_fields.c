@@ -139,15 +139,10 @@ check_field(vctx *v, const flow__field *f, json_t *data, json_t *val,
       if (strcmp(f->values[i], s) == 0)
         return;
     char list[512];
-    size_t n = 0;
-    list[0] = 0;
-    for (size_t i = 0; i < f->nvalues && n < sizeof list; i++) {
-      int w = snprintf(list + n, sizeof list - n, "%s%s", i ? ", " : "",
-                       f->values[i]);
-      if (w < 0)
-        break;
-      n += (size_t)w;
-    }
+    flow__join j;
+    flow__join_init(&j, list, sizeof list);
+    for (size_t i = 0; i < f->nvalues; i++)
+      flow__join_add(&j, ", ", f->values[i]);
     problem(v, f->name, "must be one of %s (got \"%.40s\")", list, s);
     break;
   }

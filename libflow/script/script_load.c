@@ -99,21 +99,6 @@ typedef struct loader {
 
 #define SCAN_BUDGET ((uint64_t)100000000)
 
-/* Lower-case identifiers: service, state and event names. */
-static int
-name_ok(const char *s, size_t len, int underscore_first)
-{
-  if (len == 0)
-    return 0;
-  if (!((s[0] >= 'a' && s[0] <= 'z') || (underscore_first && s[0] == '_')))
-    return 0;
-  for (size_t i = 1; i < len; i++) {
-    char c = s[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
-      return 0;
-  }
-  return 1;
-}
 
 static int
 is_alpha(char c)
@@ -616,11 +601,12 @@ suggestion(const char *word, const char *const *known, char *buf,
     snprintf(buf, len, " (did you mean '%s'?)", best);
     return;
   }
-  size_t n = (size_t)snprintf(buf, len, " (known keys: ");
-  for (size_t i = 0; known[i] && n < len; i++)
-    n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? ", " : "", known[i]);
-  if (n < len)
-    snprintf(buf + n, len - n, ")");
+  flow__join j;
+  flow__join_init(&j, buf, len);
+  flow__join_text(&j, " (known keys: ");
+  for (size_t i = 0; known[i]; i++)
+    flow__join_add(&j, ", ", known[i]);
+  flow__join_text(&j, ")");
 }
 
 /* 1 if the key at -2 (during lua_next) is a string in known; otherwise
@@ -858,10 +844,10 @@ read_field(loader *ld, flow__field *f, int spec)
   int line = LOCATE(ld, "fields", fn, "type");
   int ty = rawfield(L, -1, "type");
   char names[160];
-  size_t n = 0;
-  for (int i = 0; flow__ftype_name(i) && n < sizeof names; i++)
-    n += (size_t)snprintf(names + n, sizeof names - n, "%s%s", i ? ", " : "",
-                          flow__ftype_name(i));
+  flow__join jn;
+  flow__join_init(&jn, names, sizeof names);
+  for (int i = 0; flow__ftype_name(i); i++)
+    flow__join_add(&jn, ", ", flow__ftype_name(i));
   if (ty == LUA_TNIL) {
     problem_add(ld, f->line, "field '%s' needs a type (use one of %s)", fn,
                 names);
@@ -1028,7 +1014,7 @@ read_fields(loader *ld, int fields)
     } else {
       size_t klen;
       const char *name = lua_tolstring(L, -2, &klen);
-      if (!name_ok(name, klen, 1) || klen > 64) {
+      if (!flow__name_ok(name, klen, 1) || klen > FLOW__MAX_NAME) {
         problem_add(ld, kline, "field name '%.60s' must start with a "
                     "lower-case letter or _ and use only a-z, 0-9 and _ "
                     "(at most 64)", name);
@@ -1217,7 +1203,7 @@ read_on(loader *ld, flow__state *st, int on, int line)
     } else {
       size_t klen;
       const char *ev = lua_tolstring(L, -2, &klen);
-      if (!name_ok(ev, klen, 0) || klen > 64) {
+      if (!flow__name_ok(ev, klen, 0) || klen > FLOW__MAX_NAME) {
         problem_add(ld, kline, "event name '%.60s' in state '%s' must start "
                     "with a lower-case letter and use only a-z, 0-9 and _",
                     ev, st->name);
@@ -1301,7 +1287,7 @@ read_after_entry(loader *ld, flow__state *st, flow__after *af, int line)
     size_t elen;
     const char *ev = lua_tolstring(L, -1, &elen);
     af->event = ld_strdup(ld, ev);
-    if (!name_ok(ev, elen, 0))
+    if (!flow__name_ok(ev, elen, 0))
       problem_add(ld, line, "%s fires event '%.60s', which is not an event "
                   "name (a-z, 0-9 and _)", what, ev);
     else if (!handles(st, ev))
@@ -1530,7 +1516,7 @@ read_states(loader *ld, int states)
     } else {
       size_t klen;
       const char *name = lua_tolstring(L, -2, &klen);
-      if (!name_ok(name, klen, 0) || klen > 64) {
+      if (!flow__name_ok(name, klen, 0) || klen > FLOW__MAX_NAME) {
         problem_add(ld, kline, "state name '%.60s' must start with a "
                     "lower-case letter and use only a-z, 0-9 and _ (at most "
                     "64)", name);
@@ -1555,16 +1541,14 @@ read_states(loader *ld, int states)
   qsort(order, good, sizeof *order, placed_cmp);
   if ((svc->states = flow__calloc(ld->a, good, sizeof *svc->states)) == NULL)
     ld_oom(ld);
-  size_t listed = 0;
+  flow__join listed;
+  flow__join_init(&listed, ld->state_list, sizeof ld->state_list);
   for (size_t i = 0; i < good; i++) {
     flow__state *st = &svc->states[svc->nstates++];
     st->enter = st->exit = FLOW__NOREF;
     st->name = ld_strdup(ld, order[i].name);
     st->line = LOCATE(ld, "states", st->name);
-    if (listed < sizeof ld->state_list)
-      listed += (size_t)snprintf(ld->state_list + listed,
-                                 sizeof ld->state_list - listed, "%s%s",
-                                 i ? ", " : "", st->name);
+    flow__join_add(&listed, ", ", st->name);
   }
   ld->state_index = ld_scratch(ld, svc->nstates * sizeof *ld->state_index);
   for (size_t i = 0; i < svc->nstates; i++)
@@ -1651,10 +1635,10 @@ read_name(loader *ld, int def)
   } else {
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
-    if (len > 64)
+    if (len > FLOW__MAX_NAME)
       problem_add(ld, line, "name '%.64s...' is longer than 64 characters",
                   s);
-    else if (!name_ok(s, len, 0))
+    else if (!flow__name_ok(s, len, 0))
       problem_add(ld, line, "name '%s' must start with a lower-case letter "
                   "and use only a-z, 0-9 and _ (like \"missed_bin\")", s);
     else

@@ -278,25 +278,19 @@ flow_now(lua_State *L)
   return 1;
 }
 
-/* ^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$ */
+/* ^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$: names joined by dots. */
 static int
 action_name_ok(const char *s, size_t len)
 {
-  int at_start = 1;
-  for (size_t i = 0; i < len; i++) {
-    char c = s[i];
-    if (at_start) {
-      if (!(c >= 'a' && c <= 'z'))
-        return 0;
-      at_start = 0;
-    } else if (c == '.') {
-      at_start = 1;
-    } else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                 c == '_')) {
+  size_t start = 0;
+  for (size_t i = 0; i <= len; i++) {
+    if (i < len && s[i] != '.')
+      continue;
+    if (!flow__name_ok(s + start, i - start, 0))
       return 0;
-    }
+    start = i + 1;
   }
-  return len > 0 && !at_start;
+  return 1;
 }
 
 /*

@@ -66,6 +66,12 @@ int flow__err_set(flow__err *err, int code, const char *fmt, ...)
     FLOW__PRINTF(3, 4);
 int flow__err_setv(flow__err *err, int code, const char *fmt, va_list ap);
 void flow__err_clear(flow__err *err);
+/* The refusal of a service script of len bytes, more than FLOW__MAX_SCRIPT:
+   FLOW_ESCRIPT "CHUNK:1: the script is N KiB; ...".  Returns the code. */
+int flow__err_script_size(flow__err *err, const char *chunk, size_t len);
+
+/* ---- text (util_text.c) --------------------------------------------- */
+
 /* The length (1-4) of the well-formed UTF-8 character that starts at p and
    ends before e, or 0 if none does (an overlong form, a surrogate, a
    sequence cut short). */
@@ -74,9 +80,27 @@ size_t flow__utf8_char(const unsigned char *p, const unsigned char *e);
 int flow__utf8_valid(const char *s, size_t len);
 /* Replaces bytes of s that are not valid UTF-8 with '?', in place. */
 void flow__utf8_fix(char *s);
-/* The refusal of a service script of len bytes, more than FLOW__MAX_SCRIPT:
-   FLOW_ESCRIPT "CHUNK:1: the script is N KiB; ...".  Returns the code. */
-int flow__err_script_size(flow__err *err, const char *chunk, size_t len);
+
+/* 1 if s[0..len) is a name of a service, state, event, field or part of
+   an action name: a lower-case letter (or _ when underscore_first) then
+   a-z, 0-9 and _.  Length limits (FLOW__MAX_NAME) are the caller's. */
+int flow__name_ok(const char *s, size_t len, int underscore_first);
+
+/*
+ * Names joined into a fixed buffer for a message ("refuse, recycling,
+ * garden"): what does not fit is cut off at the end, never past the
+ * buffer.  A bare struct on the stack; nothing to free.
+ */
+typedef struct flow__join {
+  char *buf;
+  size_t len, n;
+  int count; /* items added */
+} flow__join;
+void flow__join_init(flow__join *j, char *buf, size_t len);
+/* Appends sep (not before the first item) and s (NULL: "?"). */
+void flow__join_add(flow__join *j, const char *sep, const char *s);
+/* Appends s as it is. */
+void flow__join_text(flow__join *j, const char *s);
 
 /* ---- string buffer (util_buf.c) -------------------------------------- */
 
@@ -177,6 +201,11 @@ typedef struct flow__calendar {
 } flow__calendar;
 
 void flow__calendar_default(flow__calendar *cal);
+/* The offsets of a zone name a calendar can express (Europe/London, UTC,
+   the EU zones, a fixed "+01:00"), in minutes.  FLOW_EINVAL. */
+int flow__calendar_zone(const char *zone, int *std_min, int *dst_min);
+/* "HH:MM" (00:00 to 24:00) as minutes after midnight.  FLOW_EINVAL. */
+int flow__clock_time_parse(const char *s, int *minutes);
 /* Local offset from UTC in minutes at instant ms. */
 int flow__calendar_offset(const flow__calendar *cal, int64_t ms);
 /* 1 if the local date (days since epoch) is a working day. */

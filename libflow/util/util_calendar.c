@@ -56,6 +56,7 @@
 #include "util.h"
 
 #include <limits.h>
+#include <string.h>
 
 #define MS_MINUTE INT64_C(60000)
 #define MS_HOUR (60 * MS_MINUTE)
@@ -572,4 +573,70 @@ flow__calendar_add(const flow__calendar *cal, int64_t from,
   if (dur->unit == FLOW__DUR_WORKING_DAYS)
     return add_working_days(cal, from, a, out);
   return add_working_ms(cal, from, a, out);
+}
+
+/* ---- what a host's calendar options say ------------------------------ */
+
+/* Zones whose rules the calendar can express: a standard offset and, for
+   the European ones, summer time by the EU rule. */
+static const struct zone {
+  const char *name;
+  int std, dst;
+} zones[] = {
+  { "Europe/London", 0, 60 },      { "Europe/Dublin", 0, 60 },
+  { "Europe/Lisbon", 0, 60 },      { "Atlantic/Canary", 0, 60 },
+  { "Atlantic/Madeira", 0, 60 },   { "Atlantic/Faroe", 0, 60 },
+  { "Europe/Guernsey", 0, 60 },    { "Europe/Jersey", 0, 60 },
+  { "Europe/Isle_of_Man", 0, 60 }, { "Europe/Paris", 60, 120 },
+  { "Europe/Berlin", 60, 120 },    { "Europe/Madrid", 60, 120 },
+  { "Europe/Rome", 60, 120 },      { "Europe/Amsterdam", 60, 120 },
+  { "Europe/Brussels", 60, 120 },  { "Europe/Vienna", 60, 120 },
+  { "Europe/Zurich", 60, 120 },    { "Europe/Stockholm", 60, 120 },
+  { "Europe/Oslo", 60, 120 },      { "Europe/Copenhagen", 60, 120 },
+  { "Europe/Warsaw", 60, 120 },    { "Europe/Prague", 60, 120 },
+  { "Europe/Budapest", 60, 120 },  { "Europe/Luxembourg", 60, 120 },
+  { "Europe/Helsinki", 120, 180 }, { "Europe/Athens", 120, 180 },
+  { "Europe/Riga", 120, 180 },     { "Europe/Tallinn", 120, 180 },
+  { "Europe/Vilnius", 120, 180 },  { "Europe/Sofia", 120, 180 },
+  { "Europe/Bucharest", 120, 180 }, { "Europe/Kyiv", 120, 180 },
+  { "UTC", 0, 0 },                 { "Etc/UTC", 0, 0 },
+  { "GMT", 0, 0 },
+};
+
+int
+flow__calendar_zone(const char *z, int *std, int *dst)
+{
+  for (size_t i = 0; i < sizeof zones / sizeof *zones; i++)
+    if (strcmp(zones[i].name, z) == 0) {
+      *std = zones[i].std;
+      *dst = zones[i].dst;
+      return 0;
+    }
+  /* A fixed offset: "+01:00", "-05:30". */
+  if ((z[0] == '+' || z[0] == '-') && strlen(z) == 6 && z[3] == ':' &&
+      z[1] >= '0' && z[1] <= '2' && z[2] >= '0' && z[2] <= '9' &&
+      z[4] >= '0' && z[4] <= '5' && z[5] >= '0' && z[5] <= '9') {
+    int m = ((z[1] - '0') * 10 + (z[2] - '0')) * 60 + (z[4] - '0') * 10 +
+            (z[5] - '0');
+    if (m >= 24 * 60)
+      return FLOW_EINVAL;
+    *std = *dst = z[0] == '-' ? -m : m;
+    return 0;
+  }
+  return FLOW_EINVAL;
+}
+
+int
+flow__clock_time_parse(const char *s, int *out)
+{
+  if (strlen(s) != 5 || s[2] != ':' || s[0] < '0' || s[0] > '2' ||
+      s[1] < '0' || s[1] > '9' || s[3] < '0' || s[3] > '5' || s[4] < '0' ||
+      s[4] > '9')
+    return FLOW_EINVAL;
+  int m = ((s[0] - '0') * 10 + (s[1] - '0')) * 60 + (s[3] - '0') * 10 +
+          (s[4] - '0');
+  if (m > 24 * 60)
+    return FLOW_EINVAL;
+  *out = m;
+  return 0;
 }

@@ -33,6 +33,8 @@
 #define FLOW__MAX_SCRIPT ((size_t)1 << 20)
 /* The longest *_test.lua file `flow test` reads. */
 #define FLOW__MAX_TEST_FILE ((size_t)4 << 20)
+/* The longest name of a service, state, event, field or action. */
+#define FLOW__MAX_NAME 64
 /* What a service may declare: every event looks its fields and states up,
    and a sender's data is checked against every field. */
 #define FLOW__MAX_FIELDS 1000
