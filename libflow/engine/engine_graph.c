@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "script/script_inspect.h"
+#include "script/script_lex.h"
 
 typedef struct edge {
   const char *from, *to; /* to NULL: the handler decides */
@@ -54,53 +55,28 @@ add_edge(graph *g, const char *from, const char *to, const char *label,
   snprintf(ed->label, sizeof ed->label, "%s", label);
 }
 
-static int
-is_ident_char(char c)
-{
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-         (c >= '0' && c <= '9') || c == '_';
-}
+/* found[] collects the states a handler returns, each once. */
+typedef struct returns {
+  const flow__service *svc;
+  const flow__state **found;
+  size_t nfound;
+} returns;
 
-/*
- * Calls found(state) for each state the lines first..last of the source
- * return as a string literal: `return "name"` or `return 'name'`.
- */
 static void
-literal_returns(const flow__service *svc, int first, int last,
-                const flow__state **found, size_t *nfound)
+returned(void *ctx, const char *text, size_t len)
 {
-  const char *s = svc->source, *end = svc->source + svc->source_len;
-  int line = 1;
-  *nfound = 0;
-  for (const char *p = s; p < end && line <= last; p++) {
-    if (*p == '\n') {
-      line++;
-      continue;
-    }
-    if (line < first || strncmp(p, "return", 6) != 0 ||
-        (p > s && is_ident_char(p[-1])) ||
-        (p + 6 < end && is_ident_char(p[6])))
-      continue;
-    const char *q = p + 6;
-    while (q < end && (*q == ' ' || *q == '\t'))
-      q++;
-    if (q >= end || (*q != '"' && *q != '\''))
-      continue;
-    char quote = *q++;
-    const char *b = q;
-    while (q < end && *q != quote && *q != '\n' && q - b < 64)
-      q++;
-    if (q >= end || *q != quote)
-      continue;
-    char name[80];
-    snprintf(name, sizeof name, "%.*s", (int)(q - b), b);
-    const flow__state *st = flow__service_state(svc, name);
-    int dup = 0;
-    for (size_t i = 0; st && i < *nfound; i++)
-      dup |= found[i] == st;
-    if (st && !dup && *nfound < svc->nstates)
-      found[(*nfound)++] = st;
-  }
+  returns *r = ctx;
+  char name[FLOW__MAX_NAME + 1];
+  if (len > FLOW__MAX_NAME)
+    return; /* no state has so long a name */
+  memcpy(name, text, len);
+  name[len] = 0;
+  const flow__state *st = flow__service_state(r->svc, name);
+  for (size_t i = 0; st && i < r->nfound; i++)
+    if (r->found[i] == st)
+      return;
+  if (st && r->nfound < r->svc->nstates)
+    r->found[r->nfound++] = st;
 }
 
 /* "after 2 working days" for each timer of st that fires event. */
@@ -131,6 +107,12 @@ collect_edges(graph *g, const flow__state **states)
     g->oom = 1;
     return;
   }
+  /* The handlers' `return "state"`s, read from the source's tokens. */
+  flow__lua_tokens tk;
+  int have_tokens = flow__lua_lex(&tk, &g->e->alloc, svc->source,
+                                  svc->source_len) == 0;
+  if (!have_tokens)
+    g->oom = 1;
   for (size_t i = 0; i < svc->nstates; i++) {
     const flow__state *st = states[i];
     for (size_t j = 0; j < st->non; j++) {
@@ -153,9 +135,11 @@ collect_edges(graph *g, const flow__state **states)
       if (tr->handler == FLOW__NOREF)
         continue;
       int first, last;
-      size_t nfound = 0;
-      if (flow__sandbox_func_lines(g->sb, tr->handler, &first, &last) == 0)
-        literal_returns(svc, first, last, found, &nfound);
+      returns ret = { svc, found, 0 };
+      if (have_tokens &&
+          flow__sandbox_func_lines(g->sb, tr->handler, &first, &last) == 0)
+        flow__lua_literal_returns(&tk, first, last, returned, &ret);
+      size_t nfound = ret.nfound;
       for (size_t k = 0; k < nfound; k++)
         if (tr->target == NULL || strcmp(found[k]->name, tr->target) != 0)
           add_edge(g, st->name, found[k]->name, label, 1);
@@ -171,6 +155,7 @@ collect_edges(graph *g, const flow__state **states)
       }
     }
   }
+  flow__lua_tokens_free(&tk);
   flow__free(&g->e->alloc, found);
 }
 
