@@ -121,7 +121,8 @@ pc_build() {
   local what=$1 dir=$2 outdir=$3 src name flags
   shift 3
   mkdir -p "$outdir"
-  if ! flags=$(PKG_CONFIG_PATH="$dir" pkg-config "$@" --cflags --libs libflow); then
+  if ! flags=$(PKG_CONFIG_PATH="$dir" \
+    pkg-config "$@" --cflags --libs libflow); then
     fail "$what: pkg-config $* --cflags --libs libflow failed"
     return 1
   fi
@@ -134,7 +135,8 @@ pc_build() {
       return 1
     fi
   done
-  ok "$what: the examples build with pkg-config ${*:+$* }--cflags --libs libflow"
+  ok "$what: the examples build with" \
+     "pkg-config ${*:+$* }--cflags --libs libflow"
 }
 
 # ---- (a) pkg-config, shared --------------------------------------------------
@@ -205,9 +207,11 @@ if [ -n "$inc" ] && [ "$(real "$inc")" = "$(real "$moved/include")" ] &&
 else
   fail "relocatable: moved to $moved, libflow.pc gives '$inc' and '$lib'"
 fi
-if pc_build "pkg-config, moved" "$moved/$libdir_rel/pkgconfig" "$work/moved"; then
+if pc_build "pkg-config, moved" "$moved/$libdir_rel/pkgconfig" \
+    "$work/moved"; then
   for src in "${examples[@]}"; do
-    run_example "pkg-config, moved" "$work/moved/example_$(basename "$src" .c)" \
+    run_example "pkg-config, moved" \
+      "$work/moved/example_$(basename "$src" .c)" \
       LD_LIBRARY_PATH="$moved/$libdir_rel"
   done
 fi
