@@ -94,7 +94,9 @@ else
   echo "install: $failed failed"
   exit 1
 fi
-if [ -z "$(find "$work/build" -name 'check_*' -type f -perm -u+x)" ]; then
+if ctest --test-dir "$work/build" -N 2>/dev/null |
+    grep -q '^Total Tests: 0$' &&
+  [ -z "$(find "$work/build" -name 'check_*' -type f -perm -u+x)" ]; then
   ok "-DBUILD_TESTING=OFF built no tests"
 else
   fail "-DBUILD_TESTING=OFF still built test programs"
@@ -115,14 +117,20 @@ fi
 pcdir=$(dirname "$pc")
 libdir_rel=${libdir#"$prefix"/}
 
+# pc PCDIR ARGS...: pkg-config ARGS, with PCDIR searched first.
+pc() {
+  local dir=$1
+  shift
+  PKG_CONFIG_PATH="$dir${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}" pkg-config "$@"
+}
+
 # pc_build WHAT PCDIR OUTDIR [PKG-CONFIG OPTIONS]: compiles every example
 # with cc and the flags pkg-config gives from PCDIR.
 pc_build() {
   local what=$1 dir=$2 outdir=$3 src name flags
   shift 3
   mkdir -p "$outdir"
-  if ! flags=$(PKG_CONFIG_PATH="$dir" \
-    pkg-config "$@" --cflags --libs libflow); then
+  if ! flags=$(pc "$dir" "$@" --cflags --libs libflow); then
     fail "$what: pkg-config $* --cflags --libs libflow failed"
     return 1
   fi
@@ -197,10 +205,8 @@ moved=$work/elsewhere/libflow
 mkdir -p "$(dirname "$moved")"
 mv "$prefix" "$moved"
 real() { (cd "$1" 2>/dev/null && pwd -P); }
-inc=$(PKG_CONFIG_PATH="$moved/$libdir_rel/pkgconfig" \
-  pkg-config --variable=includedir libflow)
-lib=$(PKG_CONFIG_PATH="$moved/$libdir_rel/pkgconfig" \
-  pkg-config --variable=libdir libflow)
+inc=$(pc "$moved/$libdir_rel/pkgconfig" --variable=includedir libflow)
+lib=$(pc "$moved/$libdir_rel/pkgconfig" --variable=libdir libflow)
 if [ -n "$inc" ] && [ "$(real "$inc")" = "$(real "$moved/include")" ] &&
   [ -n "$lib" ] && [ "$(real "$lib")" = "$(real "$moved/$libdir_rel")" ]; then
   ok "relocatable: moved, libflow.pc gives $moved/{include,$libdir_rel}"
