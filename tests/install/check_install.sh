@@ -31,6 +31,15 @@ fail() {
   echo "FAIL: $*"
   failed=$((failed + 1))
 }
+# finish: the summary line, and the exit status.
+finish() {
+  if [ "$failed" -eq 0 ]; then
+    echo "install: every check passed"
+    exit 0
+  fi
+  echo "install: $failed failed"
+  exit 1
+}
 # quiet LOG CMD...: runs CMD with its output in LOG; on failure shows the
 # end of LOG.
 quiet() {
@@ -91,8 +100,7 @@ if quiet "$work/configure.log" cmake -S "$root" -B "$work/build" \
   ok "libflow built (Release, -Werror, no tests) and installed"
 else
   fail "libflow did not build and install"
-  echo "install: $failed failed"
-  exit 1
+  finish
 fi
 if ctest --test-dir "$work/build" -N 2>/dev/null |
     grep -q '^Total Tests: 0$' &&
@@ -102,9 +110,9 @@ else
   fail "-DBUILD_TESTING=OFF still built test programs"
 fi
 
-pc=$(find "$prefix" -name libflow.pc -path '*/pkgconfig/*')
-libdir=$(dirname "$(dirname "$pc")")
-if [ -n "$pc" ] && [ -f "$libdir/libflow.a" ] && [ -e "$libdir/libflow.so" ] &&
+pcfile=$(find "$prefix" -name libflow.pc -path '*/pkgconfig/*')
+libdir=$(dirname "$(dirname "$pcfile")")
+if [ -n "$pcfile" ] && [ -f "$libdir/libflow.a" ] && [ -e "$libdir/libflow.so" ] &&
   [ -f "$libdir/cmake/libflow/libflowConfig.cmake" ] &&
   [ -f "$libdir/cmake/libflow/libflowConfigVersion.cmake" ] &&
   [ -f "$prefix/include/flow.h" ]; then
@@ -112,9 +120,9 @@ if [ -n "$pc" ] && [ -f "$libdir/libflow.a" ] && [ -e "$libdir/libflow.so" ] &&
 else
   fail "the installed tree lacks a file:"
   (cd "$prefix" && find . -type f | sort | sed 's/^/    /')
-  exit 1
+  finish
 fi
-pcdir=$(dirname "$pc")
+pcdir=$(dirname "$pcfile")
 libdir_rel=${libdir#"$prefix"/}
 
 # pc PCDIR ARGS...: pkg-config ARGS, with PCDIR searched first.
@@ -242,9 +250,4 @@ if pc_build "pkg-config --static" "$static/$libdir_rel/pkgconfig" \
   done
 fi
 
-if [ "$failed" -eq 0 ]; then
-  echo "install: every check passed"
-else
-  echo "install: $failed failed"
-  exit 1
-fi
+finish
