@@ -23,10 +23,16 @@ flow_install_deps() {
   apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# The options every build of this repository's scripts uses: warnings are
+# errors (a user's build leaves them warnings) and the public header is
+# also compiled as C++.
+FLOW_CMAKE_OPTIONS=(-DFLOW_WERROR=ON -DFLOW_TEST_CXX_HEADER=ON)
+
 # Configures and builds into $1 with the remaining arguments given to cmake.
 flow_build() {
   local dir=$1
   shift
-  cmake -S "$FLOW_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null &&
+  cmake -S "$FLOW_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    "${FLOW_CMAKE_OPTIONS[@]}" "$@" >/dev/null &&
     cmake --build "$dir" -j "$(nproc)"
 }

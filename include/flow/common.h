@@ -16,8 +16,23 @@
 extern "C" {
 #endif
 
-#if defined(_WIN32)
+/*
+ * FLOW_EXTERN marks the public functions.  On Windows it depends on which
+ * side of the DLL the code is: the build of the shared library defines
+ * FLOW_BUILDING_SHARED (dllexport); a host that links the shared library
+ * defines FLOW_SHARED (dllimport; the CMake target libflow::flow does this
+ * for its users); a host that links the static library defines neither.
+ * Elsewhere the library is compiled with hidden visibility and FLOW_EXTERN
+ * shows only these functions, whatever is defined.
+ */
+#if defined(_WIN32) || defined(__CYGWIN__)
+#if defined(FLOW_BUILDING_SHARED)
 #define FLOW_EXTERN __declspec(dllexport)
+#elif defined(FLOW_SHARED)
+#define FLOW_EXTERN __declspec(dllimport)
+#else
+#define FLOW_EXTERN
+#endif
 #elif defined(__GNUC__) && __GNUC__ >= 4
 #define FLOW_EXTERN __attribute__((visibility("default")))
 #else
