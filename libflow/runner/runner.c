@@ -1003,8 +1003,10 @@ c_expect_history(lua_State *L)
     return engine_error(L, r, rc, "history");
   json_t *h = json_loads(out, 0, NULL);
   flow_free(out);
-  char want[MSG_MAX] = "", got[MSG_MAX] = "";
-  size_t nw = 0, ng = 0;
+  char want[MSG_MAX], got[MSG_MAX];
+  flow__join jw, jg;
+  flow__join_init(&jw, want, sizeof want);
+  flow__join_init(&jg, got, sizeof got);
   int ok = 1;
   lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
   for (lua_Integer i = 1; i <= n; i++) {
@@ -1014,16 +1016,14 @@ c_expect_history(lua_State *L)
         json_object_get(json_array_get(h, (size_t)(i - 1)), "event"));
     if (ev == NULL || hv == NULL || strcmp(ev, hv) != 0)
       ok = 0;
-    if (nw < sizeof want)
-      nw += (size_t)snprintf(want + nw, sizeof want - nw, "%s%s",
-                             i > 1 ? ", " : "", ev ? ev : "?");
+    flow__join_add(&jw, ", ", ev);
     lua_pop(L, 1);
   }
   if ((size_t)n != json_array_size(h))
     ok = 0;
-  for (size_t i = 0; i < json_array_size(h) && ng < sizeof got; i++)
-    ng += (size_t)snprintf(
-        got + ng, sizeof got - ng, "%s%s", i ? ", " : "",
+  for (size_t i = 0; i < json_array_size(h); i++)
+    flow__join_add(
+        &jg, ", ",
         json_string_value(json_object_get(json_array_get(h, i), "event")));
   json_decref(h);
   if (!ok)
@@ -1065,8 +1065,9 @@ c_expect_timers(lua_State *L)
   json_decref(all);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
   int ok = (size_t)n == json_array_size(ts);
-  char want[MSG_MAX] = "";
-  size_t nw = 0;
+  char want[MSG_MAX];
+  flow__join jw;
+  flow__join_init(&jw, want, sizeof want);
   for (lua_Integer i = 1; i <= n; i++) {
     json_t *t = json_array_get(ts, (size_t)(i - 1));
     int ty = lua_rawgeti(L, 2, i);
@@ -1081,15 +1082,15 @@ c_expect_timers(lua_State *L)
       static const char *const keys[] = { "event", "at", "target", "kind" };
       static const char *const jkeys[] = { "event", "due_at", "target",
                                            "kind" };
-      size_t no = 0;
-      one[0] = 0;
+      flow__join jo;
+      flow__join_init(&jo, one, sizeof one);
       for (size_t k = 0; k < 4; k++) {
         if (lua_getfield(L, -1, keys[k]) == LUA_TSTRING) {
           const char *v = lua_tostring(L, -1);
           const char *tv = json_string_value(json_object_get(t, jkeys[k]));
-          if (no < sizeof one)
-            no += (size_t)snprintf(one + no, sizeof one - no, "%s%s=%s",
-                                   no ? " " : "", keys[k], v);
+          flow__join_add(&jo, " ", keys[k]);
+          flow__join_text(&jo, "=");
+          flow__join_text(&jo, v);
           if (k == 1) {
             int64_t a, b;
             if (tv == NULL || flow_time_parse(&a, v) != 0 ||
@@ -1108,23 +1109,23 @@ c_expect_timers(lua_State *L)
                         "\"2026-02-04T09:00:00Z\" }");
     }
     lua_pop(L, 1);
-    if (nw < sizeof want)
-      nw += (size_t)snprintf(want + nw, sizeof want - nw, "%s{%s}",
-                             i > 1 ? ", " : "", one);
+    flow__join_add(&jw, ", ", "{");
+    flow__join_text(&jw, one);
+    flow__join_text(&jw, "}");
   }
-  char got[MSG_MAX] = "";
-  size_t ng = 0;
-  for (size_t i = 0; i < json_array_size(ts) && ng < sizeof got; i++) {
+  char got[MSG_MAX];
+  flow__join jg;
+  flow__join_init(&jg, got, sizeof got);
+  for (size_t i = 0; i < json_array_size(ts); i++) {
     char one[256];
     timer_text(json_array_get(ts, i), one, sizeof one);
-    ng += (size_t)snprintf(got + ng, sizeof got - ng, "%s%s", i ? "; " : "",
-                           one);
+    flow__join_add(&jg, "; ", one);
   }
   json_decref(ts);
   if (!ok)
     return fail_at(L, r, "expect_timers: case %s should have the timers "
                    "%s, but it has %s",
-                   id, nw ? want : "(none)", ng ? got : "none");
+                   id, jw.count ? want : "(none)", jg.count ? got : "none");
   lua_settop(L, 1);
   return 1;
 }
