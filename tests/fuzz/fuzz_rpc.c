@@ -4,16 +4,17 @@
  * libFuzzer needs the code under test in its own process, and `flow run`
  * reads standard input from a thread of its own, so rather than drive the
  * binary this target speaks the protocol to the public API the way
- * libflow/cli/cmd_run.c does: each input line is parsed with Jansson,
- * checked as a JSON-RPC 2.0 request (jsonrpc "2.0", a string method, an
- * object of params, an id that is a string, a number or null, or none for
- * a notification), its params are read with the same rules as cmd_run.c's
- * read_params (allowed and required members, string/integer case ids,
- * object data and payload, an actor object with string roles, scalar where
- * values), and it is dispatched to open and signal (asynchronous, so that
- * requests arriving together share a group commit, flushed before any
- * later request is read) or show, history, list and timers.  The bytes thus
- * reach every parameter of every method with any JSON a client could send.
+ * libflow/cli/run_rpc.c and run_methods.c do: each input line is parsed
+ * with Jansson, checked as a JSON-RPC 2.0 request (jsonrpc "2.0", a string
+ * method, an object of params, an id that is a string, a number or null,
+ * or none for a notification), its params are read with the same rules as
+ * run_methods.c's read_params (allowed and required members,
+ * string/integer case ids, object data and payload, an actor object with
+ * string roles, scalar where values), and it is dispatched to open and
+ * signal (asynchronous, so that requests arriving together share a group
+ * commit, flushed before any later request is read) or show, history,
+ * list and timers.  The bytes thus reach every parameter of every method
+ * with any JSON a client could send.
  *
  * Invariants: every request with an id gets exactly one response, which
  * is JSON; an error from the library is one of the refusals a client can
@@ -132,7 +133,7 @@ respond(json_t *id, int code, const char *result, const char *msg)
   json_decref(r);
 }
 
-/* ---- parameters, as cmd_run.c reads them --------------------------------- */
+/* ---- parameters, as run_methods.c reads them ---------------------------- */
 
 typedef struct args {
   const char *service, *event, *state, *status, *case_id;
@@ -156,7 +157,7 @@ args_free(args *a)
 
 /* 1 when word is one of the space-separated words of list.  An empty
    word is none of them: strstr finds "" everywhere, and stepping by its
-   length never moves on.  (cmd_run.c's copy loops forever on a params
+   length never moves on.  (run_methods.c's copy loops forever on a params
    member named "": the regression regressions/fuzz_rpc/empty-member-name
    replays it through the real `flow run`.) */
 static int

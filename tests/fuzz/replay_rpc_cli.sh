@@ -1,9 +1,10 @@
 #!/bin/sh
 # Replays the fuzz_rpc corpus and regressions through the real `flow run`:
 # fuzz_rpc speaks the protocol to the library in process, so this is what
-# keeps the command's own parsing (libflow/cli/cmd_run.c) honest about the
-# same inputs.  For each file: `flow run` must end by itself (within 10 s,
-# whatever it was sent), exit 0, and answer with one JSON object per line.
+# keeps the command's own parsing (libflow/cli/run_rpc.c, run_methods.c)
+# honest about the same inputs.  For each file: `flow run` must end by
+# itself (within 10 s, whatever it was sent), exit 0, and answer with one
+# JSON object per line.
 #
 # usage: replay_rpc_cli.sh FLOW SOURCE_DIR DIR...
 flow=$1
