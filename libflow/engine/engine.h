@@ -5,6 +5,8 @@
 #ifndef LIBFLOW_ENGINE_ENGINE_H
 #define LIBFLOW_ENGINE_ENGINE_H
 
+#include <string.h>
+
 #include "model/model.h"
 #include "script/script.h"
 #include "store/store.h"
@@ -23,9 +25,6 @@ typedef struct flow__compiled {
   flow__sandbox *sb;
   struct flow__compiled *next; /* the engine's cache, newest first */
 } flow__compiled;
-
-/* Cancelled timers are deleted this many cases at a time. */
-#define FLOW__SWEEP_BATCH FLOW__STORE_SWEEP_MAX
 
 struct flow_engine {
   flow__allocator alloc;
@@ -53,8 +52,15 @@ struct flow_engine {
   void (*loop_kick)(flow_engine *e); /* work was queued or timers changed */
   void (*loop_free)(flow_engine *e); /* at flow_engine_close */
 
-  /* Cached earliest pending timer due time; INT64_MIN: unknown. */
+  /* Cached earliest pending timer due time; INT64_MIN: unknown.  Another
+     connection's commit makes it unknown again (flow__engine_wake_check). */
   int64_t next_due;
+
+  /* Writing calls made to the store so far: equal before and after a call
+     means the call wrote nothing (group commit, engine_async.c).  Every
+     write of a transition is made in persist() (engine_case.c), which
+     counts them. */
+  uint64_t writes;
 
   /* Cases whose timers were cancelled (they left a state or closed) and
      whose dead timer rows are still to be deleted; only a hint, since the
@@ -81,15 +87,43 @@ int flow__case_apply_txn(flow_engine *e, int64_t id, const char *event,
                          json_t *payload, const flow_actor *actor, int kind,
                          const char *target, char **out);
 int flow__case_parse_id(flow_engine *e, const char *text, int64_t *out);
+
+/* A name as the loader takes one (flow__name_ok, _ first allowed), of at
+   most FLOW__MAX_NAME bytes. */
+static inline int
+flow__engine_identifier(const char *s)
+{
+  size_t n = s ? strlen(s) : 0;
+  return n <= FLOW__MAX_NAME && flow__name_ok(s, n, 1);
+}
+
+/* ---- actors (engine_actor.c) --------------------------------------------- */
+
+/* Checks a host's actor: FLOW_EMISUSE or FLOW_EINVAL, on the engine. */
 int flow__case_check_actor(flow_engine *e, const flow_actor *actor);
+/* The actor as the history keeps it: {"id":...,"roles":[...]}. */
+void flow__actor_text(flow__buf *b, const flow_actor *actor);
+int flow__actor_has_role(const flow_actor *actor, const char *role);
+
+/* ---- the case object (engine_case_read.c) ---------------------------------- */
+
+/* Writes the case object as text; data_text is the stored data (compact
+   JSON, sorted keys), written as it is. */
+void flow__case_text(flow__buf *b, const flow__case_row *row,
+                     const char *data_text);
+/* Parses a row's stored data (into *keep when keep is not NULL);
+   FLOW_EIO for data that is not an object. */
+int flow__case_stored_data(const flow__case_row *row, json_t **keep,
+                           flow__err *err);
+/* The case object as an owned string for the host in *out. */
+int flow__case_emit(flow_engine *e, char **out, const flow__case_row *row,
+                    const char *data_text);
 
 /* Sends one notification to the listener, if any; consumes j. */
 void flow__engine_notify(flow_engine *e, json_t *j);
 
 /* ---- what the loop needs from the core (engine_timer.c, engine_async.c) ---- */
 
-/* Earliest due time of a pending timer in ms, or INT64_MAX when none.
-   Cheap: cached, and only the first row of an index otherwise. */
 /*
  * Deleting cancelled timers.  sweep_later notes a case whose timers a
  * transition cancelled, and deletes the dead rows of all noted cases once
@@ -100,7 +134,14 @@ void flow__engine_notify(flow_engine *e, json_t *j);
  */
 int flow__engine_sweep_later(flow_engine *e, int64_t case_id, flow__err *err);
 int flow__engine_sweep(flow_engine *e, flow__err *err);
+
+/* Earliest due time of a pending timer in ms, or INT64_MAX when none.
+   Cheap: cached, and only the first row of an index otherwise. */
 int64_t flow__engine_next_due(flow_engine *e);
+/* Asks the store whether another connection committed since the last
+   call; if so forgets the cached next due time and returns 1.  The loop
+   calls it every FLOW__WAKE_POLL_MS. */
+int flow__engine_wake_check(flow_engine *e);
 
 /*
  * Reads up to max live timers due at or before the engine clock (*seen

@@ -224,7 +224,7 @@ apply_group(flow_engine *e, flow__async *head, int careful)
   for (flow__async *a = head; a; a = a->next) {
     if (a->status != 0)
       continue; /* refused in an earlier attempt */
-    int64_t before = careful ? 0 : e->vt->changes(e->store);
+    uint64_t before = e->writes;
     int st = apply_one(e, a, careful);
     if (st == 0)
       continue;
@@ -235,7 +235,7 @@ apply_group(flow_engine *e, flow__async *head, int careful)
         set_failure(e, b, rc, e->err.msg);
       break;
     }
-    if (!careful && e->vt->changes(e->store) != before) {
+    if (!careful && e->writes != before) {
       /* Refused after writing: undo everything, keep only the verdict. */
       e->vt->rollback(e->store);
       for (flow__async *b = head; b != a; b = b->next)

@@ -1,9 +1,10 @@
 /*
- * Cases: opening, applying events, reading them back.
+ * Cases: opening and applying events -- the transition.  Reading cases back
+ * is engine_case_read.c, actors are engine_actor.c.
  *
- * A transition holds the database write lock from the moment it reads the
- * case until it commits, so two processes signalling the same case cannot
- * lose an update.  Inside the lock the handler runs in the sandbox on a
+ * A transition locks its case from the moment it reads it until it
+ * commits (store.h: case_lock), so two processes signalling the same case
+ * cannot lose an update.  Inside the lock the handler runs in the sandbox on a
  * copy of the data, the result is validated, and the case row, one history
  * row and the queued actions are written together.  Every refusal rolls
  * back, so the database is exactly as it was.
@@ -16,8 +17,8 @@
 
 /* ---- small helpers ---------------------------------------------------- */
 
-static int
-parse_case_id(flow_engine *e, const char *text, int64_t *out)
+int
+flow__case_parse_id(flow_engine *e, const char *text, int64_t *out)
 {
   if (text == NULL)
     return flow__engine_fail(e, FLOW_EMISUSE, "case id is NULL");
@@ -46,15 +47,6 @@ bad:
                            text);
 }
 
-/* A name as the loader takes one (flow__name_ok, _ first allowed), of at
-   most FLOW__MAX_NAME bytes. */
-static int
-is_identifier(const char *s)
-{
-  size_t n = s ? strlen(s) : 0;
-  return n <= FLOW__MAX_NAME && flow__name_ok(s, n, 1);
-}
-
 /* splitmix64: a well-mixed seed from the case id and opening time. */
 static uint64_t
 case_seed(int64_t id, int64_t opened_at)
@@ -63,148 +55,6 @@ case_seed(int64_t id, int64_t opened_at)
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
-}
-
-static json_t *
-time_json(int64_t ms)
-{
-  if (ms == FLOW__NO_TIME)
-    return json_null();
-  char buf[32];
-  flow__time_format(buf, sizeof buf, ms);
-  return json_string(buf);
-}
-
-/* Whether s can be an actor's id or role: UTF-8 (what JSON and the
-   history can hold) of at most FLOW__MAX_ACTOR_TEXT bytes. */
-static int
-actor_text_ok(const char *s)
-{
-  size_t n = strlen(s);
-  return n <= FLOW__MAX_ACTOR_TEXT && flow__utf8_valid(s, n);
-}
-
-static int
-actor_check(flow_engine *e, const flow_actor *actor)
-{
-  if (actor == NULL)
-    return 0;
-  if (actor->nroles && actor->roles == NULL)
-    return flow__engine_fail(e, FLOW_EMISUSE, "actor has nroles but no roles");
-  if (actor->id && !actor_text_ok(actor->id))
-    return flow__engine_fail(e, FLOW_EINVAL,
-                             "the actor id must be UTF-8 text of at most "
-                             "%d bytes",
-                             FLOW__MAX_ACTOR_TEXT);
-  for (size_t i = 0; i < actor->nroles; i++) {
-    if (actor->roles[i] == NULL)
-      return flow__engine_fail(e, FLOW_EMISUSE, "actor role %zu is NULL", i);
-    if (!actor_text_ok(actor->roles[i]))
-      return flow__engine_fail(e, FLOW_EINVAL,
-                               "actor role %zu must be UTF-8 text of at most "
-                               "%d bytes",
-                               i, FLOW__MAX_ACTOR_TEXT);
-  }
-  return 0;
-}
-
-/* The actor as the history keeps it: {"id":...,"roles":[...]}. */
-static void
-actor_text(flow__buf *b, const flow_actor *actor)
-{
-  flow__buf_adds(b, "{\"id\":");
-  flow__json_add_string(b, actor && actor->id ? actor->id : "anonymous");
-  flow__buf_adds(b, ",\"roles\":[");
-  for (size_t i = 0; actor && i < actor->nroles; i++) {
-    if (i)
-      flow__buf_addc(b, ',');
-    flow__json_add_string(b, actor->roles[i]);
-  }
-  flow__buf_adds(b, "]}");
-}
-
-static int
-actor_has_role(const flow_actor *actor, const char *role)
-{
-  for (size_t i = 0; actor && i < actor->nroles; i++)
-    if (strcmp(actor->roles[i], role) == 0)
-      return 1;
-  return 0;
-}
-
-/*
- * Writes the case object as text, keys sorted like all the engine's JSON.
- * data_text is the case data as the engine stores it: compact JSON with
- * sorted keys, written by flow__json_dump, so it goes in as it is rather
- * than being parsed and printed again.
- */
-static void
-case_text(flow__buf *b, const flow__case_row *row, const char *data_text)
-{
-  flow__buf_adds(b, "{\"data\":");
-  flow__buf_adds(b, data_text);
-  flow__buf_adds(b, ",\"due_at\":");
-  flow__json_add_time(b, row->due_at);
-  flow__buf_adds(b, ",\"id\":\"");
-  flow__buf_addi64(b, row->id);
-  flow__buf_adds(b, "\",\"opened_at\":");
-  flow__json_add_time(b, row->opened_at);
-  flow__buf_adds(b, ",\"seq\":");
-  flow__buf_addi64(b, row->seq);
-  flow__buf_adds(b, ",\"service\":");
-  flow__json_add_string(b, row->service);
-  flow__buf_adds(b, ",\"state\":");
-  flow__json_add_string(b, row->state);
-  flow__buf_adds(b, row->closed ? ",\"status\":\"closed\""
-                                : ",\"status\":\"open\"");
-  flow__buf_adds(b, ",\"updated_at\":");
-  flow__json_add_time(b, row->updated_at);
-  flow__buf_adds(b, ",\"version\":");
-  flow__buf_addi64(b, row->version);
-  flow__buf_addc(b, '}');
-}
-
-/*
- * Parses the data read back from the database (into *keep when keep is
- * not NULL).  The engine only ever stores JSON objects it printed itself,
- * so only a database changed by hand fails with FLOW_EIO; such a case is
- * reported, never passed on as broken text.
- */
-static int
-stored_data(const flow__case_row *row, json_t **keep, flow__err *err)
-{
-  json_error_t je;
-  json_t *j = json_loads(row->data, JSON_REJECT_DUPLICATES, &je);
-  if (j == NULL && json_error_code(&je) == json_error_out_of_memory)
-    return flow__err_set(err, FLOW_ENOMEM, "out of memory reading case %lld",
-                         (long long)row->id);
-  if (!json_is_object(j)) {
-    json_decref(j);
-    return flow__err_set(err, FLOW_EIO,
-                         "case %lld: its stored data is not a JSON object "
-                         "(was the database changed by hand?)",
-                         (long long)row->id);
-  }
-  if (keep)
-    *keep = j;
-  else
-    json_decref(j);
-  return 0;
-}
-
-/* The case object as an owned string for the host in *out. */
-static int
-emit_case(flow_engine *e, char **out, const flow__case_row *row,
-          const char *data_text)
-{
-  flow__buf b;
-  flow__buf_init(&b, &e->alloc);
-  case_text(&b, row, data_text);
-  *out = b.oom ? NULL : flow__owned_strndup(&e->alloc, b.p, b.len);
-  flow__buf_free(&b);
-  if (*out == NULL)
-    return flow__engine_fail(e, FLOW_ENOMEM, "out of memory");
-  return 0;
 }
 
 static char *
@@ -296,7 +146,7 @@ run_scripts(transition *t)
        prints a Jansson value. */
     flow__err serr;
     flow__err_clear(&serr);
-    if (t->data == NULL && stored_data(t->row, &t->data, &serr) != 0)
+    if (t->data == NULL && flow__case_stored_data(t->row, &t->data, &serr) != 0)
       return flow__engine_fail_err(e, &serr);
     t->next = next;
     return 0;
@@ -504,7 +354,7 @@ persist(transition *t)
   flow__buf *datatext = t->datatext;
   flow__buf_init(&payload, &e->alloc);
   flow__buf_init(&actor, &e->alloc);
-  actor_text(&actor, t->actor);
+  flow__actor_text(&actor, t->actor);
   if (flow__json_dump(t->data, datatext) != 0 ||
       flow__json_dump(t->payload, &payload) != 0 || actor.oom) {
     rc = flow__engine_fail(e, FLOW_ENOMEM, "out of memory saving case");
@@ -531,6 +381,9 @@ persist(transition *t)
   row->closed = t->next->final;
   row->updated_at = t->now;
   row->seq += 1;
+  /* From here on the store may have been written: one count covers this
+     transition's writes, all made below. */
+  e->writes++;
   rc = t->opening ? e->vt->case_insert(e->store, row, &err)
                   : e->vt->case_update(e->store, row, moved, &err);
   flow__history_row h = { row->id,  row->seq,  t->now, actor.p,
@@ -604,7 +457,7 @@ transition_run(transition *t, char **out)
     char *old = t->row->state;
     t->row->state = t->next->name;
     t->row->closed = t->next->final;
-    rc = emit_case(e, out, t->row, datatext.p);
+    rc = flow__case_emit(e, out, t->row, datatext.p);
     t->row->state = old;
   }
   flow__buf_free(&datatext);
@@ -622,7 +475,7 @@ flow__case_open_txn(flow_engine *e, const char *service,
   flow__err_clear(&err);
   json_t *data = NULL, *payload = NULL;
   int rc;
-  if (!is_identifier(service))
+  if (!flow__engine_identifier(service))
     return flow__engine_fail(e, FLOW_EINVAL,
                              "'%.40s' is not a service name (names are "
                              "lower-case, like missed_bin)",
@@ -652,7 +505,7 @@ flow__case_open_txn(flow_engine *e, const char *service,
                            svc->chunkname, svc->sla_within);
     goto done;
   }
-  if ((rc = e->vt->case_next_id(e->store, &row.id, &err)) != 0) {
+  if ((rc = e->vt->case_new_id(e->store, &row.id, &err)) != 0) {
     flow__engine_fail_err(e, &err);
     goto done;
   }
@@ -687,7 +540,7 @@ flow__case_apply_txn(flow_engine *e, int64_t id, const char *event,
   flow__case_row row;
   json_t *data = NULL;
   int rc;
-  if ((rc = e->vt->case_get(e->store, id, &row, &err)) != 0)
+  if ((rc = e->vt->case_lock(e->store, id, &row, &err)) != 0)
     return flow__engine_fail_err(e, &err);
   if (row.closed) {
     rc = flow__engine_fail(e, FLOW_ECLOSED,
@@ -723,7 +576,7 @@ flow__case_apply_txn(flow_engine *e, int64_t id, const char *event,
   if (kind == FLOW__APPLY_SIGNAL && tr && tr->nroles) {
     int ok = 0;
     for (size_t i = 0; i < tr->nroles && !ok; i++)
-      ok = actor_has_role(actor, tr->roles[i]);
+      ok = flow__actor_has_role(actor, tr->roles[i]);
     if (!ok) {
       char need[256], has[256];
       flow__join jn, jh;
@@ -764,18 +617,6 @@ done:
   return rc;
 }
 
-int
-flow__case_parse_id(flow_engine *e, const char *text, int64_t *out)
-{
-  return parse_case_id(e, text, out);
-}
-
-int
-flow__case_check_actor(flow_engine *e, const flow_actor *actor)
-{
-  return actor_check(e, actor);
-}
-
 /* ---- public entry points --------------------------------------------- */
 
 /* Commits what fn did, or rolls it back; frees *out on failure. */
@@ -810,7 +651,7 @@ flow_case_open(char **out, flow_engine *engine, const char *service,
     return FLOW_EMISUSE;
   if (service == NULL)
     return flow__engine_fail(engine, FLOW_EMISUSE, "service is NULL");
-  int rc = actor_check(engine, actor);
+  int rc = flow__case_check_actor(engine, actor);
   if (rc != 0)
     return rc;
   flow__err err;
@@ -835,8 +676,8 @@ flow_case_signal(char **out, flow_engine *engine, const char *case_id,
     return flow__engine_fail(e, FLOW_EMISUSE, "event is NULL");
   int64_t id = 0;
   int rc;
-  if ((rc = parse_case_id(e, case_id, &id)) != 0 ||
-      (rc = actor_check(e, actor)) != 0)
+  if ((rc = flow__case_parse_id(e, case_id, &id)) != 0 ||
+      (rc = flow__case_check_actor(e, actor)) != 0)
     return rc;
   flow__err err;
   flow__err_clear(&err);
@@ -854,211 +695,3 @@ flow_case_signal(char **out, flow_engine *engine, const char *case_id,
   return finish_txn(e, rc, out);
 }
 
-int
-flow_case_get(char **out, flow_engine *engine, const char *case_id)
-{
-  if (engine == NULL || out == NULL)
-    return flow__engine_misuse(engine, "out is NULL");
-  *out = NULL;
-  int64_t id = 0;
-  int rc = parse_case_id(engine, case_id, &id);
-  if (rc != 0)
-    return rc;
-  flow__case_row row;
-  flow__err err;
-  flow__err_clear(&err);
-  if ((rc = engine->vt->case_get(engine->store, id, &row, &err)) != 0)
-    return flow__engine_fail_err(engine, &err);
-  rc = stored_data(&row, NULL, &err) == 0
-           ? emit_case(engine, out, &row, row.data)
-           : flow__engine_fail_err(engine, &err);
-  flow__case_row_clear(&engine->alloc, &row);
-  if (rc == 0)
-    flow__err_clear(&engine->err);
-  return rc;
-}
-
-static int
-history_item(void *ctx, const flow__history_row *r)
-{
-  json_t *arr = ctx;
-  json_t *actor = json_loads(r->actor, 0, NULL);
-  json_t *payload = json_loads(r->payload, 0, NULL);
-  json_t *o = json_pack("{s:I, s:o, s:o*, s:s, s:o*, s:s?, s:s}", "seq",
-                        (json_int_t)r->seq, "at", time_json(r->at), "actor",
-                        actor, "event", r->event, "payload", payload, "from",
-                        r->from, "to", r->to);
-  if (o == NULL || json_array_append_new(arr, o) != 0)
-    return FLOW_ENOMEM;
-  return 0;
-}
-
-/* Fails with ENOTFOUND when the case does not exist. */
-static int
-case_exists(flow_engine *e, int64_t id)
-{
-  flow__err err;
-  flow__err_clear(&err);
-  flow__case_row row;
-  int rc = e->vt->case_get(e->store, id, &row, &err);
-  if (rc != 0)
-    return flow__engine_fail_err(e, &err);
-  flow__case_row_clear(&e->alloc, &row);
-  return 0;
-}
-
-/*
- * The shared shape of flow_case_history and flow_case_timers: check the id
- * and that the case exists, let `collect` fill a JSON array from the
- * store, hand it to the host.
- */
-static int
-case_rows(char **out, flow_engine *engine, const char *case_id,
-          int (*collect)(flow_engine *e, int64_t id, json_t *arr,
-                         flow__err *err))
-{
-  if (engine == NULL || out == NULL)
-    return flow__engine_misuse(engine, "out is NULL");
-  *out = NULL;
-  int64_t id = 0;
-  int rc = parse_case_id(engine, case_id, &id);
-  if (rc != 0 || (rc = case_exists(engine, id)) != 0)
-    return rc;
-  flow__err err;
-  flow__err_clear(&err);
-  json_t *arr = json_array();
-  if (arr == NULL)
-    return flow__engine_fail(engine, FLOW_ENOMEM, "out of memory");
-  if ((rc = collect(engine, id, arr, &err)) != 0) {
-    json_decref(arr);
-    return flow__engine_fail_err(engine, &err);
-  }
-  rc = flow__engine_owned_json(engine, out, arr);
-  if (rc == 0)
-    flow__err_clear(&engine->err);
-  return rc;
-}
-
-static int
-collect_history(flow_engine *e, int64_t id, json_t *arr, flow__err *err)
-{
-  return e->vt->history_each(e->store, id, history_item, arr, err);
-}
-
-int
-flow_case_history(char **out, flow_engine *engine, const char *case_id)
-{
-  return case_rows(out, engine, case_id, collect_history);
-}
-
-static int
-timer_item(void *ctx, const flow__timer_row *r)
-{
-  json_t *arr = ctx;
-  char id[24];
-  snprintf(id, sizeof id, "%lld", (long long)r->id);
-  json_t *payload = json_loads(r->payload, 0, NULL);
-  json_t *o = json_pack("{s:s, s:o, s:s, s:s, s:o*, s:s?, s:s?, s:s}", "id",
-                        id, "due_at", time_json(r->due_at), "kind", r->kind,
-                        "event", r->event, "payload", payload, "state",
-                        r->state, "target", r->target, "status",
-                        strcmp(r->status, "pending") == 0 ? "pending"
-                                                          : "incident");
-  if (o && r->state == NULL)
-    json_object_set_new(o, "state", json_null());
-  if (o && r->error)
-    json_object_set_new(o, "error", json_string(r->error));
-  if (o == NULL || json_array_append_new(arr, o) != 0)
-    return FLOW_ENOMEM;
-  return 0;
-}
-
-static int
-collect_timers(flow_engine *e, int64_t id, json_t *arr, flow__err *err)
-{
-  return e->vt->timer_list(e->store, id, timer_item, arr, err);
-}
-
-int
-flow_case_timers(char **out, flow_engine *engine, const char *case_id)
-{
-  return case_rows(out, engine, case_id, collect_timers);
-}
-
-typedef struct list_ctx {
-  flow_engine *e;
-  flow__err *err;
-  flow__buf b;
-  size_t n;
-} list_ctx;
-
-static int
-list_item(void *ctx, const flow__case_row *row)
-{
-  list_ctx *l = ctx;
-  int rc = stored_data(row, NULL, l->err);
-  if (rc != 0)
-    return rc;
-  flow__buf_addc(&l->b, l->n++ ? ',' : '[');
-  case_text(&l->b, row, row->data);
-  return l->b.oom ? FLOW_ENOMEM : 0;
-}
-
-int
-flow_case_list(char **out, flow_engine *engine, const flow_case_query *query)
-{
-  if (engine == NULL || out == NULL)
-    return flow__engine_misuse(engine, "out is NULL");
-  *out = NULL;
-  flow_case_query q = FLOW_CASE_QUERY_INIT;
-  if (query) {
-    if (query->version < 1 || query->version > FLOW_CASE_QUERY_VERSION)
-      return flow__engine_fail(engine, FLOW_EINVAL,
-                               "query version %u is not supported "
-                               "(initialise with FLOW_CASE_QUERY_INIT)",
-                               query->version);
-    /* A version 1 struct ends before `overdue`. */
-    memcpy(&q, query, query->version == 1 ? offsetof(flow_case_query, overdue)
-                                          : sizeof q);
-  }
-  if (q.status && strcmp(q.status, "open") != 0 &&
-      strcmp(q.status, "closed") != 0)
-    return flow__engine_fail(engine, FLOW_EINVAL,
-                             "status must be 'open' or 'closed', not '%.40s'",
-                             q.status);
-  if (q.nwhere && q.where == NULL)
-    return flow__engine_fail(engine, FLOW_EMISUSE, "nwhere without where");
-  for (size_t i = 0; i < q.nwhere; i++) {
-    if (!is_identifier(q.where[i].field))
-      return flow__engine_fail(engine, FLOW_EINVAL,
-                               "'%.40s' is not a field name (fields are "
-                               "lower-case names like uprn)",
-                               q.where[i].field ? q.where[i].field : "");
-    if (q.where[i].value_json == NULL)
-      return flow__engine_fail(engine, FLOW_EINVAL,
-                               "where %s: value is NULL", q.where[i].field);
-    if (strlen(q.where[i].value_json) > 65536)
-      return flow__engine_fail(engine, FLOW_EINVAL,
-                               "where %s: the value is longer than 64 KiB",
-                               q.where[i].field);
-  }
-  if (q.limit > 100000)
-    q.limit = 100000;
-  flow__err err;
-  flow__err_clear(&err);
-  list_ctx l = { engine, &err, { 0 }, 0 };
-  flow__buf_init(&l.b, &engine->alloc);
-  int rc = engine->vt->case_list(engine->store, &q, flow_engine_now(engine),
-                                 list_item, &l, &err);
-  if (rc == 0) {
-    flow__buf_adds(&l.b, l.n ? "]" : "[]");
-    *out = l.b.oom ? NULL : flow__owned_strndup(&engine->alloc, l.b.p, l.b.len);
-    if (*out == NULL)
-      rc = flow__err_set(&err, FLOW_ENOMEM, "out of memory listing cases");
-  }
-  flow__buf_free(&l.b);
-  if (rc != 0)
-    return flow__engine_fail_err(engine, &err);
-  flow__err_clear(&engine->err);
-  return 0;
-}

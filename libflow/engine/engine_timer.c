@@ -66,9 +66,10 @@ flow__engine_notify(flow_engine *e, json_t *j)
 int
 flow__engine_sweep(flow_engine *e, flow__err *err)
 {
-  int rc = e->nsweep ? e->vt->timer_sweep_cases(e->store, e->sweep_ids,
-                                                 e->nsweep, err)
-                     : 0;
+  if (e->nsweep == 0)
+    return 0;
+  e->writes++;
+  int rc = e->vt->timer_sweep_cases(e->store, e->sweep_ids, e->nsweep, err);
   /* A failed sweep keeps its notes: the transaction it was in rolls back,
      and the next sweep tries them again. */
   if (rc == 0)
@@ -87,6 +88,19 @@ flow__engine_sweep_later(flow_engine *e, int64_t case_id, flow__err *err)
     e->sweep_ids[e->nsweep++] = case_id;
   }
   return e->nsweep == FLOW__SWEEP_BATCH ? flow__engine_sweep(e, err) : 0;
+}
+
+int
+flow__engine_wake_check(flow_engine *e)
+{
+  flow__err err;
+  flow__err_clear(&err);
+  int changed = 0;
+  if (e->vt->changed_elsewhere(e->store, &changed, &err) != 0)
+    return 0; /* asked again at the next poll */
+  if (changed)
+    e->next_due = INT64_MIN;
+  return changed;
 }
 
 int64_t

@@ -29,6 +29,12 @@
  *          round, runs the posts and flushes the calls queued in that round
  *          in one transaction, re-arms the timer after a full batch, then
  *          stops both when nothing is left.
+ *   wake   every FLOW__WAKE_POLL_MS, asks the store whether another
+ *          connection committed (flow__engine_wake_check): a timer another
+ *          process set is then armed here too.  Unreferenced, like async.
+ *          Stopped once a foreign loop asks for the backend descriptor or
+ *          timeout: that loop gets the check at each
+ *          flow_engine_backend_timeout().
  *
  * Posts are a FIFO under a mutex; nodes come from the engine allocator,
  * which therefore must be thread-safe when other threads post.  Attaching
@@ -51,7 +57,7 @@
 #define TIMER_BATCH 64 /* timers fired per loop round */
 #define FIRE_DUE_BATCH 256
 #define RETRY_MS 1000  /* after a storage failure, with a real clock */
-#define NHANDLES 4     /* timer, async, idle, check */
+#define NHANDLES 5     /* timer, async, idle, check, wake */
 
 typedef struct post_node {
   struct post_node *next;
@@ -68,6 +74,7 @@ struct flow__loop {
   uv_async_t async;
   uv_idle_t idle;
   uv_check_t check;
+  uv_timer_t wake;
   int nclosed;     /* handles whose close callback has run */
   int running;     /* inside flow_engine_run */
   int in_timer;    /* inside timer_cb: it re-arms the timer itself */
@@ -252,6 +259,17 @@ timer_cb(uv_timer_t *h)
   arm_round(l);
 }
 
+/* Another connection committed: what it did may be due before what this
+   engine had armed (or be the only timer there is). */
+static void
+wake_cb(uv_timer_t *h)
+{
+  struct flow__loop *l = h->data;
+
+  if (flow__engine_wake_check(l->e))
+    arm_timer(l);
+}
+
 static void
 async_cb(uv_async_t *h)
 {
@@ -338,7 +356,11 @@ attach(flow_engine *e, uv_loop_t *host)
   uv_timer_init(l->uv, &l->timer);
   uv_idle_init(l->uv, &l->idle);
   uv_check_init(l->uv, &l->check);
+  uv_timer_init(l->uv, &l->wake);
+  uv_unref((uv_handle_t *)&l->wake);
   l->async.data = l->timer.data = l->idle.data = l->check.data = l;
+  l->wake.data = l;
+  uv_timer_start(&l->wake, wake_cb, FLOW__WAKE_POLL_MS, FLOW__WAKE_POLL_MS);
   if (!l->host) {
     /* One empty round registers the async descriptor with the backend:
        until a loop has run, uv_backend_fd() misses posts' wake-ups and
@@ -408,6 +430,7 @@ loop_free(flow_engine *e)
   uv_close((uv_handle_t *)&l->async, close_cb);
   uv_close((uv_handle_t *)&l->idle, close_cb);
   uv_close((uv_handle_t *)&l->check, close_cb);
+  uv_close((uv_handle_t *)&l->wake, close_cb);
   if (l->host) {
     /* One NOWAIT round runs the close callbacks; the loop is the host's,
        so leave everything else on it alone. */
@@ -553,6 +576,9 @@ flow_engine_backend_fd(flow_engine *engine)
 
   if (l == NULL)
     return -1;
+  /* A foreign loop: flow_engine_backend_timeout does the wake check, and
+     its timeout stays the next timer's. */
+  uv_timer_stop(&l->wake);
   loop_kick(engine);
   return uv_backend_fd(l->uv);
 }
@@ -577,9 +603,11 @@ flow_engine_backend_timeout(flow_engine *engine)
 
   if (l == NULL)
     return -1;
+  uv_timer_stop(&l->wake); /* this call does the wake check */
   loop_kick(engine);
   if (flow__engine_async_pending(engine) || posts_queued(l))
     return 0;
+  flow__engine_wake_check(engine);
   due = flow__engine_next_due(engine);
   if (due != INT64_MAX) {
     now = flow_engine_now(engine);

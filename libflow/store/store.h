@@ -1,13 +1,37 @@
 /*
  * The storage interface.  The engine talks to its database only through
  * this table of functions, so that a PostgreSQL backend can be added beside
- * the SQLite one without touching the core (as SQLite's VFS and libgit2's
- * odb backends keep storage replaceable).
+ * the SQLite one without touching the engine (as SQLite's VFS and
+ * libgit2's odb backends keep storage replaceable).
+ *
+ * What every backend guarantees (tests/unit/store/check_store_conformance.c
+ * checks each of them, on one connection and on two sharing a database):
+ *
+ *  - Transactions.  Every write happens between begin() and commit() or
+ *    rollback(), and is all or nothing; several engines, in one process or
+ *    several, may share one database.  begin() promises no lock by itself:
+ *    a transition takes its case with case_lock() and a due timer with
+ *    timer_claim(), and from then until the transaction ends no other
+ *    connection changes that row.  (SQLite takes the whole database at
+ *    begin(), which is one way to keep that promise; a backend with row
+ *    locks takes only the rows named.)  A conflict may be reported as
+ *    FLOW_EBUSY by any call; the engine then rolls back and the caller may
+ *    try again.
+ *  - Case ids.  case_new_id() hands out an id no committed case has had,
+ *    even one deleted since, on any connection; ids grow.
+ *  - Timers.  A due timer is fired by exactly one claimer (timer_claim).
+ *  - Wake-ups.  changed_elsewhere() tells an engine that another
+ *    connection committed, so that its cached view (the next timer due)
+ *    must be read again.
+ *
+ * What the engine does itself, so that no backend has to: it knows which
+ * of its calls wrote (group commit redoes a group when a call refused
+ * after writing), and it batches the cases whose cancelled timers are to
+ * be removed, in whatever number; the backend splits a batch as its
+ * statements need.
  *
  * Rows cross the interface as plain structs whose strings are allocated on
- * the engine allocator; flow__case_row_clear() releases them.  Every write
- * happens between begin() and commit()/rollback(); begin() takes the write
- * lock at once, so a transition reads and writes its case under one lock.
+ * the engine allocator; flow__case_row_clear() releases them.
  */
 #ifndef LIBFLOW_STORE_STORE_H
 #define LIBFLOW_STORE_STORE_H
@@ -75,9 +99,6 @@ typedef struct flow__timer_row {
   int64_t set_seq;      /* the case's seq after the transition that set it */
 } flow__timer_row;
 
-/* Cases whose cancelled timers one sweep statement removes. */
-#define FLOW__STORE_SWEEP_MAX 64
-
 typedef struct flow__store_vt {
   const char *name;
   int (*open)(flow__store **out, const char *path,
@@ -101,10 +122,19 @@ typedef struct flow__store_vt {
   /* An expression index on data.field, for fields marked index = true. */
   int (*index_field)(flow__store *s, const char *field, flow__err *err);
 
-  /* Cases.  next_id is only valid inside a transaction. */
-  int (*case_next_id)(flow__store *s, int64_t *out, flow__err *err);
+  /* Cases.  A new case id, inside a transaction (see the guarantees
+     above): greater than any case inserted before, on any connection.
+     An id comes again until a case is inserted with it, and when the
+     transaction or savepoint that inserted it rolled back. */
+  int (*case_new_id)(flow__store *s, int64_t *out, flow__err *err);
+  /* Reads a case, as committed.  FLOW_ENOTFOUND. */
   int (*case_get)(flow__store *s, int64_t id, flow__case_row *out,
                   flow__err *err);
+  /* Reads a case for a transition, inside a transaction, and keeps other
+     connections from changing it until the transaction ends.
+     FLOW_ENOTFOUND. */
+  int (*case_lock)(flow__store *s, int64_t id, flow__case_row *out,
+                   flow__err *err);
   int (*case_insert)(flow__store *s, const flow__case_row *row,
                      flow__err *err);
   /* moved: the state (and so maybe closed) changed.  When it did not,
@@ -132,11 +162,10 @@ typedef struct flow__store_vt {
                     const char *action, const char *args, int64_t at,
                     flow__err *err);
 
-  /* Nested transactions inside begin/commit, for group commit. */
+  /* One nested transaction inside begin/commit, for group commit:
+     rollback_to undoes what was written since savepoint, release keeps
+     it. */
   int (*savepoint)(flow__store *s, flow__err *err);
-  /* Rows inserted, updated or deleted on this connection so far: equal
-     before and after a call means the call wrote nothing. */
-  int64_t (*changes)(flow__store *s);
   int (*release)(flow__store *s, flow__err *err);
   void (*rollback_to)(flow__store *s);
 
@@ -144,9 +173,8 @@ typedef struct flow__store_vt {
      A timer is cancelled by the case row (its case closed, or left the
      timer's state, or entered it again after the timer was set: the case's
      entered_seq against the timer's set_seq); cancelled rows are deleted
-     later: sweep_cases removes those of the cases given
-     (FLOW__STORE_SWEEP_MAX per statement), and timer_claim those it is
-     asked to claim.  next_due and list see live timers only (and list
+     later: sweep_cases removes those of the cases given (any number),
+     and timer_claim those it is asked to claim.  next_due and list see live timers only (and list
      incidents too); due returns pending timers live or not, so that
      firing them removes the dead ones it meets, each once. */
   int (*timer_insert)(flow__store *s, const flow__timer_row *row,
@@ -184,6 +212,11 @@ typedef struct flow__store_vt {
   int (*timer_list)(flow__store *s, int64_t case_id,
                     int (*each)(void *ctx, const flow__timer_row *row),
                     void *ctx, flow__err *err);
+
+  /* The wake-up hint, outside transactions: *changed is 1 when another
+     connection may have committed since the last call (the first call
+     says 1), 0 when surely not.  Cheap enough to call once a second. */
+  int (*changed_elsewhere)(flow__store *s, int *changed, flow__err *err);
 } flow__store_vt;
 
 extern const flow__store_vt flow__store_sqlite;

@@ -5,8 +5,13 @@
  *
  * Times are INTEGER milliseconds since the epoch, case data is compact JSON
  * text with sorted keys (so json_extract() and expression indexes work on
- * it), and case ids are INTEGER PRIMARY KEYs handed out under the write
- * lock, so a transition can know its case id before it writes anything.
+ * it).  Case ids come from a counter row (counters.name = 'case') that
+ * only grows, read at the first new id of a transaction and written back
+ * at its commit, so a transition knows its case id before it writes
+ * anything and an id is never handed out twice, even after its case is
+ * deleted.  BEGIN IMMEDIATE takes the database's one write lock, which is
+ * how this backend keeps the interface's row locks (case_lock,
+ * timer_claim): no other connection writes until this one commits.
  */
 #include "store.h"
 
@@ -20,7 +25,8 @@ enum {
   ST_SERVICE_PUT,
   ST_SERVICE_NEWEST_VERSION,
   ST_SERVICE_LIST,
-  ST_CASE_NEXT_ID,
+  ST_COUNTER_GET,
+  ST_COUNTER_SET,
   ST_CASE_GET,
   ST_CASE_INSERT,
   ST_CASE_UPDATE,
@@ -42,6 +48,7 @@ enum {
   ST_TIMER_NEXT_DUE,
   ST_TIMER_DUE,
   ST_TIMER_LIST,
+  ST_DATA_VERSION,
   ST_COUNT
 };
 
@@ -73,7 +80,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                                 " name = ?1",
   [ST_SERVICE_LIST] = "SELECT name, version, title, sha256, loaded_at"
                       " FROM services ORDER BY name, version",
-  [ST_CASE_NEXT_ID] = "SELECT COALESCE(MAX(id), 0) + 1 FROM cases",
+  [ST_COUNTER_GET] = "SELECT value FROM counters WHERE name = ?1",
+  [ST_COUNTER_SET] = "UPDATE counters SET value = ?2 WHERE name = ?1",
   [ST_CASE_GET] = "SELECT id, service, version, state, closed, data,"
                   " opened_at, updated_at, due_at, seq, seed"
                   " FROM cases WHERE id = ?1",
@@ -113,7 +121,7 @@ static const char *const stmt_sql[ST_COUNT] = {
                      " 'pending' AND " LIVE,
   [ST_TIMER_REAP] = "DELETE FROM timers WHERE id = ?1 AND status ="
                     " 'pending'",
-  /* FLOW__STORE_SWEEP_MAX (64) cases in one statement; unused slots stay
+  /* SWEEP_PER_STATEMENT (64) cases in one statement; unused slots stay
      NULL, which matches nothing. */
   [ST_TIMER_SWEEP_CASE] =
       "DELETE FROM timers WHERE case_id IN ("
@@ -135,7 +143,12 @@ static const char *const stmt_sql[ST_COUNT] = {
                     " target, state, status, error FROM timers WHERE"
                     " case_id = ?1 AND (status <> 'pending' OR " LIVE ")"
                     " ORDER BY due_at, id",
+  /* Changes when another connection commits (not this one). */
+  [ST_DATA_VERSION] = "PRAGMA data_version",
 };
+
+/* The number of ?N in ST_TIMER_SWEEP_CASE. */
+#define SWEEP_PER_STATEMENT 64
 
 /*
  * Forward-only migrations: migrations[i] takes the schema from version i
@@ -182,6 +195,13 @@ static const char *const migrations[] = {
      live: set_seq 0 >= entered_seq 0. */
   ("ALTER TABLE cases ADD COLUMN entered_seq INTEGER NOT NULL DEFAULT 0;"
    "ALTER TABLE timers ADD COLUMN set_seq INTEGER NOT NULL DEFAULT 0;"),
+
+  /* 3 -> 4: case ids from a counter that never goes back.  Before, a new
+     id was MAX(id) + 1, so the counter starts there. */
+  ("CREATE TABLE counters (name TEXT PRIMARY KEY,"
+   "  value INTEGER NOT NULL) WITHOUT ROWID;"
+   "INSERT INTO counters VALUES ('case',"
+   "  (SELECT COALESCE(MAX(id), 0) FROM cases));"),
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof *migrations))
 
@@ -191,6 +211,15 @@ struct flow__store {
   int busy_ms;       /* how long to wait for another connection's lock */
   sqlite3_stmt *st[ST_COUNT];
   int in_txn;
+  /* The case counter inside a transaction: last id handed out, whether it
+     was read (case_loaded) and is to be written back (case_dirty). */
+  int64_t case_last;
+  int case_loaded, case_dirty;
+  int64_t sp_case_last; /* the same, at the savepoint */
+  int sp_case_loaded, sp_case_dirty;
+  /* The last PRAGMA data_version seen; known says whether there is one. */
+  int64_t data_version;
+  int data_version_known;
 };
 
 /* Copies SQLite's message now: the next call overwrites it. */
@@ -417,7 +446,16 @@ sqlite_begin(flow__store *s, flow__err *err)
 static int
 sqlite_commit(flow__store *s, flow__err *err)
 {
-  int rc = step_done(s, s->st[ST_COMMIT], err, "commit");
+  int rc = 0;
+  if (s->case_dirty) {
+    sqlite3_stmt *st = s->st[ST_COUNTER_SET];
+    sqlite3_bind_text(st, 1, "case", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, s->case_last);
+    rc = step_done(s, st, err, "saving the case counter");
+  }
+  if (rc == 0)
+    rc = step_done(s, s->st[ST_COMMIT], err, "commit");
+  s->case_loaded = s->case_dirty = 0;
   if (rc != 0) {
     /* A failed COMMIT may leave the transaction open: end it so the
        database is exactly as before. */
@@ -436,6 +474,7 @@ sqlite_rollback(flow__store *s)
     sqlite3_reset(s->st[ST_ROLLBACK]);
   }
   s->in_txn = 0;
+  s->case_loaded = s->case_dirty = 0;
 }
 
 static char *
@@ -584,16 +623,42 @@ sqlite_index_field(flow__store *s, const char *field, flow__err *err)
   return 0;
 }
 
+/* The case counter, read once per transaction. */
 static int
-sqlite_case_next_id(flow__store *s, int64_t *out, flow__err *err)
+load_counter(flow__store *s, flow__err *err)
 {
-  sqlite3_stmt *st = s->st[ST_CASE_NEXT_ID];
+  if (s->case_loaded)
+    return 0;
+  sqlite3_stmt *st = s->st[ST_COUNTER_GET];
+  sqlite3_bind_text(st, 1, "case", -1, SQLITE_STATIC);
   int rc = sqlite3_step(st);
   if (rc == SQLITE_ROW)
-    *out = sqlite3_column_int64(st, 0);
+    s->case_last = sqlite3_column_int64(st, 0);
   sqlite3_reset(st);
   if (rc != SQLITE_ROW)
-    return sql_fail(s, err, rc, "allocating a case id");
+    return rc == SQLITE_DONE ? flow__err_set(err, FLOW_EIO,
+                                             "storage: the case counter is "
+                                             "missing")
+                             : sql_fail(s, err, rc, "allocating a case id");
+  s->case_loaded = 1;
+  return 0;
+}
+
+/* The next id after the highest ever inserted.  Only an insert moves the
+   counter on, so an id handed out for an opening that was refused before
+   it wrote anything is handed out again: refusals leave no gaps. */
+static int
+sqlite_case_new_id(flow__store *s, int64_t *out, flow__err *err)
+{
+  if (!s->in_txn)
+    return flow__err_set(err, FLOW_EMISUSE,
+                         "storage: a case id outside a transaction");
+  int rc = load_counter(s, err);
+  if (rc != 0)
+    return rc;
+  if (s->case_last == INT64_MAX)
+    return flow__err_set(err, FLOW_EIO, "storage: no case ids are left");
+  *out = s->case_last + 1;
   return 0;
 }
 
@@ -643,6 +708,20 @@ sqlite_case_get(flow__store *s, int64_t id, flow__case_row *out,
   return ret;
 }
 
+/* BEGIN IMMEDIATE already holds the whole database for this connection:
+   the row is locked from the read until the transaction ends. */
+static int
+sqlite_case_lock(flow__store *s, int64_t id, flow__case_row *out,
+                 flow__err *err)
+{
+  if (!s->in_txn) {
+    memset(out, 0, sizeof *out);
+    return flow__err_set(err, FLOW_EMISUSE,
+                         "storage: a case locked outside a transaction");
+  }
+  return sqlite_case_get(s, id, out, err);
+}
+
 static void
 bind_case(sqlite3_stmt *st, const flow__case_row *row, int insert)
 {
@@ -673,8 +752,16 @@ bind_case(sqlite3_stmt *st, const flow__case_row *row, int insert)
 static int
 sqlite_case_insert(flow__store *s, const flow__case_row *row, flow__err *err)
 {
+  int rc = load_counter(s, err);
+  if (rc != 0)
+    return rc;
   bind_case(s->st[ST_CASE_INSERT], row, 1);
-  return step_done(s, s->st[ST_CASE_INSERT], err, "writing a new case");
+  rc = step_done(s, s->st[ST_CASE_INSERT], err, "writing a new case");
+  if (rc == 0 && row->id > s->case_last) {
+    s->case_last = row->id;
+    s->case_dirty = 1;
+  }
+  return rc;
 }
 
 static int
@@ -898,13 +985,10 @@ sqlite_outbox_add(flow__store *s, int64_t case_id, int64_t seq, int n,
 static int
 sqlite_savepoint(flow__store *s, flow__err *err)
 {
+  s->sp_case_last = s->case_last;
+  s->sp_case_loaded = s->case_loaded;
+  s->sp_case_dirty = s->case_dirty;
   return step_done(s, s->st[ST_SAVEPOINT], err, "starting a savepoint");
-}
-
-static int64_t
-sqlite_changes(flow__store *s)
-{
-  return (int64_t)sqlite3_total_changes64(s->db);
 }
 
 static int
@@ -921,6 +1005,11 @@ sqlite_rollback_to(flow__store *s)
   sqlite3_reset(s->st[ST_ROLLBACK_TO]);
   sqlite3_step(s->st[ST_RELEASE]);
   sqlite3_reset(s->st[ST_RELEASE]);
+  /* The ids handed out since the savepoint come again: a refused call
+     leaves no gap in the case numbers. */
+  s->case_last = s->sp_case_last;
+  s->case_loaded = s->sp_case_loaded;
+  s->case_dirty = s->sp_case_dirty;
 }
 
 static void
@@ -976,7 +1065,7 @@ sqlite_timer_sweep_cases(flow__store *s, const int64_t *case_ids, size_t n,
   sqlite3_stmt *st = s->st[ST_TIMER_SWEEP_CASE];
   int rc = 0;
   while (rc == 0 && n > 0) {
-    size_t k = n < FLOW__STORE_SWEEP_MAX ? n : FLOW__STORE_SWEEP_MAX;
+    size_t k = n < SWEEP_PER_STATEMENT ? n : SWEEP_PER_STATEMENT;
     sqlite3_clear_bindings(st);
     for (size_t i = 0; i < k; i++)
       sqlite3_bind_int64(st, (int)i + 1, case_ids[i]);
@@ -1088,35 +1177,51 @@ flow__service_row_clear(const flow__allocator *a, flow__service_row *row)
   memset(row, 0, sizeof *row);
 }
 
+static int
+sqlite_changed_elsewhere(flow__store *s, int *changed, flow__err *err)
+{
+  sqlite3_stmt *st = s->st[ST_DATA_VERSION];
+  int rc = sqlite3_step(st);
+  int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+  sqlite3_reset(st);
+  if (rc != SQLITE_ROW)
+    return sql_fail(s, err, rc, "asking for other connections' changes");
+  *changed = !s->data_version_known || v != s->data_version;
+  s->data_version = v;
+  s->data_version_known = 1;
+  return 0;
+}
+
 const flow__store_vt flow__store_sqlite = {
-  "sqlite",
-  sqlite_open,
-  sqlite_close,
-  sqlite_begin,
-  sqlite_commit,
-  sqlite_rollback,
-  sqlite_service_get,
-  sqlite_service_put,
-  sqlite_service_newest,
-  sqlite_service_list,
-  sqlite_index_field,
-  sqlite_case_next_id,
-  sqlite_case_get,
-  sqlite_case_insert,
-  sqlite_case_update,
-  sqlite_case_list,
-  sqlite_history_append,
-  sqlite_history_each,
-  sqlite_outbox_add,
-  sqlite_savepoint,
-  sqlite_changes,
-  sqlite_release,
-  sqlite_rollback_to,
-  sqlite_timer_insert,
-  sqlite_timer_claim,
-  sqlite_timer_sweep_cases,
-  sqlite_timer_incident,
-  sqlite_timer_next_due,
-  sqlite_timer_due,
-  sqlite_timer_list,
+  .name = "sqlite",
+  .open = sqlite_open,
+  .close = sqlite_close,
+  .begin = sqlite_begin,
+  .commit = sqlite_commit,
+  .rollback = sqlite_rollback,
+  .service_get = sqlite_service_get,
+  .service_put = sqlite_service_put,
+  .service_newest = sqlite_service_newest,
+  .service_list = sqlite_service_list,
+  .index_field = sqlite_index_field,
+  .case_new_id = sqlite_case_new_id,
+  .case_get = sqlite_case_get,
+  .case_lock = sqlite_case_lock,
+  .case_insert = sqlite_case_insert,
+  .case_update = sqlite_case_update,
+  .case_list = sqlite_case_list,
+  .history_append = sqlite_history_append,
+  .history_each = sqlite_history_each,
+  .outbox_add = sqlite_outbox_add,
+  .savepoint = sqlite_savepoint,
+  .release = sqlite_release,
+  .rollback_to = sqlite_rollback_to,
+  .timer_insert = sqlite_timer_insert,
+  .timer_claim = sqlite_timer_claim,
+  .timer_sweep_cases = sqlite_timer_sweep_cases,
+  .timer_incident = sqlite_timer_incident,
+  .timer_next_due = sqlite_timer_next_due,
+  .timer_due = sqlite_timer_due,
+  .timer_list = sqlite_timer_list,
+  .changed_elsewhere = sqlite_changed_elsewhere,
 };

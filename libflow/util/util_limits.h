@@ -73,4 +73,13 @@
 /* An actor's id and each of its roles, in bytes. */
 #define FLOW__MAX_ACTOR_TEXT 256
 
+/* ---- the engine's own work -------------------------------------------- */
+
+/* Cases whose cancelled timers the engine collects before it has the store
+   remove them in one call (the store splits the batch as it needs). */
+#define FLOW__SWEEP_BATCH 64
+/* How often a running engine asks the store whether another connection
+   committed (a new timer another process set, say), in milliseconds. */
+#define FLOW__WAKE_POLL_MS 1000
+
 #endif /* LIBFLOW_UTIL_UTIL_LIMITS_H */
