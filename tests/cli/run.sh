@@ -838,6 +838,30 @@ run graph --format mermaid "$SERVICE"
 expect "graph --format mermaid" 0
 out_has "graph: mermaid" '^stateDiagram-v2$'
 out_has "graph: mermaid end" '^  closed --> \[\*\]$'
+# A handler's dashed edges come from its code's `return "state"`, read with
+# the loader's tokenizer: not from comments or strings, and long-bracket
+# strings count.
+cat >"$T/returns.lua" <<'LUA'
+return {
+  name = "returns", version = 1, initial = "new",
+  states = {
+    new = { on = { decide = function(case, ev)
+      -- return "gone"
+      local s = "return 'lost'"
+      if ev.quick then return [[fast]] end
+      return "slow"
+    end } },
+    fast = { final = true }, slow = { final = true },
+    gone = { final = true }, lost = { final = true },
+  },
+}
+LUA
+run graph "$T/returns.lua"
+expect "graph of handler returns" 0
+out_has "graph: a returned string" '"new" -> "slow" .*dashed'
+out_has "graph: a returned long string" '"new" -> "fast" .*dashed'
+out_lacks "graph: a return in a comment" '"new" -> "gone"'
+out_lacks "graph: a return in a string" '"new" -> "lost"'
 run graph "$T/syntax.lua"
 expect "graph of a bad script" 1
 if command -v dot >/dev/null 2>&1; then
