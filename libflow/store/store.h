@@ -20,6 +20,9 @@
  *  - Case ids.  case_new_id() hands out an id no committed case has had,
  *    even one deleted since, on any connection; ids grow.
  *  - Timers.  A due timer is fired by exactly one claimer (timer_claim).
+ *  - Requests and tasks.  An outbox request is handed out to one claimer
+ *    at a time, for a lease, and again when the lease runs out; a
+ *    finished one never again.  A task is given to one claimer.
  *  - Wake-ups.  changed_elsewhere() tells an engine that another
  *    connection committed, so that its cached view (the next timer due)
  *    must be read again.
@@ -99,6 +102,17 @@ typedef struct flow__timer_row {
   int64_t set_seq;      /* the case's seq after the transition that set it */
 } flow__timer_row;
 
+/* A request of the action outbox, as outbox_claim hands it out. */
+typedef struct flow__outbox_row {
+  int64_t id;
+  int64_t case_id, seq; /* the transition that asked */
+  int n;                /* its place among that transition's calls */
+  const char *action;
+  const char *args;     /* JSON object text */
+  int64_t created_at;
+  int attempts;         /* claims so far, this one included */
+} flow__outbox_row;
+
 typedef struct flow__store_vt {
   const char *name;
   int (*open)(flow__store **out, const char *path,
@@ -157,10 +171,35 @@ typedef struct flow__store_vt {
                       void *ctx, flow__err *err);
 
   /* The action outbox: one row per flow.call, written in the transition's
-     transaction; dispatch comes later. */
+     transaction; (case_id, seq, n) is unique, and is the request's
+     idempotency key.  Dispatch comes after the commit. */
   int (*outbox_add)(flow__store *s, int64_t case_id, int64_t seq, int n,
                     const char *action, const char *args, int64_t at,
                     flow__err *err);
+  /* Claims, inside a transaction, up to max (at most
+     FLOW__OUTBOX_CLAIM_MAX) pending requests that no claimer holds,
+     oldest first, and holds each for lease_ms from now: row->attempts
+     counts this claim.  A request not finished when its lease runs out
+     (its claimer died) is claimed again: delivery is at least once.
+     Strings in rows are valid during the call. */
+  int (*outbox_claim)(flow__store *s, int64_t now, int64_t lease_ms,
+                      size_t max,
+                      int (*each)(void *ctx, const flow__outbox_row *row),
+                      void *ctx, flow__err *err);
+  /* Ends a pending request with status ("done" or "failed"); *finished is
+     0 when it had ended already or does not exist: a late or duplicate
+     completion changes nothing. */
+  int (*outbox_finish)(flow__store *s, int64_t id, const char *status,
+                       int *finished, flow__err *err);
+  /* Tasks for people: one row per task a transition creates, unique on
+     (case_id, seq, n); *id (when not NULL) gets its id. */
+  int (*task_add)(flow__store *s, int64_t case_id, int64_t seq, int n,
+                  const char *name, const char *data, int64_t at,
+                  int64_t *id, flow__err *err);
+  /* Gives an open, unclaimed task to claimer; *claimed says whether it
+     was (of two claimers, one). */
+  int (*task_claim)(flow__store *s, int64_t id, const char *claimer,
+                    int *claimed, flow__err *err);
 
   /* One nested transaction inside begin/commit, for group commit:
      rollback_to undoes what was written since savepoint, release keeps

@@ -34,6 +34,11 @@ enum {
   ST_HISTORY_APPEND,
   ST_HISTORY_EACH,
   ST_OUTBOX_ADD,
+  ST_OUTBOX_DUE,
+  ST_OUTBOX_LEASE,
+  ST_OUTBOX_FINISH,
+  ST_TASK_ADD,
+  ST_TASK_CLAIM,
   ST_BEGIN,
   ST_COMMIT,
   ST_ROLLBACK,
@@ -145,6 +150,20 @@ static const char *const stmt_sql[ST_COUNT] = {
                     " ORDER BY due_at, id",
   /* Changes when another connection commits (not this one). */
   [ST_DATA_VERSION] = "PRAGMA data_version",
+  /* Requests nobody holds: never claimed, or their claimer's lease ran
+     out (it died, or is too slow: at least once). */
+  [ST_OUTBOX_DUE] = "SELECT id, case_id, seq, n, action, args, created_at,"
+                    " attempts FROM outbox WHERE status = 'pending' AND"
+                    " (lease_until IS NULL OR lease_until <= ?1)"
+                    " ORDER BY id LIMIT ?2",
+  [ST_OUTBOX_LEASE] = "UPDATE outbox SET attempts = attempts + 1,"
+                      " lease_until = ?2 WHERE id = ?1",
+  [ST_OUTBOX_FINISH] = "UPDATE outbox SET status = ?2, lease_until = NULL"
+                       " WHERE id = ?1 AND status = 'pending'",
+  [ST_TASK_ADD] = "INSERT INTO tasks(case_id, seq, n, name, data,"
+                  " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+  [ST_TASK_CLAIM] = "UPDATE tasks SET claimed_by = ?2 WHERE id = ?1 AND"
+                    " status = 'open' AND claimed_by IS NULL",
 };
 
 /* The number of ?N in ST_TIMER_SWEEP_CASE. */
@@ -202,6 +221,18 @@ static const char *const migrations[] = {
    "  value INTEGER NOT NULL) WITHOUT ROWID;"
    "INSERT INTO counters VALUES ('case',"
    "  (SELECT COALESCE(MAX(id), 0) FROM cases));"),
+
+  /* 4 -> 5: claiming outbox requests (a lease, so that a dead claimer's
+     requests go out again) and tasks for people. */
+  ("ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;"
+   "ALTER TABLE outbox ADD COLUMN lease_until INTEGER;"
+   "CREATE TABLE tasks ("
+   "  id INTEGER PRIMARY KEY, case_id INTEGER NOT NULL,"
+   "  seq INTEGER NOT NULL, n INTEGER NOT NULL, name TEXT NOT NULL,"
+   "  data TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'open',"
+   "  claimed_by TEXT, created_at INTEGER NOT NULL,"
+   "  UNIQUE (case_id, seq, n));"
+   "CREATE INDEX tasks_open ON tasks(case_id) WHERE status = 'open';"),
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof *migrations))
 
@@ -983,6 +1014,98 @@ sqlite_outbox_add(flow__store *s, int64_t case_id, int64_t seq, int n,
 }
 
 static int
+sqlite_outbox_claim(flow__store *s, int64_t now, int64_t lease_ms,
+                    size_t max, int (*each)(void *ctx,
+                                            const flow__outbox_row *row),
+                    void *ctx, flow__err *err)
+{
+  if (!s->in_txn)
+    return flow__err_set(err, FLOW_EMISUSE,
+                         "storage: outbox claimed outside a transaction");
+  if (max > FLOW__OUTBOX_CLAIM_MAX)
+    max = FLOW__OUTBOX_CLAIM_MAX;
+  int64_t ids[FLOW__OUTBOX_CLAIM_MAX];
+  size_t n = 0;
+  sqlite3_stmt *st = s->st[ST_OUTBOX_DUE];
+  sqlite3_bind_int64(st, 1, now);
+  sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+  int rc, ret = 0;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    flow__outbox_row row = {
+      .id = sqlite3_column_int64(st, 0),
+      .case_id = sqlite3_column_int64(st, 1),
+      .seq = sqlite3_column_int64(st, 2),
+      .n = sqlite3_column_int(st, 3),
+      .action = (const char *)sqlite3_column_text(st, 4),
+      .args = (const char *)sqlite3_column_text(st, 5),
+      .created_at = sqlite3_column_int64(st, 6),
+      .attempts = sqlite3_column_int(st, 7) + 1,
+    };
+    if (row.action == NULL || row.args == NULL) {
+      ret = flow__err_set(err, FLOW_ENOMEM, "out of memory reading actions");
+      break;
+    }
+    if ((ret = each(ctx, &row)) != 0) {
+      flow__err_set(err, ret, "claiming actions: stopped by the caller");
+      break;
+    }
+    ids[n++] = row.id;
+  }
+  if (ret == 0 && rc != SQLITE_DONE)
+    ret = sql_fail(s, err, rc, "reading the outbox");
+  sqlite3_reset(st);
+  st = s->st[ST_OUTBOX_LEASE];
+  for (size_t i = 0; ret == 0 && i < n; i++) {
+    sqlite3_bind_int64(st, 1, ids[i]);
+    sqlite3_bind_int64(st, 2, now + lease_ms);
+    ret = step_done(s, st, err, "claiming an action");
+  }
+  return ret;
+}
+
+static int
+sqlite_outbox_finish(flow__store *s, int64_t id, const char *status,
+                     int *finished, flow__err *err)
+{
+  sqlite3_stmt *st = s->st[ST_OUTBOX_FINISH];
+  sqlite3_bind_int64(st, 1, id);
+  sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
+  int rc = step_done(s, st, err, "finishing an action");
+  *finished = rc == 0 && sqlite3_changes(s->db) == 1;
+  return rc;
+}
+
+static int
+sqlite_task_add(flow__store *s, int64_t case_id, int64_t seq, int n,
+                const char *name, const char *data, int64_t at, int64_t *id,
+                flow__err *err)
+{
+  sqlite3_stmt *st = s->st[ST_TASK_ADD];
+  sqlite3_bind_int64(st, 1, case_id);
+  sqlite3_bind_int64(st, 2, seq);
+  sqlite3_bind_int(st, 3, n);
+  sqlite3_bind_text(st, 4, name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 5, data, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 6, at);
+  int rc = step_done(s, st, err, "writing a task");
+  if (rc == 0 && id)
+    *id = sqlite3_last_insert_rowid(s->db);
+  return rc;
+}
+
+static int
+sqlite_task_claim(flow__store *s, int64_t id, const char *claimer,
+                  int *claimed, flow__err *err)
+{
+  sqlite3_stmt *st = s->st[ST_TASK_CLAIM];
+  sqlite3_bind_int64(st, 1, id);
+  sqlite3_bind_text(st, 2, claimer, -1, SQLITE_STATIC);
+  int rc = step_done(s, st, err, "claiming a task");
+  *claimed = rc == 0 && sqlite3_changes(s->db) == 1;
+  return rc;
+}
+
+static int
 sqlite_savepoint(flow__store *s, flow__err *err)
 {
   s->sp_case_last = s->case_last;
@@ -1213,6 +1336,10 @@ const flow__store_vt flow__store_sqlite = {
   .history_append = sqlite_history_append,
   .history_each = sqlite_history_each,
   .outbox_add = sqlite_outbox_add,
+  .outbox_claim = sqlite_outbox_claim,
+  .outbox_finish = sqlite_outbox_finish,
+  .task_add = sqlite_task_add,
+  .task_claim = sqlite_task_claim,
   .savepoint = sqlite_savepoint,
   .release = sqlite_release,
   .rollback_to = sqlite_rollback_to,

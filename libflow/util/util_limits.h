@@ -78,6 +78,8 @@
 /* Cases whose cancelled timers the engine collects before it has the store
    remove them in one call (the store splits the batch as it needs). */
 #define FLOW__SWEEP_BATCH 64
+/* The most outbox requests one claim hands out (store.h: outbox_claim). */
+#define FLOW__OUTBOX_CLAIM_MAX 256
 /* How often a running engine asks the store whether another connection
    committed (a new timer another process set, say), in milliseconds. */
 #define FLOW__WAKE_POLL_MS 1000

@@ -274,7 +274,9 @@ START_TEST(test_cancel_migrates_schema_2)
   ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
   ck_assert_int_eq(
       sqlite3_exec(db,
-                   "DROP TABLE counters;"
+                   "DROP TABLE counters; DROP TABLE tasks;"
+                   "ALTER TABLE outbox DROP COLUMN attempts;"
+                   "ALTER TABLE outbox DROP COLUMN lease_until;"
                    "ALTER TABLE cases DROP COLUMN entered_seq;"
                    "ALTER TABLE timers DROP COLUMN set_seq;"
                    "PRAGMA user_version = 2;"

@@ -493,6 +493,124 @@ START_TEST(test_store_outbox_unique)
 }
 END_TEST
 
+typedef struct requests {
+  int64_t ids[8];
+  int attempts[8];
+  size_t n;
+} requests;
+
+static int
+collect_requests(void *ctx, const flow__outbox_row *row)
+{
+  requests *c = ctx;
+  ck_assert_uint_lt(c->n, 8);
+  ck_assert_str_eq(row->action, "notify.sms");
+  ck_assert_str_eq(row->args, "{\"to\":\"07700\"}");
+  c->ids[c->n] = row->id;
+  c->attempts[c->n++] = row->attempts;
+  return 0;
+}
+
+static requests
+claim_requests(flow__store *s, int64_t now, int64_t lease_ms)
+{
+  requests c = { .n = 0 };
+  ck_assert_int_eq(vt->begin(s, &err), 0);
+  ck_assert_int_eq(
+      vt->outbox_claim(s, now, lease_ms, 8, collect_requests, &c, &err), 0);
+  ck_assert_int_eq(vt->commit(s, &err), 0);
+  return c;
+}
+
+/* A request goes to one claimer at a time, again when its lease runs out
+   (the claimer died), and never once finished; a second finish is
+   refused. */
+START_TEST(test_store_outbox_claim)
+{
+  if (!start(_i))
+    return;
+  second(1000);
+  ck_assert_int_eq(vt->begin(S, &err), 0);
+  for (int n = 0; n < 2; n++)
+    ck_assert_int_eq(vt->outbox_add(S, 1, 2, n, "notify.sms",
+                                    "{\"to\":\"07700\"}", 1000, &err),
+                     0);
+  ck_assert_int_eq(vt->commit(S, &err), 0);
+
+  requests a = claim_requests(S, 5000, 60000);
+  ck_assert_uint_eq(a.n, 2);
+  ck_assert_int_lt(a.ids[0], a.ids[1]);
+  ck_assert_int_eq(a.attempts[0], 1);
+  /* Held: the other connection gets nothing, now or before the lease
+     ends. */
+  ck_assert_uint_eq(claim_requests(S2, 5000, 60000).n, 0);
+  ck_assert_uint_eq(claim_requests(S2, 64999, 60000).n, 0);
+
+  int finished = -1;
+  ck_assert_int_eq(vt->begin(S, &err), 0);
+  ck_assert_int_eq(vt->outbox_finish(S, a.ids[0], "done", &finished, &err),
+                   0);
+  ck_assert_int_eq(finished, 1);
+  ck_assert_int_eq(vt->outbox_finish(S, a.ids[0], "failed", &finished, &err),
+                   0);
+  ck_assert_int_eq(finished, 0);
+  ck_assert_int_eq(vt->outbox_finish(S, a.ids[1] + 100, "done", &finished,
+                                     &err),
+                   0);
+  ck_assert_int_eq(finished, 0);
+  ck_assert_int_eq(vt->commit(S, &err), 0);
+
+  /* The lease of the unfinished one runs out: it goes out again, its
+     second attempt; the finished one never. */
+  requests b = claim_requests(S2, 65000, 60000);
+  ck_assert_uint_eq(b.n, 1);
+  ck_assert_int_eq(b.ids[0], a.ids[1]);
+  ck_assert_int_eq(b.attempts[0], 2);
+
+  /* A claim that rolls back holds nothing. */
+  ck_assert_int_eq(vt->begin(S, &err), 0);
+  requests c = { .n = 0 };
+  ck_assert_int_eq(
+      vt->outbox_claim(S, 200000, 60000, 8, collect_requests, &c, &err), 0);
+  ck_assert_uint_eq(c.n, 1);
+  vt->rollback(S);
+  ck_assert_uint_eq(claim_requests(S2, 200000, 60000).n, 1);
+  finish();
+}
+END_TEST
+
+START_TEST(test_store_task_claim)
+{
+  if (!start(_i))
+    return;
+  second(1000);
+  int64_t id = 0, id2 = 0;
+  ck_assert_int_eq(vt->begin(S, &err), 0);
+  ck_assert_int_eq(vt->task_add(S, 1, 2, 0, "inspect", "{}", 1000, &id, &err),
+                   0);
+  ck_assert_int_eq(vt->task_add(S, 1, 2, 1, "inspect", "{}", 1000, &id2, &err),
+                   0);
+  ck_assert_int_ne(id, id2);
+  ck_assert_int_eq(vt->task_add(S, 1, 2, 0, "inspect", "{}", 1000, NULL, &err),
+                   FLOW_EIO);
+  ck_assert_int_eq(vt->commit(S, &err), 0);
+  int claimed = -1;
+  ck_assert_int_eq(vt->begin(S, &err), 0);
+  ck_assert_int_eq(vt->task_claim(S, id, "ann", &claimed, &err), 0);
+  ck_assert_int_eq(claimed, 1);
+  ck_assert_int_eq(vt->commit(S, &err), 0);
+  ck_assert_int_eq(vt->begin(S2, &err), 0);
+  ck_assert_int_eq(vt->task_claim(S2, id, "bob", &claimed, &err), 0);
+  ck_assert_int_eq(claimed, 0);
+  ck_assert_int_eq(vt->task_claim(S2, id2, "bob", &claimed, &err), 0);
+  ck_assert_int_eq(claimed, 1);
+  ck_assert_int_eq(vt->task_claim(S2, id2 + 100, "bob", &claimed, &err), 0);
+  ck_assert_int_eq(claimed, 0);
+  ck_assert_int_eq(vt->commit(S2, &err), 0);
+  finish();
+}
+END_TEST
+
 /* ---- savepoints ------------------------------------------------------ */
 
 START_TEST(test_store_savepoint)
@@ -685,6 +803,8 @@ conformance_suite(void)
   tcase_add_loop_test(tc, test_store_list_filters, 0, NBACKENDS);
   tcase_add_loop_test(tc, test_store_services_newest, 0, NBACKENDS);
   tcase_add_loop_test(tc, test_store_outbox_unique, 0, NBACKENDS);
+  tcase_add_loop_test(tc, test_store_outbox_claim, 0, NBACKENDS);
+  tcase_add_loop_test(tc, test_store_task_claim, 0, NBACKENDS);
   tcase_add_loop_test(tc, test_store_savepoint, 0, NBACKENDS);
   tcase_add_loop_test(tc, test_store_timer_claim, 0, NBACKENDS);
   tcase_add_loop_test(tc, test_store_sweep_any_number, 0, NBACKENDS);

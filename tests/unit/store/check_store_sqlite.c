@@ -255,10 +255,13 @@ START_TEST(test_store_sqlite_case_counter)
   vt->close(s2);
 
   /* Back to schema 3: no counter; cases up to 7. */
-  sql_exec(path, "DROP TABLE counters; PRAGMA user_version = 3;"
+  sql_exec(path, "DROP TABLE counters; DROP TABLE tasks;"
+                 " ALTER TABLE outbox DROP COLUMN attempts;"
+                 " ALTER TABLE outbox DROP COLUMN lease_until;"
+                 " PRAGMA user_version = 3;"
                  " UPDATE cases SET id = 7 WHERE id = 4");
   ck_assert_int_eq(vt->open(&s2, path, &cfg, &err), 0);
-  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 4);
+  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 5);
   ck_assert_int_eq(open_case(s2), 8);
   vt->close(s2);
   ck_assert_int_eq(sql_int(path, "SELECT value FROM counters"), 8);
