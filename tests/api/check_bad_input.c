@@ -542,8 +542,12 @@ START_TEST(test_bad_input_many_slow_patterns)
   ck_assert_msg(strstr(flow_errmsg(e), "budget exceeded checking the "
                                        "pattern of field") != NULL,
                 "%s", flow_errmsg(e));
-  ck_assert_msg(spent < 2 * 100, "the patterns took %.0f ms of CPU on a "
-                "100 ms budget", spent);
+  /* Shared, not one budget each: 200 own budgets would allow 20 s.  The
+     bound leaves room for how late a kill can come on a slow or
+     instrumented run (valgrind measured 243 ms here, under load). */
+  ck_assert_msg(spent < 10 * 100, "the patterns took %.0f ms of CPU on a "
+                "100 ms budget (200 budgets of their own would be 20 s)",
+                spent);
   free(src);
   free(data);
   flow_engine_close(e);
