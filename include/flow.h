@@ -13,6 +13,7 @@
 #include "flow/service.h"
 #include "flow/case.h"
 #include "flow/loop.h"
+#include "flow/action.h"
 #include "flow/test.h"
 
 #endif /* FLOW_H */

@@ -69,7 +69,8 @@ extern "C" {
   XX(EIO, -14, "storage failure")                                              \
   XX(EBUSY, -15, "storage busy")                                               \
   XX(EMISUSE, -16, "library misuse")                                           \
-  XX(ECANCELED, -17, "cancelled before it was carried out")
+  XX(ECANCELED, -17, "cancelled before it was carried out")                    \
+  XX(ECONFLICT, -18, "already finished or taken by someone else")
 
 typedef enum flow_errno {
   FLOW_OK = 0,

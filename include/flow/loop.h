@@ -68,10 +68,12 @@ FLOW_EXTERN int flow_engine_post(flow_engine *engine, flow_post_fn fn,
 
 /*
  * Fires, synchronously and in due order, every timer due at or before the
- * engine clock now, until none is left; *fired (may be NULL) receives how
- * many fired.  This is `flow run --until-idle`.  A timer whose event is
- * refused becomes an incident (see flow_case_timers) and does not stop the
- * others.  Returns 0 or a storage error.
+ * engine clock now, and dispatches every action request due by then to
+ * its handler (flow/action.h), until none is left; *fired (may be NULL)
+ * receives how many timers fired and requests were dispatched.  This is
+ * `flow run --until-idle`.  A timer whose event is refused becomes an
+ * incident (see flow_case_timers) and does not stop the others.  Returns 0
+ * or a storage error.
  */
 FLOW_EXTERN int flow_engine_fire_due(flow_engine *engine, size_t *fired);
 

@@ -41,6 +41,7 @@ cli_exit_code(int err)
     case FLOW_EREFUSED:
     case FLOW_ECLOSED:
     case FLOW_ECANCELED:
+    case FLOW_ECONFLICT:
       return CLI_EXIT_REFUSED;
     default: /* EIO, EBUSY, ENOMEM, ERROR, EMISUSE and anything new */
       return CLI_EXIT_FAILURE;

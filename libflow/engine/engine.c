@@ -170,6 +170,7 @@ flow_engine_close(flow_engine *engine)
       engine->vt->rollback(engine->store);
   }
   flow__engine_services_free(engine);
+  flow__engine_actions_free(engine);
   engine->vt->close(engine->store);
   flow__free(&engine->alloc, engine->cal_holidays);
   flow__allocator a = engine->alloc;

@@ -26,6 +26,13 @@ typedef struct flow__compiled {
   struct flow__compiled *next; /* the engine's cache, newest first */
 } flow__compiled;
 
+/* A host's handler for one action name (flow_action_register). */
+typedef struct flow__action_reg {
+  char *name;
+  flow_action_fn fn;
+  void *payload;
+} flow__action_reg;
+
 struct flow_engine {
   flow__allocator alloc;
   flow__err err;
@@ -56,6 +63,11 @@ struct flow_engine {
      connection's commit makes it unknown again (flow__engine_wake_check). */
   int64_t next_due;
 
+  /* Registered actions, in registration order; action_turn is the one
+     whose requests a dispatch round looks at first. */
+  flow__action_reg *actions;
+  size_t nactions, action_turn;
+
   /* Writing calls made to the store so far: equal before and after a call
      means the call wrote nothing (group commit, engine_async.c).  Every
      write of a transition is made in persist() (engine_case.c), which
@@ -75,17 +87,20 @@ enum {
   FLOW__APPLY_SIGNAL = 0, /* a caller's event: roles are checked */
   FLOW__APPLY_AFTER,      /* a state's `after` timer: go to `target` */
   FLOW__APPLY_TIMER,      /* a timer's event: must be accepted, no roles */
-  FLOW__APPLY_SLA         /* sla_warning/sla_breached: handler optional */
+  FLOW__APPLY_SLA,        /* sla_warning/sla_breached: handler optional */
+  FLOW__APPLY_ACTION      /* an action's reply or fail: must be accepted */
 };
 
 /* Opens a case; *out (if out) gets its JSON.  Sets the engine error. */
 int flow__case_open_txn(flow_engine *e, const char *service,
                         const char *data_json, const flow_actor *actor,
                         char **out);
-/* Applies an event of the given kind to case id; payload is borrowed. */
+/* Applies an event of the given kind to case id; payload is borrowed.
+   origin (borrowed, may be NULL) is where the event came from, shown to
+   the script as ev.action. */
 int flow__case_apply_txn(flow_engine *e, int64_t id, const char *event,
                          json_t *payload, const flow_actor *actor, int kind,
-                         const char *target, char **out);
+                         const char *target, json_t *origin, char **out);
 int flow__case_parse_id(flow_engine *e, const char *text, int64_t *out);
 
 /* A name as the loader takes one (flow__name_ok, _ first allowed), of at
@@ -143,6 +158,18 @@ int64_t flow__engine_next_due(flow_engine *e);
    calls it every FLOW__WAKE_POLL_MS. */
 int flow__engine_wake_check(flow_engine *e);
 
+/* ---- actions (engine_action.c) ------------------------------------------- */
+
+/* When a request of a registered action next needs the engine;
+   INT64_MAX when none.  Part of flow__engine_next_due. */
+int64_t flow__engine_actions_next_due(flow_engine *e);
+/* Takes and dispatches up to max due requests (*seen read, *sent handed
+   to their handlers), each attempt in its own transaction; timed-out
+   attempts are settled as failures. */
+int flow__engine_dispatch_batch(flow_engine *e, size_t max, size_t *sent,
+                                size_t *seen);
+void flow__engine_actions_free(flow_engine *e);
+
 /*
  * Reads up to max live timers due at or before the engine clock (*seen
  * gets how many) and fires them in due order, each in its own transaction
@@ -154,6 +181,10 @@ int flow__engine_wake_check(flow_engine *e);
  * refused timer becomes an incident; only storage errors are returned.
  */
 int flow__engine_fire_batch(flow_engine *e, size_t max, size_t *fired,
+                            size_t *seen);
+/* A loop round's work: due timers first, then due action requests, up to
+   max in all (*done carried out, *seen read). */
+int flow__engine_work_batch(flow_engine *e, size_t max, size_t *done,
                             size_t *seen);
 
 /* 1 when asynchronous calls are queued. */

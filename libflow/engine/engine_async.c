@@ -169,7 +169,7 @@ apply_one(flow_engine *e, flow__async *a, int careful)
       flow__engine_fail_err(e, &err);
     if (rc == 0)
       rc = flow__case_apply_txn(e, id, a->event, payload, &actor,
-                                FLOW__APPLY_SIGNAL, NULL, &a->result);
+                                FLOW__APPLY_SIGNAL, NULL, NULL, &a->result);
     json_decref(payload);
   }
   if (careful && rc == 0 && (rc = e->vt->release(e->store, &err)) != 0)

@@ -96,6 +96,7 @@ typedef struct transition {
   const flow_actor *actor;
   const flow__trans *trans; /* the `on` entry, or NULL */
   const char *target;       /* forced target (an `after` timer), or NULL */
+  json_t *origin;           /* ev.action, or NULL */
   int opening;
   int64_t now;
   /* results */
@@ -160,7 +161,12 @@ run_scripts(transition *t)
   char idbuf[24];
   snprintf(idbuf, sizeof idbuf, "%lld", (long long)t->row->id);
   cv.id = idbuf;
-  flow__event_view ev = { t->event, t->payload, t->actor, t->now };
+  flow__event_view ev = { .name = t->event,
+                          .payload = t->payload,
+                          .actor = t->actor,
+                          .at = t->now,
+                          .origin_key = t->origin ? "action" : NULL,
+                          .origin = t->origin };
   flow__err err;
   flow__err_clear(&err);
   flow__sandbox *sb = t->comp->sb;
@@ -416,8 +422,31 @@ persist(transition *t)
       rc = flow__err_set(&err, FLOW_ENOMEM, "out of memory queueing action");
       break;
     }
-    rc = e->vt->outbox_add(e->store, row->id, row->seq, nact++, action, args,
-                           t->now, &err);
+    /* The key the host sees: the script's, or one that names the request
+       (case, transition, place), the same at every attempt and restart. */
+    char key[FLOW__MAX_ACTION_KEY + 1];
+    const char *given = json_string_value(json_object_get(c, "key"));
+    if (given)
+      snprintf(key, sizeof key, "%s", given);
+    else
+      snprintf(key, sizeof key, "%lld-%lld-%d", (long long)row->id,
+               (long long)row->seq, nact);
+    flow__request_row r = {
+      .case_id = row->id,
+      .seq = row->seq,
+      .n = nact++,
+      .action = action,
+      .args = args,
+      .key = key,
+      .reply = json_string_value(json_object_get(c, "reply")),
+      .fail = json_string_value(json_object_get(c, "fail")),
+      .retry_max = (int)json_integer_value(json_object_get(c, "retry_max")),
+      .backoff_ms = json_integer_value(json_object_get(c, "backoff_ms")),
+      .timeout_ms = json_integer_value(json_object_get(c, "timeout_ms")),
+      .created_at = t->now,
+    };
+    rc = e->vt->outbox_add(e->store, &r, &err);
+    e->next_due = INT64_MIN; /* a request to dispatch */
     flow_free(args);
   }
   /* Put the row back as it was; the caller reports from t->next. */
@@ -533,7 +562,7 @@ done:
 int
 flow__case_apply_txn(flow_engine *e, int64_t id, const char *event,
                      json_t *payload, const flow_actor *actor, int kind,
-                     const char *target, char **out)
+                     const char *target, json_t *origin, char **out)
 {
   flow__err err;
   flow__err_clear(&err);
@@ -558,7 +587,8 @@ flow__case_apply_txn(flow_engine *e, int64_t id, const char *event,
                               ? flow__state_trans(st, event)
                               : NULL;
   if (st && tr == NULL &&
-      (kind == FLOW__APPLY_SIGNAL || kind == FLOW__APPLY_TIMER)) {
+      (kind == FLOW__APPLY_SIGNAL || kind == FLOW__APPLY_TIMER ||
+       kind == FLOW__APPLY_ACTION)) {
     char evs[512];
     /* Echo the name only when it is plain text (messages go into JSON). */
     int plain = 1;
@@ -607,6 +637,7 @@ flow__case_apply_txn(flow_engine *e, int64_t id, const char *event,
     .actor = actor,
     .trans = tr,
     .target = target,
+    .origin = origin,
     .now = flow_engine_now(e),
   };
   data = NULL;
@@ -690,7 +721,7 @@ flow_case_signal(char **out, flow_engine *engine, const char *case_id,
     return flow__engine_fail_err(e, &err);
   }
   rc = flow__case_apply_txn(e, id, event, payload, actor, FLOW__APPLY_SIGNAL,
-                            NULL, out);
+                            NULL, NULL, out);
   json_decref(payload);
   return finish_txn(e, rc, out);
 }

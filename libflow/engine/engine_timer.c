@@ -113,6 +113,9 @@ flow__engine_next_due(flow_engine *e)
   int64_t due;
   if (e->vt->timer_next_due(e->store, &due, &err) != 0)
     return INT64_MAX; /* try again at the next kick */
+  int64_t act = flow__engine_actions_next_due(e);
+  if (act < due)
+    due = act;
   e->next_due = due;
   return due;
 }
@@ -220,7 +223,7 @@ fire_one(flow_engine *e, const due_timer *t, int64_t now, int *fired)
   if (payload == NULL)
     payload = json_object();
   rc = flow__case_apply_txn(e, t->case_id, t->event, payload, &SYSTEM_ACTOR,
-                            kind, t->target, &out);
+                            kind, t->target, NULL, &out);
   json_decref(payload);
   if (rc == 0 && (rc = e->vt->commit(e->store, &err)) != 0)
     flow__engine_fail_err(e, &err);
@@ -316,5 +319,18 @@ flow__engine_fire_batch(flow_engine *e, size_t max, size_t *fired,
     *fired += (size_t)one;
   }
   free_batch(&b);
+  return rc;
+}
+
+int
+flow__engine_work_batch(flow_engine *e, size_t max, size_t *done,
+                        size_t *seen)
+{
+  size_t fired = 0, tseen = 0, sent = 0, aseen = 0;
+  int rc = flow__engine_fire_batch(e, max, &fired, &tseen);
+  if (rc == 0 && tseen < max)
+    rc = flow__engine_dispatch_batch(e, max - tseen, &sent, &aseen);
+  *done = fired + sent;
+  *seen = tseen + aseen;
   return rc;
 }

@@ -8,8 +8,9 @@
  * The core knows nothing of libuv.  It keeps its timers in the database and
  * its queued calls in a list, and tells the loop that something changed
  * through e->loop_kick; the loop asks it when the next timer is due
- * (flow__engine_next_due), fires due timers in bounded batches
- * (flow__engine_fire_batch) and flushes the queue (flow__engine_flush_async).
+ * (flow__engine_next_due: timers and action requests), fires due timers
+ * and dispatches due requests in bounded batches (flow__engine_work_batch)
+ * and flushes the queue (flow__engine_flush_async).
  * The loop is attached lazily, by the first call that needs it.
  *
  * Handles, all on one loop:
@@ -235,7 +236,7 @@ timer_cb(uv_timer_t *h)
   int rc;
 
   l->in_timer = 1;
-  rc = flow__engine_fire_batch(e, TIMER_BATCH, &fired, &seen);
+  rc = flow__engine_work_batch(e, TIMER_BATCH, &fired, &seen);
   l->in_timer = 0;
   if (rc != 0) {
     loop_log(e, FLOW_LOG_ERROR, "timers: %s (%s)", flow_errmsg(e),
@@ -665,7 +666,7 @@ flow_engine_fire_due(flow_engine *engine, size_t *fired)
     return FLOW_EMISUSE;
   for (;;) {
     n = seen = 0;
-    rc = flow__engine_fire_batch(engine, FIRE_DUE_BATCH, &n, &seen);
+    rc = flow__engine_work_batch(engine, FIRE_DUE_BATCH, &n, &seen);
     total += n;
     if (rc != 0)
       break;

@@ -77,6 +77,10 @@ typedef struct flow__event_view {
   json_t *payload;      /* borrowed JSON object */
   const flow_actor *actor;
   int64_t at;           /* engine time of the event */
+  /* Where the event came from, as ev[origin_key] (ev.action): a borrowed
+     JSON object, or NULL. */
+  const char *origin_key;
+  json_t *origin;
 } flow__event_view;
 
 /*

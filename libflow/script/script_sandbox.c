@@ -330,11 +330,182 @@ object_arg(lua_State *L, flow__sandbox *sb, int idx, const char *root,
   return obj;
 }
 
+/* An event name given to flow.call's reply or fail: *out gets it, or
+   NULL when the option is absent; raises at the call's line otherwise. */
+static void
+call_event_opt(lua_State *L, const char *who, const char *opt,
+               const char **out)
+{
+  *out = NULL;
+  lua_pushstring(L, opt);
+  int t = lua_rawget(L, 3);
+  if (t == LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  size_t n;
+  const char *s = t == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+  if (s == NULL || n == 0 || n > FLOW__MAX_NAME || !flow__name_ok(s, n, 0))
+    luaL_error(L,
+               "%s: %s must be the name of an event of this service, like "
+               "\"sms_sent\"",
+               who, opt);
+  *out = s; /* kept alive by the options table until the call returns */
+  lua_pop(L, 1);
+}
+
+/* An elapsed duration option ("30s", "1h"): its milliseconds, or 0 when
+   absent. */
+static int64_t
+call_duration_opt(lua_State *L, int t, const char *who, const char *opt)
+{
+  lua_pushstring(L, opt);
+  int ty = lua_rawget(L, t);
+  if (ty == LUA_TNIL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  flow__duration d;
+  flow__err perr;
+  flow__err_clear(&perr);
+  if (ty != LUA_TSTRING)
+    luaL_error(L, "%s: %s must be a duration like \"30s\" or \"1h\", not "
+                  "a %s",
+               who, opt, luaL_typename(L, -1));
+  if (flow__duration_parse(lua_tostring(L, -1), &d, &perr) != 0)
+    luaL_error(L, "%s: %s: %s", who, opt, perr.msg);
+  if (d.unit != FLOW__DUR_ELAPSED)
+    luaL_error(L,
+               "%s: %s counts real time, not working time: write it like "
+               "\"30s\", \"15m\" or \"2h\"",
+               who, opt);
+  lua_pop(L, 1);
+  return d.amount;
+}
+
+/* flow.call's options, read before anything is allocated (a mistake
+   raises, and must leak nothing).  Strings point into the options table,
+   which stays at stack index 3 for the whole call. */
+typedef struct call_opts {
+  const char *reply, *fail, *key;
+  size_t klen;
+  lua_Integer retry_max;
+  int64_t backoff_ms, timeout_ms;
+} call_opts;
+
 /*
- * flow.call(action, args): asks for an action to run after the transition
- * commits.  args is converted to JSON right here, so a mistake in it is
- * reported at the line of the call and later changes to the table do not
- * leak into the request.
+ * flow.call's third argument, { reply, fail, retry = { max, backoff },
+ * timeout, key }, checked here so that a mistake is reported at the line
+ * of the call.
+ */
+static void
+call_options(lua_State *L, const char *who, call_opts *o)
+{
+  memset(o, 0, sizeof *o);
+  int t = lua_type(L, 3);
+  if (t == LUA_TNONE || t == LUA_TNIL)
+    return;
+  if (t != LUA_TTABLE)
+    luaL_error(L,
+               "%s: the options must be a table like { reply = "
+               "\"sms_sent\" }, not a %s",
+               who, lua_typename(L, t));
+  static const char *const known[] = { "reply", "fail", "retry", "timeout",
+                                       "key", NULL };
+  lua_pushnil(L);
+  while (lua_next(L, 3)) {
+    lua_pop(L, 1);
+    int ok = lua_type(L, -1) == LUA_TSTRING;
+    for (int i = 0; ok && known[i]; i++)
+      if (strcmp(lua_tostring(L, -1), known[i]) == 0)
+        ok = 2;
+    if (ok != 2) {
+      char k[64];
+      snprintf(k, sizeof k, "%.60s",
+               lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
+      luaL_error(L,
+                 "%s: unknown option '%s' (the options are reply, fail, "
+                 "retry, timeout and key)",
+                 who, k);
+    }
+  }
+  call_event_opt(L, who, "reply", &o->reply);
+  call_event_opt(L, who, "fail", &o->fail);
+  o->timeout_ms = call_duration_opt(L, 3, who, "timeout");
+  lua_Integer max = 0;
+  int64_t backoff = 0;
+  lua_pushliteral(L, "retry");
+  int rt = lua_rawget(L, 3);
+  if (rt == LUA_TTABLE) {
+    int r = lua_gettop(L);
+    lua_pushliteral(L, "max");
+    int isnum = 0;
+    if (lua_rawget(L, r) != LUA_TNIL)
+      max = lua_tointegerx(L, -1, &isnum);
+    else
+      isnum = 1, max = 0;
+    if (!isnum || max < 0 || max > FLOW__MAX_RETRIES)
+      luaL_error(L,
+                 "%s: retry.max must be a whole number of retries from 0 "
+                 "to %d",
+                 who, FLOW__MAX_RETRIES);
+    lua_pop(L, 1);
+    backoff = call_duration_opt(L, r, who, "backoff");
+    if (backoff == 0)
+      backoff = 30 * 1000; /* the documented default */
+  } else if (rt != LUA_TNIL) {
+    luaL_error(L,
+               "%s: retry must be a table like { max = 5, backoff = "
+               "\"30s\" }, not a %s",
+               who, lua_typename(L, rt));
+  }
+  o->retry_max = max;
+  o->backoff_ms = backoff;
+  lua_pop(L, 1);
+  lua_pushliteral(L, "key");
+  int kt = lua_rawget(L, 3);
+  size_t klen = 0;
+  const char *key = kt == LUA_TSTRING ? lua_tolstring(L, -1, &klen) : NULL;
+  if (kt != LUA_TNIL &&
+      (key == NULL || klen == 0 || klen > FLOW__MAX_ACTION_KEY ||
+       memchr(key, 0, klen) != NULL || !flow__utf8_valid(key, klen)))
+    luaL_error(L,
+               "%s: key must be text of 1 to %d bytes (it names the request "
+               "to the host, which uses it to do the work once)",
+               who, FLOW__MAX_ACTION_KEY);
+  lua_pop(L, 1);
+  o->key = key;
+  o->klen = klen;
+}
+
+/* The options into the request; 0, or -1 out of memory. */
+static int
+call_options_set(json_t *req, const call_opts *o)
+{
+  int bad = 0;
+  if (o->reply)
+    bad |= json_object_set_new(req, "reply", json_string(o->reply)) != 0;
+  if (o->fail)
+    bad |= json_object_set_new(req, "fail", json_string(o->fail)) != 0;
+  if (o->retry_max > 0) {
+    bad |= json_object_set_new(req, "retry_max",
+                               json_integer(o->retry_max)) != 0;
+    bad |= json_object_set_new(req, "backoff_ms",
+                               json_integer(o->backoff_ms)) != 0;
+  }
+  if (o->timeout_ms)
+    bad |= json_object_set_new(req, "timeout_ms",
+                               json_integer(o->timeout_ms)) != 0;
+  if (o->key)
+    bad |= json_object_set_new(req, "key", json_stringn(o->key, o->klen)) != 0;
+  return bad ? -1 : 0;
+}
+
+/*
+ * flow.call(action, args, opts): asks for an action to run after the
+ * transition commits.  args is converted to JSON right here, so a mistake
+ * in it is reported at the line of the call and later changes to the
+ * table do not leak into the request.
  */
 static int
 flow_call(lua_State *L)
@@ -374,6 +545,8 @@ flow_call(lua_State *L)
   size_t held = 0;
   char who[96];
   snprintf(who, sizeof who, "flow.call('%.60s')", action);
+  call_opts opts;
+  call_options(L, who, &opts);
   json_t *args = object_arg(L, sb, 2, "args", who,
                             "the arguments must be a table with named keys "
                             "({ to = ..., template = ... }), not a list",
@@ -388,9 +561,14 @@ flow_call(lua_State *L)
   else
     json_decref(args);
   if (!bad)
-    bad = json_array_append_new(sb->calls, req) != 0;
-  else
+    bad = call_options_set(req, &opts) != 0;
+  if (!bad && json_array_append_new(sb->calls, req) != 0) {
+    bad = 1;
+    req = NULL; /* append_new freed it */
+  } else if (bad) {
     json_decref(req);
+    req = NULL;
+  }
   if (bad) {
     sb->enomem = 1;
     return luaL_error(L, "out of memory");
@@ -876,6 +1054,11 @@ begin_p(lua_State *L)
   lua_rawset(L, -3);
   lua_rawset(L, -3);
   set_time(L, K_AT, ev->at);
+  if (ev->origin_key && ev->origin) {
+    lua_pushstring(L, ev->origin_key);
+    push_object(L, ev->origin);
+    lua_rawset(L, -3);
+  }
   sb->ev_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
 }

@@ -20,9 +20,10 @@
  *  - Case ids.  case_new_id() hands out an id no committed case has had,
  *    even one deleted since, on any connection; ids grow.
  *  - Timers.  A due timer is fired by exactly one claimer (timer_claim).
- *  - Requests and tasks.  An outbox request is handed out to one claimer
- *    at a time, for a lease, and again when the lease runs out; a
- *    finished one never again.  A task is given to one claimer.
+ *  - Requests and tasks.  An outbox request is taken by one engine at a
+ *    time, for a lease, and again when the lease runs out; a settled one
+ *    never again, and an attempt is settled once.  A task is given to one
+ *    claimer.
  *  - Wake-ups.  changed_elsewhere() tells an engine that another
  *    connection committed, so that its cached view (the next timer due)
  *    must be read again.
@@ -102,16 +103,28 @@ typedef struct flow__timer_row {
   int64_t set_seq;      /* the case's seq after the transition that set it */
 } flow__timer_row;
 
-/* A request of the action outbox, as outbox_claim hands it out. */
-typedef struct flow__outbox_row {
+/* A request of the action outbox (flow.call). */
+typedef struct flow__request_row {
   int64_t id;
   int64_t case_id, seq; /* the transition that asked */
   int n;                /* its place among that transition's calls */
   const char *action;
   const char *args;     /* JSON object text */
+  const char *key;      /* the idempotency key the host sees */
+  const char *reply;    /* event for the result, or NULL */
+  const char *fail;     /* event for the final failure, or NULL */
+  int retry_max;        /* retries after the first attempt */
+  int64_t backoff_ms;   /* the first retry's delay; doubles each time */
+  int64_t timeout_ms;   /* an attempt's time to answer; 0: none */
+  const char *status;   /* "pending", "done", "failed", "incident" */
+  int attempts;         /* attempts begun */
   int64_t created_at;
-  int attempts;         /* claims so far, this one included */
-} flow__outbox_row;
+  int64_t next_at;      /* not before: a retry's back-off */
+  int64_t lease_until;  /* the attempt's hold; FLOW__NO_TIME: none */
+  const char *error;    /* the last failure, or NULL */
+  const char *result;   /* JSON text of the result, or NULL */
+  int64_t finished_at;  /* FLOW__NO_TIME while pending */
+} flow__request_row;
 
 typedef struct flow__store_vt {
   const char *name;
@@ -171,26 +184,48 @@ typedef struct flow__store_vt {
                       void *ctx, flow__err *err);
 
   /* The action outbox: one row per flow.call, written in the transition's
-     transaction; (case_id, seq, n) is unique, and is the request's
-     idempotency key.  Dispatch comes after the commit. */
-  int (*outbox_add)(flow__store *s, int64_t case_id, int64_t seq, int n,
-                    const char *action, const char *args, int64_t at,
+     transaction (row->id, status, attempts, lease and outcome are not
+     read: a new request is pending, never tried).  (case_id, seq, n) is
+     unique. */
+  int (*outbox_add)(flow__store *s, const flow__request_row *row,
                     flow__err *err);
-  /* Claims, inside a transaction, up to max (at most
-     FLOW__OUTBOX_CLAIM_MAX) pending requests that no claimer holds,
-     oldest first, and holds each for lease_ms from now: row->attempts
-     counts this claim.  A request not finished when its lease runs out
-     (its claimer died) is claimed again: delivery is at least once.
-     Strings in rows are valid during the call. */
-  int (*outbox_claim)(flow__store *s, int64_t now, int64_t lease_ms,
-                      size_t max,
-                      int (*each)(void *ctx, const flow__outbox_row *row),
-                      void *ctx, flow__err *err);
-  /* Ends a pending request with status ("done" or "failed"); *finished is
-     0 when it had ended already or does not exist: a late or duplicate
-     completion changes nothing. */
-  int (*outbox_finish)(flow__store *s, int64_t id, const char *status,
-                       int *finished, flow__err *err);
+  /* Pending requests of action whose turn has come at now -- never tried
+     and next_at <= now, or tried and their lease ran out -- earliest
+     first, at most max.  Strings in rows are valid during the call. */
+  int (*outbox_due)(flow__store *s, const char *action, int64_t now,
+                    size_t max,
+                    int (*each)(void *ctx, const flow__request_row *row),
+                    void *ctx, flow__err *err);
+  /* Takes a request for one more attempt, held until lease_until, only if
+     it is still pending with `attempts` attempts (as outbox_due showed
+     it): *taken says whether.  Of two engines taking one request, one
+     does. */
+  int (*outbox_take)(flow__store *s, int64_t id, int attempts,
+                     int64_t lease_until, int *taken, flow__err *err);
+  /* Reads one request.  FLOW_ENOTFOUND. */
+  int (*outbox_get)(flow__store *s, int64_t id,
+                    int (*each)(void *ctx, const flow__request_row *row),
+                    void *ctx, flow__err *err);
+  /* Settles an attempt of a pending request, only if it still has
+     `attempts` attempts: status "pending" again (a retry from next_at, no
+     lease), or "done", "failed" or "incident" (finished at `at`); error
+     and result (JSON text) may be NULL.  *set says whether it was: a late
+     or duplicate completion changes nothing. */
+  int (*outbox_settle)(flow__store *s, int64_t id, int attempts,
+                       const char *status, int64_t next_at,
+                       const char *error, const char *result, int64_t at,
+                       int *set, flow__err *err);
+  /* When a pending request of action next needs an engine: next_at when
+     it is not being tried, else when its lease runs out; INT64_MAX when
+     none. */
+  int (*outbox_next_due)(flow__store *s, const char *action, int64_t *out,
+                         flow__err *err);
+  /* Requests of case_id (0: every case) with status (NULL: any), oldest
+     first, at most max. */
+  int (*outbox_list)(flow__store *s, int64_t case_id, const char *status,
+                     size_t max,
+                     int (*each)(void *ctx, const flow__request_row *row),
+                     void *ctx, flow__err *err);
   /* Tasks for people: one row per task a transition creates, unique on
      (case_id, seq, n); *id (when not NULL) gets its id. */
   int (*task_add)(flow__store *s, int64_t case_id, int64_t seq, int n,

@@ -35,8 +35,11 @@ enum {
   ST_HISTORY_EACH,
   ST_OUTBOX_ADD,
   ST_OUTBOX_DUE,
-  ST_OUTBOX_LEASE,
-  ST_OUTBOX_FINISH,
+  ST_OUTBOX_TAKE,
+  ST_OUTBOX_GET,
+  ST_OUTBOX_SETTLE,
+  ST_OUTBOX_NEXT_DUE,
+  ST_OUTBOX_LIST,
   ST_TASK_ADD,
   ST_TASK_CLAIM,
   ST_BEGIN,
@@ -70,6 +73,12 @@ enum {
   "EXISTS (SELECT 1 FROM cases c WHERE c.id = timers.case_id"                  \
   " AND c.closed = 0 AND (timers.state IS NULL OR (timers.state = c.state"     \
   " AND timers.set_seq >= c.entered_seq)))"
+
+/* A request row, as read_request() takes it. */
+#define REQUEST_COLS                                                           \
+  "id, case_id, seq, n, action, args, key, reply, fail, retry_max,"           \
+  " backoff_ms, timeout_ms, status, attempts, created_at, next_at,"           \
+  " lease_until, error, result, finished_at"
 
 static const char *const stmt_sql[ST_COUNT] = {
   [ST_SERVICE_GET] = "SELECT name, version, title, source, sha256, chunkname,"
@@ -109,8 +118,10 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " from_state, to_state FROM history WHERE case_id = ?1"
                       " ORDER BY seq",
   [ST_OUTBOX_ADD] = "INSERT INTO outbox(case_id, seq, n, action, args,"
-                    " status, created_at) VALUES (?1, ?2, ?3, ?4, ?5,"
-                    " 'pending', ?6)",
+                    " status, created_at, next_at, key, reply, fail,"
+                    " retry_max, backoff_ms, timeout_ms) VALUES (?1, ?2,"
+                    " ?3, ?4, ?5, 'pending', ?6, ?6, ?7, ?8, ?9, ?10, ?11,"
+                    " ?12)",
   [ST_BEGIN] = "BEGIN IMMEDIATE",
   [ST_COMMIT] = "COMMIT",
   [ST_ROLLBACK] = "ROLLBACK",
@@ -150,16 +161,24 @@ static const char *const stmt_sql[ST_COUNT] = {
                     " ORDER BY due_at, id",
   /* Changes when another connection commits (not this one). */
   [ST_DATA_VERSION] = "PRAGMA data_version",
-  /* Requests nobody holds: never claimed, or their claimer's lease ran
-     out (it died, or is too slow: at least once). */
-  [ST_OUTBOX_DUE] = "SELECT id, case_id, seq, n, action, args, created_at,"
-                    " attempts FROM outbox WHERE status = 'pending' AND"
-                    " (lease_until IS NULL OR lease_until <= ?1)"
-                    " ORDER BY id LIMIT ?2",
-  [ST_OUTBOX_LEASE] = "UPDATE outbox SET attempts = attempts + 1,"
-                      " lease_until = ?2 WHERE id = ?1",
-  [ST_OUTBOX_FINISH] = "UPDATE outbox SET status = ?2, lease_until = NULL"
-                       " WHERE id = ?1 AND status = 'pending'",
+  [ST_OUTBOX_DUE] = "SELECT " REQUEST_COLS " FROM outbox WHERE action = ?1"
+                    " AND status = 'pending' AND next_at <= ?2 AND"
+                    " (lease_until IS NULL OR lease_until <= ?2)"
+                    " ORDER BY next_at, id LIMIT ?3",
+  [ST_OUTBOX_TAKE] = "UPDATE outbox SET attempts = attempts + 1,"
+                     " lease_until = ?3 WHERE id = ?1 AND status ="
+                     " 'pending' AND attempts = ?2",
+  [ST_OUTBOX_GET] = "SELECT " REQUEST_COLS " FROM outbox WHERE id = ?1",
+  [ST_OUTBOX_SETTLE] = "UPDATE outbox SET status = ?3, next_at = ?4,"
+                       " lease_until = NULL, error = ?5, result = ?6,"
+                       " finished_at = CASE WHEN ?3 = 'pending' THEN NULL"
+                       " ELSE ?7 END WHERE id = ?1 AND status = 'pending'"
+                       " AND attempts = ?2",
+  [ST_OUTBOX_NEXT_DUE] = "SELECT MIN(COALESCE(lease_until, next_at)) FROM"
+                         " outbox WHERE action = ?1 AND status = 'pending'",
+  [ST_OUTBOX_LIST] = "SELECT " REQUEST_COLS " FROM outbox WHERE"
+                     " (?1 = 0 OR case_id = ?1) AND (?2 IS NULL OR"
+                     " status = ?2) ORDER BY id LIMIT ?3",
   [ST_TASK_ADD] = "INSERT INTO tasks(case_id, seq, n, name, data,"
                   " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
   [ST_TASK_CLAIM] = "UPDATE tasks SET claimed_by = ?2 WHERE id = ?1 AND"
@@ -222,10 +241,26 @@ static const char *const migrations[] = {
    "INSERT INTO counters VALUES ('case',"
    "  (SELECT COALESCE(MAX(id), 0) FROM cases));"),
 
-  /* 4 -> 5: claiming outbox requests (a lease, so that a dead claimer's
-     requests go out again) and tasks for people. */
+  /* 4 -> 5: actions dispatched and answered (a lease, so that a dead
+     claimer's requests go out again; the script's options; the outcome)
+     and tasks for people. */
   ("ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;"
    "ALTER TABLE outbox ADD COLUMN lease_until INTEGER;"
+   "ALTER TABLE outbox ADD COLUMN next_at INTEGER NOT NULL DEFAULT 0;"
+   "ALTER TABLE outbox ADD COLUMN key TEXT;"
+   "ALTER TABLE outbox ADD COLUMN reply TEXT;"
+   "ALTER TABLE outbox ADD COLUMN fail TEXT;"
+   "ALTER TABLE outbox ADD COLUMN retry_max INTEGER NOT NULL DEFAULT 0;"
+   "ALTER TABLE outbox ADD COLUMN backoff_ms INTEGER NOT NULL DEFAULT 0;"
+   "ALTER TABLE outbox ADD COLUMN timeout_ms INTEGER NOT NULL DEFAULT 0;"
+   "ALTER TABLE outbox ADD COLUMN error TEXT;"
+   "ALTER TABLE outbox ADD COLUMN result TEXT;"
+   "ALTER TABLE outbox ADD COLUMN finished_at INTEGER;"
+   "UPDATE outbox SET key = case_id || '-' || seq || '-' || n;"
+   "DROP INDEX outbox_pending;"
+   "CREATE INDEX outbox_due ON outbox(action, next_at) WHERE status ="
+   " 'pending';"
+   "CREATE INDEX outbox_case ON outbox(case_id);"
    "CREATE TABLE tasks ("
    "  id INTEGER PRIMARY KEY, case_id INTEGER NOT NULL,"
    "  seq INTEGER NOT NULL, n INTEGER NOT NULL, name TEXT NOT NULL,"
@@ -998,81 +1033,186 @@ sqlite_history_each(flow__store *s, int64_t case_id,
   return ret;
 }
 
-static int
-sqlite_outbox_add(flow__store *s, int64_t case_id, int64_t seq, int n,
-                  const char *action, const char *args, int64_t at,
-                  flow__err *err)
+static void
+bind_opt_text(sqlite3_stmt *st, int idx, const char *v)
 {
-  sqlite3_stmt *st = s->st[ST_OUTBOX_ADD];
-  sqlite3_bind_int64(st, 1, case_id);
-  sqlite3_bind_int64(st, 2, seq);
-  sqlite3_bind_int(st, 3, n);
-  sqlite3_bind_text(st, 4, action, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 5, args, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 6, at);
-  return step_done(s, st, err, "queueing an action");
+  if (v)
+    sqlite3_bind_text(st, idx, v, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, idx);
 }
 
 static int
-sqlite_outbox_claim(flow__store *s, int64_t now, int64_t lease_ms,
-                    size_t max, int (*each)(void *ctx,
-                                            const flow__outbox_row *row),
-                    void *ctx, flow__err *err)
+sqlite_outbox_add(flow__store *s, const flow__request_row *r, flow__err *err)
 {
-  if (!s->in_txn)
-    return flow__err_set(err, FLOW_EMISUSE,
-                         "storage: outbox claimed outside a transaction");
-  if (max > FLOW__OUTBOX_CLAIM_MAX)
-    max = FLOW__OUTBOX_CLAIM_MAX;
-  int64_t ids[FLOW__OUTBOX_CLAIM_MAX];
-  size_t n = 0;
-  sqlite3_stmt *st = s->st[ST_OUTBOX_DUE];
-  sqlite3_bind_int64(st, 1, now);
-  sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+  sqlite3_stmt *st = s->st[ST_OUTBOX_ADD];
+  sqlite3_bind_int64(st, 1, r->case_id);
+  sqlite3_bind_int64(st, 2, r->seq);
+  sqlite3_bind_int(st, 3, r->n);
+  sqlite3_bind_text(st, 4, r->action, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 5, r->args, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 6, r->created_at);
+  sqlite3_bind_text(st, 7, r->key, -1, SQLITE_STATIC);
+  bind_opt_text(st, 8, r->reply);
+  bind_opt_text(st, 9, r->fail);
+  sqlite3_bind_int(st, 10, r->retry_max);
+  sqlite3_bind_int64(st, 11, r->backoff_ms);
+  sqlite3_bind_int64(st, 12, r->timeout_ms);
+  return step_done(s, st, err, "queueing an action");
+}
+
+static int64_t
+col_time(sqlite3_stmt *st, int col)
+{
+  return sqlite3_column_type(st, col) == SQLITE_NULL
+             ? FLOW__NO_TIME
+             : sqlite3_column_int64(st, col);
+}
+
+/* The row at st's cursor (REQUEST_COLS); strings live until the next
+   step.  -1 when SQLite ran out of memory for a text. */
+static int
+read_request(sqlite3_stmt *st, flow__request_row *r)
+{
+  r->id = sqlite3_column_int64(st, 0);
+  r->case_id = sqlite3_column_int64(st, 1);
+  r->seq = sqlite3_column_int64(st, 2);
+  r->n = sqlite3_column_int(st, 3);
+  r->action = (const char *)sqlite3_column_text(st, 4);
+  r->args = (const char *)sqlite3_column_text(st, 5);
+  r->key = (const char *)sqlite3_column_text(st, 6);
+  r->reply = (const char *)sqlite3_column_text(st, 7);
+  r->fail = (const char *)sqlite3_column_text(st, 8);
+  r->retry_max = sqlite3_column_int(st, 9);
+  r->backoff_ms = sqlite3_column_int64(st, 10);
+  r->timeout_ms = sqlite3_column_int64(st, 11);
+  r->status = (const char *)sqlite3_column_text(st, 12);
+  r->attempts = sqlite3_column_int(st, 13);
+  r->created_at = sqlite3_column_int64(st, 14);
+  r->next_at = sqlite3_column_int64(st, 15);
+  r->lease_until = col_time(st, 16);
+  r->error = (const char *)sqlite3_column_text(st, 17);
+  r->result = (const char *)sqlite3_column_text(st, 18);
+  r->finished_at = col_time(st, 19);
+  return r->action && r->args && r->key && r->status ? 0 : -1;
+}
+
+/* Steps st, handing each request row to each. */
+static int
+each_request(flow__store *s, sqlite3_stmt *st,
+             int (*each)(void *ctx, const flow__request_row *row), void *ctx,
+             int *found, flow__err *err)
+{
   int rc, ret = 0;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    flow__outbox_row row = {
-      .id = sqlite3_column_int64(st, 0),
-      .case_id = sqlite3_column_int64(st, 1),
-      .seq = sqlite3_column_int64(st, 2),
-      .n = sqlite3_column_int(st, 3),
-      .action = (const char *)sqlite3_column_text(st, 4),
-      .args = (const char *)sqlite3_column_text(st, 5),
-      .created_at = sqlite3_column_int64(st, 6),
-      .attempts = sqlite3_column_int(st, 7) + 1,
-    };
-    if (row.action == NULL || row.args == NULL) {
+    flow__request_row row;
+    if (read_request(st, &row) != 0) {
       ret = flow__err_set(err, FLOW_ENOMEM, "out of memory reading actions");
       break;
     }
+    if (found)
+      *found = 1;
     if ((ret = each(ctx, &row)) != 0) {
-      flow__err_set(err, ret, "claiming actions: stopped by the caller");
+      flow__err_set(err, ret, "reading actions: stopped by the caller");
       break;
     }
-    ids[n++] = row.id;
   }
   if (ret == 0 && rc != SQLITE_DONE)
     ret = sql_fail(s, err, rc, "reading the outbox");
   sqlite3_reset(st);
-  st = s->st[ST_OUTBOX_LEASE];
-  for (size_t i = 0; ret == 0 && i < n; i++) {
-    sqlite3_bind_int64(st, 1, ids[i]);
-    sqlite3_bind_int64(st, 2, now + lease_ms);
-    ret = step_done(s, st, err, "claiming an action");
-  }
+  sqlite3_clear_bindings(st);
   return ret;
 }
 
 static int
-sqlite_outbox_finish(flow__store *s, int64_t id, const char *status,
-                     int *finished, flow__err *err)
+sqlite_outbox_due(flow__store *s, const char *action, int64_t now,
+                  size_t max,
+                  int (*each)(void *ctx, const flow__request_row *row),
+                  void *ctx, flow__err *err)
 {
-  sqlite3_stmt *st = s->st[ST_OUTBOX_FINISH];
+  sqlite3_stmt *st = s->st[ST_OUTBOX_DUE];
+  sqlite3_bind_text(st, 1, action, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, now);
+  sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
+  return each_request(s, st, each, ctx, NULL, err);
+}
+
+static int
+sqlite_outbox_take(flow__store *s, int64_t id, int attempts,
+                   int64_t lease_until, int *taken, flow__err *err)
+{
+  sqlite3_stmt *st = s->st[ST_OUTBOX_TAKE];
   sqlite3_bind_int64(st, 1, id);
-  sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
-  int rc = step_done(s, st, err, "finishing an action");
-  *finished = rc == 0 && sqlite3_changes(s->db) == 1;
+  sqlite3_bind_int(st, 2, attempts);
+  sqlite3_bind_int64(st, 3, lease_until);
+  int rc = step_done(s, st, err, "taking an action");
+  *taken = rc == 0 && sqlite3_changes(s->db) == 1;
   return rc;
+}
+
+static int
+sqlite_outbox_get(flow__store *s, int64_t id,
+                  int (*each)(void *ctx, const flow__request_row *row),
+                  void *ctx, flow__err *err)
+{
+  sqlite3_stmt *st = s->st[ST_OUTBOX_GET];
+  sqlite3_bind_int64(st, 1, id);
+  int found = 0;
+  int rc = each_request(s, st, each, ctx, &found, err);
+  if (rc == 0 && !found)
+    rc = flow__err_set(err, FLOW_ENOTFOUND, "there is no action request %lld",
+                       (long long)id);
+  return rc;
+}
+
+static int
+sqlite_outbox_settle(flow__store *s, int64_t id, int attempts,
+                     const char *status, int64_t next_at, const char *error,
+                     const char *result, int64_t at, int *set,
+                     flow__err *err)
+{
+  sqlite3_stmt *st = s->st[ST_OUTBOX_SETTLE];
+  sqlite3_bind_int64(st, 1, id);
+  sqlite3_bind_int(st, 2, attempts);
+  sqlite3_bind_text(st, 3, status, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 4, next_at);
+  bind_opt_text(st, 5, error);
+  bind_opt_text(st, 6, result);
+  sqlite3_bind_int64(st, 7, at);
+  int rc = step_done(s, st, err, "settling an action");
+  *set = rc == 0 && sqlite3_changes(s->db) == 1;
+  return rc;
+}
+
+static int
+sqlite_outbox_next_due(flow__store *s, const char *action, int64_t *out,
+                       flow__err *err)
+{
+  sqlite3_stmt *st = s->st[ST_OUTBOX_NEXT_DUE];
+  sqlite3_bind_text(st, 1, action, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(st);
+  *out = INT64_MAX;
+  if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+    *out = sqlite3_column_int64(st, 0);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  if (rc != SQLITE_ROW)
+    return sql_fail(s, err, rc, "reading the outbox");
+  return 0;
+}
+
+static int
+sqlite_outbox_list(flow__store *s, int64_t case_id, const char *status,
+                   size_t max,
+                   int (*each)(void *ctx, const flow__request_row *row),
+                   void *ctx, flow__err *err)
+{
+  sqlite3_stmt *st = s->st[ST_OUTBOX_LIST];
+  sqlite3_bind_int64(st, 1, case_id);
+  bind_opt_text(st, 2, status);
+  sqlite3_bind_int64(st, 3, (sqlite3_int64)(max > INT64_MAX ? INT64_MAX
+                                                            : max));
+  return each_request(s, st, each, ctx, NULL, err);
 }
 
 static int
@@ -1135,14 +1275,6 @@ sqlite_rollback_to(flow__store *s)
   s->case_dirty = s->sp_case_dirty;
 }
 
-static void
-bind_opt_text(sqlite3_stmt *st, int idx, const char *v)
-{
-  if (v)
-    sqlite3_bind_text(st, idx, v, -1, SQLITE_STATIC);
-  else
-    sqlite3_bind_null(st, idx);
-}
 
 static int
 sqlite_timer_insert(flow__store *s, const flow__timer_row *row,
@@ -1336,8 +1468,12 @@ const flow__store_vt flow__store_sqlite = {
   .history_append = sqlite_history_append,
   .history_each = sqlite_history_each,
   .outbox_add = sqlite_outbox_add,
-  .outbox_claim = sqlite_outbox_claim,
-  .outbox_finish = sqlite_outbox_finish,
+  .outbox_due = sqlite_outbox_due,
+  .outbox_take = sqlite_outbox_take,
+  .outbox_get = sqlite_outbox_get,
+  .outbox_settle = sqlite_outbox_settle,
+  .outbox_next_due = sqlite_outbox_next_due,
+  .outbox_list = sqlite_outbox_list,
   .task_add = sqlite_task_add,
   .task_claim = sqlite_task_claim,
   .savepoint = sqlite_savepoint,

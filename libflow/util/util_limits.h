@@ -54,6 +54,10 @@
 /* Actions (flow.call) and timers (flow.after, flow.at): each is a row
    written with the transition, and each timer a walk of the calendar. */
 #define FLOW__MAX_CALLS_PER_RUN 100
+/* flow.call's options: retries after the first attempt, the longest
+   idempotency key (bytes). */
+#define FLOW__MAX_RETRIES 20
+#define FLOW__MAX_ACTION_KEY 200
 #define FLOW__MAX_TIMERS_PER_RUN 100
 /* coroutine.close nested inside __close handlers. */
 #define FLOW__MAX_CLOSE_DEPTH 100
@@ -78,8 +82,13 @@
 /* Cases whose cancelled timers the engine collects before it has the store
    remove them in one call (the store splits the batch as it needs). */
 #define FLOW__SWEEP_BATCH 64
-/* The most outbox requests one claim hands out (store.h: outbox_claim). */
-#define FLOW__OUTBOX_CLAIM_MAX 256
+/* Action requests the engine takes and dispatches per loop round. */
+#define FLOW__ACTION_BATCH 64
+/* How long an attempt of a request with no timeout is held before it is
+   taken to have died with its process and is dispatched again. */
+#define FLOW__ACTION_LEASE_MS (60 * 60 * 1000)
+/* Actions a host may register on one engine. */
+#define FLOW__MAX_ACTIONS 256
 /* How often a running engine asks the store whether another connection
    committed (a new timer another process set, say), in milliseconds. */
 #define FLOW__WAKE_POLL_MS 1000

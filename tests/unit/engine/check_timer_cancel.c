@@ -275,8 +275,14 @@ START_TEST(test_cancel_migrates_schema_2)
   ck_assert_int_eq(
       sqlite3_exec(db,
                    "DROP TABLE counters; DROP TABLE tasks;"
-                   "ALTER TABLE outbox DROP COLUMN attempts;"
-                   "ALTER TABLE outbox DROP COLUMN lease_until;"
+                   "DROP TABLE outbox; CREATE TABLE outbox ("
+                   "  id INTEGER PRIMARY KEY, case_id INTEGER NOT NULL,"
+                   "  seq INTEGER NOT NULL, n INTEGER NOT NULL,"
+                   "  action TEXT NOT NULL, args TEXT NOT NULL,"
+                   "  status TEXT NOT NULL, created_at INTEGER NOT NULL,"
+                   "  UNIQUE (case_id, seq, n));"
+                   "CREATE INDEX outbox_pending ON outbox(status)"
+                   " WHERE status = 'pending';"
                    "ALTER TABLE cases DROP COLUMN entered_seq;"
                    "ALTER TABLE timers DROP COLUMN set_seq;"
                    "PRAGMA user_version = 2;"

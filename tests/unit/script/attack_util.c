@@ -165,7 +165,10 @@ run_event(const char *event)
                          0,   0,        INT64_MIN, 1, 42 };
   json_t *data = json_object();
   json_t *payload = json_object();
-  flow__event_view ev = { event, payload, &actor, 1795770000000 };
+  flow__event_view ev = { .name = event,
+                          .payload = payload,
+                          .actor = &actor,
+                          .at = 1795770000000 };
   flow__err e;
   flow__err_clear(&e);
   double t0 = cpu_ms();

@@ -996,7 +996,7 @@ START_TEST(test_attacks_budget_lowered_applies)
   flow__case_view cv = { "1", "frugal", 1, "a", "open",
                          0,   0,        INT64_MIN, 1, 1 };
   json_t *data = json_object(), *pl = json_object();
-  flow__event_view ev = { "go", pl, NULL, 0 };
+  flow__event_view ev = { .name = "go", .payload = pl, .actor = NULL, .at = 0 };
   double t0 = cpu_ms();
   ck_assert_int_eq(flow__run_begin(sb, svc, &cv, data, &ev, &err), 0);
   const flow__state *st = flow__service_state(svc, "a");

@@ -68,7 +68,10 @@ START_TEST(test_attacks_data_stack_grown_by_an_earlier_case)
   for (int deep = 1; deep >= 0; deep--) {
     json_t *data = json_object();
     json_t *payload = json_pack("{s:b}", "deep", deep);
-    flow__event_view ev = { "attack", payload, &actor, 1795770000000 };
+    flow__event_view ev = { .name = "attack",
+                            .payload = payload,
+                            .actor = &actor,
+                            .at = 1795770000000 };
     flow__err e;
     flow__err_clear(&e);
     int rc = flow__run_begin(sb, svc, &cv, data, &ev, &e);

@@ -401,7 +401,7 @@ START_TEST(test_lib_frozen_globals_still_behave)
   ck_assert_msg(rc == 0, "%s", err.msg);
   flow__case_view cv = { "1", "oop", 1, "a", "open", 0, 0, INT64_MIN, 1, 1 };
   json_t *data = json_object(), *pl = json_object();
-  flow__event_view ev = { "go", pl, NULL, 0 };
+  flow__event_view ev = { .name = "go", .payload = pl, .actor = NULL, .at = 0 };
   ck_assert_int_eq(flow__run_begin(s2, svc, &cv, data, &ev, &err), 0);
   const flow__state *st = flow__service_state(svc, "a");
   rc = flow__run_invoke(s2, flow__state_trans(st, "go")->handler, NULL, NULL,

@@ -586,7 +586,10 @@ begin(const char *event, const char *payload, uint64_t seed)
                          AT - 1000, AT - 1, INT64_MIN, 3, seed };
   json_t *data = json_pack("{s:s}", "crew", "none");
   json_t *pl = json_loads(payload ? payload : "{}", 0, NULL);
-  flow__event_view ev = { event, pl, &actor, AT };
+  flow__event_view ev = { .name = event,
+                          .payload = pl,
+                          .actor = &actor,
+                          .at = AT };
   flow__err_clear(&err);
   int rc = flow__run_begin(sb, svc, &cv, data, &ev, &err);
   json_decref(data);
@@ -808,7 +811,10 @@ START_TEST(test_sandbox_run_memory_limit)
   json_t *pl = json_pack("{s:o}", "items", big);
   flow__case_view cv = { "1", "bins", 2, "reported", "open", AT, AT,
                          INT64_MIN, 1, 1 };
-  flow__event_view ev = { "assign", pl, &actor, AT };
+  flow__event_view ev = { .name = "assign",
+                          .payload = pl,
+                          .actor = &actor,
+                          .at = AT };
   int rc = flow__run_begin(sb, svc, &cv, NULL, &ev, &err);
   ck_assert_int_eq(rc, FLOW_ELIMIT);
   json_decref(pl);
@@ -829,7 +835,10 @@ START_TEST(test_sandbox_run_refuses_deep_input)
     deep = json_pack("{s:o}", "k", deep);
   flow__case_view cv = { "1", "bins", 2, "reported", "open", AT, AT,
                          INT64_MIN, 1, 1 };
-  flow__event_view ev = { "assign", deep, &actor, AT };
+  flow__event_view ev = { .name = "assign",
+                          .payload = deep,
+                          .actor = &actor,
+                          .at = AT };
   int rc = flow__run_begin(sb, svc, &cv, NULL, &ev, &err);
   ck_assert_int_eq(rc, FLOW_EINVAL);
   ck_assert_str_eq(err.msg, "the payload of event 'assign' is nested more "

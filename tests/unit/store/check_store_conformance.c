@@ -479,102 +479,174 @@ START_TEST(test_store_services_newest)
 }
 END_TEST
 
+static flow__request_row
+sample_request(int n)
+{
+  flow__request_row r = { .case_id = 1,
+                          .seq = 2,
+                          .n = n,
+                          .action = "notify.sms",
+                          .args = "{\"to\":\"07700\"}",
+                          .key = "1-2-0",
+                          .reply = "sms_sent",
+                          .retry_max = 3,
+                          .backoff_ms = 30000,
+                          .timeout_ms = 60000,
+                          .created_at = 1000 };
+  return r;
+}
+
 START_TEST(test_store_outbox_unique)
 {
   if (!start(_i))
     return;
-  ck_assert_int_eq(vt->outbox_add(S, 1, 2, 0, "notify.sms", "{}", 0, &err),
-                   0);
-  ck_assert_int_eq(vt->outbox_add(S, 1, 2, 1, "notify.sms", "{}", 0, &err),
-                   0);
-  ck_assert_int_eq(vt->outbox_add(S, 1, 2, 0, "notify.sms", "{}", 0, &err),
-                   FLOW_EIO);
+  flow__request_row a = sample_request(0), b = sample_request(1);
+  ck_assert_int_eq(vt->outbox_add(S, &a, &err), 0);
+  ck_assert_int_eq(vt->outbox_add(S, &b, &err), 0);
+  ck_assert_int_eq(vt->outbox_add(S, &a, &err), FLOW_EIO);
   finish();
 }
 END_TEST
 
 typedef struct requests {
-  int64_t ids[8];
-  int attempts[8];
+  flow__request_row rows[8];
+  char keys[8][16];
   size_t n;
 } requests;
 
 static int
-collect_requests(void *ctx, const flow__outbox_row *row)
+collect_requests(void *ctx, const flow__request_row *row)
 {
   requests *c = ctx;
   ck_assert_uint_lt(c->n, 8);
   ck_assert_str_eq(row->action, "notify.sms");
   ck_assert_str_eq(row->args, "{\"to\":\"07700\"}");
-  c->ids[c->n] = row->id;
-  c->attempts[c->n++] = row->attempts;
+  c->rows[c->n] = *row;
+  snprintf(c->keys[c->n], sizeof c->keys[c->n], "%s", row->key);
+  c->rows[c->n].action = c->rows[c->n].args = c->rows[c->n].status = NULL;
+  c->rows[c->n].reply = c->rows[c->n].fail = c->rows[c->n].error = NULL;
+  c->rows[c->n].result = NULL;
+  c->rows[c->n].key = NULL; /* in keys[], which moves with the struct */
+  c->n++;
   return 0;
 }
 
 static requests
-claim_requests(flow__store *s, int64_t now, int64_t lease_ms)
+due_requests(flow__store *s, int64_t now)
 {
   requests c = { .n = 0 };
   ck_assert_int_eq(vt->begin(s, &err), 0);
   ck_assert_int_eq(
-      vt->outbox_claim(s, now, lease_ms, 8, collect_requests, &c, &err), 0);
-  ck_assert_int_eq(vt->commit(s, &err), 0);
+      vt->outbox_due(s, "notify.sms", now, 8, collect_requests, &c, &err), 0);
+  vt->rollback(s);
   return c;
 }
 
-/* A request goes to one claimer at a time, again when its lease runs out
-   (the claimer died), and never once finished; a second finish is
-   refused. */
-START_TEST(test_store_outbox_claim)
+static int
+take(flow__store *s, const flow__request_row *r, int64_t lease_until)
+{
+  int taken = -1;
+  ck_assert_int_eq(vt->begin(s, &err), 0);
+  ck_assert_int_eq(
+      vt->outbox_take(s, r->id, r->attempts, lease_until, &taken, &err), 0);
+  ck_assert_int_eq(vt->commit(s, &err), 0);
+  return taken;
+}
+
+static int
+settle(flow__store *s, int64_t id, int attempts, const char *status,
+       int64_t next_at)
+{
+  int set = -1;
+  ck_assert_int_eq(vt->begin(s, &err), 0);
+  ck_assert_int_eq(vt->outbox_settle(s, id, attempts, status, next_at,
+                                     "gateway down", NULL, 9000, &set, &err),
+                   0);
+  ck_assert_int_eq(vt->commit(s, &err), 0);
+  return set;
+}
+
+/* A request is due until taken; taken by one connection of two; due
+   again when its lease runs out (its taker died); an attempt is settled
+   once, and a settled request is due no more. */
+START_TEST(test_store_outbox_attempts)
 {
   if (!start(_i))
     return;
   second(1000);
+  flow__request_row add = sample_request(0);
   ck_assert_int_eq(vt->begin(S, &err), 0);
-  for (int n = 0; n < 2; n++)
-    ck_assert_int_eq(vt->outbox_add(S, 1, 2, n, "notify.sms",
-                                    "{\"to\":\"07700\"}", 1000, &err),
-                     0);
+  ck_assert_int_eq(vt->outbox_add(S, &add, &err), 0);
   ck_assert_int_eq(vt->commit(S, &err), 0);
+  int64_t next = 0;
+  ck_assert_int_eq(vt->outbox_next_due(S, "notify.sms", &next, &err), 0);
+  ck_assert_int_eq(next, 1000);
+  ck_assert_int_eq(vt->outbox_next_due(S, "other", &next, &err), 0);
+  ck_assert(next == INT64_MAX);
+  ck_assert_uint_eq(due_requests(S, 999).n, 0); /* not before created */
 
-  requests a = claim_requests(S, 5000, 60000);
-  ck_assert_uint_eq(a.n, 2);
-  ck_assert_int_lt(a.ids[0], a.ids[1]);
-  ck_assert_int_eq(a.attempts[0], 1);
-  /* Held: the other connection gets nothing, now or before the lease
-     ends. */
-  ck_assert_uint_eq(claim_requests(S2, 5000, 60000).n, 0);
-  ck_assert_uint_eq(claim_requests(S2, 64999, 60000).n, 0);
+  requests d = due_requests(S, 5000);
+  ck_assert_uint_eq(d.n, 1);
+  flow__request_row r = d.rows[0];
+  ck_assert_int_eq(r.attempts, 0);
+  ck_assert_str_eq(d.keys[0], "1-2-0");
+  ck_assert_int_eq(r.retry_max, 3);
+  ck_assert_int_eq(r.timeout_ms, 60000);
+  ck_assert(r.lease_until == FLOW__NO_TIME);
+  /* Both saw it due; one takes it. */
+  ck_assert_int_eq(take(S, &r, 65000), 1);
+  ck_assert_int_eq(take(S2, &r, 65000), 0);
+  ck_assert_uint_eq(due_requests(S2, 64999).n, 0);
+  ck_assert_int_eq(vt->outbox_next_due(S2, "notify.sms", &next, &err), 0);
+  ck_assert_int_eq(next, 65000);
 
-  int finished = -1;
+  /* Its lease runs out: due again, with one attempt made. */
+  d = due_requests(S2, 65000);
+  ck_assert_uint_eq(d.n, 1);
+  ck_assert_int_eq(d.rows[0].attempts, 1);
+  ck_assert_int_eq(d.rows[0].lease_until, 65000);
+
+  /* Settle attempt 1 as a retry from 70000: not due before. */
+  ck_assert_int_eq(settle(S, r.id, 1, "pending", 70000), 1);
+  ck_assert_int_eq(settle(S, r.id, 0, "done", 0), 0); /* a stale attempt */
+  ck_assert_uint_eq(due_requests(S, 69999).n, 0);
+  d = due_requests(S, 70000);
+  ck_assert_uint_eq(d.n, 1);
+  ck_assert(d.rows[0].lease_until == FLOW__NO_TIME);
+  ck_assert_int_eq(take(S2, &d.rows[0], 130000), 1);
+
+  /* The result: done, once. */
+  int set = -1;
   ck_assert_int_eq(vt->begin(S, &err), 0);
-  ck_assert_int_eq(vt->outbox_finish(S, a.ids[0], "done", &finished, &err),
+  ck_assert_int_eq(vt->outbox_settle(S, r.id, 2, "done", 0, NULL,
+                                     "{\"sent\":true}", 71000, &set, &err),
                    0);
-  ck_assert_int_eq(finished, 1);
-  ck_assert_int_eq(vt->outbox_finish(S, a.ids[0], "failed", &finished, &err),
+  ck_assert_int_eq(set, 1);
+  ck_assert_int_eq(vt->outbox_settle(S, r.id, 2, "done", 0, NULL, "{}", 72000,
+                                     &set, &err),
                    0);
-  ck_assert_int_eq(finished, 0);
-  ck_assert_int_eq(vt->outbox_finish(S, a.ids[1] + 100, "done", &finished,
-                                     &err),
-                   0);
-  ck_assert_int_eq(finished, 0);
+  ck_assert_int_eq(set, 0);
   ck_assert_int_eq(vt->commit(S, &err), 0);
+  ck_assert_uint_eq(due_requests(S, 1000000).n, 0);
+  ck_assert_int_eq(vt->outbox_next_due(S, "notify.sms", &next, &err), 0);
+  ck_assert(next == INT64_MAX);
 
-  /* The lease of the unfinished one runs out: it goes out again, its
-     second attempt; the finished one never. */
-  requests b = claim_requests(S2, 65000, 60000);
-  ck_assert_uint_eq(b.n, 1);
-  ck_assert_int_eq(b.ids[0], a.ids[1]);
-  ck_assert_int_eq(b.attempts[0], 2);
-
-  /* A claim that rolls back holds nothing. */
-  ck_assert_int_eq(vt->begin(S, &err), 0);
-  requests c = { .n = 0 };
+  requests got = { .n = 0 };
+  ck_assert_int_eq(vt->outbox_get(S2, r.id, collect_requests, &got, &err), 0);
+  ck_assert_uint_eq(got.n, 1);
+  ck_assert_int_eq(got.rows[0].attempts, 2);
+  ck_assert_int_eq(got.rows[0].finished_at, 71000);
+  ck_assert_int_eq(vt->outbox_get(S2, r.id + 100, collect_requests, &got,
+                                  &err),
+                   FLOW_ENOTFOUND);
+  got.n = 0;
   ck_assert_int_eq(
-      vt->outbox_claim(S, 200000, 60000, 8, collect_requests, &c, &err), 0);
-  ck_assert_uint_eq(c.n, 1);
-  vt->rollback(S);
-  ck_assert_uint_eq(claim_requests(S2, 200000, 60000).n, 1);
+      vt->outbox_list(S2, 1, "done", 10, collect_requests, &got, &err), 0);
+  ck_assert_uint_eq(got.n, 1);
+  got.n = 0;
+  ck_assert_int_eq(
+      vt->outbox_list(S2, 0, "pending", 10, collect_requests, &got, &err), 0);
+  ck_assert_uint_eq(got.n, 0);
   finish();
 }
 END_TEST
@@ -803,7 +875,7 @@ conformance_suite(void)
   tcase_add_loop_test(tc, test_store_list_filters, 0, NBACKENDS);
   tcase_add_loop_test(tc, test_store_services_newest, 0, NBACKENDS);
   tcase_add_loop_test(tc, test_store_outbox_unique, 0, NBACKENDS);
-  tcase_add_loop_test(tc, test_store_outbox_claim, 0, NBACKENDS);
+  tcase_add_loop_test(tc, test_store_outbox_attempts, 0, NBACKENDS);
   tcase_add_loop_test(tc, test_store_task_claim, 0, NBACKENDS);
   tcase_add_loop_test(tc, test_store_savepoint, 0, NBACKENDS);
   tcase_add_loop_test(tc, test_store_timer_claim, 0, NBACKENDS);

@@ -255,9 +255,19 @@ START_TEST(test_store_sqlite_case_counter)
   vt->close(s2);
 
   /* Back to schema 3: no counter; cases up to 7. */
+  /* The outbox as schema 1 made it, with one request in it. */
   sql_exec(path, "DROP TABLE counters; DROP TABLE tasks;"
-                 " ALTER TABLE outbox DROP COLUMN attempts;"
-                 " ALTER TABLE outbox DROP COLUMN lease_until;"
+                 "DROP TABLE outbox; CREATE TABLE outbox ("
+                 "  id INTEGER PRIMARY KEY, case_id INTEGER NOT NULL,"
+                 "  seq INTEGER NOT NULL, n INTEGER NOT NULL,"
+                 "  action TEXT NOT NULL, args TEXT NOT NULL,"
+                 "  status TEXT NOT NULL, created_at INTEGER NOT NULL,"
+                 "  UNIQUE (case_id, seq, n));"
+                 "CREATE INDEX outbox_pending ON outbox(status)"
+                 " WHERE status = 'pending';"
+                 " INSERT INTO outbox(case_id, seq, n, action, args, status,"
+                 " created_at) VALUES (2, 1, 0, 'notify.sms', '{}',"
+                 " 'pending', 5);"
                  " PRAGMA user_version = 3;"
                  " UPDATE cases SET id = 7 WHERE id = 4");
   ck_assert_int_eq(vt->open(&s2, path, &cfg, &err), 0);
@@ -265,6 +275,10 @@ START_TEST(test_store_sqlite_case_counter)
   ck_assert_int_eq(open_case(s2), 8);
   vt->close(s2);
   ck_assert_int_eq(sql_int(path, "SELECT value FROM counters"), 8);
+  /* The old request got its key and is due from when it was made. */
+  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM outbox WHERE key ="
+                                 " '2-1-0' AND next_at = 0 AND attempts = 0"),
+                   1);
   remove_db(path);
 }
 END_TEST
