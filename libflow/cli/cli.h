@@ -84,6 +84,7 @@ int cli_cmd_eval(cli_ctx *ctx, const cli_args *args);
 int cli_cmd_run(cli_ctx *ctx, const cli_args *args);
 int cli_cmd_test(cli_ctx *ctx, const cli_args *args);
 int cli_cmd_graph(cli_ctx *ctx, const cli_args *args);
+int cli_cmd_actions(cli_ctx *ctx, const cli_args *args);
 
 /* Options of the commands that have some (cmd_list.c, cmd_eval.c,
    cmd_run.c, cmd_check.c, cmd_test.c, cmd_graph.c). */
@@ -93,6 +94,7 @@ extern const cli_opt cli_graph_opts[];
 extern const cli_opt cli_list_opts[];
 extern const cli_opt cli_eval_opts[];
 extern const cli_opt cli_run_opts[];
+extern const cli_opt cli_actions_opts[];
 
 /* The value of the last occurrence of option name, or NULL; "" for a flag
    that was given. */

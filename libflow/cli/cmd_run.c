@@ -58,6 +58,7 @@
 
 const cli_opt cli_run_opts[] = { { "--until-idle", 0 },
                                  { "--keep-running", 0 },
+                                 { "--action", 1 },
                                  { NULL, 0 } };
 
 static void
@@ -123,6 +124,8 @@ cli_cmd_run(cli_ctx *ctx, const cli_args *args)
     goto out;
   }
   flow_engine_set_listener(st->e, cli_run_on_event, st);
+  if ((rc = cli_run_register_actions(st, args)) != 0)
+    goto out;
 
   /* The signal handles also keep the loop alive while input is open:
      the run ends only by flow_engine_stop(). */

@@ -121,20 +121,41 @@ static const cli_cmd commands[] = {
     .run = cli_cmd_list,
   },
   {
+    .name = "actions",
+    .args = "[--case C] [--status pending|waiting|done|failed|incident]",
+    .summary = "action requests, one JSON object per line",
+    .help = "Prints the requests services made with flow.call, oldest first,\n"
+            "one JSON object per line (a JSON array with --json): id, case,\n"
+            "action, args, key, status, attempts, and how it ended (result,\n"
+            "error).  'waiting' are pending requests of an action with no\n"
+            "handler here; 'incident' ones failed with no fail event, or\n"
+            "their reply or fail event was refused.\n",
+    .opts = cli_actions_opts,
+    .min_args = 0,
+    .max_args = 0,
+    .run = cli_cmd_actions,
+  },
+  {
     .name = "run",
-    .args = "[--until-idle | --keep-running]",
+    .args = "[--until-idle | --keep-running] [--action NAME=ok|fail|stdin]...",
     .summary = "fire timers; JSON-RPC requests on stdin",
     .help =
       "Runs the engine on the database: fires timers as they fall due and\n"
       "answers JSON-RPC 2.0 requests read from stdin, one per line, with\n"
       "one JSON line each on stdout.  Methods: open {service, data, actor},\n"
       "signal {case, event, payload, actor}, show {case}, history {case},\n"
-      "list {service, state, status, where, limit, overdue}, timers {case}.\n"
+      "list {service, state, status, where, limit, overdue}, timers {case},\n"
+      "actions {case, status}, action_result {request, result},\n"
+      "action_failed {request, message, retryable}.\n"
       "What the engine does on its own (a timer fired, its transition) is\n"
       "written as an \"event\" notification.  At the end of input it\n"
       "finishes what was asked and exits 0; --until-idle first fires every\n"
       "timer due at the engine's time (with --now: that time);\n"
-      "--keep-running goes on firing timers until SIGINT or SIGTERM.\n",
+      "--keep-running goes on firing timers until SIGINT or SIGTERM.\n"
+      "--action NAME=ok answers each request for action NAME at once with\n"
+      "an empty result, NAME=fail fails it, NAME=stdin writes it as an\n"
+      "\"action\" notification {request, action, case, args, key, attempt}\n"
+      "for the client to answer with action_result or action_failed.\n",
     .opts = cli_run_opts,
     .min_args = 0,
     .max_args = 0,

@@ -28,6 +28,20 @@
 #define RUN_QUEUE_MAX 4096
 #define RUN_QUEUE_LOW 2048
 
+/* An action `flow run --action NAME=MODE` answers. */
+#define RUN_ACTIONS_MAX 64
+typedef enum run_action_mode {
+  RUN_ACTION_OK,
+  RUN_ACTION_FAIL,
+  RUN_ACTION_STDIN
+} run_action_mode;
+
+typedef struct run_action {
+  char name[72];
+  run_action_mode mode;
+  struct run_state *st;
+} run_action;
+
 /* One request, from its line to its response. */
 typedef enum req_state {
   REQ_WAITING, /* not started: behind calls in flight */
@@ -79,6 +93,9 @@ typedef struct run_state {
   int reader_done;   /* the reader has seen the end of its input */
   int reader_waiting;/* the reader waits for room, not for input */
   uv_thread_t reader;
+
+  run_action actions[RUN_ACTIONS_MAX]; /* --action, registered */
+  int nactions;
 } run_state;
 
 /* A method's parameters: which are required, which allowed. */
@@ -125,6 +142,12 @@ req *cli_run_req_new(run_state *st);
 void cli_run_req_free(req *r);
 /* Moves the queue on. */
 void cli_run_pump(run_state *st);
+
+/* ---- run_actions.c ------------------------------------------------------ */
+
+/* Registers the handlers of every --action; 0, or the exit code after a
+   message. */
+int cli_run_register_actions(run_state *st, const cli_args *args);
 
 /* ---- run_reader.c ------------------------------------------------------- */
 

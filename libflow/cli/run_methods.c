@@ -1,6 +1,6 @@
 /*
- * The methods of `flow run` -- open, signal, show, history, list and
- * timers: which parameters each takes, how they are read and checked, and
+ * The methods of `flow run` -- open, signal, show, history, list, timers,
+ * actions, action_result and action_failed: which parameters each takes, how they are read and checked, and
  * how a request is carried out once it is its turn (open and signal
  * through the asynchronous calls, the others at once).
  */
@@ -18,6 +18,9 @@
    held in the owned members. */
 typedef struct call_args {
   const char *service, *event, *state, *status;
+  const char *request, *message; /* action_result, action_failed */
+  char *result;                  /* owned JSON text, or NULL */
+  int retryable;
   const char *case_id; /* borrowed, or case_buf */
   char case_buf[32];
   char *data;      /* owned JSON text of data/payload, or NULL */
@@ -35,6 +38,7 @@ call_args_free(call_args *a)
   size_t i;
 
   free(a->data);
+  free(a->result);
   free(a->roles);
   for (i = 0; i < a->nwhere; i++)
     free((char *)a->where[i].value_json);
@@ -48,6 +52,9 @@ static const method_def methods[] = {
   { "history", 0, "case", "case" },
   { "list", 0, "", "service state status where limit overdue" },
   { "timers", 0, "case", "case" },
+  { "actions", 0, "", "case status" },
+  { "action_result", 0, "request", "request result" },
+  { "action_failed", 0, "request", "request message retryable" },
 };
 
 #define NMETHODS (sizeof(methods) / sizeof(methods[0]))
@@ -129,7 +136,33 @@ read_params(req *r, const method_def *m, call_args *a)
   STRING_PARAM("event", a->event);
   STRING_PARAM("state", a->state);
   STRING_PARAM("status", a->status);
+  STRING_PARAM("request", a->request);
+  STRING_PARAM("message", a->message);
 #undef STRING_PARAM
+
+  v = json_object_get(p, "result");
+  if (v != NULL && !json_is_null(v)) {
+    if (!json_is_object(v)) {
+      cli_run_set_error(r, RPC_INVALID_PARAMS, NULL,
+                        "Invalid params: 'result' must be a JSON object");
+      return -1;
+    }
+    a->result = json_dumps(v, JSON_OUT);
+    if (a->result == NULL) {
+      cli_run_set_error(r, RPC_INVALID_PARAMS, NULL,
+                        "Invalid params: out of memory");
+      return -1;
+    }
+  }
+  v = json_object_get(p, "retryable");
+  if (v != NULL && !json_is_null(v)) {
+    if (!json_is_boolean(v)) {
+      cli_run_set_error(r, RPC_INVALID_PARAMS, NULL,
+                        "Invalid params: 'retryable' must be true or false");
+      return -1;
+    }
+    a->retryable = json_is_true(v);
+  }
 
   v = json_object_get(p, "case");
   if (v != NULL) {
@@ -200,8 +233,8 @@ read_params(req *r, const method_def *m, call_args *a)
     }
   }
 
-  if (a->status != NULL && strcmp(a->status, "open") != 0 &&
-      strcmp(a->status, "closed") != 0) {
+  if (strcmp(m->name, "list") == 0 && a->status != NULL &&
+      strcmp(a->status, "open") != 0 && strcmp(a->status, "closed") != 0) {
     cli_run_set_error(r, RPC_INVALID_PARAMS, NULL,
                       "Invalid params: 'status' must be \"open\" or "
                       "\"closed\"");
@@ -317,6 +350,18 @@ run_sync(req *r, const method_def *m, call_args *a)
     err = flow_case_history(&out, e, a->case_id);
   } else if (strcmp(m->name, "timers") == 0) {
     err = flow_case_timers(&out, e, a->case_id);
+  } else if (strcmp(m->name, "actions") == 0) {
+    err = flow_actions_list(&out, e, a->case_id, a->status);
+  } else if (strcmp(m->name, "action_result") == 0 ||
+             strcmp(m->name, "action_failed") == 0) {
+    err = m->name[7] == 'r'
+              ? flow_action_complete(e, a->request, a->result)
+              : flow_action_fail(e, a->request, a->retryable, a->message);
+    if (err == 0)
+      cli_run_set_result(r, "true");
+    else
+      cli_run_set_flow_error(r, err);
+    return;
   } else {
     flow_case_query q = FLOW_CASE_QUERY_INIT;
     q.service = a->service;
@@ -346,7 +391,8 @@ cli_run_dispatch(req *r)
   if (m == NULL) {
     cli_run_set_error(r, RPC_METHOD_NOT_FOUND, NULL,
                       "Method not found: '%s' (methods: open, signal, show, "
-                      "history, list, timers)",
+                      "history, list, timers, actions, action_result, "
+                      "action_failed)",
                       r->method);
     return;
   }

@@ -703,6 +703,72 @@ rc=$?
 exec 4<&-
 expect "run --keep-running stops on SIGTERM with 0" 0
 
+# ---- actions: flow actions, run --action, action_result --------------------
+
+ADB=$T/actions.db
+"$FLOW" --db "$ADB" load "$SERVICE" >/dev/null 2>&1
+FLOW_NOW=2026-11-30T09:00:00Z "$FLOW" --db "$ADB" open missed_bin \
+  '{"uprn":"1","address":"1 High St","bin":"refuse","phone":"07700 900123"}' \
+  >/dev/null 2>&1
+FLOW_NOW=2026-11-30T09:00:00Z "$FLOW" --db "$ADB" --roles supervisor \
+  signal 1 assign '{"crew":"north-2"}' >/dev/null 2>&1
+run --db "$ADB" actions
+expect "actions" 0
+out_lines "actions: one request" 1
+out_has "actions: waiting, no handler here" '"status":"waiting"'
+out_has "actions: its key" '"key":"1-2-0"'
+run --db "$ADB" --json actions --status waiting
+out_has "actions --json: an array" '^\[{"action":"notify.sms"'
+run --db "$ADB" actions --status soon
+refused "actions --status soon" 1
+err_has "actions --status names the statuses" 'pending, waiting, done, failed or incident'
+run --db "$ADB" actions --case two
+refused "actions --case two" 1
+run --db "$ADB" run --action notify.sms
+usage "run --action without =MODE"
+run --db "$ADB" run --action notify.sms=maybe
+usage "run --action NAME=maybe"
+run --db "$ADB" run --action 'Not Valid=ok'
+refused "run --action with a bad name" 1
+err_has "run --action names the rule" 'lower-case'
+
+# stdin: the request goes out as a notification, the answer comes back as
+# a request; a second answer is refused.
+run_in '{"jsonrpc":"2.0","id":1,"method":"actions","params":{"status":"pending"}}' \
+  --db "$ADB" --now 2026-11-30T09:05:00Z run --until-idle \
+  --action notify.sms=stdin
+expect "run --action stdin" 0
+out_has "run --action stdin: the request" '"method":"action","params":{.*"attempt":1,.*"key":"1-2-0","request":"1"}'
+resp_has "run --action stdin: pending until answered" 1 '"status":"pending"'
+printf '%s\n' \
+  '{"jsonrpc":"2.0","id":2,"method":"action_result","params":{"request":"1","result":{"id":"sms-81"}}}' \
+  '{"jsonrpc":"2.0","id":3,"method":"action_result","params":{"request":"1"}}' \
+  '{"jsonrpc":"2.0","id":4,"method":"action_failed","params":{"request":"9"}}' \
+  '{"jsonrpc":"2.0","id":5,"method":"action_result","params":{"request":"1","result":[1]}}' \
+  '{"jsonrpc":"2.0","id":6,"method":"actions","params":{"case":"1","status":"done"}}' |
+  "$FLOW" --db "$ADB" --now 2026-11-30T09:06:00Z run >"$T/out" 2>"$T/err"
+rc=$?
+expect "action_result" 0
+resp_has "action_result: taken" 2 '"result":true'
+resp_has "action_result: a second answer" 3 'FLOW_ECONFLICT'
+resp_has "action_failed: no such request" 4 'FLOW_ENOTFOUND'
+resp_has "action_result: result must be an object" 5 '-32602'
+resp_has "actions: done, with its result" 6 '"result":{"id":"sms-81"},"status":"done"'
+out_has "action_result: the event" '"type":"action_completed"'
+
+# ok and fail answer at once; fail without a fail event is an incident.
+FLOW_NOW=2026-11-30T10:00:00Z "$FLOW" --db "$ADB" open missed_bin \
+  '{"uprn":"2","address":"2 High St","bin":"refuse","phone":"07700 900124"}' \
+  >/dev/null 2>&1
+FLOW_NOW=2026-11-30T10:00:00Z "$FLOW" --db "$ADB" --roles supervisor \
+  signal 2 assign '{"crew":"north-2"}' >/dev/null 2>&1
+run --db "$ADB" --now 2026-11-30T10:01:00Z run --until-idle \
+  --action notify.sms=fail
+expect "run --action fail" 0
+out_has "run --action fail: an incident" '"type":"incident"'
+run --db "$ADB" actions --status incident
+out_has "actions: the incident says why" 'failed by flow run --action notify.sms=fail (the script named no fail event)'
+
 # ---- test, check --strict, graph -------------------------------------------
 #
 # flow test over a directory holding one passing, one failing and one
