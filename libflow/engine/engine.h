@@ -164,8 +164,8 @@ int flow__engine_wake_check(flow_engine *e);
    INT64_MAX when none.  Part of flow__engine_next_due. */
 int64_t flow__engine_actions_next_due(flow_engine *e);
 /* Takes and dispatches up to max due requests (*seen read, *sent handed
-   to their handlers), each attempt in its own transaction; timed-out
-   attempts are settled as failures. */
+   to their handlers or, timed out, settled as failures), each step in its
+   own transaction. */
 int flow__engine_dispatch_batch(flow_engine *e, size_t max, size_t *sent,
                                 size_t *seen);
 void flow__engine_actions_free(flow_engine *e);

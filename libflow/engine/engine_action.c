@@ -603,6 +603,7 @@ flow__engine_dispatch_batch(flow_engine *e, size_t max, size_t *sent,
       if (rc == 0) {
         if (q->lease_until != FLOW__NO_TIME && q->timeout_ms > 0) {
           rc = time_out(e, q);
+          *sent += rc == 0; /* settled: work done */
         } else {
           int one = 0;
           /* The registry may grow during a handler: look it up again. */

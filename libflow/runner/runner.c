@@ -135,8 +135,12 @@ install_p(lua_State *L)
   r->test_table = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_setfield(L, -2, "test");
 
-  /* mock: reserved. */
-  lua_createtable(L, 0, 0);
+  /* mock: mock.action stands in for the host; other names are reserved
+     for tasks and messages. */
+  lua_createtable(L, 0, 1);
+  lua_pushlightuserdata(L, r);
+  lua_pushcclosure(L, flow__runner_l_mock_action, 1);
+  lua_setfield(L, -2, "action");
   lua_createtable(L, 0, 1);
   lua_pushlightuserdata(L, r);
   lua_pushcclosure(L, flow__runner_l_mock_index, 1);
@@ -177,6 +181,8 @@ result(const char *name, const char *status, int line, int64_t ms)
 static void
 reset_test(runner *r)
 {
+  flow__runner_actions_reset(r);
+  flow__runner_mocks_clear(flow__sandbox_lua(r->sb));
   flow_engine_close(r->e);
   r->e = NULL;
   r->in_test = 0;

@@ -111,8 +111,8 @@ push_case(lua_State *L, const char *id)
   lua_setmetatable(L, -2);
 }
 
-static const char *
-case_id(lua_State *L, runner *r)
+const char *
+flow__runner_case_id(lua_State *L, runner *r)
 {
   if (!lua_istable(L, 1))
     flow__runner_raise_at(L, r,
@@ -196,6 +196,7 @@ flow__runner_l_open(lua_State *L)
   int rc = do_open(L, r, 1, id, sizeof id);
   if (rc != 0)
     return flow__runner_engine_error(L, r, rc, "open");
+  flow__runner_answer(L, r); /* what the opening asked of mocks */
   push_case(L, id);
   return 1;
 }
@@ -217,7 +218,7 @@ static int
 c_signal(lua_State *L)
 {
   runner *r = flow__runner_need_test(L, "signal");
-  const char *id = case_id(L, r);
+  const char *id = flow__runner_case_id(L, r);
   int rc = do_signal(L, r, id, 2);
   if (rc != 0) {
     char what[128];
@@ -225,6 +226,7 @@ c_signal(lua_State *L)
     return flow__runner_engine_error(L, r, rc, what);
   }
   lua_settop(L, 1);
+  flow__runner_answer(L, r); /* what the event asked of mocks */
   return 1;
 }
 
@@ -232,7 +234,7 @@ static int
 c_get(lua_State *L)
 {
   runner *r = flow__runner_need_test(L, "get");
-  json_t *j = get_case(L, r, case_id(L, r));
+  json_t *j = get_case(L, r, flow__runner_case_id(L, r));
   flow__json_push(L, j);
   json_decref(j);
   return 1;
@@ -242,7 +244,7 @@ static int
 c_field(lua_State *L, const char *key)
 {
   runner *r = flow__runner_need_test(L, key);
-  json_t *j = get_case(L, r, case_id(L, r));
+  json_t *j = get_case(L, r, flow__runner_case_id(L, r));
   flow__json_push(L, json_object_get(j, key));
   json_decref(j);
   return 1;
@@ -264,7 +266,7 @@ static int
 rows(lua_State *L, int timers)
 {
   runner *r = flow__runner_need_test(L, timers ? "timers" : "history");
-  const char *id = case_id(L, r);
+  const char *id = flow__runner_case_id(L, r);
   char *out = NULL;
   int rc = timers ? flow_case_timers(&out, r->e, id)
                   : flow_case_history(&out, r->e, id);
@@ -320,7 +322,7 @@ static int
 c_expect_state(lua_State *L)
 {
   runner *r = flow__runner_need_test(L, "expect_state");
-  const char *id = case_id(L, r);
+  const char *id = flow__runner_case_id(L, r);
   const char *want = luaL_checkstring(L, 2);
   json_t *c = get_case(L, r, id);
   char got[128];
@@ -340,7 +342,7 @@ static int
 c_expect_data(lua_State *L)
 {
   runner *r = flow__runner_need_test(L, "expect_data");
-  const char *id = case_id(L, r);
+  const char *id = flow__runner_case_id(L, r);
   luaL_checktype(L, 2, LUA_TTABLE);
   json_t *want = to_json(L, r, 2, "expected");
   int rc;
@@ -382,7 +384,7 @@ static int
 c_expect_field(lua_State *L)
 {
   runner *r = flow__runner_need_test(L, "expect_field");
-  const char *id = case_id(L, r);
+  const char *id = flow__runner_case_id(L, r);
   const char *field = luaL_checkstring(L, 2);
   json_t *want = to_json(L, r, 3, "expected");
   int rc;
@@ -412,7 +414,7 @@ static int
 c_expect_history(lua_State *L)
 {
   runner *r = flow__runner_need_test(L, "expect_history");
-  const char *id = case_id(L, r);
+  const char *id = flow__runner_case_id(L, r);
   luaL_checktype(L, 2, LUA_TTABLE);
   char *out = NULL;
   int rc = flow_case_history(&out, r->e, id);
@@ -466,7 +468,7 @@ static int
 c_expect_timers(lua_State *L)
 {
   runner *r = flow__runner_need_test(L, "expect_timers");
-  const char *id = case_id(L, r);
+  const char *id = flow__runner_case_id(L, r);
   luaL_checktype(L, 2, LUA_TTABLE);
   char *out = NULL;
   int rc = flow_case_timers(&out, r->e, id);
@@ -591,7 +593,7 @@ static int
 c_expect_sla(lua_State *L)
 {
   runner *r = flow__runner_need_test(L, "expect_sla");
-  const char *id = case_id(L, r);
+  const char *id = flow__runner_case_id(L, r);
   const char *want = luaL_checkstring(L, 2);
   static const char *const known[] = { "none", "due", "warned", "breached",
                                        "met", NULL };
@@ -652,7 +654,7 @@ static int
 c_expect_refused(lua_State *L)
 {
   runner *r = flow__runner_need_test(L, "expect_refused");
-  const char *id = case_id(L, r);
+  const char *id = flow__runner_case_id(L, r);
   int top = lua_gettop(L);
   if (top < 3)
     return flow__runner_raise_at(L, r,
@@ -699,11 +701,13 @@ static const luaL_Reg case_methods[] = {
   { "data", c_data },
   { "history", c_history },
   { "timers", c_timers },
+  { "actions", flow__runner_c_actions },
   { "expect_state", c_expect_state },
   { "expect_data", c_expect_data },
   { "expect_field", c_expect_field },
   { "expect_history", c_expect_history },
   { "expect_timers", c_expect_timers },
+  { "expect_actions", flow__runner_c_expect_actions },
   { "expect_sla", c_expect_sla },
   { "expect_refused", c_expect_refused },
   { NULL, NULL },

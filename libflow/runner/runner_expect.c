@@ -266,14 +266,14 @@ flow__runner_l_expect_refused(lua_State *L)
   return 0;
 }
 
-/* mock.anything: reserved for mocks of actions, tasks and messages. */
+/* mock.anything but action: reserved for mocks of tasks and messages. */
 int
 flow__runner_l_mock_index(lua_State *L)
 {
   runner *r = flow__runner_of(L);
   return flow__runner_raise_at(
       L, r,
-      "mock.%s is not available yet: mocks of host "
-      "actions, tasks and messages will live in `mock`",
+      "mock.%s is not available yet: mock.action answers actions; mocks "
+      "of tasks and messages will live in `mock` too",
       lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "?");
 }

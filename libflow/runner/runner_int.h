@@ -30,6 +30,9 @@ typedef struct test_decl {
   char *at; /* its { at = ... }, or NULL */
 } test_decl;
 
+typedef struct runner_dispatched runner_dispatched; /* runner_action.c */
+typedef struct runner_delayed runner_delayed;
+
 typedef struct runner {
   flow__allocator alloc;
   flow__sandbox *sb;
@@ -61,6 +64,13 @@ typedef struct runner {
   char incident_case[24];
   flow__buf output;
   json_t *coverage;
+  /* Actions (runner_action.c): requests handed to mocks and not yet
+     answered, and answers to give later. */
+  runner_dispatched *dispatched;
+  size_t ndispatched, capdispatched;
+  int dispatch_oom;
+  runner_delayed *delayed;
+  size_t ndelayed, capdelayed;
 } runner;
 
 /* ---- reporting (runner_report.c) ----------------------------------------- */
@@ -118,6 +128,25 @@ int flow__runner_l_load(lua_State *L);
 void flow__runner_case_install(lua_State *L, runner *r);
 int flow__runner_l_open(lua_State *L);
 int flow__runner_l_expect_open_refused(lua_State *L);
+
+/* The case id of the handle at index 1 (raises when it is not one). */
+const char *flow__runner_case_id(lua_State *L, runner *r);
+
+/* ---- actions (runner_action.c) ------------------------------------------- */
+
+/* Dispatches what is due to the mocks and answers each, on L. */
+void flow__runner_answer(lua_State *L, runner *r);
+/* When the next `after` answer is due; INT64_MAX when none. */
+int64_t flow__runner_next_answer(const runner *r);
+/* Gives every `after` answer due by the engine clock, in due order. */
+void flow__runner_give_due(lua_State *L, runner *r);
+/* Forgets the test's requests and answers. */
+void flow__runner_actions_reset(runner *r);
+/* Forgets the test's mocks. */
+void flow__runner_mocks_clear(lua_State *L);
+int flow__runner_l_mock_action(lua_State *L);
+int flow__runner_c_actions(lua_State *L);
+int flow__runner_c_expect_actions(lua_State *L);
 
 /* ---- plain values (runner_expect.c) -------------------------------------- */
 

@@ -353,10 +353,61 @@ START_TEST(test_testrunner_outside_a_test)
 {
   ck_assert_int_eq(run_with("open('door')\n", NULL), 0);
   has("\"line\":1,\"message\":\"open() works only inside a test");
-  ck_assert_int_eq(run_with("test('x', function() mock.action() end)\n",
+  ck_assert_int_eq(run_with("test('x', function() mock.task() end)\n",
                             NULL),
                    0);
-  has("mock.action is not available yet");
+  has("mock.task is not available yet");
+}
+END_TEST
+
+/* Mocks of actions: the mistakes a tester can make are named, at the line,
+   and an assertion on the actions says what was asked. */
+START_TEST(test_testrunner_action_mocks)
+{
+  write_file("bell.lua",
+             "return { name = 'bell', version = 1, initial = 'a',\n"
+             "  states = { a = { on = { ring = function(case, ev)\n"
+             "    flow.call('notify.sms', { to = '1' }, { reply = 'rang' })\n"
+             "  end, rang = 'b' } }, b = { final = true } } }\n");
+  ck_assert_int_eq(
+      run_with("load('bell.lua')\n"
+               "test('answered', function()\n"
+               "  mock.action('notify.sms', { result = {} })\n"
+               "  local c = open('bell')\n"
+               "  c:signal('ring')\n"
+               "  c:expect_state('b')\n"
+               "  c:expect_actions({ { action = 'notify.sms', status = 'done' } })\n"
+               "end)\n"
+               "test('wrong expectation', function()\n"
+               "  local c = open('bell')\n"
+               "  c:signal('ring')\n"
+               "  c:expect_actions({ { action = 'notify.sms', status = 'done' } })\n"
+               "end)\n"
+               "test('bad answer', function()\n"
+               "  mock.action('notify.sms', { reslut = {} })\n"
+               "end)\n"
+               "test('both', function()\n"
+               "  mock.action('notify.sms', { result = {}, fail = 'x' })\n"
+               "end)\n"
+               "test('a mock function that fails', function()\n"
+               "  mock.action('notify.sms', function(args) error('boom') end)\n"
+               "  open('bell'):signal('ring')\n"
+               "end)\n"
+               "test('a mock function that returns nothing', function()\n"
+               "  mock.action('notify.sms', function(args) end)\n"
+               "  open('bell'):signal('ring')\n"
+               "end)\n",
+               NULL),
+      0);
+  has("\"name\":\"answered\",\"status\":\"pass\"");
+  has("\"line\":12,\"message\":\"expect_actions: case 1 should have asked "
+      "for notify.sms (done), but it asked for notify.sms (waiting)");
+  has("\"line\":15,\"message\":\"mock.action('notify.sms'): the answer "
+      "has no 'reslut' (it takes result, fail, retry, after and silent)");
+  has("\"line\":18,\"message\":\"mock.action('notify.sms'): an answer is "
+      "a result or a failure, not both");
+  has("\"message\":\"boom\"");
+  has("the answer must be a table like { result = { ... } }");
 }
 END_TEST
 
@@ -379,6 +430,7 @@ suite(void)
   tcase_add_test(tc, test_testrunner_refusals);
   tcase_add_test(tc, test_testrunner_filter_and_coverage);
   tcase_add_test(tc, test_testrunner_outside_a_test);
+  tcase_add_test(tc, test_testrunner_action_mocks);
   suite_add_tcase(s, tc);
   return s;
 }
