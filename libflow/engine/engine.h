@@ -26,6 +26,8 @@ typedef struct flow__compiled {
   struct flow__compiled *next; /* the engine's cache, newest first */
 } flow__compiled;
 
+typedef struct flow__action_round flow__action_round;
+
 /* A host's handler for one action name (flow_action_register). */
 typedef struct flow__action_reg {
   char *name;
@@ -67,6 +69,9 @@ struct flow_engine {
      whose requests a dispatch round looks at first. */
   flow__action_reg *actions;
   size_t nactions, action_turn;
+  /* The dispatch round whose handlers are running, or NULL: answers to
+     its requests wait to be applied together (engine_action.c). */
+  struct flow__action_round *round;
 
   /* Writing calls made to the store so far: equal before and after a call
      means the call wrote nothing (group commit, engine_async.c).  Every

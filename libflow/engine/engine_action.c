@@ -379,6 +379,167 @@ end_txn(flow_engine *e, int rc)
   return rc;
 }
 
+/* One answer from the host: a result or a failure. */
+typedef struct answer {
+  int64_t id;
+  int fail, retryable;
+  char *text;     /* complete: the result as JSON text (owned) */
+  json_t *result; /* complete: the result, parsed */
+  char msg[512];  /* fail: the message */
+} answer;
+
+static void
+answer_free(answer *a)
+{
+  flow_free(a->text);
+  json_decref(a->result);
+  a->text = NULL;
+  a->result = NULL;
+}
+
+/*
+ * Applies an answer inside the caller's transaction: *q gets the request
+ * (cleared by the caller), *type and why what the listener is told.  A
+ * refusal (FLOW_ECONFLICT, FLOW_ENOTFOUND) writes nothing; anything else
+ * that fails is a storage failure, which ends the transaction.
+ */
+static int
+apply_answer(flow_engine *e, const answer *a, request *q, const char **type,
+             char *why, size_t whylen)
+{
+  why[0] = 0;
+  int rc = in_flight(e, a->id, q);
+  if (rc != 0)
+    return rc;
+  if (a->fail)
+    return settle_failure(e, q, a->retryable, a->msg, type, why, whylen);
+  const char *status = "done";
+  if (q->reply) {
+    int d = deliver(e, q, q->reply, a->result, why, whylen);
+    if (d < 0)
+      return d;
+    if (d == 1)
+      status = "incident";
+  }
+  flow__err err;
+  flow__err_clear(&err);
+  int set = 0;
+  if ((rc = e->vt->outbox_settle(e->store, q->id, q->attempts, status, 0,
+                                 why[0] ? why : NULL, a->text,
+                                 flow_engine_now(e), &set, &err)) != 0)
+    return flow__engine_fail_err(e, &err);
+  if (!set)
+    return flow__engine_fail(e, FLOW_ECONFLICT,
+                             "request %lld was answered already",
+                             (long long)q->id);
+  *type = strcmp(status, "done") == 0 ? "action_completed" : "incident";
+  return 0;
+}
+
+/* Applies an answer in a transaction of its own and tells the listener. */
+static int
+answer_now(flow_engine *e, const answer *a)
+{
+  flow__err err;
+  flow__err_clear(&err);
+  request q;
+  memset(&q, 0, sizeof q);
+  const char *type = NULL;
+  char why[FLOW__ERRMSG_MAX];
+  int rc = e->vt->begin(e->store, &err);
+  if (rc != 0)
+    return flow__engine_fail_err(e, &err);
+  rc = apply_answer(e, a, &q, &type, why, sizeof why);
+  rc = end_txn(e, rc);
+  if (rc == 0) {
+    notify(e, type, &q, why[0] ? why : NULL);
+    flow__err_clear(&e->err);
+  }
+  request_clear(e, &q);
+  return rc;
+}
+
+/*
+ * A dispatch round: the requests taken in it, and the answers their
+ * handlers gave before returning, applied together when the handlers are
+ * done (flush_round), in one transaction.
+ */
+struct flow__action_round {
+  int64_t *ids;
+  unsigned char *answered;
+  size_t n;
+  answer *queue;
+  size_t nqueue;
+};
+
+/* Queues a for the round when it answers one of its requests; 1 when
+   queued (a is then the round's), 0 when not the round's, or
+   FLOW_ECONFLICT for a second answer. */
+static int
+round_take(flow_engine *e, answer *a)
+{
+  flow__action_round *r = e->round;
+  for (size_t i = 0; r && i < r->n; i++) {
+    if (r->ids[i] != a->id)
+      continue;
+    if (r->answered[i]) {
+      answer_free(a);
+      return flow__engine_fail(e, FLOW_ECONFLICT,
+                               "request %lld was answered already: this "
+                               "answer is ignored",
+                               (long long)a->id);
+    }
+    r->answered[i] = 1;
+    r->queue[r->nqueue++] = *a;
+    return 1;
+  }
+  return 0;
+}
+
+static void
+flush_round(flow_engine *e, flow__action_round *r)
+{
+  if (r->nqueue == 0)
+    return;
+  flow__err err;
+  flow__err_clear(&err);
+  request *qs = flow__calloc(&e->alloc, r->nqueue, sizeof *qs);
+  const char **types = flow__calloc(&e->alloc, r->nqueue, sizeof *types);
+  char (*whys)[512] = flow__calloc(&e->alloc, r->nqueue, sizeof *whys);
+  int rc = qs && types && whys ? e->vt->begin(e->store, &err) : FLOW_ENOMEM;
+  size_t i = 0;
+  for (; rc == 0 && i < r->nqueue; i++) {
+    int one = apply_answer(e, &r->queue[i], &qs[i], &types[i], whys[i],
+                           sizeof whys[i]);
+    /* A refusal writes nothing; anything else is the store failing. */
+    if (one != 0 && one != FLOW_ECONFLICT && one != FLOW_ENOTFOUND)
+      rc = one;
+  }
+  if (rc == 0 && (rc = e->vt->commit(e->store, &err)) != 0)
+    flow__engine_fail_err(e, &err);
+  if (rc == 0) {
+    for (i = 0; i < r->nqueue; i++)
+      if (types[i])
+        notify(e, types[i], &qs[i], whys[i][0] ? whys[i] : NULL);
+  } else {
+    /* Each on its own, so that one failure does not lose the others; a
+       request whose answer cannot be applied stays in flight and goes
+       out again when its hold runs out. */
+    e->vt->rollback(e->store);
+    for (i = 0; i < r->nqueue; i++)
+      answer_now(e, &r->queue[i]);
+  }
+  for (i = 0; qs && i < r->nqueue; i++)
+    request_clear(e, &qs[i]);
+  for (i = 0; i < r->nqueue; i++)
+    answer_free(&r->queue[i]);
+  r->nqueue = 0;
+  flow__free(&e->alloc, qs);
+  flow__free(&e->alloc, types);
+  flow__free(&e->alloc, whys);
+  e->next_due = INT64_MIN;
+}
+
 int
 flow_action_complete(flow_engine *engine, const char *request_id,
                      const char *result_json)
@@ -386,60 +547,24 @@ flow_action_complete(flow_engine *engine, const char *request_id,
   if (engine == NULL)
     return FLOW_EMISUSE;
   flow_engine *e = engine;
-  int64_t id;
-  int rc = parse_request_id(e, request_id, &id);
+  answer a;
+  memset(&a, 0, sizeof a);
+  int rc = parse_request_id(e, request_id, &a.id);
   if (rc != 0)
     return rc;
   flow__err err;
   flow__err_clear(&err);
-  json_t *result = NULL;
   if (flow__json_parse_object(result_json ? result_json : "{}",
-                              "the action's result", &result, &err) != 0)
+                              "the action's result", &a.result, &err) != 0)
     return flow__engine_fail_err(e, &err);
-  char *text = flow__json_owned(&e->alloc, result);
-  if (text == NULL) {
-    json_decref(result);
+  if ((a.text = flow__json_owned(&e->alloc, a.result)) == NULL) {
+    answer_free(&a);
     return flow__engine_fail(e, FLOW_ENOMEM, "out of memory");
   }
-  request q;
-  char why[FLOW__ERRMSG_MAX];
-  why[0] = 0;
-  const char *status = "done";
-  if ((rc = e->vt->begin(e->store, &err)) != 0) {
-    flow__engine_fail_err(e, &err);
-  } else if ((rc = in_flight(e, id, &q)) == 0) {
-    if (q.reply) {
-      int d = deliver(e, &q, q.reply, result, why, sizeof why);
-      if (d < 0)
-        rc = d;
-      else if (d == 1)
-        status = "incident";
-    }
-    int set = 0;
-    if (rc == 0 &&
-        (rc = e->vt->outbox_settle(e->store, q.id, q.attempts, status, 0,
-                                   why[0] ? why : NULL, text,
-                                   flow_engine_now(e), &set, &err)) != 0)
-      flow__engine_fail_err(e, &err);
-    else if (rc == 0 && !set)
-      rc = flow__engine_fail(e, FLOW_ECONFLICT,
-                             "request %lld was answered already",
-                             (long long)id);
-  } else {
-    e->vt->rollback(e->store);
-    json_decref(result);
-    flow_free(text);
-    return rc;
-  }
-  rc = end_txn(e, rc);
-  json_decref(result);
-  flow_free(text);
-  if (rc == 0) {
-    notify(e, strcmp(status, "done") == 0 ? "action_completed" : "incident",
-           &q, why[0] ? why : NULL);
-    flow__err_clear(&e->err);
-  }
-  request_clear(e, &q);
+  if ((rc = round_take(e, &a)) != 0)
+    return rc < 0 ? rc : 0;
+  rc = answer_now(e, &a);
+  answer_free(&a);
   return rc;
 }
 
@@ -450,35 +575,21 @@ flow_action_fail(flow_engine *engine, const char *request_id, int retryable,
   if (engine == NULL)
     return FLOW_EMISUSE;
   flow_engine *e = engine;
-  int64_t id;
-  int rc = parse_request_id(e, request_id, &id);
+  answer a;
+  memset(&a, 0, sizeof a);
+  int rc = parse_request_id(e, request_id, &a.id);
   if (rc != 0)
     return rc;
-  char msg[512];
-  snprintf(msg, sizeof msg, "%s",
+  a.fail = 1;
+  a.retryable = retryable;
+  snprintf(a.msg, sizeof a.msg, "%s",
            message && *message ? message : "the action failed");
-  if (!flow__utf8_valid(msg, strlen(msg)))
-    snprintf(msg, sizeof msg, "the action failed (its message was not "
-                              "UTF-8 text)");
-  flow__err err;
-  flow__err_clear(&err);
-  request q;
-  const char *type = NULL;
-  char why[FLOW__ERRMSG_MAX];
-  if ((rc = e->vt->begin(e->store, &err)) != 0)
-    return flow__engine_fail_err(e, &err);
-  if ((rc = in_flight(e, id, &q)) != 0) {
-    e->vt->rollback(e->store);
-    return rc;
-  }
-  rc = settle_failure(e, &q, retryable, msg, &type, why, sizeof why);
-  rc = end_txn(e, rc);
-  if (rc == 0) {
-    notify(e, type, &q, why);
-    flow__err_clear(&e->err);
-  }
-  request_clear(e, &q);
-  return rc;
+  if (!flow__utf8_valid(a.msg, strlen(a.msg)))
+    snprintf(a.msg, sizeof a.msg, "the action failed (its message was not "
+                                  "UTF-8 text)");
+  if ((rc = round_take(e, &a)) != 0)
+    return rc < 0 ? rc : 0;
+  return answer_now(e, &a);
 }
 
 /* ---- dispatch ------------------------------------------------------------ */
@@ -527,29 +638,10 @@ time_out(flow_engine *e, request *q)
   return rc;
 }
 
-/* Takes one attempt and calls the handler; *sent is 1 if it did. */
-static int
-dispatch_one(flow_engine *e, const flow__action_reg *a, request *q, int *sent)
+/* Calls the handler for a request taken for attempt q->attempts. */
+static void
+call_handler(flow_engine *e, const flow__action_reg *a, const request *q)
 {
-  *sent = 0;
-  int64_t now = flow_engine_now(e);
-  int64_t hold = q->timeout_ms > 0 ? q->timeout_ms : FLOW__ACTION_LEASE_MS;
-  flow__err err;
-  flow__err_clear(&err);
-  int taken = 0;
-  int rc = e->vt->begin(e->store, &err);
-  if (rc == 0)
-    rc = e->vt->outbox_take(e->store, q->id, q->attempts, now + hold, &taken,
-                            &err);
-  if (rc == 0)
-    rc = e->vt->commit(e->store, &err);
-  if (rc != 0) {
-    e->vt->rollback(e->store);
-    return flow__engine_fail_err(e, &err);
-  }
-  if (!taken)
-    return 0; /* another engine took it first */
-  q->attempts++;
   char id[24], cid[24];
   snprintf(id, sizeof id, "%lld", (long long)q->id);
   snprintf(cid, sizeof cid, "%lld", (long long)q->case_id);
@@ -563,8 +655,78 @@ dispatch_one(flow_engine *e, const flow__action_reg *a, request *q, int *sent)
   e->in_callback = 1;
   a->fn(e, &req, a->payload);
   e->in_callback = was;
-  *sent = 1;
-  return 0;
+}
+
+/*
+ * One action's turn in a round: the due requests are read and taken in
+ * one transaction, timed-out attempts settled, then each handler called;
+ * the answers they gave before returning are applied together.
+ */
+static int
+dispatch_action(flow_engine *e, size_t ai, due_list *d, int64_t now,
+                size_t *sent)
+{
+  flow__err err;
+  flow__err_clear(&err);
+  const char *name = e->actions[ai].name;
+  int rc = e->vt->begin(e->store, &err);
+  if (rc == 0)
+    rc = e->vt->outbox_due(e->store, name, now, d->max, collect, d, &err);
+  int64_t *ids = flow__calloc(&e->alloc, d->n ? d->n : 1, sizeof *ids);
+  unsigned char *taken = flow__calloc(&e->alloc, d->n ? d->n : 1, 1);
+  answer *queue = flow__calloc(&e->alloc, d->n ? d->n : 1, sizeof *queue);
+  if (rc == 0 && (ids == NULL || taken == NULL || queue == NULL))
+    rc = flow__err_set(&err, FLOW_ENOMEM, "out of memory dispatching");
+  size_t n = 0;
+  for (size_t i = 0; rc == 0 && i < d->n; i++) {
+    request *q = &d->items[i];
+    if (q->lease_until != FLOW__NO_TIME && q->timeout_ms > 0)
+      continue; /* timed out: settled below */
+    int64_t hold = q->timeout_ms > 0 ? q->timeout_ms : FLOW__ACTION_LEASE_MS;
+    int one = 0;
+    rc = e->vt->outbox_take(e->store, q->id, q->attempts, now + hold, &one,
+                            &err);
+    if (rc == 0 && one) {
+      taken[i] = 1;
+      q->attempts++;
+      ids[n++] = q->id;
+    }
+  }
+  if (rc == 0)
+    rc = e->vt->commit(e->store, &err);
+  if (rc != 0) {
+    e->vt->rollback(e->store);
+    flow__engine_fail_err(e, &err);
+  }
+  for (size_t i = 0; rc == 0 && i < d->n; i++) {
+    request *q = &d->items[i];
+    if (q->lease_until != FLOW__NO_TIME && q->timeout_ms > 0) {
+      rc = time_out(e, q);
+      *sent += rc == 0; /* settled: work done */
+    }
+  }
+  unsigned char *answered = flow__calloc(&e->alloc, n ? n : 1, 1);
+  flow__action_round round = { ids, answered, n, queue, 0 };
+  flow__action_round *outer = e->round;
+  if (rc == 0 && answered == NULL)
+    rc = flow__engine_fail(e, FLOW_ENOMEM, "out of memory dispatching");
+  if (rc == 0) {
+    e->round = &round;
+    for (size_t i = 0; i < d->n; i++) {
+      if (!taken[i])
+        continue;
+      /* The registry may grow during a handler: look it up each time. */
+      call_handler(e, &e->actions[ai], &d->items[i]);
+      ++*sent;
+    }
+    e->round = outer;
+    flush_round(e, &round);
+  }
+  flow__free(&e->alloc, ids);
+  flow__free(&e->alloc, taken);
+  flow__free(&e->alloc, queue);
+  flow__free(&e->alloc, answered);
+  return rc;
 }
 
 int
@@ -584,35 +746,12 @@ flow__engine_dispatch_batch(flow_engine *e, size_t max, size_t *sent,
      others back; a round takes up to max requests in all. */
   size_t na = e->nactions;
   for (size_t k = 0; k < na && rc == 0 && *seen < max; k++) {
-    size_t ai = (e->action_turn + k) % na;
-    char *name = e->actions[ai].name;
-    flow__err err;
-    flow__err_clear(&err);
     d.n = 0;
     d.max = max - *seen;
-    if ((rc = e->vt->begin(e->store, &err)) == 0)
-      rc = e->vt->outbox_due(e->store, name, now, d.max, collect, &d, &err);
-    e->vt->rollback(e->store); /* read only */
-    if (rc != 0) {
-      flow__engine_fail_err(e, &err);
-      break;
-    }
+    rc = dispatch_action(e, (e->action_turn + k) % na, &d, now, sent);
     *seen += d.n;
-    for (size_t i = 0; i < d.n; i++) {
-      request *q = &d.items[i];
-      if (rc == 0) {
-        if (q->lease_until != FLOW__NO_TIME && q->timeout_ms > 0) {
-          rc = time_out(e, q);
-          *sent += rc == 0; /* settled: work done */
-        } else {
-          int one = 0;
-          /* The registry may grow during a handler: look it up again. */
-          rc = dispatch_one(e, &e->actions[ai], q, &one);
-          *sent += (size_t)one;
-        }
-      }
-      request_clear(e, q);
-    }
+    for (size_t i = 0; i < d.n; i++)
+      request_clear(e, &d.items[i]);
   }
   e->action_turn = na ? (e->action_turn + 1) % na : 0;
   flow__free(&e->alloc, d.items);

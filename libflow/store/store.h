@@ -189,9 +189,11 @@ typedef struct flow__store_vt {
      unique. */
   int (*outbox_add)(flow__store *s, const flow__request_row *row,
                     flow__err *err);
-  /* Pending requests of action whose turn has come at now -- never tried
-     and next_at <= now, or tried and their lease ran out -- earliest
-     first, at most max.  Strings in rows are valid during the call. */
+  /* Pending requests of action whose turn has come at now, at most max:
+     first those tried whose lease ran out, then those not being tried
+     whose next_at has come, each earliest first.  However many requests
+     wait, finding the next costs the same (an index step, for SQLite).
+     Strings in rows are valid during the call. */
   int (*outbox_due)(flow__store *s, const char *action, int64_t now,
                     size_t max,
                     int (*each)(void *ctx, const flow__request_row *row),

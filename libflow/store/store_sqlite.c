@@ -35,6 +35,7 @@ enum {
   ST_HISTORY_EACH,
   ST_OUTBOX_ADD,
   ST_OUTBOX_DUE,
+  ST_OUTBOX_EXPIRED,
   ST_OUTBOX_TAKE,
   ST_OUTBOX_GET,
   ST_OUTBOX_SETTLE,
@@ -162,9 +163,12 @@ static const char *const stmt_sql[ST_COUNT] = {
   /* Changes when another connection commits (not this one). */
   [ST_DATA_VERSION] = "PRAGMA data_version",
   [ST_OUTBOX_DUE] = "SELECT " REQUEST_COLS " FROM outbox WHERE action = ?1"
-                    " AND status = 'pending' AND next_at <= ?2 AND"
-                    " (lease_until IS NULL OR lease_until <= ?2)"
-                    " ORDER BY next_at, id LIMIT ?3",
+                    " AND status = 'pending' AND lease_until IS NULL AND"
+                    " next_at <= ?2 ORDER BY next_at, id LIMIT ?3",
+  [ST_OUTBOX_EXPIRED] = "SELECT " REQUEST_COLS " FROM outbox WHERE"
+                        " action = ?1 AND status = 'pending' AND"
+                        " lease_until IS NOT NULL AND lease_until <= ?2"
+                        " ORDER BY lease_until, id LIMIT ?3",
   [ST_OUTBOX_TAKE] = "UPDATE outbox SET attempts = attempts + 1,"
                      " lease_until = ?3 WHERE id = ?1 AND status ="
                      " 'pending' AND attempts = ?2",
@@ -174,8 +178,13 @@ static const char *const stmt_sql[ST_COUNT] = {
                        " finished_at = CASE WHEN ?3 = 'pending' THEN NULL"
                        " ELSE ?7 END WHERE id = ?1 AND status = 'pending'"
                        " AND attempts = ?2",
-  [ST_OUTBOX_NEXT_DUE] = "SELECT MIN(COALESCE(lease_until, next_at)) FROM"
-                         " outbox WHERE action = ?1 AND status = 'pending'",
+  /* min() of two values is NULL if either is: none is INT64_MAX. */
+  [ST_OUTBOX_NEXT_DUE] = "SELECT MIN(COALESCE((SELECT MIN(next_at) FROM"
+                         " outbox WHERE action = ?1 AND status = 'pending'"
+                         " AND lease_until IS NULL), 9223372036854775807),"
+                         " COALESCE((SELECT MIN(lease_until) FROM outbox"
+                         " WHERE action = ?1 AND status = 'pending' AND"
+                         " lease_until IS NOT NULL), 9223372036854775807))",
   [ST_OUTBOX_LIST] = "SELECT " REQUEST_COLS " FROM outbox WHERE"
                      " (?1 = 0 OR case_id = ?1) AND (?2 IS NULL OR"
                      " status = ?2) ORDER BY id LIMIT ?3",
@@ -258,8 +267,13 @@ static const char *const migrations[] = {
    "ALTER TABLE outbox ADD COLUMN finished_at INTEGER;"
    "UPDATE outbox SET key = case_id || '-' || seq || '-' || n;"
    "DROP INDEX outbox_pending;"
-   "CREATE INDEX outbox_due ON outbox(action, next_at) WHERE status ="
-   " 'pending';"
+   /* Requests to send (never tried, or waiting for a retry) by when, and
+      requests in flight by when their hold runs out: the next of either
+      is one index step, however long the backlog. */
+   "CREATE INDEX outbox_send ON outbox(action, next_at, id) WHERE status ="
+   " 'pending' AND lease_until IS NULL;"
+   "CREATE INDEX outbox_held ON outbox(action, lease_until, id) WHERE"
+   " status = 'pending' AND lease_until IS NOT NULL;"
    "CREATE INDEX outbox_case ON outbox(case_id);"
    "CREATE TABLE tasks ("
    "  id INTEGER PRIMARY KEY, case_id INTEGER NOT NULL,"
@@ -1124,17 +1138,41 @@ each_request(flow__store *s, sqlite3_stmt *st,
   return ret;
 }
 
+/* Counts the rows handed on to each. */
+typedef struct count_ctx {
+  int (*each)(void *ctx, const flow__request_row *row);
+  void *ctx;
+  size_t n;
+} count_ctx;
+
+static int
+counted(void *ctx, const flow__request_row *row)
+{
+  count_ctx *c = ctx;
+  c->n++;
+  return c->each(c->ctx, row);
+}
+
 static int
 sqlite_outbox_due(flow__store *s, const char *action, int64_t now,
                   size_t max,
                   int (*each)(void *ctx, const flow__request_row *row),
                   void *ctx, flow__err *err)
 {
-  sqlite3_stmt *st = s->st[ST_OUTBOX_DUE];
-  sqlite3_bind_text(st, 1, action, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, now);
-  sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
-  return each_request(s, st, each, ctx, NULL, err);
+  /* Held past their time first (their taker died, or they timed out),
+     then those to send; each from its own index. */
+  size_t got = 0;
+  int rc = 0;
+  for (int k = 0; rc == 0 && k < 2 && got < max; k++) {
+    sqlite3_stmt *st = s->st[k == 0 ? ST_OUTBOX_EXPIRED : ST_OUTBOX_DUE];
+    count_ctx c = { each, ctx, 0 };
+    sqlite3_bind_text(st, 1, action, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)(max - got));
+    rc = each_request(s, st, counted, &c, NULL, err);
+    got += c.n;
+  }
+  return rc;
 }
 
 static int
