@@ -30,6 +30,12 @@
  *
  * A request whose action has no handler waits ("waiting" in
  * flow_actions_list) and is dispatched once one is registered.
+ *
+ * The loop dispatches a round of up to 64 due requests of an action at a
+ * time, taken in one transaction.  Answers a handler gives before it
+ * returns are applied together when the round's handlers are done, in one
+ * more transaction (the call returns 0 at once, or FLOW_ECONFLICT for a
+ * second answer); answers given later are applied when they are given.
  */
 #ifndef FLOW_ACTION_H
 #define FLOW_ACTION_H
