@@ -32,6 +32,16 @@
  *     the pending timers must equal the replay's, so no timer was lost
  *     (the replay still has it pending) or fired twice (the replay has no
  *     second firing to match);
+ *   - the text message the service asks for (flow.call, when a case with
+ *     a phone number enters `assigned`) is there exactly once for every
+ *     such transition in the history, and for no other: a request is
+ *     written with its transition or not at all; it is pending or done,
+ *     never failed; and every answer the child ACKNOWLEDGED ("C <id>",
+ *     written after flow_action_complete returned 0 outside a handler)
+ *     left its request done.  The child registers the action and answers
+ *     half the requests inside the handler (applied at the end of the
+ *     loop round, so a kill may lose them: they go out again when their
+ *     hold runs out) and half later, outside;
  *   - the database accepts a new case and an event on it.
  * The next child carries on on the same database (a restart after the
  * crash) for --rounds-per-db rounds, then a new database starts.
@@ -152,8 +162,12 @@ typedef struct tracker {
   size_t nopen, capopen;
 } tracker;
 
+#define LATER_MAX 512
+
 typedef struct child {
   flow_engine *e;
+  char later[LATER_MAX][24]; /* requests to answer after the round */
+  size_t nlater;
   int fd;
   uint64_t rng;
   int64_t now;
@@ -314,6 +328,32 @@ plan_open(child *c, op *o)
              "\"bin\":\"%s\",\"reported_by\":\"citizen\"}",
              i % 100000000, i,
              i % 3 == 0 ? "refuse" : i % 3 == 1 ? "recycling" : "garden");
+}
+
+/* The action the service asks for: answered inside the handler half the
+   time, else noted and answered after the loop round (child_answer_later),
+   which acknowledges it. */
+static void
+child_action(flow_engine *e, const flow_request *rq, void *payload)
+{
+  child *c = payload;
+  if (c->nlater < LATER_MAX && rnd_below(&c->rng, 2) == 0)
+    snprintf(c->later[c->nlater++], sizeof c->later[0], "%s", rq->id);
+  else
+    flow_action_complete(e, rq->id, "{\"sent\":true}");
+}
+
+static void
+child_answer_later(child *c)
+{
+  for (size_t i = 0; i < c->nlater; i++) {
+    if (flow_action_complete(c->e, c->later[i], "{\"sent\":true}") == 0) {
+      char line[48];
+      int n = snprintf(line, sizeof line, "C %s\n", c->later[i]);
+      child_line(c, line, (size_t)n);
+    }
+  }
+  c->nlater = 0;
 }
 
 /* The next event for a random open case, by the state the child believes
@@ -518,6 +558,9 @@ child_main(int fd, const char *db, uint64_t seed, long serial,
   if (rc != 0)
     child_die(&c, "loading %s: %s: %s", SERVICE_PATH, flow_err_name(rc),
               flow_errmsg(c.e));
+  if ((rc = flow_action_register(c.e, "notify.sms", child_action, &c)) != 0)
+    child_die(&c, "registering notify.sms: %s: %s", flow_err_name(rc),
+              flow_errmsg(c.e));
   child_learn_open_cases(&c);
   child_line(&c, "R\n", 2);
   /* Catch up first, as a host restarting after downtime would. */
@@ -545,6 +588,7 @@ child_main(int fd, const char *db, uint64_t seed, long serial,
     if (rc < 0)
       child_die(&c, "firing timers: %s: %s", flow_err_name(rc),
                 flow_errmsg(c.e));
+    child_answer_later(&c);
   }
 }
 
@@ -567,6 +611,8 @@ typedef struct round {
   const char *db;
   ack *acks;
   size_t nacks;
+  int64_t *answers; /* requests whose answer was acknowledged */
+  size_t nanswers, capanswers;
   int from_ready; /* the delay counts from "R", not from the fork */
   int64_t ready_us; /* when "R" came, from the fork */
   int in_group; /* the last marker was "G": killed inside a group commit */
@@ -579,6 +625,8 @@ static long TIMER_ROWS;
 static long CASES_CHECKED;
 static long KILLS_IN_GROUP;
 static long CASES_UNCHANGED;
+static long REQUESTS_CHECKED;
+static long ANSWERS_CHECKED;
 
 /* Cases as last verified (case, history and timers JSON), by id, for the
    current database: an unchanged case need not be replayed again. */
@@ -705,6 +753,19 @@ parse_child(round *r, char *text, size_t *cap)
       ASYNC_BATCHES++;
     } else if (line[0] == 'g') {
       in_group = 0;
+    } else if (line[0] == 'C') {
+      long long id;
+      if (sscanf(line, "C %lld", &id) == 1) {
+        if (r->nanswers == r->capanswers) {
+          r->capanswers = r->capanswers ? 2 * r->capanswers : 256;
+          r->answers = realloc(r->answers, r->capanswers * sizeof *r->answers);
+          if (r->answers == NULL) {
+            fprintf(stderr, "crash: out of memory\n");
+            exit(2);
+          }
+        }
+        r->answers[r->nanswers++] = id;
+      }
     } else if (line[0] == 'F') {
       snprintf(r->fatal, sizeof r->fatal, "%s", line + 2);
     } else if (line[0] == 'A') {
@@ -844,6 +905,8 @@ run_children(round *r, const char *clock_path, long serial)
   int rc = 0;
   r->nacks = 0;
   r->acks = NULL;
+  r->nanswers = r->capanswers = 0;
+  r->answers = NULL;
   r->in_group = 0;
   r->fatal[0] = 0;
   for (int k = 0; k < np; k++) {
@@ -1136,6 +1199,109 @@ open_engine(const round *r, const char *path)
   return e;
 }
 
+/* A request as the checks keep it: id and whether it is done. */
+typedef struct req_seen {
+  int64_t id;
+  int done;
+} req_seen;
+
+static int
+req_cmp(const void *a, const void *b)
+{
+  int64_t x = ((const req_seen *)a)->id, y = ((const req_seen *)b)->id;
+  return x < y ? -1 : x > y;
+}
+
+/* The case's action requests against its history; appends each to
+   *all. */
+static void
+verify_requests(const round *r, flow_engine *db, json_t *c, json_t *hist,
+                req_seen **all, size_t *nall, size_t *capall)
+{
+  const char *id = json_string_value(json_object_get(c, "id"));
+  char *out = NULL;
+  json_t *reqs = api_json(r, db, flow_actions_list(&out, db, id, NULL), &out,
+                          "listing a case's action requests");
+  if (reqs == NULL)
+    return;
+  int phone = json_object_get(json_object_get(c, "data"), "phone") != NULL;
+  /* Transitions into assigned: each asked for one text, when there is a
+     phone number. */
+  long want = 0;
+  size_t k;
+  json_t *row;
+  json_array_foreach(hist, k, row)
+  {
+    const char *to = json_string_value(json_object_get(row, "to"));
+    const char *from = json_string_value(json_object_get(row, "from"));
+    if (phone && to && strcmp(to, "assigned") == 0 &&
+        (from == NULL || strcmp(from, "assigned") != 0))
+      want++;
+  }
+  if ((long)json_array_size(reqs) != want)
+    problem(r, "case %s has %zu action requests, but its history asks for "
+            "%ld", id, json_array_size(reqs), want);
+  json_t *q;
+  json_array_foreach(reqs, k, q)
+  {
+    REQUESTS_CHECKED++;
+    const char *key = json_string_value(json_object_get(q, "key"));
+    const char *st = json_string_value(json_object_get(q, "status"));
+    long long qid = strtoll(json_string_value(json_object_get(q, "id")), NULL,
+                            10);
+    long attempts = (long)json_integer_value(json_object_get(q, "attempts"));
+    long long kc = 0;
+    long ks = 0;
+    int n = 0;
+    if (key == NULL || sscanf(key, "%lld-%ld-%d", &kc, &ks, &n) != 3 ||
+        kc != strtoll(id, NULL, 10) || n != 0) {
+      problem(r, "case %s: request %lld has the key '%s'", id, qid,
+              key ? key : "?");
+      continue;
+    }
+    json_t *hr = ks >= 1 ? json_array_get(hist, (size_t)ks - 1) : NULL;
+    const char *to = json_string_value(json_object_get(hr, "to"));
+    if (to == NULL || strcmp(to, "assigned") != 0)
+      problem(r, "case %s: request %lld was made by seq %ld, which is not a "
+              "transition into assigned", id, qid, ks);
+    /* "waiting": pending, and the checking engine has no handler. */
+    if (st == NULL || (strcmp(st, "pending") != 0 &&
+                       strcmp(st, "waiting") != 0 && strcmp(st, "done") != 0))
+      problem(r, "case %s: request %lld is %s", id, qid, st ? st : "?");
+    else if (strcmp(st, "done") == 0 && attempts < 1)
+      problem(r, "case %s: request %lld is done after %ld attempts", id, qid,
+              attempts);
+    if (*nall == *capall) {
+      *capall = *capall ? 2 * *capall : 1024;
+      *all = realloc(*all, *capall * sizeof **all);
+      if (*all == NULL) {
+        fprintf(stderr, "crash: out of memory\n");
+        exit(2);
+      }
+    }
+    (*all)[(*nall)++] = (req_seen){ qid, st && strcmp(st, "done") == 0 };
+  }
+  json_decref(reqs);
+}
+
+/* Every acknowledged answer left its request done. */
+static void
+verify_answers(const round *r, req_seen *all, size_t nall)
+{
+  qsort(all, nall, sizeof *all, req_cmp);
+  for (size_t i = 0; i < r->nanswers; i++) {
+    ANSWERS_CHECKED++;
+    req_seen key = { r->answers[i], 0 };
+    req_seen *f = bsearch(&key, all, nall, sizeof *all, req_cmp);
+    if (f == NULL)
+      problem(r, "the acknowledged answer to request %" PRId64 " is lost: "
+              "there is no such request", r->answers[i]);
+    else if (!f->done)
+      problem(r, "the acknowledged answer to request %" PRId64 " is lost: "
+              "the request is not done", r->answers[i]);
+  }
+}
+
 /*
  * Checks the database after round r; *last_time receives the latest time
  * it holds, so the next child's clock goes on from there.
@@ -1180,6 +1346,8 @@ verify(round *r, int64_t *last_time, int64_t *first_due, long *serial)
     fprintf(stderr, "crash: out of memory\n");
     exit(2);
   }
+  req_seen *reqs = NULL;
+  size_t nreqs = 0, capreqs = 0;
   json_array_foreach(cases, i, c)
   {
     const char *id = json_string_value(json_object_get(c, "id"));
@@ -1233,6 +1401,8 @@ verify(round *r, int64_t *last_time, int64_t *first_due, long *serial)
         *first_due = due;
     }
     json_decref(stim);
+    if (hist[n])
+      verify_requests(r, db, c, hist[n], &reqs, &nreqs, &capreqs);
     int64_t at = time_of(json_object_get(c, "updated_at"));
     if (at > *last_time)
       *last_time = at;
@@ -1260,6 +1430,9 @@ verify(round *r, int64_t *last_time, int64_t *first_due, long *serial)
               a->state, a->case_id, a->seq, row ? "'" : "missing",
               row && ev ? ev : "", row ? "' to " : "", row && to ? to : "");
   }
+
+  verify_answers(r, reqs, nreqs);
+  free(reqs);
 
   /* The database accepts new work. */
   *last_time += 60000;
@@ -1486,6 +1659,7 @@ main(int argc, char **argv)
       printf("  ready after %.1f ms, verified in %.1f ms\n",
              (double)r.ready_us / 1e3, (double)(mono_us() - v0) / 1e3);
     free(r.acks);
+    free(r.answers);
     /* The restart comes after some downtime (up to two days), so timers
        fall due while nobody runs and must fire exactly once after it.
        Never more than a day past the earliest pending timer: a case's two
@@ -1520,6 +1694,8 @@ main(int argc, char **argv)
          "inside a group commit, %.1f s\n", CASES_CHECKED, TIMER_ROWS,
          CASES_UNCHANGED, ASYNC_BATCHES, KILLS_IN_GROUP,
          (double)(mono_us() - started) / 1e6);
+  printf("crash: %ld action requests checked, %ld acknowledged answers\n",
+         REQUESTS_CHECKED, ANSWERS_CHECKED);
   printf("crash: %ld kills, %ld acknowledged events checked, %ld problems\n",
          OPT.kills, EVENTS_CHECKED, PROBLEMS);
   if (OPT.self_test) {
