@@ -78,20 +78,54 @@ FLOW_EXTERN int flow_engine_post(flow_engine *engine, flow_post_fn fn,
 FLOW_EXTERN int flow_engine_fire_due(flow_engine *engine, size_t *fired);
 
 /*
- * Receives what the engine does on its own (not the calls a host makes),
- * one JSON object per call, valid only during the call:
+ * The listener receives what the engine does on its own (not what the
+ * calls a host makes do: their return says it), one JSON object per call,
+ * valid only during the call, told after the transaction that did it
+ * committed:
  *   {"type":"timer","case":"1","timer":"7","kind":"after","event":..,
  *    "due_at":..,"at":..}
- *   {"type":"transition","case":"1","service":..,"event":..,"to":..,
- *    "at":..,"seq":..}                       (what the timer caused)
+ *   {"type":"transition","case":"1","service":..,"version":..,"event":..,
+ *    "from":..,"to":..,"seq":..,"at":..,"actor":..,"cause":"timer"}
+ *                    (what a timer caused; "cause":"action" for an
+ *                    action's reply or fail event)
+ *   {"type":"closed","case":"1","service":..,"state":..,"seq":..,"at":..,
+ *    "cause":..}     (the transition ended in a final state)
+ *   {"type":"action_requested","case":"1","action":..,"key":..,"seq":..,
+ *    "at":..,"cause":..}
+ *   {"type":"action_completed" | "action_retry" | "action_failed",
+ *    "request":"12","case":"1","action":..,"attempts":N,"error":..}
  *   {"type":"incident","case":"1","timer":"7","kind":..,"event":..,
  *    "due_at":..,"at":..,"error":"FLOW_ESCRIPT","message":..}
+ *                    (a timer's event refused), or {"type":"incident",
+ *                    "request":"12",...,"error":"why"} (an action's)
  * kind is "after", "timer", "sla_warning" or "sla_breached".
+ * Subscribers (flow_engine_subscribe) also hear what a host's calls did:
+ * {"type":"opened",...,"cause":"call"}, transitions, closes and requests
+ * with "cause":"call".
  */
 typedef void (*flow_listener_fn)(flow_engine *engine, const char *event_json,
                                  void *payload);
 FLOW_EXTERN void flow_engine_set_listener(flow_engine *engine,
                                           flow_listener_fn fn, void *payload);
+
+/*
+ * Adds a subscriber: fn gets every notification above, after the one
+ * set with flow_engine_set_listener, and after the subscribers before it.
+ * *id (may be NULL) gets its id for flow_engine_unsubscribe.  Rules for
+ * fn, as for the listener: it runs on the thread that made the engine
+ * act, after the transaction that did it committed, never before; the
+ * JSON is valid during the call; it may call the engine (a call it makes
+ * is told to the subscribers in turn); it cannot stop or fail the engine,
+ * and while it runs the loop waits, so keep it short and hand slow work
+ * to a thread of your own.
+ *
+ * Errors: FLOW_ELIMIT (64 subscribers already), FLOW_EMISUSE (fn NULL).
+ */
+FLOW_EXTERN int flow_engine_subscribe(flow_engine *engine,
+                                      flow_listener_fn fn, void *payload,
+                                      int *id);
+/* Removes a subscriber; FLOW_ENOTFOUND when there is none with that id. */
+FLOW_EXTERN int flow_engine_unsubscribe(flow_engine *engine, int id);
 
 #ifdef __cplusplus
 }

@@ -138,7 +138,9 @@ cli_run_set_flow_error(req *r, int err)
                     "%s", msg);
 }
 
-/* Notifications from the engine: written as they happen. */
+/* Notifications from the engine, written as they happen: the listener
+   hears what the engine does on its own, not the client's own open and
+   signal requests, which their responses already answer. */
 void
 cli_run_on_event(flow_engine *engine, const char *event_json, void *payload)
 {

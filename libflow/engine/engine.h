@@ -46,9 +46,17 @@ struct flow_engine {
   flow__calendar cal;
   int64_t *cal_holidays;   /* owned storage behind cal.extra_holidays */
 
-  /* Notifications (flow_engine_set_listener). */
-  flow_listener_fn listener;
-  void *listener_payload;
+  /* Subscribers (flow_engine_subscribe; flow_engine_set_listener is the
+     one with id 0), and the notes of the transaction in progress, told
+     to them once it commits (engine_notify.c). */
+  struct flow__subscriber {
+    flow_listener_fn fn;
+    void *payload;
+    int id;
+  } subs[FLOW__MAX_SUBSCRIBERS];
+  size_t nsubs;
+  int next_sub_id;
+  json_t *notes; /* array, or NULL */
 
   /* Asynchronous calls waiting for the next group commit, in order. */
   struct flow__async *async_head, *async_tail;
@@ -139,8 +147,29 @@ int flow__case_stored_data(const flow__case_row *row, json_t **keep,
 int flow__case_emit(flow_engine *e, char **out, const flow__case_row *row,
                     const char *data_text);
 
-/* Sends one notification to the listener, if any; consumes j. */
+/* ---- notifications (engine_notify.c) -------------------------------------- */
+
+/* Sends one notification to every subscriber now; consumes j. */
 void flow__engine_notify(flow_engine *e, json_t *j);
+/* 1 when anyone listens to what the engine does on its own (the
+   listener or a subscriber), or, with calls, to what a host's calls do
+   (subscribers only: the listener hears only the engine's own doings).
+   Notes are built only then. */
+static inline int
+flow__engine_listened(const flow_engine *e, int calls)
+{
+  return calls ? e->nsubs > (e->nsubs > 0 && e->subs[0].id == 0)
+               : e->nsubs > 0;
+}
+/* Keeps a note of what the transaction in progress did, for after it
+   commits; consumes j. */
+void flow__engine_note(flow_engine *e, json_t *j);
+/* The notes kept so far: drop(e, mark) forgets the ones after mark (a
+   savepoint rolled back), drop(e, 0) all of them (a rollback). */
+size_t flow__engine_notes_mark(const flow_engine *e);
+void flow__engine_notes_drop(flow_engine *e, size_t mark);
+/* The transaction committed: tells the subscribers its notes. */
+void flow__engine_notes_flush(flow_engine *e);
 
 /* ---- what the loop needs from the core (engine_timer.c, engine_async.c) ---- */
 

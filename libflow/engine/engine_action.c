@@ -213,7 +213,7 @@ origin_of(const request *q)
 static void
 notify(flow_engine *e, const char *type, const request *q, const char *error)
 {
-  if (e->listener == NULL)
+  if (!flow__engine_listened(e, 0))
     return;
   char id[24], cid[24];
   snprintf(id, sizeof id, "%lld", (long long)q->id);
@@ -237,6 +237,7 @@ deliver(flow_engine *e, const request *q, const char *event, json_t *payload,
 {
   flow__err err;
   flow__err_clear(&err);
+  size_t mark = flow__engine_notes_mark(e);
   int rc = e->vt->savepoint(e->store, &err);
   if (rc != 0)
     return flow__engine_fail_err(e, &err);
@@ -254,6 +255,7 @@ deliver(flow_engine *e, const request *q, const char *event, json_t *payload,
     return 0;
   }
   e->vt->rollback_to(e->store);
+  flow__engine_notes_drop(e, mark);
   if (rc == FLOW_EIO || rc == FLOW_EBUSY || rc == FLOW_ENOMEM)
     return rc;
   snprintf(why, whylen, "the %s event '%s' was refused: %s (%s)",
@@ -373,8 +375,12 @@ end_txn(flow_engine *e, int rc)
   flow__err_clear(&err);
   if (rc == 0 && (rc = e->vt->commit(e->store, &err)) != 0)
     flow__engine_fail_err(e, &err);
-  if (rc != 0)
+  if (rc != 0) {
     e->vt->rollback(e->store);
+    flow__engine_notes_drop(e, 0);
+  } else {
+    flow__engine_notes_flush(e);
+  }
   e->next_due = INT64_MIN;
   return rc;
 }
@@ -518,6 +524,7 @@ flush_round(flow_engine *e, flow__action_round *r)
   if (rc == 0 && (rc = e->vt->commit(e->store, &err)) != 0)
     flow__engine_fail_err(e, &err);
   if (rc == 0) {
+    flow__engine_notes_flush(e); /* the replies' transitions */
     for (i = 0; i < r->nqueue; i++)
       if (types[i])
         notify(e, types[i], &qs[i], whys[i][0] ? whys[i] : NULL);
@@ -526,6 +533,7 @@ flush_round(flow_engine *e, flow__action_round *r)
        request whose answer cannot be applied stays in flight and goes
        out again when its hold runs out. */
     e->vt->rollback(e->store);
+    flow__engine_notes_drop(e, 0);
     for (i = 0; i < r->nqueue; i++)
       answer_now(e, &r->queue[i]);
   }

@@ -154,6 +154,7 @@ apply_one(flow_engine *e, flow__async *a, int careful)
                        a->nroles };
   flow__err err;
   flow__err_clear(&err);
+  size_t mark = flow__engine_notes_mark(e);
   int rc = careful ? e->vt->savepoint(e->store, &err) : 0;
   if (rc != 0)
     return flow__engine_fail_err(e, &err);
@@ -177,6 +178,7 @@ apply_one(flow_engine *e, flow__async *a, int careful)
   if (rc != 0) {
     if (careful)
       e->vt->rollback_to(e->store);
+    flow__engine_notes_drop(e, mark);
     flow_free(a->result);
     a->result = NULL;
   }
@@ -238,6 +240,7 @@ apply_group(flow_engine *e, flow__async *head, int careful)
     if (!careful && e->writes != before) {
       /* Refused after writing: undo everything, keep only the verdict. */
       e->vt->rollback(e->store);
+      flow__engine_notes_drop(e, 0);
       for (flow__async *b = head; b != a; b = b->next)
         if (b->status == 0) {
           flow_free(b->result);
@@ -255,6 +258,7 @@ apply_group(flow_engine *e, flow__async *head, int careful)
     rc = e->vt->commit(e->store, &err);
   if (rc != 0) {
     e->vt->rollback(e->store);
+    flow__engine_notes_drop(e, 0);
     for (flow__async *a = head; a; a = a->next)
       if (a->status == 0)
         set_failure(e, a, rc, err.msg);
@@ -293,6 +297,7 @@ flow__engine_flush_async(flow_engine *e)
     async_free(e, a);
   }
   e->in_callback = was;
+  flow__engine_notes_flush(e); /* what the group did, now durable */
   flow__engine_kick(e);
   return rc;
 }

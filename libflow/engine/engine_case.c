@@ -97,6 +97,7 @@ typedef struct transition {
   const flow__trans *trans; /* the `on` entry, or NULL */
   const char *target;       /* forced target (an `after` timer), or NULL */
   json_t *origin;           /* ev.action, or NULL */
+  const char *cause;        /* "call", "timer" or "action", for notes */
   int opening;
   int64_t now;
   /* results */
@@ -237,6 +238,64 @@ fail:
   flow__free(&e->alloc, ret);
   flow__run_abort(sb);
   return flow__engine_fail_err(e, &err);
+}
+
+/* The key the host sees for request c, the n-th of the transition that
+   row records: the script's, or one that names the request (case,
+   transition, place), the same at every attempt and restart. */
+static void
+request_key(char *buf, size_t len, json_t *c, const flow__case_row *row,
+            int n)
+{
+  const char *given = json_string_value(json_object_get(c, "key"));
+  if (given)
+    snprintf(buf, len, "%s", given);
+  else
+    snprintf(buf, len, "%lld-%lld-%d", (long long)row->id,
+             (long long)row->seq, n);
+}
+
+/* The notes a persisted transition leaves for the subscribers, told once
+   its transaction commits: opened or transition, closed, and each action
+   it asked for. */
+static void
+note_transition(const transition *t, const char *from, json_t *calls)
+{
+  flow_engine *e = t->e;
+  const flow__case_row *row = t->row;
+  char id[24], at[32];
+  snprintf(id, sizeof id, "%lld", (long long)row->id);
+  flow__time_format(at, sizeof at, t->now);
+  const char *who = t->actor && t->actor->id ? t->actor->id : "anonymous";
+  json_t *n = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:I, s:s, s:s, s:s}",
+                        "type", t->opening ? "opened" : "transition", "case",
+                        id, "service", row->service, "version",
+                        (json_int_t)row->version, "event", t->event, "to",
+                        t->next->name, "seq", (json_int_t)row->seq, "at", at,
+                        "actor", who, "cause", t->cause);
+  if (n && from)
+    json_object_set_new(n, "from", json_string(from));
+  flow__engine_note(e, n);
+  if (t->next->final)
+    flow__engine_note(e, json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s}",
+                                   "type", "closed", "case", id, "service",
+                                   row->service, "state", t->next->name,
+                                   "seq", (json_int_t)row->seq, "at", at,
+                                   "cause", t->cause));
+  int nact = 0;
+  for (size_t i = 0; calls && i < json_array_size(calls); i++) {
+    json_t *c = json_array_get(calls, i);
+    const char *action = json_string_value(json_object_get(c, "action"));
+    if (action == NULL)
+      continue;
+    char key[FLOW__MAX_ACTION_KEY + 1];
+    request_key(key, sizeof key, c, row, nact++);
+    flow__engine_note(e, json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s}",
+                                   "type", "action_requested", "case", id,
+                                   "action", action, "key", key, "seq",
+                                   (json_int_t)row->seq, "at", at, "cause",
+                                   t->cause));
+  }
 }
 
 /* Inserts one timer; due computed on the engine calendar. */
@@ -422,15 +481,8 @@ persist(transition *t)
       rc = flow__err_set(&err, FLOW_ENOMEM, "out of memory queueing action");
       break;
     }
-    /* The key the host sees: the script's, or one that names the request
-       (case, transition, place), the same at every attempt and restart. */
     char key[FLOW__MAX_ACTION_KEY + 1];
-    const char *given = json_string_value(json_object_get(c, "key"));
-    if (given)
-      snprintf(key, sizeof key, "%s", given);
-    else
-      snprintf(key, sizeof key, "%lld-%lld-%d", (long long)row->id,
-               (long long)row->seq, nact);
+    request_key(key, sizeof key, c, row, nact);
     flow__request_row r = {
       .case_id = row->id,
       .seq = row->seq,
@@ -454,6 +506,8 @@ persist(transition *t)
   row->data = olddata;
   if (rc != 0)
     flow__engine_fail_err(e, &err);
+  else if (flow__engine_listened(e, strcmp(t->cause, "call") == 0))
+    note_transition(t, from, t->calls);
 done:
   flow__buf_free(&payload);
   flow__buf_free(&actor);
@@ -549,6 +603,7 @@ flow__case_open_txn(flow_engine *e, const char *service,
     .payload = payload,
     .actor = actor,
     .opening = 1,
+    .cause = "call",
     .now = now,
   };
   data = NULL; /* t owns it now */
@@ -638,6 +693,9 @@ flow__case_apply_txn(flow_engine *e, int64_t id, const char *event,
     .trans = tr,
     .target = target,
     .origin = origin,
+    .cause = kind == FLOW__APPLY_SIGNAL   ? "call"
+             : kind == FLOW__APPLY_ACTION ? "action"
+                                          : "timer",
     .now = flow_engine_now(e),
   };
   data = NULL;
@@ -660,6 +718,7 @@ finish_txn(flow_engine *e, int rc, char **out)
     flow__engine_fail_err(e, &err);
   if (rc != 0) {
     e->vt->rollback(e->store);
+    flow__engine_notes_drop(e, 0);
     if (out) {
       flow_free(*out);
       *out = NULL;
@@ -668,6 +727,8 @@ finish_txn(flow_engine *e, int rc, char **out)
     return rc;
   }
   flow__err_clear(&e->err);
+  flow__engine_notes_flush(e);
+  flow__err_clear(&e->err); /* a subscriber's calls may have set it */
   flow__engine_kick(e);
   return 0;
 }

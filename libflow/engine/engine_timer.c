@@ -35,34 +35,6 @@ flow__engine_kick(flow_engine *e)
     e->loop_kick(e);
 }
 
-void
-flow_engine_set_listener(flow_engine *engine, flow_listener_fn fn,
-                         void *payload)
-{
-  if (engine == NULL)
-    return;
-  engine->listener = fn;
-  engine->listener_payload = payload;
-}
-
-void
-flow__engine_notify(flow_engine *e, json_t *j)
-{
-  if (j == NULL)
-    return;
-  if (e->listener) {
-    char *text = flow__json_owned(&e->alloc, j);
-    if (text) {
-      int was = e->in_callback;
-      e->in_callback = 1;
-      e->listener(e, text, e->listener_payload);
-      e->in_callback = was;
-      flow_free(text);
-    }
-  }
-  json_decref(j);
-}
-
 int
 flow__engine_sweep(flow_engine *e, flow__err *err)
 {
@@ -227,26 +199,15 @@ fire_one(flow_engine *e, const due_timer *t, int64_t now, int *fired)
   json_decref(payload);
   if (rc == 0 && (rc = e->vt->commit(e->store, &err)) != 0)
     flow__engine_fail_err(e, &err);
+  flow_free(out);
   if (rc == 0) {
     *fired = 1;
     flow__engine_notify(e, timer_note("timer", t, now));
-    if (out) {
-      json_t *c = json_loads(out, 0, NULL);
-      json_t *n = json_pack("{s:s, s:O, s:O, s:s, s:O, s:O, s:O}", "type",
-                            "transition", "case", json_object_get(c, "id"),
-                            "service", json_object_get(c, "service"),
-                            "event", t->event, "to",
-                            json_object_get(c, "state"), "at",
-                            json_object_get(c, "updated_at"), "seq",
-                            json_object_get(c, "seq"));
-      json_decref(c);
-      flow__engine_notify(e, n);
-    }
-    flow_free(out);
+    flow__engine_notes_flush(e); /* the transition it caused */
     return 0;
   }
-  flow_free(out);
   e->vt->rollback(e->store);
+  flow__engine_notes_drop(e, 0);
   if (is_storage_error(rc))
     return rc;
 

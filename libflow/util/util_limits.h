@@ -87,6 +87,8 @@
 /* How long an attempt of a request with no timeout is held before it is
    taken to have died with its process and is dispatched again. */
 #define FLOW__ACTION_LEASE_MS (60 * 60 * 1000)
+/* Subscribers to an engine's notifications (flow_engine_subscribe). */
+#define FLOW__MAX_SUBSCRIBERS 64
 /* Actions a host may register on one engine. */
 #define FLOW__MAX_ACTIONS 256
 /* How often a running engine asks the store whether another connection
