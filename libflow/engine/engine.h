@@ -170,6 +170,10 @@ size_t flow__engine_notes_mark(const flow_engine *e);
 void flow__engine_notes_drop(flow_engine *e, size_t mark);
 /* The transaction committed: tells the subscribers its notes. */
 void flow__engine_notes_flush(flow_engine *e);
+/* Ends the caller's transaction: commits when rc is 0 and tells its
+   notes, else (or when the commit fails) rolls back and drops them.
+   Returns rc, or the commit's failure (set on the engine). */
+int flow__engine_end_txn(flow_engine *e, int rc);
 
 /* ---- what the loop needs from the core (engine_timer.c, engine_async.c) ---- */
 

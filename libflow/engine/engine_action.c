@@ -282,6 +282,26 @@ retry_delay(const request *q)
   return d + (int64_t)(z % (uint64_t)(d / 2 + 1));
 }
 
+/* Settles attempt q->attempts of q as status: FLOW_ECONFLICT when it
+   was settled already (another engine, or an answer before this one). */
+static int
+settle(flow_engine *e, const request *q, const char *status, int64_t next_at,
+       const char *error, const char *result)
+{
+  flow__err err;
+  flow__err_clear(&err);
+  int set = 0;
+  if (e->vt->outbox_settle(e->store, q->id, q->attempts, status, next_at,
+                           error, result, flow_engine_now(e), &set,
+                           &err) != 0)
+    return flow__engine_fail_err(e, &err);
+  if (!set)
+    return flow__engine_fail(e, FLOW_ECONFLICT,
+                             "request %lld was settled already",
+                             (long long)q->id);
+  return 0;
+}
+
 /*
  * Settles a failed attempt inside the caller's transaction: a retry while
  * retries are left (retryable only), else the fail event or an incident.
@@ -291,16 +311,12 @@ static int
 settle_failure(flow_engine *e, const request *q, int retryable,
                const char *msg, const char **type, char *why, size_t whylen)
 {
-  flow__err err;
-  flow__err_clear(&err);
-  int64_t now = flow_engine_now(e);
-  int set = 0, rc;
+  int rc;
   snprintf(why, whylen, "%s", msg);
   if (retryable && q->attempts <= q->retry_max) {
     *type = "action_retry";
-    rc = e->vt->outbox_settle(e->store, q->id, q->attempts, "pending",
-                              now + retry_delay(q), msg, NULL, now, &set,
-                              &err);
+    rc = settle(e, q, "pending", flow_engine_now(e) + retry_delay(q), msg,
+                NULL);
   } else {
     const char *status = "incident";
     *type = "incident";
@@ -320,16 +336,9 @@ settle_failure(flow_engine *e, const request *q, int retryable,
     } else {
       snprintf(why, whylen, "%s (the script named no fail event)", msg);
     }
-    rc = e->vt->outbox_settle(e->store, q->id, q->attempts, status, 0, why,
-                              NULL, now, &set, &err);
+    rc = settle(e, q, status, 0, why, NULL);
   }
-  if (rc != 0)
-    return flow__engine_fail_err(e, &err);
-  if (!set)
-    return flow__engine_fail(e, FLOW_ECONFLICT,
-                             "request %lld was settled by another engine",
-                             (long long)q->id);
-  return 0;
+  return rc;
 }
 
 /* ---- completion ---------------------------------------------------------- */
@@ -371,16 +380,7 @@ in_flight(flow_engine *e, int64_t id, request *q)
 static int
 end_txn(flow_engine *e, int rc)
 {
-  flow__err err;
-  flow__err_clear(&err);
-  if (rc == 0 && (rc = e->vt->commit(e->store, &err)) != 0)
-    flow__engine_fail_err(e, &err);
-  if (rc != 0) {
-    e->vt->rollback(e->store);
-    flow__engine_notes_drop(e, 0);
-  } else {
-    flow__engine_notes_flush(e);
-  }
+  rc = flow__engine_end_txn(e, rc);
   e->next_due = INT64_MIN;
   return rc;
 }
@@ -427,17 +427,8 @@ apply_answer(flow_engine *e, const answer *a, request *q, const char **type,
     if (d == 1)
       status = "incident";
   }
-  flow__err err;
-  flow__err_clear(&err);
-  int set = 0;
-  if ((rc = e->vt->outbox_settle(e->store, q->id, q->attempts, status, 0,
-                                 why[0] ? why : NULL, a->text,
-                                 flow_engine_now(e), &set, &err)) != 0)
-    return flow__engine_fail_err(e, &err);
-  if (!set)
-    return flow__engine_fail(e, FLOW_ECONFLICT,
-                             "request %lld was answered already",
-                             (long long)q->id);
+  if ((rc = settle(e, q, status, 0, why[0] ? why : NULL, a->text)) != 0)
+    return rc;
   *type = strcmp(status, "done") == 0 ? "action_completed" : "incident";
   return 0;
 }

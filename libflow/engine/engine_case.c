@@ -712,13 +712,7 @@ done:
 static int
 finish_txn(flow_engine *e, int rc, char **out)
 {
-  flow__err err;
-  flow__err_clear(&err);
-  if (rc == 0 && (rc = e->vt->commit(e->store, &err)) != 0)
-    flow__engine_fail_err(e, &err);
-  if (rc != 0) {
-    e->vt->rollback(e->store);
-    flow__engine_notes_drop(e, 0);
+  if ((rc = flow__engine_end_txn(e, rc)) != 0) {
     if (out) {
       flow_free(*out);
       *out = NULL;
@@ -726,8 +720,6 @@ finish_txn(flow_engine *e, int rc, char **out)
     e->next_due = INT64_MIN;
     return rc;
   }
-  flow__err_clear(&e->err);
-  flow__engine_notes_flush(e);
   flow__err_clear(&e->err); /* a subscriber's calls may have set it */
   flow__engine_kick(e);
   return 0;

@@ -148,3 +148,19 @@ flow__engine_notes_flush(flow_engine *e)
     flow__engine_notify(e, json_incref(n));
   json_decref(notes);
 }
+
+int
+flow__engine_end_txn(flow_engine *e, int rc)
+{
+  flow__err err;
+  flow__err_clear(&err);
+  if (rc == 0 && (rc = e->vt->commit(e->store, &err)) != 0)
+    flow__engine_fail_err(e, &err);
+  if (rc != 0) {
+    e->vt->rollback(e->store);
+    flow__engine_notes_drop(e, 0);
+  } else {
+    flow__engine_notes_flush(e);
+  }
+  return rc;
+}
