@@ -539,6 +539,27 @@ flush_round(flow_engine *e, flow__action_round *r)
   e->next_due = INT64_MIN;
 }
 
+/* Gives answer a (consumed): queued for the round it answers, or applied
+   now. */
+static int
+give_answer(flow_engine *e, answer *a)
+{
+  int rc = round_take(e, a);
+  if (rc != 0)
+    return rc < 0 ? rc : 0;
+  rc = answer_now(e, a);
+  answer_free(a);
+  return rc;
+}
+
+/* An answer to request_id, with its id read: 0 or the refusal. */
+static int
+answer_start(flow_engine *e, const char *request_id, answer *a)
+{
+  memset(a, 0, sizeof *a);
+  return parse_request_id(e, request_id, &a->id);
+}
+
 int
 flow_action_complete(flow_engine *engine, const char *request_id,
                      const char *result_json)
@@ -547,8 +568,7 @@ flow_action_complete(flow_engine *engine, const char *request_id,
     return FLOW_EMISUSE;
   flow_engine *e = engine;
   answer a;
-  memset(&a, 0, sizeof a);
-  int rc = parse_request_id(e, request_id, &a.id);
+  int rc = answer_start(e, request_id, &a);
   if (rc != 0)
     return rc;
   flow__err err;
@@ -560,11 +580,7 @@ flow_action_complete(flow_engine *engine, const char *request_id,
     answer_free(&a);
     return flow__engine_fail(e, FLOW_ENOMEM, "out of memory");
   }
-  if ((rc = round_take(e, &a)) != 0)
-    return rc < 0 ? rc : 0;
-  rc = answer_now(e, &a);
-  answer_free(&a);
-  return rc;
+  return give_answer(e, &a);
 }
 
 int
@@ -575,8 +591,7 @@ flow_action_fail(flow_engine *engine, const char *request_id, int retryable,
     return FLOW_EMISUSE;
   flow_engine *e = engine;
   answer a;
-  memset(&a, 0, sizeof a);
-  int rc = parse_request_id(e, request_id, &a.id);
+  int rc = answer_start(e, request_id, &a);
   if (rc != 0)
     return rc;
   a.fail = 1;
@@ -586,9 +601,7 @@ flow_action_fail(flow_engine *engine, const char *request_id, int retryable,
   if (!flow__utf8_valid(a.msg, strlen(a.msg)))
     snprintf(a.msg, sizeof a.msg, "the action failed (its message was not "
                                   "UTF-8 text)");
-  if ((rc = round_take(e, &a)) != 0)
-    return rc < 0 ? rc : 0;
-  return answer_now(e, &a);
+  return give_answer(e, &a);
 }
 
 /* ---- dispatch ------------------------------------------------------------ */
