@@ -14,6 +14,7 @@
 #include "flow/case.h"
 #include "flow/loop.h"
 #include "flow/action.h"
+#include "flow/task.h"
 #include "flow/test.h"
 
 #endif /* FLOW_H */

@@ -87,6 +87,16 @@ struct flow_engine {
      counts them. */
   uint64_t writes;
 
+  /* Buffered messages to deliver in the transaction in progress, to the
+     cases that just took their keys (engine_message.c); msg_sweep says
+     some were left for the loop. */
+  struct flow__delivery {
+    int64_t case_id, message_id;
+  } deliveries[FLOW__MESSAGE_BATCH];
+  size_t ndeliveries;
+  int delivering;
+  int msg_sweep;
+
   /* Cases whose timers were cancelled (they left a state or closed) and
      whose dead timer rows are still to be deleted; only a hint, since the
      rows are dead whether or not they are deleted (see store.h). */
@@ -96,12 +106,17 @@ struct flow_engine {
 
 /* ---- transitions (engine_case.c), inside a transaction the caller holds -- */
 
+/* The values are stored (incidents.kind): append, never renumber. */
 enum {
   FLOW__APPLY_SIGNAL = 0, /* a caller's event: roles are checked */
   FLOW__APPLY_AFTER,      /* a state's `after` timer: go to `target` */
   FLOW__APPLY_TIMER,      /* a timer's event: must be accepted, no roles */
   FLOW__APPLY_SLA,        /* sla_warning/sla_breached: handler optional */
-  FLOW__APPLY_ACTION      /* an action's reply or fail: must be accepted */
+  FLOW__APPLY_ACTION,     /* an action's reply or fail: must be accepted */
+  FLOW__APPLY_TASK,       /* a task's done event: must be accepted */
+  FLOW__APPLY_TASK_DONE,  /* task_done, for a task with no done event:
+                             handler optional */
+  FLOW__APPLY_MESSAGE     /* a correlated message: must be accepted */
 };
 
 /* Opens a case; *out (if out) gets its JSON.  Sets the engine error. */
@@ -110,11 +125,19 @@ int flow__case_open_txn(flow_engine *e, const char *service,
                         char **out);
 /* Applies an event of the given kind to case id; payload is borrowed.
    origin (borrowed, may be NULL) is where the event came from, shown to
-   the script as ev.action. */
+   the script as ev.action, ev.task or ev.message as kind says. */
 int flow__case_apply_txn(flow_engine *e, int64_t id, const char *event,
                          json_t *payload, const flow_actor *actor, int kind,
                          const char *target, json_t *origin, char **out);
 int flow__case_parse_id(flow_engine *e, const char *text, int64_t *out);
+/* The same for the ids of other things ("task", "incident", ...). */
+int flow__parse_id(flow_engine *e, const char *text, const char *what,
+                   int64_t *out);
+/* Begins a transaction for a public call; sets the engine error. */
+int flow__engine_begin(flow_engine *e);
+/* Ends it (flow__engine_end_txn), and on success clears the engine error
+   and tells the loop; on failure frees *out (out may be NULL). */
+int flow__engine_finish(flow_engine *e, int rc, char **out);
 
 /* A name as the loader takes one (flow__name_ok, _ first allowed), of at
    most FLOW__MAX_NAME bytes. */
@@ -125,7 +148,45 @@ flow__engine_identifier(const char *s)
   return n <= FLOW__MAX_NAME && flow__name_ok(s, n, 1);
 }
 
+/* ---- tasks, messages, incidents (engine_task.c, engine_message.c,
+   engine_incident.c), inside the caller's transaction ---------------- */
+
+/* What a persisted transition does to tasks: ends those of the state left
+   (all when the case closed), then creates the ones the script asked for
+   (calls entries {"task": ...}).  row is the case as written. */
+int flow__tasks_persist(flow_engine *e, const flow__case_row *row,
+                        const char *state, int moved, json_t *calls,
+                        int64_t now, const char *cause, flow__err *err);
+/* Correlation keys: check runs before a transition writes (a key another
+   open case holds is a refusal, FLOW_ECONFLICT); write records the new
+   keys and queues the buffered messages they match for delivery. */
+int flow__correlate_check(flow_engine *e, const flow__service *svc,
+                          const flow__case_row *row, const char *old_data,
+                          json_t *data, flow__err *err);
+int flow__correlate_write(flow_engine *e, const flow__service *svc,
+                          const flow__case_row *row, const char *old_data,
+                          json_t *data, flow__err *err);
+/* Delivers the queued messages (each a transition of its case); called
+   at the end of the outermost transition of a transaction. */
+int flow__messages_deliver(flow_engine *e);
+/* The loop's share: expires buffered messages whose time ran out and
+   delivers those a crash left matched; *done counts them. */
+int flow__messages_work(flow_engine *e, size_t max, size_t *done);
+int64_t flow__messages_next_due(flow_engine *e);
+
+/*
+ * Raises an incident for an event no caller could be told of, refused
+ * with the engine's error (code and message): the row, and a note
+ * "incident" with fields (which may add to it, consumed; may be NULL).
+ * *id (may be NULL) gets its id.
+ */
+int flow__incident_raise(flow_engine *e, const flow__incident_row *row,
+                         json_t *fields, int64_t *id);
+
 /* ---- actors (engine_actor.c) --------------------------------------------- */
+
+/* The actor of what the engine does on its own: "engine", role system. */
+extern const flow_actor flow__system_actor;
 
 /* Checks a host's actor: FLOW_EMISUSE or FLOW_EINVAL, on the engine. */
 int flow__case_check_actor(flow_engine *e, const flow_actor *actor);

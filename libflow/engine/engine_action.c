@@ -27,8 +27,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const SYSTEM_ROLES[] = { "system" };
-static const flow_actor SYSTEM_ACTOR = { "engine", SYSTEM_ROLES, 1 };
 
 /* The longest back-off between two attempts. */
 #define MAX_BACKOFF_MS ((int64_t)24 * 60 * 60 * 1000)
@@ -246,7 +244,7 @@ deliver(flow_engine *e, const request *q, const char *event, json_t *payload,
     e->vt->rollback_to(e->store);
     return flow__engine_fail(e, FLOW_ENOMEM, "out of memory");
   }
-  rc = flow__case_apply_txn(e, q->case_id, event, payload, &SYSTEM_ACTOR,
+  rc = flow__case_apply_txn(e, q->case_id, event, payload, &flow__system_actor,
                             FLOW__APPLY_ACTION, NULL, origin, NULL);
   json_decref(origin);
   if (rc == 0) {
@@ -303,6 +301,43 @@ settle(flow_engine *e, const request *q, const char *status, int64_t next_at,
 }
 
 /*
+ * The incident of a request the case refused the answer of (event, with
+ * payload), or that failed for good with no fail event to tell the case
+ * (event NULL: retrying it dispatches the request once more).  In the
+ * caller's transaction.
+ */
+static int
+action_incident(flow_engine *e, const request *q, const char *event,
+                json_t *payload, int code, const char *why)
+{
+  char *ptext = payload ? flow__json_owned(&e->alloc, payload) : NULL;
+  json_t *origin = origin_of(q);
+  char *otext = origin ? flow__json_owned(&e->alloc, origin) : NULL;
+  json_decref(origin);
+  int rc;
+  if ((payload && ptext == NULL) || otext == NULL) {
+    rc = flow__engine_fail(e, FLOW_ENOMEM, "out of memory");
+  } else {
+    char rid[24];
+    snprintf(rid, sizeof rid, "%lld", (long long)q->id);
+    flow__incident_row r = {
+      .case_id = q->case_id, .source = "action", .source_id = q->id,
+      .kind = FLOW__APPLY_ACTION, .event = event ? event : "",
+      .payload = ptext ? ptext : "{}", .origin = otext,
+      .code = flow_err_name(code), .error = why,
+      .raised_at = flow_engine_now(e),
+    };
+    rc = flow__incident_raise(e, &r,
+                              json_pack("{s:s, s:s}", "request", rid,
+                                        "action", q->action),
+                              NULL);
+  }
+  flow_free(ptext);
+  flow_free(otext);
+  return rc;
+}
+
+/*
  * Settles a failed attempt inside the caller's transaction: a retry while
  * retries are left (retryable only), else the fail event or an incident.
  * *type gets what the listener is told.
@@ -320,23 +355,30 @@ settle_failure(flow_engine *e, const request *q, int retryable,
   } else {
     const char *status = "incident";
     *type = "incident";
+    json_t *payload = NULL;
+    int code = FLOW_ERROR;
     if (q->fail) {
-      json_t *payload = json_pack("{s:s, s:i}", "error", msg, "attempts",
-                                  q->attempts);
+      payload = json_pack("{s:s, s:i}", "error", msg, "attempts",
+                          q->attempts);
       if (payload == NULL)
         return flow__engine_fail(e, FLOW_ENOMEM, "out of memory");
       rc = deliver(e, q, q->fail, payload, why, whylen);
-      json_decref(payload);
-      if (rc < 0)
+      if (rc < 0) {
+        json_decref(payload);
         return rc;
+      }
       if (rc == 0) {
         status = "failed";
         *type = "action_failed";
       }
+      code = e->err.code;
     } else {
       snprintf(why, whylen, "%s (the script named no fail event)", msg);
     }
     rc = settle(e, q, status, 0, why, NULL);
+    if (rc == 0 && strcmp(status, "incident") == 0)
+      rc = action_incident(e, q, q->fail, payload, code, why);
+    json_decref(payload);
   }
   return rc;
 }
@@ -427,7 +469,11 @@ apply_answer(flow_engine *e, const answer *a, request *q, const char **type,
     if (d == 1)
       status = "incident";
   }
+  int code = e->err.code;
   if ((rc = settle(e, q, status, 0, why[0] ? why : NULL, a->text)) != 0)
+    return rc;
+  if (strcmp(status, "incident") == 0 &&
+      (rc = action_incident(e, q, q->reply, a->result, code, why)) != 0)
     return rc;
   *type = strcmp(status, "done") == 0 ? "action_completed" : "incident";
   return 0;

@@ -64,3 +64,6 @@ flow__actor_has_role(const flow_actor *actor, const char *role)
       return 1;
   return 0;
 }
+
+static const char *const system_roles[] = { "system" };
+const flow_actor flow__system_actor = { "engine", system_roles, 1 };

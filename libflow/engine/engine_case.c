@@ -18,10 +18,11 @@
 /* ---- small helpers ---------------------------------------------------- */
 
 int
-flow__case_parse_id(flow_engine *e, const char *text, int64_t *out)
+flow__parse_id(flow_engine *e, const char *text, const char *what,
+               int64_t *out)
 {
   if (text == NULL)
-    return flow__engine_fail(e, FLOW_EMISUSE, "case id is NULL");
+    return flow__engine_fail(e, FLOW_EMISUSE, "%s id is NULL", what);
   const char *p = text;
   int64_t v = 0;
   if (*p < '1' || *p > '9')
@@ -39,12 +40,19 @@ bad:
   for (p = text; *p && p - text < 40; p++)
     if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
       return flow__engine_fail(e, FLOW_EINVAL,
-                               "that is not a case id (case ids are whole "
-                               "numbers like 42)");
+                               "that is not a %s id (%s ids are whole "
+                               "numbers like 42)",
+                               what, what);
   return flow__engine_fail(e, FLOW_EINVAL,
-                           "'%.40s' is not a case id (case ids are whole "
+                           "'%.40s' is not a %s id (%s ids are whole "
                            "numbers like 42)",
-                           text);
+                           text, what, what);
+}
+
+int
+flow__case_parse_id(flow_engine *e, const char *text, int64_t *out)
+{
+  return flow__parse_id(e, text, "case", out);
 }
 
 /* splitmix64: a well-mixed seed from the case id and opening time. */
@@ -96,8 +104,10 @@ typedef struct transition {
   const flow_actor *actor;
   const flow__trans *trans; /* the `on` entry, or NULL */
   const char *target;       /* forced target (an `after` timer), or NULL */
-  json_t *origin;           /* ev.action, or NULL */
-  const char *cause;        /* "call", "timer" or "action", for notes */
+  json_t *origin;           /* ev.action, ev.task, ev.message, or NULL */
+  const char *origin_key;   /* "action", "task" or "message" */
+  const char *cause;        /* "call", "timer", "action", "task" or
+                               "message", for notes */
   int opening;
   int64_t now;
   /* results */
@@ -166,7 +176,7 @@ run_scripts(transition *t)
                           .payload = t->payload,
                           .actor = t->actor,
                           .at = t->now,
-                          .origin_key = t->origin ? "action" : NULL,
+                          .origin_key = t->origin ? t->origin_key : NULL,
                           .origin = t->origin };
   flow__err err;
   flow__err_clear(&err);
@@ -435,6 +445,14 @@ persist(transition *t)
   }
 
   flow__case_row *row = t->row;
+  /* Refusals come before the first write. */
+  if (t->svc->ncorrelate &&
+      (rc = flow__correlate_check(e, t->svc, row,
+                                  t->opening ? NULL : row->data, t->data,
+                                  &err)) != 0) {
+    flow__engine_fail_err(e, &err);
+    goto done;
+  }
   const flow__state *cur = t->opening ? NULL
                                       : flow__service_state(t->svc, row->state);
   int moved = t->opening || t->next != cur;
@@ -472,7 +490,7 @@ persist(transition *t)
     json_t *c = json_array_get(t->calls, i);
     const char *action = json_string_value(json_object_get(c, "action"));
     if (action == NULL) {
-      if (!row->closed)
+      if (!row->closed && json_object_get(c, "task") == NULL)
         rc = add_requested_timer(t, c, &err);
       continue;
     }
@@ -501,6 +519,12 @@ persist(transition *t)
     e->next_due = INT64_MIN; /* a request to dispatch */
     flow_free(args);
   }
+  if (rc == 0)
+    rc = flow__tasks_persist(e, row, t->next->name, moved && !t->opening,
+                             t->calls, t->now, t->cause, &err);
+  if (rc == 0 && t->svc->ncorrelate)
+    rc = flow__correlate_write(e, t->svc, row, t->opening ? NULL : olddata,
+                               t->data, &err);
   /* Put the row back as it was; the caller reports from t->next. */
   row->state = oldstate;
   row->data = olddata;
@@ -608,6 +632,8 @@ flow__case_open_txn(flow_engine *e, const char *service,
   };
   data = NULL; /* t owns it now */
   rc = transition_run(&t, out);
+  if (rc == 0 && e->ndeliveries && !e->delivering)
+    rc = flow__messages_deliver(e);
 done:
   json_decref(data);
   json_decref(payload);
@@ -643,7 +669,8 @@ flow__case_apply_txn(flow_engine *e, int64_t id, const char *event,
                               : NULL;
   if (st && tr == NULL &&
       (kind == FLOW__APPLY_SIGNAL || kind == FLOW__APPLY_TIMER ||
-       kind == FLOW__APPLY_ACTION)) {
+       kind == FLOW__APPLY_ACTION || kind == FLOW__APPLY_TASK ||
+       kind == FLOW__APPLY_MESSAGE)) {
     char evs[512];
     /* Echo the name only when it is plain text (messages go into JSON). */
     int plain = 1;
@@ -693,13 +720,24 @@ flow__case_apply_txn(flow_engine *e, int64_t id, const char *event,
     .trans = tr,
     .target = target,
     .origin = origin,
-    .cause = kind == FLOW__APPLY_SIGNAL   ? "call"
-             : kind == FLOW__APPLY_ACTION ? "action"
-                                          : "timer",
+    .origin_key = kind == FLOW__APPLY_TASK ||
+                          kind == FLOW__APPLY_TASK_DONE
+                      ? "task"
+                  : kind == FLOW__APPLY_MESSAGE ? "message"
+                                                : "action",
+    .cause = kind == FLOW__APPLY_SIGNAL    ? "call"
+             : kind == FLOW__APPLY_ACTION  ? "action"
+             : kind == FLOW__APPLY_TASK ||
+                       kind == FLOW__APPLY_TASK_DONE
+                 ? "task"
+             : kind == FLOW__APPLY_MESSAGE ? "message"
+                                           : "timer",
     .now = flow_engine_now(e),
   };
   data = NULL;
   rc = transition_run(&t, out);
+  if (rc == 0 && e->ndeliveries && !e->delivering)
+    rc = flow__messages_deliver(e);
 done:
   flow__case_row_clear(&e->alloc, &row);
   json_decref(data);
@@ -708,9 +746,17 @@ done:
 
 /* ---- public entry points --------------------------------------------- */
 
-/* Commits what fn did, or rolls it back; frees *out on failure. */
-static int
-finish_txn(flow_engine *e, int rc, char **out)
+int
+flow__engine_begin(flow_engine *e)
+{
+  flow__err err;
+  flow__err_clear(&err);
+  int rc = e->vt->begin(e->store, &err);
+  return rc ? flow__engine_fail_err(e, &err) : 0;
+}
+
+int
+flow__engine_finish(flow_engine *e, int rc, char **out)
 {
   if ((rc = flow__engine_end_txn(e, rc)) != 0) {
     if (out) {
@@ -743,7 +789,7 @@ flow_case_open(char **out, flow_engine *engine, const char *service,
   if ((rc = engine->vt->begin(engine->store, &err)) != 0)
     return flow__engine_fail_err(engine, &err);
   rc = flow__case_open_txn(engine, service, data_json, actor, out);
-  return finish_txn(engine, rc, out);
+  return flow__engine_finish(engine, rc, out);
 }
 
 int
@@ -776,6 +822,6 @@ flow_case_signal(char **out, flow_engine *engine, const char *case_id,
   rc = flow__case_apply_txn(e, id, event, payload, actor, FLOW__APPLY_SIGNAL,
                             NULL, NULL, out);
   json_decref(payload);
-  return finish_txn(e, rc, out);
+  return flow__engine_finish(e, rc, out);
 }
 

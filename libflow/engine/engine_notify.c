@@ -135,6 +135,8 @@ flow__engine_notes_drop(flow_engine *e, size_t mark)
 {
   while (e->notes && json_array_size(e->notes) > mark)
     json_array_remove(e->notes, json_array_size(e->notes) - 1);
+  /* Deliveries are queued only by the call being undone. */
+  e->ndeliveries = 0;
 }
 
 void

@@ -19,8 +19,6 @@
 
 #include <string.h>
 
-static const char *const SYSTEM_ROLES[] = { "system" };
-static const flow_actor SYSTEM_ACTOR = { "engine", SYSTEM_ROLES, 1 };
 
 int
 flow__engine_clock_fixed(const flow_engine *e)
@@ -88,6 +86,9 @@ flow__engine_next_due(flow_engine *e)
   int64_t act = flow__engine_actions_next_due(e);
   if (act < due)
     due = act;
+  int64_t msg = flow__messages_next_due(e);
+  if (msg < due)
+    due = msg;
   e->next_due = due;
   return due;
 }
@@ -194,7 +195,7 @@ fire_one(flow_engine *e, const due_timer *t, int64_t now, int *fired)
   json_t *payload = json_loads(t->payload, 0, NULL);
   if (payload == NULL)
     payload = json_object();
-  rc = flow__case_apply_txn(e, t->case_id, t->event, payload, &SYSTEM_ACTOR,
+  rc = flow__case_apply_txn(e, t->case_id, t->event, payload, &flow__system_actor,
                             kind, t->target, NULL, &out);
   json_decref(payload);
   if (rc == 0 && (rc = e->vt->commit(e->store, &err)) != 0)
@@ -219,21 +220,26 @@ fire_one(flow_engine *e, const due_timer *t, int64_t now, int *fired)
   int src = e->vt->begin(e->store, &err);
   if (src == 0)
     src = e->vt->timer_incident(e->store, t->id, msg, &marked, &err);
-  if (src == 0)
-    src = e->vt->commit(e->store, &err);
   if (src != 0) {
     e->vt->rollback(e->store);
     return flow__engine_fail_err(e, &err);
   }
+  if (marked) {
+    flow__incident_row ir = {
+      .case_id = t->case_id, .source = "timer", .source_id = t->id,
+      .kind = kind, .event = t->event, .payload = t->payload,
+      .target = t->target, .code = flow_err_name(code), .error = msg,
+      .raised_at = now,
+    };
+    json_t *n = flow__engine_listened(e, 0) ? timer_note("incident", t, now)
+                                             : NULL;
+    src = flow__incident_raise(e, &ir, n, NULL);
+  }
+  if ((src = flow__engine_end_txn(e, src)) != 0)
+    return src;
   if (!marked)
     return 0;
   *fired = 1;
-  json_t *n = timer_note("incident", t, now);
-  if (n) {
-    json_object_set_new(n, "error", json_string(flow_err_name(code)));
-    json_object_set_new(n, "message", json_string(msg));
-  }
-  flow__engine_notify(e, n);
   if (e->opts.log) {
     char line[FLOW__ERRMSG_MAX + 128];
     snprintf(line, sizeof line, "timer %lld of case %lld: %s",
@@ -291,7 +297,10 @@ flow__engine_work_batch(flow_engine *e, size_t max, size_t *done,
   int rc = flow__engine_fire_batch(e, max, &fired, &tseen);
   if (rc == 0 && tseen < max)
     rc = flow__engine_dispatch_batch(e, max - tseen, &sent, &aseen);
-  *done = fired + sent;
-  *seen = tseen + aseen;
+  size_t msgs = 0;
+  if (rc == 0 && tseen + aseen < max)
+    rc = flow__messages_work(e, max - tseen - aseen, &msgs);
+  *done = fired + sent + msgs;
+  *seen = tseen + aseen + msgs;
   return rc;
 }

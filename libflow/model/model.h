@@ -85,6 +85,14 @@ typedef struct flow__state {
   int line;
 } flow__state;
 
+/* One entry of `correlate`: the data field whose value is the key of a
+   message of that name sent to the case. */
+typedef struct flow__correlate {
+  char *message;
+  char *field;
+  int line;
+} flow__correlate;
+
 typedef struct flow__service {
   char *name;
   int64_t version;
@@ -98,6 +106,8 @@ typedef struct flow__service {
   flow__duration sla;
   char *sla_warn;    /* when to send sla_warning, from opening, or NULL */
   flow__duration sla_warn_dur;
+  flow__correlate *correlate;
+  size_t ncorrelate;
   char *source;
   size_t source_len;
   char *chunkname;
@@ -142,6 +152,15 @@ int flow__fields_validate(const flow__service *svc, json_t *data,
 /* The fields as a JSON Schema 2020-12 object (new reference), or NULL on
    allocation failure. */
 json_t *flow__fields_schema(const flow__service *svc);
+
+/*
+ * Reads a task's form (a JSON object: field name -> { type, required,
+ * values, min, max, pattern, title }) into a new service that holds only
+ * those fields and is called name, for flow__fields_validate.  Free it
+ * with flow__service_free.  FLOW_EINVAL names the field and the fix.
+ */
+int flow__form_read(const flow__allocator *a, json_t *form, const char *name,
+                    flow__service **out, flow__err *err);
 
 /* ---- JSON at the boundary (model_json.c) ------------------------------ */
 

@@ -72,6 +72,11 @@ flow__service_free(const flow__allocator *a, flow__service *svc)
     flow__free(a, st->after);
   }
   flow__free(a, svc->states);
+  for (size_t i = 0; i < svc->ncorrelate; i++) {
+    flow__free(a, svc->correlate[i].message);
+    flow__free(a, svc->correlate[i].field);
+  }
+  flow__free(a, svc->correlate);
   flow__free(a, (void *)svc->fields_by_name);
   flow__free(a, (void *)svc->states_by_name);
   flow__free(a, svc->name);

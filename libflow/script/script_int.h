@@ -146,6 +146,7 @@ struct flow__sandbox {
   const flow__service *svc;
   json_t *calls;     /* flow.call requests; NULL: flow.call is refused */
   int ncalls, ntimers; /* flow.call and flow.after/at requests in calls */
+  int ntasks;          /* flow.task requests in calls */
   /* The unit all the pattern checks of one validation share, kept while
      the run's own unit is back (flow__sandbox_match). */
   unit_state match_unit;
@@ -185,6 +186,15 @@ void flow__sb_describe_ref(const flow__sandbox *sb, int ref, char *buf,
 /* Marks the memory budget as gone and raises (for a request known to be
    too big before it is made). */
 int flow__sb_kill_mem(lua_State *L);
+/* The table argument at idx of a flow function as a JSON object (an empty
+   one when absent), converted at the call so that a mistake is reported
+   at its line; raises the Lua error itself.  *held grows by what the
+   object holds outside Lua, which counts against the memory budget. */
+json_t *flow__sb_object_arg(lua_State *L, flow__sandbox *sb, int idx,
+                            const char *root, const char *who,
+                            const char *not_object, size_t *held);
+/* flow.task{...} (script_task.c). */
+int flow__sb_task(lua_State *L);
 /*
  * Host-side budget check for C loops that must not raise (the JSON
  * bridge): adds n to the instruction count and looks at the CPU clock.

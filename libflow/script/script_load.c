@@ -460,7 +460,7 @@ flow__ld_has_state(const loader *ld, const char *name)
 
 static const char *const top_keys[] = {
   "name",   "version", "title", "description", "fields",
-  "initial", "states", "sla",   "budget",      NULL,
+  "initial", "states", "sla",   "budget",      "correlate", NULL,
 };
 static const char *const sla_keys[] = { "within", "warn", NULL };
 static const char *const budget_keys[] = {
@@ -517,6 +517,72 @@ read_sla(loader *ld, int sla)
     read_duration(ld, LOCATE(ld, "sla", "warn"), "sla warn",
                   &ld->svc->sla_warn_dur, &ld->svc->sla_warn);
   lua_pop(L, 1);
+}
+
+/* correlate = { message = "field", ... }: which data field of a case
+   names it to a message sent by name and key (flow_message_send). */
+static void
+read_correlate(loader *ld, int t)
+{
+  lua_State *L = ld->L;
+  int line = LOCATE(ld, "correlate");
+  if (lua_type(L, t) != LUA_TTABLE) {
+    flow__ld_problem(ld, line, "correlate must be a table like { "
+                "payment_received = \"payment_ref\" }, not a %s",
+                flow__ld_type_at(L, t));
+    return;
+  }
+  size_t n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    n++;
+    lua_pop(L, 1);
+  }
+  flow__service *svc = ld->svc;
+  if (n == 0)
+    return;
+  svc->correlate = flow__calloc(ld->a, n, sizeof *svc->correlate);
+  if (svc->correlate == NULL)
+    flow__ld_oom(ld);
+  const char *prefix[] = { "correlate" };
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    flow__ld_tick(ld);
+    int kl = lua_type(L, -2) == LUA_TSTRING ? flow__ld_key_line(ld, prefix, 1)
+                                            : line;
+    char kt[80];
+    const char *msg = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
+                                                     : NULL;
+    const char *field = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                       : NULL;
+    const flow__field *f = field ? flow__service_field(svc, field) : NULL;
+    if (msg == NULL || !flow__name_ok(msg, strlen(msg), 0) ||
+        strlen(msg) > FLOW__MAX_NAME) {
+      flow__ld_problem(ld, kl, "correlate: %s is not a message name (use "
+                  "lower-case letters, digits and _, like payment_received)",
+                  flow__ld_key_text(L, -2, kt, sizeof kt));
+    } else if (field == NULL) {
+      flow__ld_problem(ld, kl, "correlate: %s must name a field, like %s = "
+                  "\"payment_ref\"", msg, msg);
+    } else if (f == NULL) {
+      flow__ld_problem(ld, kl, "correlate: %s names the field '%.60s', which "
+                  "is not in `fields` (declare it there)", msg, field);
+    } else if (f->type != FLOW__F_STRING && f->type != FLOW__F_INTEGER &&
+               f->type != FLOW__F_ENUM) {
+      flow__ld_problem(ld, kl, "correlate: the field '%s' is a %s; a "
+                  "correlation key must be a string, integer or enum field",
+                  field, flow__ftype_name(f->type));
+    } else {
+      flow__correlate *c = &svc->correlate[svc->ncorrelate];
+      c->message = flow__strdup(ld->a, msg);
+      c->field = flow__strdup(ld->a, field);
+      c->line = kl;
+      svc->ncorrelate++;
+      if (c->message == NULL || c->field == NULL)
+        flow__ld_oom(ld);
+    }
+    lua_pop(L, 1);
+  }
 }
 
 static void
@@ -675,6 +741,10 @@ walk_p(lua_State *L)
   read_initial(ld, def);
   if (flow__ld_rawfield(L, def, "sla") != LUA_TNIL)
     read_sla(ld, lua_gettop(L));
+  lua_pop(L, 1);
+  /* After fields: it names them. */
+  if (flow__ld_rawfield(L, def, "correlate") != LUA_TNIL)
+    read_correlate(ld, lua_gettop(L));
   lua_pop(L, 1);
   return 0;
 }

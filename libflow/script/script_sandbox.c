@@ -300,9 +300,10 @@ action_name_ok(const char *s, size_t len)
  * leak into the request.  Raises the Lua error itself; *held grows by what
  * the object holds outside Lua, which counts against the memory budget.
  */
-static json_t *
-object_arg(lua_State *L, flow__sandbox *sb, int idx, const char *root,
-           const char *who, const char *not_object, size_t *held)
+json_t *
+flow__sb_object_arg(lua_State *L, flow__sandbox *sb, int idx,
+                    const char *root, const char *who,
+                    const char *not_object, size_t *held)
 {
   json_t *obj = NULL;
   if (lua_type(L, idx) == LUA_TTABLE) {
@@ -547,7 +548,7 @@ flow_call(lua_State *L)
   snprintf(who, sizeof who, "flow.call('%.60s')", action);
   call_opts opts;
   call_options(L, who, &opts);
-  json_t *args = object_arg(L, sb, 2, "args", who,
+  json_t *args = flow__sb_object_arg(L, sb, 2, "args", who,
                             "the arguments must be a table with named keys "
                             "({ to = ..., template = ... }), not a list",
                             &held);
@@ -656,7 +657,7 @@ timer_request(lua_State *L, const char *fn, int is_at)
                       "whose handler sets the next does the same)",
                       fn, FLOW__MAX_TIMERS_PER_RUN);
   size_t held = 0;
-  json_t *payload = object_arg(L, sb, 3, "payload", fn,
+  json_t *payload = flow__sb_object_arg(L, sb, 3, "payload", fn,
                                "the payload must be a table with named keys",
                                &held);
   json_t *req = json_pack("{s:s, s:s%, s:o, s:b}", is_at ? "at" : "after",
@@ -712,7 +713,7 @@ flow_list(lua_State *L)
 static const luaL_Reg flow_funcs[] = {
   { "log", flow_log },   { "fail", flow_fail }, { "now", flow_now },
   { "call", flow_call }, { "list", flow_list }, { "after", flow_after },
-  { "at", flow_at },     { NULL, NULL },
+  { "at", flow_at },     { "task", flow__sb_task }, { NULL, NULL },
 };
 
 /* ---- building the sandbox -------------------------------------------- */
@@ -1089,7 +1090,7 @@ run_begin(flow__sandbox *sb, const flow__service *svc,
   sb->svc = svc;
   sb->now = ev->at;
   sb->calls = json_array();
-  sb->ncalls = sb->ntimers = 0;
+  sb->ncalls = sb->ntimers = sb->ntasks = 0;
   if (sb->calls == NULL) {
     flow__sb_stop(sb);
     return flow__err_set(err, FLOW_ENOMEM, "out of memory starting a run");
@@ -1618,7 +1619,7 @@ flow__sandbox_eval(flow__sandbox *sb, const char *code, size_t len,
   flow__sb_seed(sb, 0);
   /* flow.call works as in a handler; the requests are dropped. */
   sb->calls = json_array();
-  sb->ncalls = sb->ntimers = 0;
+  sb->ncalls = sb->ntimers = sb->ntasks = 0;
   int rc = 0, line;
   char msg[FLOW__ERRMSG_MAX];
   if (sb->calls == NULL) {

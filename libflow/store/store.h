@@ -23,7 +23,10 @@
  *  - Requests and tasks.  An outbox request is taken by one engine at a
  *    time, for a lease, and again when the lease runs out; a settled one
  *    never again, and an attempt is settled once.  A task is given to one
- *    claimer.
+ *    claimer, and moves on (task_set) only from the status it was read
+ *    in; so do incidents and messages: a message is delivered once.
+ *  - Correlation keys.  A (message name, key) pair names at most one
+ *    open case (correl_put refuses a second with FLOW_ECONFLICT).
  *  - Wake-ups.  changed_elsewhere() tells an engine that another
  *    connection committed, so that its cached view (the next timer due)
  *    must be read again.
@@ -125,6 +128,73 @@ typedef struct flow__request_row {
   const char *result;   /* JSON text of the result, or NULL */
   int64_t finished_at;  /* FLOW__NO_TIME while pending */
 } flow__request_row;
+
+/* A task for people (flow.task).  status: "open", "claimed", "done",
+   "cancelled". */
+typedef struct flow__task_row {
+  int64_t id;
+  int64_t case_id, seq; /* the transition that created it */
+  int n;                /* its place among that transition's tasks */
+  const char *name;
+  const char *title;    /* may be NULL */
+  const char *team;     /* may be NULL */
+  const char *assignee; /* may be NULL */
+  int64_t due_at;       /* FLOW__NO_TIME: none */
+  const char *form;     /* JSON object text: the outcome's fields */
+  const char *done;     /* the event on completion, or NULL */
+  const char *state;    /* the state that created it; NULL: kept */
+  const char *status;
+  const char *claimed_by;  /* NULL while unclaimed */
+  const char *outcome;     /* JSON text once done, else NULL */
+  const char *finished_by; /* who completed or cancelled it, or why */
+  int64_t created_at;
+  int64_t finished_at;     /* FLOW__NO_TIME while open or claimed */
+} flow__task_row;
+
+/* Which tasks task_list reads; zero/NULL members match any. */
+typedef struct flow__task_query {
+  int64_t id, case_id;
+  const char *team, *assignee, *status;
+  int64_t due_before; /* open or claimed, due before this; 0: any */
+} flow__task_query;
+
+/* An event that no caller could be told of was refused (store.h users:
+   engine_incident.c).  source: "timer", "action", "task", "message";
+   status: "open", "resolved", "dismissed". */
+typedef struct flow__incident_row {
+  int64_t id, case_id;
+  const char *source;
+  int64_t source_id;
+  int kind;             /* how the event is applied again (FLOW__APPLY_*) */
+  const char *event;
+  const char *payload;  /* JSON object text */
+  const char *origin;   /* JSON object text (ev.action...), or NULL */
+  const char *target;   /* forced target state, or NULL */
+  const char *code;     /* the FLOW_E* name of the refusal */
+  const char *error;    /* its message */
+  const char *status;
+  int attempts;         /* times applied and refused */
+  int64_t raised_at;
+  int64_t finished_at;  /* FLOW__NO_TIME while open */
+  const char *finished_by;
+} flow__incident_row;
+
+/* A message sent to a case by name and correlation key.  status:
+   "buffered" (no case yet), "delivered", "expired", "incident". */
+typedef struct flow__message_row {
+  int64_t id;
+  const char *name, *key;
+  const char *payload;  /* JSON object text */
+  const char *status;
+  int64_t case_id;      /* 0 while buffered */
+  int64_t created_at, expires_at;
+  int64_t finished_at;  /* FLOW__NO_TIME while buffered */
+} flow__message_row;
+
+typedef struct flow__message_query {
+  int64_t id;
+  const char *name, *key, *status; /* NULL: any */
+} flow__message_query;
 
 typedef struct flow__store_vt {
   const char *name;
@@ -229,14 +299,86 @@ typedef struct flow__store_vt {
                      int (*each)(void *ctx, const flow__request_row *row),
                      void *ctx, flow__err *err);
   /* Tasks for people: one row per task a transition creates, unique on
-     (case_id, seq, n); *id (when not NULL) gets its id. */
-  int (*task_add)(flow__store *s, int64_t case_id, int64_t seq, int n,
-                  const char *name, const char *data, int64_t at,
-                  int64_t *id, flow__err *err);
-  /* Gives an open, unclaimed task to claimer; *claimed says whether it
-     was (of two claimers, one). */
+     (case_id, seq, n) (id, status, claim and outcome are not read: a new
+     task is open); *id (when not NULL) gets its id. */
+  int (*task_add)(flow__store *s, const flow__task_row *row, int64_t *id,
+                  flow__err *err);
+  /* Gives an open task to claimer (status "claimed"); *claimed says
+     whether it was (of two claimers, one). */
   int (*task_claim)(flow__store *s, int64_t id, const char *claimer,
                     int *claimed, flow__err *err);
+  /* Moves a task from status `expect` (and, when expect is "claimed",
+     claimed by expect_by) to row->status with row's claimed_by, outcome,
+     finished_by and finished_at; *set says whether it did. */
+  int (*task_set)(flow__store *s, int64_t id, const char *expect,
+                  const char *expect_by, const flow__task_row *row, int *set,
+                  flow__err *err);
+  /* Tasks matching q, oldest first, at most max. */
+  int (*task_list)(flow__store *s, const flow__task_query *q, size_t max,
+                   int (*each)(void *ctx, const flow__task_row *row),
+                   void *ctx, flow__err *err);
+  /* Cancels the open and claimed tasks of a case that end with a state
+     change: state NULL (the case closed) all of them, else those created
+     by another state and not kept.  each (may be NULL) sees each one. */
+  int (*task_end_case)(flow__store *s, int64_t case_id, const char *state,
+                       const char *why, int64_t at,
+                       int (*each)(void *ctx, const flow__task_row *row),
+                       void *ctx, flow__err *err);
+
+  /* Incidents: add (status, attempts and outcome not read: a new one is
+     open, refused once), list (id, case_id 0 / status NULL: any; oldest
+     first), and settle: from "open" to status ("open" again counts one
+     more refusal with its code and error), *set says whether. */
+  int (*incident_add)(flow__store *s, const flow__incident_row *row,
+                      int64_t *id, flow__err *err);
+  int (*incident_list)(flow__store *s, int64_t id, int64_t case_id,
+                       const char *status, size_t max,
+                       int (*each)(void *ctx, const flow__incident_row *row),
+                       void *ctx, flow__err *err);
+  int (*incident_set)(flow__store *s, int64_t id, const char *status,
+                      const char *code, const char *error, const char *by,
+                      int64_t at, int *set, flow__err *err);
+  /* What an incident's source becomes when it is settled: a timer kept
+     as an incident is removed, a request marked so is finished with
+     status ("done" or "failed"); tasks and messages settle themselves. */
+  int (*incident_source_done)(flow__store *s, const char *source,
+                              int64_t source_id, const char *status,
+                              int64_t at, flow__err *err);
+
+  /* Messages: add (status "buffered" or as given, with case_id), list,
+     and move one from status expect to status/case_id (*set says
+     whether).  expire marks buffered ones whose time ran out by now (at
+     most max), handing each to each; next_expiry is the earliest
+     expiry of a buffered one, INT64_MAX when none. */
+  int (*message_add)(flow__store *s, const flow__message_row *row,
+                     int64_t *id, flow__err *err);
+  int (*message_list)(flow__store *s, const flow__message_query *q,
+                      size_t max,
+                      int (*each)(void *ctx, const flow__message_row *row),
+                      void *ctx, flow__err *err);
+  int (*message_set)(flow__store *s, int64_t id, const char *expect,
+                     const char *status, int64_t case_id, int64_t at,
+                     int *set, flow__err *err);
+  int (*message_expire)(flow__store *s, int64_t now, size_t max,
+                        int (*each)(void *ctx, const flow__message_row *row),
+                        void *ctx, flow__err *err);
+  int (*message_next_expiry)(flow__store *s, int64_t *out, flow__err *err);
+  /* Buffered messages whose (name, key) an open case now holds, oldest
+     first, at most max: left by a crash between the commit that gave a
+     case its key and the delivery. */
+  int (*message_matched)(flow__store *s, size_t max,
+                         int (*each)(void *ctx, const flow__message_row *row),
+                         void *ctx, flow__err *err);
+
+  /* Correlation keys of open cases: (name, key) names at most one case.
+     find: FLOW_ENOTFOUND; put: FLOW_ECONFLICT when another case holds
+     it; drop: the case's keys (name NULL: all of them). */
+  int (*correl_find)(flow__store *s, const char *name, const char *key,
+                     int64_t *case_id, flow__err *err);
+  int (*correl_put)(flow__store *s, const char *name, const char *key,
+                    int64_t case_id, flow__err *err);
+  int (*correl_drop)(flow__store *s, int64_t case_id, const char *name,
+                     flow__err *err);
 
   /* One nested transaction inside begin/commit, for group commit:
      rollback_to undoes what was written since savepoint, release keeps

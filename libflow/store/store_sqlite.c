@@ -13,9 +13,8 @@
  * how this backend keeps the interface's row locks (case_lock,
  * timer_claim): no other connection writes until this one commits.
  */
-#include "store.h"
+#include "store/store_sqlite_int.h"
 
-#include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -41,8 +40,6 @@ enum {
   ST_OUTBOX_SETTLE,
   ST_OUTBOX_NEXT_DUE,
   ST_OUTBOX_LIST,
-  ST_TASK_ADD,
-  ST_TASK_CLAIM,
   ST_BEGIN,
   ST_COMMIT,
   ST_ROLLBACK,
@@ -188,10 +185,6 @@ static const char *const stmt_sql[ST_COUNT] = {
   [ST_OUTBOX_LIST] = "SELECT " REQUEST_COLS " FROM outbox WHERE"
                      " (?1 = 0 OR case_id = ?1) AND (?2 IS NULL OR"
                      " status = ?2) ORDER BY id LIMIT ?3",
-  [ST_TASK_ADD] = "INSERT INTO tasks(case_id, seq, n, name, data,"
-                  " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-  [ST_TASK_CLAIM] = "UPDATE tasks SET claimed_by = ?2 WHERE id = ?1 AND"
-                    " status = 'open' AND claimed_by IS NULL",
 };
 
 /* The number of ?N in ST_TIMER_SWEEP_CASE. */
@@ -282,6 +275,57 @@ static const char *const migrations[] = {
    "  claimed_by TEXT, created_at INTEGER NOT NULL,"
    "  UNIQUE (case_id, seq, n));"
    "CREATE INDEX tasks_open ON tasks(case_id) WHERE status = 'open';"),
+
+  /* 5 -> 6: tasks as people work them (claimed is a status of its own;
+     the form is kept in data), incidents of every source, messages and
+     the correlation keys of open cases. */
+  ("ALTER TABLE tasks ADD COLUMN title TEXT;"
+   "ALTER TABLE tasks ADD COLUMN team TEXT;"
+   "ALTER TABLE tasks ADD COLUMN assignee TEXT;"
+   "ALTER TABLE tasks ADD COLUMN due_at INTEGER;"
+   "ALTER TABLE tasks ADD COLUMN done TEXT;"
+   "ALTER TABLE tasks ADD COLUMN state TEXT;"
+   "ALTER TABLE tasks ADD COLUMN outcome TEXT;"
+   "ALTER TABLE tasks ADD COLUMN finished_by TEXT;"
+   "ALTER TABLE tasks ADD COLUMN finished_at INTEGER;"
+   "UPDATE tasks SET status = 'claimed' WHERE status = 'open' AND"
+   "  claimed_by IS NOT NULL;"
+   "DROP INDEX tasks_open;"
+   "CREATE INDEX tasks_case ON tasks(case_id, status);"
+   "CREATE INDEX tasks_queue ON tasks(team, status, id);"
+   "CREATE INDEX tasks_due ON tasks(due_at) WHERE status IN ('open',"
+   " 'claimed') AND due_at IS NOT NULL;"
+   "CREATE TABLE incidents ("
+   "  id INTEGER PRIMARY KEY, case_id INTEGER NOT NULL,"
+   "  source TEXT NOT NULL, source_id INTEGER NOT NULL,"
+   "  kind INTEGER NOT NULL, event TEXT NOT NULL, payload TEXT NOT NULL,"
+   "  origin TEXT, target TEXT, code TEXT NOT NULL, error TEXT NOT NULL,"
+   "  status TEXT NOT NULL DEFAULT 'open',"
+   "  attempts INTEGER NOT NULL DEFAULT 1, raised_at INTEGER NOT NULL,"
+   "  finished_at INTEGER, finished_by TEXT);"
+   "CREATE INDEX incidents_case ON incidents(case_id);"
+   "CREATE INDEX incidents_open ON incidents(id) WHERE status = 'open';"
+   /* Incidents raised before this version, kept on their timers and
+      requests, join the list. */
+   "INSERT INTO incidents(case_id, source, source_id, kind, event,"
+   "  payload, target, code, error, raised_at)"
+   "  SELECT case_id, 'timer', id, CASE kind WHEN 'after' THEN 1"
+   "  WHEN 'timer' THEN 2 ELSE 3 END, event, payload, target,"
+   "  'FLOW_ESCRIPT', COALESCE(error, 'refused'), due_at FROM timers"
+   "  WHERE status = 'incident';"
+   "CREATE TABLE messages ("
+   "  id INTEGER PRIMARY KEY, name TEXT NOT NULL, key TEXT NOT NULL,"
+   "  payload TEXT NOT NULL, status TEXT NOT NULL,"
+   "  case_id INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL,"
+   "  expires_at INTEGER NOT NULL, finished_at INTEGER);"
+   "CREATE INDEX messages_waiting ON messages(name, key, id) WHERE"
+   " status = 'buffered';"
+   "CREATE INDEX messages_expiry ON messages(expires_at) WHERE"
+   " status = 'buffered';"
+   "CREATE TABLE correlations ("
+   "  name TEXT NOT NULL, key TEXT NOT NULL, case_id INTEGER NOT NULL,"
+   "  PRIMARY KEY (name, key)) WITHOUT ROWID;"
+   "CREATE INDEX correlations_case ON correlations(case_id);"),
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof *migrations))
 
@@ -290,6 +334,7 @@ struct flow__store {
   sqlite3 *db;
   int busy_ms;       /* how long to wait for another connection's lock */
   sqlite3_stmt *st[ST_COUNT];
+  sqlite3_stmt *wst[FLOW__SQ_WORK_STMTS]; /* store_sqlite_work.c's */
   int in_txn;
   /* The case counter inside a transaction: last id handed out, whether it
      was read (case_loaded) and is to be written back (case_dirty). */
@@ -303,8 +348,8 @@ struct flow__store {
 };
 
 /* Copies SQLite's message now: the next call overwrites it. */
-static int
-sql_fail(flow__store *s, flow__err *err, int rc, const char *what)
+int
+flow__sq_fail(flow__store *s, flow__err *err, int rc, const char *what)
 {
   int code = FLOW_EIO;
   int prim = rc & 0xff;
@@ -323,7 +368,7 @@ exec_sql(flow__store *s, const char *sql, flow__err *err)
 {
   int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
   if (rc != SQLITE_OK)
-    return sql_fail(s, err, rc, "schema update");
+    return flow__sq_fail(s, err, rc, "schema update");
   return 0;
 }
 
@@ -362,7 +407,7 @@ pragma_int(flow__store *s, const char *sql, int *out, flow__err *err)
     sqlite3_finalize(st);
   } while (busy_again(s, rc, &waited));
   if (rc != SQLITE_OK && rc != SQLITE_DONE)
-    return sql_fail(s, err, rc, "reading the database header");
+    return flow__sq_fail(s, err, rc, "reading the database header");
   return 0;
 }
 
@@ -393,7 +438,7 @@ migrate(flow__store *s, const char *path, flow__err *err)
     return 0;
   rc = exec_busy(s, "BEGIN IMMEDIATE");
   if (rc != SQLITE_OK)
-    return sql_fail(s, err, rc, "starting the schema update");
+    return flow__sq_fail(s, err, rc, "starting the schema update");
   if ((rc = pragma_int(s, "PRAGMA user_version", &ver, err)) != 0)
     goto fail;
   if (ver > SCHEMA_VERSION) {
@@ -438,6 +483,8 @@ sqlite_close(flow__store *s)
     return;
   for (int i = 0; i < ST_COUNT; i++)
     sqlite3_finalize(s->st[i]);
+  for (int i = 0; i < FLOW__SQ_WORK_STMTS; i++)
+    sqlite3_finalize(s->wst[i]);
   sqlite3_close_v2(s->db);
   flow__free(s->a, s);
 }
@@ -481,7 +528,7 @@ sqlite_open(flow__store **out, const char *path, const flow__store_config *cfg,
       flow__err_set(err, FLOW_EIO,
                     "%s is not a database (give libflow a new file name)", path);
     else
-      sql_fail(s, err, rc, "opening the database");
+      flow__sq_fail(s, err, rc, "opening the database");
     goto fail;
   }
   if ((rc = migrate(s, path, err)) != 0)
@@ -490,7 +537,7 @@ sqlite_open(flow__store **out, const char *path, const flow__store_config *cfg,
     rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                             &s->st[i], NULL);
     if (rc != SQLITE_OK) {
-      sql_fail(s, err, rc, "preparing statements");
+      flow__sq_fail(s, err, rc, "preparing statements");
       goto fail;
     }
   }
@@ -503,21 +550,21 @@ fail:
 }
 
 /* Runs a statement that returns no rows. */
-static int
-step_done(flow__store *s, sqlite3_stmt *st, flow__err *err, const char *what)
+int
+flow__sq_done(flow__store *s, sqlite3_stmt *st, flow__err *err, const char *what)
 {
   int rc = sqlite3_step(st);
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
   if (rc != SQLITE_DONE)
-    return sql_fail(s, err, rc, what);
+    return flow__sq_fail(s, err, rc, what);
   return 0;
 }
 
 static int
 sqlite_begin(flow__store *s, flow__err *err)
 {
-  int rc = step_done(s, s->st[ST_BEGIN], err, "starting a transaction");
+  int rc = flow__sq_done(s, s->st[ST_BEGIN], err, "starting a transaction");
   if (rc == 0)
     s->in_txn = 1;
   return rc;
@@ -531,10 +578,10 @@ sqlite_commit(flow__store *s, flow__err *err)
     sqlite3_stmt *st = s->st[ST_COUNTER_SET];
     sqlite3_bind_text(st, 1, "case", -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, s->case_last);
-    rc = step_done(s, st, err, "saving the case counter");
+    rc = flow__sq_done(s, st, err, "saving the case counter");
   }
   if (rc == 0)
-    rc = step_done(s, s->st[ST_COMMIT], err, "commit");
+    rc = flow__sq_done(s, s->st[ST_COMMIT], err, "commit");
   s->case_loaded = s->case_dirty = 0;
   if (rc != 0) {
     /* A failed COMMIT may leave the transaction open: end it so the
@@ -610,7 +657,7 @@ sqlite_service_get(flow__store *s, const char *name, int64_t version,
                           "first: flow load %s.lua)",
                           name, name);
   } else {
-    ret = sql_fail(s, err, rc, "reading a service");
+    ret = flow__sq_fail(s, err, rc, "reading a service");
   }
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
@@ -630,7 +677,7 @@ sqlite_service_put(flow__store *s, const flow__service_row *row,
   sqlite3_bind_text(st, 5, row->sha256, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 6, row->chunkname, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 7, row->loaded_at);
-  return step_done(s, st, err, "storing a service");
+  return flow__sq_done(s, st, err, "storing a service");
 }
 
 static int
@@ -648,7 +695,7 @@ sqlite_service_newest(flow__store *s, const char *name, int64_t *version,
                         "first: flow load %s.lua)",
                         name, name);
   else
-    ret = sql_fail(s, err, rc, "finding a service");
+    ret = flow__sq_fail(s, err, rc, "finding a service");
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
   return ret;
@@ -680,7 +727,7 @@ sqlite_service_list(flow__store *s, json_t **out, flow__err *err)
   sqlite3_reset(st);
   if (rc != SQLITE_DONE) {
     json_decref(arr);
-    return sql_fail(s, err, rc, "listing services");
+    return flow__sq_fail(s, err, rc, "listing services");
   }
   *out = arr;
   return 0;
@@ -699,7 +746,7 @@ sqlite_index_field(flow__store *s, const char *field, flow__err *err)
     return flow__err_set(err, FLOW_EINVAL, "field name too long: %s", field);
   int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
   if (rc != SQLITE_OK)
-    return sql_fail(s, err, rc, "creating a field index");
+    return flow__sq_fail(s, err, rc, "creating a field index");
   return 0;
 }
 
@@ -719,7 +766,7 @@ load_counter(flow__store *s, flow__err *err)
     return rc == SQLITE_DONE ? flow__err_set(err, FLOW_EIO,
                                              "storage: the case counter is "
                                              "missing")
-                             : sql_fail(s, err, rc, "allocating a case id");
+                             : flow__sq_fail(s, err, rc, "allocating a case id");
   s->case_loaded = 1;
   return 0;
 }
@@ -782,7 +829,7 @@ sqlite_case_get(flow__store *s, int64_t id, flow__case_row *out,
     ret = flow__err_set(err, FLOW_ENOTFOUND, "there is no case %lld",
                         (long long)id);
   } else {
-    ret = sql_fail(s, err, rc, "reading a case");
+    ret = flow__sq_fail(s, err, rc, "reading a case");
   }
   sqlite3_reset(st);
   return ret;
@@ -836,7 +883,7 @@ sqlite_case_insert(flow__store *s, const flow__case_row *row, flow__err *err)
   if (rc != 0)
     return rc;
   bind_case(s->st[ST_CASE_INSERT], row, 1);
-  rc = step_done(s, s->st[ST_CASE_INSERT], err, "writing a new case");
+  rc = flow__sq_done(s, s->st[ST_CASE_INSERT], err, "writing a new case");
   if (rc == 0 && row->id > s->case_last) {
     s->case_last = row->id;
     s->case_dirty = 1;
@@ -850,7 +897,7 @@ sqlite_case_update(flow__store *s, const flow__case_row *row, int moved,
 {
   sqlite3_stmt *st = s->st[moved ? ST_CASE_UPDATE : ST_CASE_UPDATE_DATA];
   bind_case(st, row, 0);
-  int rc = step_done(s, st, err, "updating a case");
+  int rc = flow__sq_done(s, st, err, "updating a case");
   if (rc == 0 && sqlite3_changes(s->db) != 1)
     return flow__err_set(err, FLOW_ENOTFOUND, "case %lld disappeared",
                          (long long)row->id);
@@ -948,7 +995,7 @@ sqlite_case_list(flow__store *s, const flow_case_query *q, int64_t now,
   int rc = sqlite3_prepare_v2(s->db, text, -1, &st, NULL);
   flow__buf_free(&sql);
   if (rc != SQLITE_OK)
-    return sql_fail(s, err, rc, "listing cases");
+    return flow__sq_fail(s, err, rc, "listing cases");
   int idx = 1, ret = 0;
   if (q->service)
     sqlite3_bind_text(st, idx++, q->service, -1, SQLITE_STATIC);
@@ -991,7 +1038,7 @@ sqlite_case_list(flow__store *s, const flow_case_query *q, int64_t now,
     }
   }
   if (rc != SQLITE_DONE)
-    ret = sql_fail(s, err, rc, "listing cases");
+    ret = flow__sq_fail(s, err, rc, "listing cases");
 done:
   sqlite3_finalize(st);
   return ret;
@@ -1011,7 +1058,7 @@ sqlite_history_append(flow__store *s, const flow__history_row *row,
   if (row->from)
     sqlite3_bind_text(st, 7, row->from, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 8, row->to, -1, SQLITE_STATIC);
-  return step_done(s, st, err, "writing history");
+  return flow__sq_done(s, st, err, "writing history");
 }
 
 static int
@@ -1042,13 +1089,13 @@ sqlite_history_each(flow__store *s, int64_t case_id,
     }
   }
   if (ret == 0 && rc != SQLITE_DONE)
-    ret = sql_fail(s, err, rc, "reading history");
+    ret = flow__sq_fail(s, err, rc, "reading history");
   sqlite3_reset(st);
   return ret;
 }
 
-static void
-bind_opt_text(sqlite3_stmt *st, int idx, const char *v)
+void
+flow__sq_bind_text(sqlite3_stmt *st, int idx, const char *v)
 {
   if (v)
     sqlite3_bind_text(st, idx, v, -1, SQLITE_STATIC);
@@ -1067,16 +1114,16 @@ sqlite_outbox_add(flow__store *s, const flow__request_row *r, flow__err *err)
   sqlite3_bind_text(st, 5, r->args, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 6, r->created_at);
   sqlite3_bind_text(st, 7, r->key, -1, SQLITE_STATIC);
-  bind_opt_text(st, 8, r->reply);
-  bind_opt_text(st, 9, r->fail);
+  flow__sq_bind_text(st, 8, r->reply);
+  flow__sq_bind_text(st, 9, r->fail);
   sqlite3_bind_int(st, 10, r->retry_max);
   sqlite3_bind_int64(st, 11, r->backoff_ms);
   sqlite3_bind_int64(st, 12, r->timeout_ms);
-  return step_done(s, st, err, "queueing an action");
+  return flow__sq_done(s, st, err, "queueing an action");
 }
 
-static int64_t
-col_time(sqlite3_stmt *st, int col)
+int64_t
+flow__sq_col_time(sqlite3_stmt *st, int col)
 {
   return sqlite3_column_type(st, col) == SQLITE_NULL
              ? FLOW__NO_TIME
@@ -1104,10 +1151,10 @@ read_request(sqlite3_stmt *st, flow__request_row *r)
   r->attempts = sqlite3_column_int(st, 13);
   r->created_at = sqlite3_column_int64(st, 14);
   r->next_at = sqlite3_column_int64(st, 15);
-  r->lease_until = col_time(st, 16);
+  r->lease_until = flow__sq_col_time(st, 16);
   r->error = (const char *)sqlite3_column_text(st, 17);
   r->result = (const char *)sqlite3_column_text(st, 18);
-  r->finished_at = col_time(st, 19);
+  r->finished_at = flow__sq_col_time(st, 19);
   return r->action && r->args && r->key && r->status ? 0 : -1;
 }
 
@@ -1132,7 +1179,7 @@ each_request(flow__store *s, sqlite3_stmt *st,
     }
   }
   if (ret == 0 && rc != SQLITE_DONE)
-    ret = sql_fail(s, err, rc, "reading the outbox");
+    ret = flow__sq_fail(s, err, rc, "reading the outbox");
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
   return ret;
@@ -1183,7 +1230,7 @@ sqlite_outbox_take(flow__store *s, int64_t id, int attempts,
   sqlite3_bind_int64(st, 1, id);
   sqlite3_bind_int(st, 2, attempts);
   sqlite3_bind_int64(st, 3, lease_until);
-  int rc = step_done(s, st, err, "taking an action");
+  int rc = flow__sq_done(s, st, err, "taking an action");
   *taken = rc == 0 && sqlite3_changes(s->db) == 1;
   return rc;
 }
@@ -1214,10 +1261,10 @@ sqlite_outbox_settle(flow__store *s, int64_t id, int attempts,
   sqlite3_bind_int(st, 2, attempts);
   sqlite3_bind_text(st, 3, status, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 4, next_at);
-  bind_opt_text(st, 5, error);
-  bind_opt_text(st, 6, result);
+  flow__sq_bind_text(st, 5, error);
+  flow__sq_bind_text(st, 6, result);
   sqlite3_bind_int64(st, 7, at);
-  int rc = step_done(s, st, err, "settling an action");
+  int rc = flow__sq_done(s, st, err, "settling an action");
   *set = rc == 0 && sqlite3_changes(s->db) == 1;
   return rc;
 }
@@ -1235,7 +1282,7 @@ sqlite_outbox_next_due(flow__store *s, const char *action, int64_t *out,
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
   if (rc != SQLITE_ROW)
-    return sql_fail(s, err, rc, "reading the outbox");
+    return flow__sq_fail(s, err, rc, "reading the outbox");
   return 0;
 }
 
@@ -1247,40 +1294,10 @@ sqlite_outbox_list(flow__store *s, int64_t case_id, const char *status,
 {
   sqlite3_stmt *st = s->st[ST_OUTBOX_LIST];
   sqlite3_bind_int64(st, 1, case_id);
-  bind_opt_text(st, 2, status);
+  flow__sq_bind_text(st, 2, status);
   sqlite3_bind_int64(st, 3, (sqlite3_int64)(max > INT64_MAX ? INT64_MAX
                                                             : max));
   return each_request(s, st, each, ctx, NULL, err);
-}
-
-static int
-sqlite_task_add(flow__store *s, int64_t case_id, int64_t seq, int n,
-                const char *name, const char *data, int64_t at, int64_t *id,
-                flow__err *err)
-{
-  sqlite3_stmt *st = s->st[ST_TASK_ADD];
-  sqlite3_bind_int64(st, 1, case_id);
-  sqlite3_bind_int64(st, 2, seq);
-  sqlite3_bind_int(st, 3, n);
-  sqlite3_bind_text(st, 4, name, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 5, data, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 6, at);
-  int rc = step_done(s, st, err, "writing a task");
-  if (rc == 0 && id)
-    *id = sqlite3_last_insert_rowid(s->db);
-  return rc;
-}
-
-static int
-sqlite_task_claim(flow__store *s, int64_t id, const char *claimer,
-                  int *claimed, flow__err *err)
-{
-  sqlite3_stmt *st = s->st[ST_TASK_CLAIM];
-  sqlite3_bind_int64(st, 1, id);
-  sqlite3_bind_text(st, 2, claimer, -1, SQLITE_STATIC);
-  int rc = step_done(s, st, err, "claiming a task");
-  *claimed = rc == 0 && sqlite3_changes(s->db) == 1;
-  return rc;
 }
 
 static int
@@ -1289,13 +1306,13 @@ sqlite_savepoint(flow__store *s, flow__err *err)
   s->sp_case_last = s->case_last;
   s->sp_case_loaded = s->case_loaded;
   s->sp_case_dirty = s->case_dirty;
-  return step_done(s, s->st[ST_SAVEPOINT], err, "starting a savepoint");
+  return flow__sq_done(s, s->st[ST_SAVEPOINT], err, "starting a savepoint");
 }
 
 static int
 sqlite_release(flow__store *s, flow__err *err)
 {
-  return step_done(s, s->st[ST_RELEASE], err, "releasing a savepoint");
+  return flow__sq_done(s, s->st[ST_RELEASE], err, "releasing a savepoint");
 }
 
 static void
@@ -1324,10 +1341,10 @@ sqlite_timer_insert(flow__store *s, const flow__timer_row *row,
   sqlite3_bind_text(st, 3, row->kind, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 4, row->event, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 5, row->payload, -1, SQLITE_STATIC);
-  bind_opt_text(st, 6, row->target);
-  bind_opt_text(st, 7, row->state);
+  flow__sq_bind_text(st, 6, row->target);
+  flow__sq_bind_text(st, 7, row->state);
   sqlite3_bind_int64(st, 8, row->set_seq);
-  return step_done(s, st, err, "writing a timer");
+  return flow__sq_done(s, st, err, "writing a timer");
 }
 
 static int
@@ -1336,7 +1353,7 @@ timer_by_id(flow__store *s, int stmt, int64_t id, const char *what,
 {
   sqlite3_stmt *st = s->st[stmt];
   sqlite3_bind_int64(st, 1, id);
-  return step_done(s, st, err, what);
+  return flow__sq_done(s, st, err, what);
 }
 
 static int
@@ -1362,7 +1379,7 @@ sqlite_timer_sweep_cases(flow__store *s, const int64_t *case_ids, size_t n,
     sqlite3_clear_bindings(st);
     for (size_t i = 0; i < k; i++)
       sqlite3_bind_int64(st, (int)i + 1, case_ids[i]);
-    rc = step_done(s, st, err, "removing cancelled timers");
+    rc = flow__sq_done(s, st, err, "removing cancelled timers");
     case_ids += k;
     n -= k;
   }
@@ -1376,7 +1393,7 @@ sqlite_timer_incident(flow__store *s, int64_t id, const char *error,
   sqlite3_stmt *st = s->st[ST_TIMER_INCIDENT];
   sqlite3_bind_int64(st, 1, id);
   sqlite3_bind_text(st, 2, error, -1, SQLITE_STATIC);
-  int rc = step_done(s, st, err, "recording an incident");
+  int rc = flow__sq_done(s, st, err, "recording an incident");
   *marked = rc == 0 && sqlite3_changes(s->db) == 1;
   return rc;
 }
@@ -1389,7 +1406,7 @@ sqlite_timer_next_due(flow__store *s, int64_t *out, flow__err *err)
   *out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : INT64_MAX;
   sqlite3_reset(st);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-    return sql_fail(s, err, rc, "finding the next timer");
+    return flow__sq_fail(s, err, rc, "finding the next timer");
   return 0;
 }
 
@@ -1423,7 +1440,7 @@ timer_rows(flow__store *s, sqlite3_stmt *st,
     }
   }
   if (ret == 0 && rc != SQLITE_DONE)
-    ret = sql_fail(s, err, rc, what);
+    ret = flow__sq_fail(s, err, rc, what);
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
   return ret;
@@ -1478,7 +1495,7 @@ sqlite_changed_elsewhere(flow__store *s, int *changed, flow__err *err)
   int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
   sqlite3_reset(st);
   if (rc != SQLITE_ROW)
-    return sql_fail(s, err, rc, "asking for other connections' changes");
+    return flow__sq_fail(s, err, rc, "asking for other connections' changes");
   *changed = !s->data_version_known || v != s->data_version;
   s->data_version = v;
   s->data_version_known = 1;
@@ -1512,8 +1529,24 @@ const flow__store_vt flow__store_sqlite = {
   .outbox_settle = sqlite_outbox_settle,
   .outbox_next_due = sqlite_outbox_next_due,
   .outbox_list = sqlite_outbox_list,
-  .task_add = sqlite_task_add,
-  .task_claim = sqlite_task_claim,
+  .task_add = flow__sq_task_add,
+  .task_claim = flow__sq_task_claim,
+  .task_set = flow__sq_task_set,
+  .task_list = flow__sq_task_list,
+  .task_end_case = flow__sq_task_end_case,
+  .incident_add = flow__sq_incident_add,
+  .incident_list = flow__sq_incident_list,
+  .incident_set = flow__sq_incident_set,
+  .incident_source_done = flow__sq_incident_source_done,
+  .message_add = flow__sq_message_add,
+  .message_list = flow__sq_message_list,
+  .message_set = flow__sq_message_set,
+  .message_expire = flow__sq_message_expire,
+  .message_next_expiry = flow__sq_message_next_expiry,
+  .message_matched = flow__sq_message_matched,
+  .correl_find = flow__sq_correl_find,
+  .correl_put = flow__sq_correl_put,
+  .correl_drop = flow__sq_correl_drop,
   .savepoint = sqlite_savepoint,
   .release = sqlite_release,
   .rollback_to = sqlite_rollback_to,
@@ -1526,3 +1559,41 @@ const flow__store_vt flow__store_sqlite = {
   .timer_list = sqlite_timer_list,
   .changed_elsewhere = sqlite_changed_elsewhere,
 };
+
+/* ---- for store_sqlite_work.c ------------------------------------------- */
+
+sqlite3 *
+flow__sq_db(flow__store *s)
+{
+  return s->db;
+}
+
+const flow__allocator *
+flow__sq_alloc(flow__store *s)
+{
+  return s->a;
+}
+
+sqlite3_stmt *
+flow__sq_stmt(flow__store *s, int idx, const char *sql, flow__err *err)
+{
+  if (s->wst[idx] == NULL) {
+    int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                                &s->wst[idx], NULL);
+    if (rc != SQLITE_OK) {
+      flow__sq_fail(s, err, rc, "preparing a statement");
+      sqlite3_finalize(s->wst[idx]);
+      s->wst[idx] = NULL;
+    }
+  }
+  return s->wst[idx];
+}
+
+void
+flow__sq_bind_time(sqlite3_stmt *st, int idx, int64_t t)
+{
+  if (t == FLOW__NO_TIME)
+    sqlite3_bind_null(st, idx);
+  else
+    sqlite3_bind_int64(st, idx, t);
+}

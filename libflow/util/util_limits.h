@@ -59,6 +59,23 @@
 #define FLOW__MAX_RETRIES 20
 #define FLOW__MAX_ACTION_KEY 200
 #define FLOW__MAX_TIMERS_PER_RUN 100
+/* Tasks (flow.task) one event may create; the most values of an enum
+   in a task's form; the longest title (characters), team or assignee
+   (bytes). */
+#define FLOW__MAX_TASKS_PER_RUN 20
+#define FLOW__MAX_ENUM_VALUES 1000
+#define FLOW__MAX_TASK_TITLE 200
+#define FLOW__MAX_TASK_WHO 100
+/* Messages (flow_message_send): the longest correlation key in bytes,
+   the time to live when none is given and the longest one. */
+#define FLOW__MAX_MESSAGE_KEY 200
+#define FLOW__MESSAGE_TTL_MS ((int64_t)7 * 24 * 60 * 60 * 1000)
+#define FLOW__MESSAGE_TTL_MAX_MS ((int64_t)366 * 24 * 60 * 60 * 1000)
+/* Buffered messages one transaction delivers to the cases it gave a key
+   (each is a transition); the rest wait for the next loop round. */
+#define FLOW__MESSAGE_BATCH 64
+/* Lists of tasks, incidents and messages: at most this many rows. */
+#define FLOW__MAX_LIST 1000
 /* coroutine.close nested inside __close handlers. */
 #define FLOW__MAX_CLOSE_DEPTH 100
 

@@ -274,7 +274,8 @@ START_TEST(test_cancel_migrates_schema_2)
   ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
   ck_assert_int_eq(
       sqlite3_exec(db,
-                   "DROP TABLE counters; DROP TABLE tasks;"
+                   "DROP TABLE counters; DROP TABLE tasks; DROP TABLE incidents;"
+                   "DROP TABLE messages; DROP TABLE correlations;"
                    "DROP TABLE outbox; CREATE TABLE outbox ("
                    "  id INTEGER PRIMARY KEY, case_id INTEGER NOT NULL,"
                    "  seq INTEGER NOT NULL, n INTEGER NOT NULL,"

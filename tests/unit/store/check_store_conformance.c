@@ -658,13 +658,15 @@ START_TEST(test_store_task_claim)
   second(1000);
   int64_t id = 0, id2 = 0;
   ck_assert_int_eq(vt->begin(S, &err), 0);
-  ck_assert_int_eq(vt->task_add(S, 1, 2, 0, "inspect", "{}", 1000, &id, &err),
-                   0);
-  ck_assert_int_eq(vt->task_add(S, 1, 2, 1, "inspect", "{}", 1000, &id2, &err),
-                   0);
+  flow__task_row t = { .case_id = 1, .seq = 2, .n = 0, .name = "inspect",
+                       .form = "{}", .due_at = FLOW__NO_TIME,
+                       .state = "open", .created_at = 1000 };
+  ck_assert_int_eq(vt->task_add(S, &t, &id, &err), 0);
+  t.n = 1;
+  ck_assert_int_eq(vt->task_add(S, &t, &id2, &err), 0);
   ck_assert_int_ne(id, id2);
-  ck_assert_int_eq(vt->task_add(S, 1, 2, 0, "inspect", "{}", 1000, NULL, &err),
-                   FLOW_EIO);
+  t.n = 0;
+  ck_assert_int_eq(vt->task_add(S, &t, NULL, &err), FLOW_EIO);
   ck_assert_int_eq(vt->commit(S, &err), 0);
   int claimed = -1;
   ck_assert_int_eq(vt->begin(S, &err), 0);
@@ -679,6 +681,229 @@ START_TEST(test_store_task_claim)
   ck_assert_int_eq(vt->task_claim(S2, id2 + 100, "bob", &claimed, &err), 0);
   ck_assert_int_eq(claimed, 0);
   ck_assert_int_eq(vt->commit(S2, &err), 0);
+  finish();
+}
+END_TEST
+
+typedef struct task_seen {
+  size_t n;
+  char status[8][16];
+  char by[8][16];
+} task_seen;
+
+static int
+collect_tasks(void *ctx, const flow__task_row *row)
+{
+  task_seen *g = ctx;
+  if (g->n < 8) {
+    snprintf(g->status[g->n], sizeof g->status[0], "%s", row->status);
+    snprintf(g->by[g->n], sizeof g->by[0], "%s",
+             row->claimed_by ? row->claimed_by : "");
+  }
+  g->n++;
+  return 0;
+}
+
+/* A task moves on only from the status it was read in, on any
+   connection; ending a state's tasks spares kept ones and other states'. */
+START_TEST(test_store_task_set)
+{
+  if (!start(_i))
+    return;
+  second(1000);
+  int64_t a = 0, b = 0, c = 0;
+  ck_assert_int_eq(vt->begin(S, &err), 0);
+  flow__task_row t = { .case_id = 7, .seq = 1, .name = "inspect",
+                       .team = "highways", .form = "{}", .due_at = 5000,
+                       .state = "open", .created_at = 1000 };
+  ck_assert_int_eq(vt->task_add(S, &t, &a, &err), 0);
+  t.n = 1, t.state = NULL, t.due_at = FLOW__NO_TIME; /* kept */
+  ck_assert_int_eq(vt->task_add(S, &t, &b, &err), 0);
+  t.n = 2, t.state = "assigned", t.team = "crews";
+  ck_assert_int_eq(vt->task_add(S, &t, &c, &err), 0);
+  ck_assert_int_eq(vt->commit(S, &err), 0);
+
+  int set = -1;
+  ck_assert_int_eq(vt->begin(S2, &err), 0);
+  ck_assert_int_eq(vt->task_claim(S2, a, "ann", &set, &err), 0);
+  ck_assert_int_eq(set, 1);
+  flow__task_row to = { .status = "done", .claimed_by = "ann",
+                        .outcome = "{}", .finished_by = "ann",
+                        .finished_at = 2000 };
+  /* claimed by ann: bob cannot complete it, ann can, once */
+  ck_assert_int_eq(vt->task_set(S2, a, "claimed", "bob", &to, &set, &err), 0);
+  ck_assert_int_eq(set, 0);
+  ck_assert_int_eq(vt->task_set(S2, a, "claimed", "ann", &to, &set, &err), 0);
+  ck_assert_int_eq(set, 1);
+  ck_assert_int_eq(vt->task_set(S2, a, "claimed", "ann", &to, &set, &err), 0);
+  ck_assert_int_eq(set, 0);
+  ck_assert_int_eq(vt->commit(S2, &err), 0);
+
+  task_seen g = { 0 };
+  flow__task_query q = { .team = "highways" };
+  ck_assert_int_eq(vt->task_list(S, &q, 10, collect_tasks, &g, &err), 0);
+  ck_assert_uint_eq(g.n, 2);
+  ck_assert_str_eq(g.status[0], "done");
+  ck_assert_str_eq(g.by[0], "ann");
+  memset(&g, 0, sizeof g);
+  flow__task_query od = { .due_before = 6000 };
+  ck_assert_int_eq(vt->task_list(S, &od, 10, collect_tasks, &g, &err), 0);
+  ck_assert_uint_eq(g.n, 0); /* the one due is done */
+
+  /* Leaving "assigned" for "open": c ends, b (kept) stays. */
+  memset(&g, 0, sizeof g);
+  ck_assert_int_eq(vt->begin(S, &err), 0);
+  ck_assert_int_eq(vt->task_end_case(S, 7, "open", "left", 3000,
+                                     collect_tasks, &g, &err),
+                   0);
+  ck_assert_int_eq(vt->commit(S, &err), 0);
+  ck_assert_uint_eq(g.n, 1);
+  ck_assert_str_eq(g.status[0], "cancelled");
+  memset(&g, 0, sizeof g);
+  flow__task_query open = { .case_id = 7, .status = "open" };
+  ck_assert_int_eq(vt->task_list(S2, &open, 10, collect_tasks, &g, &err), 0);
+  ck_assert_uint_eq(g.n, 1);
+  /* Closing ends the kept one too. */
+  ck_assert_int_eq(vt->begin(S, &err), 0);
+  ck_assert_int_eq(vt->task_end_case(S, 7, NULL, "closed", 3000, NULL, NULL,
+                                     &err),
+                   0);
+  ck_assert_int_eq(vt->commit(S, &err), 0);
+  memset(&g, 0, sizeof g);
+  ck_assert_int_eq(vt->task_list(S2, &open, 10, collect_tasks, &g, &err), 0);
+  ck_assert_uint_eq(g.n, 0);
+  finish();
+}
+END_TEST
+
+static int
+count_incidents(void *ctx, const flow__incident_row *row)
+{
+  (void)row;
+  ++*(size_t *)ctx;
+  return 0;
+}
+
+/* An incident is settled once; an open one counts its refusals. */
+START_TEST(test_store_incidents)
+{
+  if (!start(_i))
+    return;
+  second(1000);
+  int64_t id = 0;
+  flow__incident_row r = { .case_id = 3, .source = "task", .source_id = 9,
+                           .kind = 2, .event = "inspected",
+                           .payload = "{}", .code = "FLOW_ESCRIPT",
+                           .error = "x.lua:3: boom", .raised_at = 1000 };
+  ck_assert_int_eq(vt->begin(S, &err), 0);
+  ck_assert_int_eq(vt->incident_add(S, &r, &id, &err), 0);
+  ck_assert_int_eq(vt->commit(S, &err), 0);
+  int set = -1;
+  ck_assert_int_eq(vt->begin(S2, &err), 0);
+  ck_assert_int_eq(vt->incident_set(S2, id, "open", "FLOW_EREFUSED", "again",
+                                    NULL, 2000, &set, &err),
+                   0);
+  ck_assert_int_eq(set, 1);
+  ck_assert_int_eq(vt->incident_set(S2, id, "dismissed", NULL, NULL, "ann",
+                                    3000, &set, &err),
+                   0);
+  ck_assert_int_eq(set, 1);
+  ck_assert_int_eq(vt->incident_set(S2, id, "resolved", NULL, NULL, "bob",
+                                    4000, &set, &err),
+                   0);
+  ck_assert_int_eq(set, 0);
+  ck_assert_int_eq(vt->commit(S2, &err), 0);
+  size_t n = 0;
+  ck_assert_int_eq(vt->incident_list(S, 0, 3, "dismissed", 10,
+                                     count_incidents, &n, &err),
+                   0);
+  ck_assert_uint_eq(n, 1);
+  n = 0;
+  ck_assert_int_eq(
+      vt->incident_list(S, 0, 0, "open", 10, count_incidents, &n, &err), 0);
+  ck_assert_uint_eq(n, 0);
+  finish();
+}
+END_TEST
+
+static int
+count_messages(void *ctx, const flow__message_row *row)
+{
+  (void)row;
+  ++*(size_t *)ctx;
+  return 0;
+}
+
+/* Correlation keys are unique among open cases; a buffered message is
+   delivered once and expires when its time runs out. */
+START_TEST(test_store_messages)
+{
+  if (!start(_i))
+    return;
+  second(1000);
+  ck_assert_int_eq(vt->begin(S, &err), 0);
+  ck_assert_int_eq(vt->correl_put(S, "paid", "P1", 4, &err), 0);
+  ck_assert_int_eq(vt->commit(S, &err), 0);
+  ck_assert_int_eq(vt->begin(S2, &err), 0);
+  ck_assert_int_eq(vt->correl_put(S2, "paid", "P1", 5, &err), FLOW_ECONFLICT);
+  ck_assert_int_eq(vt->correl_put(S2, "paid", "P2", 5, &err), 0);
+  ck_assert_int_eq(vt->commit(S2, &err), 0);
+  int64_t cid = 0;
+  ck_assert_int_eq(vt->correl_find(S, "paid", "P2", &cid, &err), 0);
+  ck_assert_int_eq(cid, 5);
+  ck_assert_int_eq(vt->correl_find(S, "paid", "P3", &cid, &err),
+                   FLOW_ENOTFOUND);
+
+  int64_t m1 = 0, m2 = 0;
+  flow__message_row m = { .name = "paid", .key = "P3", .payload = "{}",
+                          .created_at = 1000, .expires_at = 5000,
+                          .finished_at = FLOW__NO_TIME };
+  ck_assert_int_eq(vt->begin(S, &err), 0);
+  ck_assert_int_eq(vt->message_add(S, &m, &m1, &err), 0);
+  m.key = "P9", m.expires_at = 3000;
+  ck_assert_int_eq(vt->message_add(S, &m, &m2, &err), 0);
+  ck_assert_int_eq(vt->commit(S, &err), 0);
+  int64_t next = 0;
+  ck_assert_int_eq(vt->message_next_expiry(S2, &next, &err), 0);
+  ck_assert_int_eq(next, 3000);
+  size_t n = 0;
+  ck_assert_int_eq(vt->message_matched(S2, 10, count_messages, &n, &err), 0);
+  ck_assert_uint_eq(n, 0);
+  /* A case takes key P3: the buffered message is matched, then delivered
+     by one connection only. */
+  ck_assert_int_eq(vt->begin(S2, &err), 0);
+  ck_assert_int_eq(vt->correl_put(S2, "paid", "P3", 6, &err), 0);
+  ck_assert_int_eq(vt->commit(S2, &err), 0);
+  ck_assert_int_eq(vt->message_matched(S, 10, count_messages, &n, &err), 0);
+  ck_assert_uint_eq(n, 1);
+  int set = -1;
+  ck_assert_int_eq(vt->begin(S, &err), 0);
+  ck_assert_int_eq(
+      vt->message_set(S, m1, "buffered", "delivered", 6, 2000, &set, &err), 0);
+  ck_assert_int_eq(set, 1);
+  ck_assert_int_eq(vt->commit(S, &err), 0);
+  ck_assert_int_eq(vt->begin(S2, &err), 0);
+  ck_assert_int_eq(
+      vt->message_set(S2, m1, "buffered", "delivered", 6, 2000, &set, &err),
+      0);
+  ck_assert_int_eq(set, 0);
+  n = 0;
+  ck_assert_int_eq(vt->message_expire(S2, 4000, 10, count_messages, &n, &err),
+                   0);
+  ck_assert_uint_eq(n, 1); /* P9 */
+  ck_assert_int_eq(vt->commit(S2, &err), 0);
+  n = 0;
+  flow__message_query q = { .status = "expired" };
+  ck_assert_int_eq(vt->message_list(S, &q, 10, count_messages, &n, &err), 0);
+  ck_assert_uint_eq(n, 1);
+  ck_assert_int_eq(vt->message_next_expiry(S, &next, &err), 0);
+  ck_assert_int_eq(next, INT64_MAX);
+  /* Closing drops the case's keys. */
+  ck_assert_int_eq(vt->begin(S, &err), 0);
+  ck_assert_int_eq(vt->correl_drop(S, 5, NULL, &err), 0);
+  ck_assert_int_eq(vt->commit(S, &err), 0);
+  ck_assert_int_eq(vt->correl_find(S2, "paid", "P2", &cid, &err),
+                   FLOW_ENOTFOUND);
   finish();
 }
 END_TEST
@@ -877,6 +1102,9 @@ conformance_suite(void)
   tcase_add_loop_test(tc, test_store_outbox_unique, 0, NBACKENDS);
   tcase_add_loop_test(tc, test_store_outbox_attempts, 0, NBACKENDS);
   tcase_add_loop_test(tc, test_store_task_claim, 0, NBACKENDS);
+  tcase_add_loop_test(tc, test_store_task_set, 0, NBACKENDS);
+  tcase_add_loop_test(tc, test_store_incidents, 0, NBACKENDS);
+  tcase_add_loop_test(tc, test_store_messages, 0, NBACKENDS);
   tcase_add_loop_test(tc, test_store_savepoint, 0, NBACKENDS);
   tcase_add_loop_test(tc, test_store_timer_claim, 0, NBACKENDS);
   tcase_add_loop_test(tc, test_store_sweep_any_number, 0, NBACKENDS);

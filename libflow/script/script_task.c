@@ -1,0 +1,180 @@
+/*
+ * flow.task{ name, title, team, assignee, due, form, done, keep }: work
+ * for a person, created with the transition.  Everything is checked at
+ * the call, so a mistake is reported at its line: the fields, the due
+ * duration and the form (read as the engine will read it when the task
+ * is completed).  The engine computes the due time on its calendar when
+ * it commits.
+ */
+#include "script/script_int.h"
+
+#include <lauxlib.h>
+#include <string.h>
+
+static size_t
+utf8_chars(const char *s)
+{
+  size_t n = 0;
+  for (; *s; s++)
+    n += ((unsigned char)*s & 0xC0) != 0x80;
+  return n;
+}
+
+static flow__sandbox *
+task_sb(lua_State *L)
+{
+  return *(flow__sandbox **)lua_getextraspace(L);
+}
+
+/* The text option key of the table at 1, or NULL when absent; at most
+   max bytes of valid UTF-8, else raises with hint. */
+static const char *
+text_opt(lua_State *L, const char *key, size_t max, const char *hint)
+{
+  lua_pushstring(L, key);
+  int t = lua_rawget(L, 1);
+  if (t == LUA_TNIL) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  size_t n = 0;
+  const char *s = t == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+  if (s == NULL || n == 0 || n > max || memchr(s, 0, n) ||
+      !flow__utf8_valid(s, n))
+    luaL_error(L, "flow.task: %s must be %s", key, hint);
+  lua_pop(L, 1); /* the table keeps it alive */
+  return s;
+}
+
+static const char *
+name_opt(lua_State *L, const char *key, const char *example)
+{
+  const char *s = text_opt(L, key, FLOW__MAX_NAME,
+                           "a name of lower-case letters, digits and _");
+  if (s && !flow__name_ok(s, strlen(s), 0))
+    luaL_error(L,
+               "flow.task: %s must be a name of lower-case letters, digits "
+               "and _, like \"%s\"",
+               key, example);
+  return s;
+}
+
+int
+flow__sb_task(lua_State *L)
+{
+  flow__sandbox *sb = task_sb(L);
+  if (lua_type(L, 1) != LUA_TTABLE)
+    return luaL_error(L,
+                      "flow.task: give the task as a table, like "
+                      "flow.task{ name = \"inspect\", team = \"highways\" }");
+  lua_settop(L, 1);
+  static const char *const known[] = { "name", "title",  "team", "assignee",
+                                       "due",  "form",   "done", "keep",
+                                       NULL };
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    lua_pop(L, 1);
+    int ok = lua_type(L, -1) == LUA_TSTRING;
+    for (int i = 0; ok && known[i]; i++)
+      if (strcmp(lua_tostring(L, -1), known[i]) == 0)
+        ok = 2;
+    if (ok != 2) {
+      char k[64];
+      snprintf(k, sizeof k, "%.60s",
+               lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
+      return luaL_error(L,
+                        "flow.task: unknown key '%s' (a task has name, "
+                        "title, team, assignee, due, form, done and keep)",
+                        k);
+    }
+  }
+  const char *name = name_opt(L, "name", "inspect");
+  if (name == NULL)
+    return luaL_error(L, "flow.task: the task needs a name, like name = "
+                         "\"inspect\"");
+  const char *title = text_opt(L, "title", FLOW__MAX_TASK_TITLE * 4,
+                               "text of at most 200 characters");
+  if (title && utf8_chars(title) > FLOW__MAX_TASK_TITLE)
+    return luaL_error(L, "flow.task: title must be text of at most %d "
+                         "characters",
+                      FLOW__MAX_TASK_TITLE);
+  const char *team = text_opt(L, "team", FLOW__MAX_TASK_WHO,
+                              "text of at most 100 bytes, like \"highways\"");
+  const char *assignee = text_opt(L, "assignee", FLOW__MAX_TASK_WHO,
+                                  "the id of a person, at most 100 bytes");
+  const char *done = name_opt(L, "done", "inspected");
+  const char *due = text_opt(L, "due", 64,
+                             "a duration like \"2 working days\"");
+  if (due) {
+    flow__duration d;
+    flow__err perr;
+    flow__err_clear(&perr);
+    if (flow__duration_parse(due, &d, &perr) != 0)
+      return luaL_error(L, "flow.task: due: %s", perr.msg);
+  }
+  lua_pushliteral(L, "keep");
+  int kt = lua_rawget(L, 1);
+  if (kt != LUA_TNIL && kt != LUA_TBOOLEAN)
+    return luaL_error(L, "flow.task: keep must be true or false");
+  int keep = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (sb->calls == NULL)
+    return luaL_error(L,
+                      "flow.task('%s'): tasks can only be created while a "
+                      "case handles an event (in a handler or hook)",
+                      name);
+  if (sb->ntasks >= FLOW__MAX_TASKS_PER_RUN)
+    return luaL_error(L,
+                      "flow.task('%s'): an event may create at most %d tasks "
+                      "(one task with a list in its form does the same)",
+                      name, FLOW__MAX_TASKS_PER_RUN);
+  char who[96];
+  snprintf(who, sizeof who, "flow.task('%.60s')", name);
+  lua_pushliteral(L, "form");
+  int ft = lua_rawget(L, 1);
+  if (ft != LUA_TNIL && ft != LUA_TTABLE)
+    return luaL_error(L, "%s: form must be a table of fields like { outcome "
+                         "= { type = \"string\", required = true } }",
+                      who);
+  size_t held = 0;
+  json_t *form = flow__sb_object_arg(L, sb, 2, "form", who,
+                                     "form must be a table of named fields",
+                                     &held);
+  /* The form is read now as the engine reads it at completion. */
+  flow__service *check = NULL;
+  flow__err ferr;
+  flow__err_clear(&ferr);
+  int frc = flow__form_read(sb->alloc, form, name, &check, &ferr);
+  flow__service_free(sb->alloc, check);
+  if (frc == FLOW_ENOMEM) {
+    json_decref(form);
+    sb->enomem = 1;
+    return luaL_error(L, "out of memory");
+  }
+  if (frc != 0) {
+    json_decref(form);
+    return luaL_error(L, "%s: %s", who, ferr.msg);
+  }
+  json_t *t = json_pack("{s:s, s:o, s:b}", "name", name, "form", form, "keep",
+                        keep);
+  int bad = t == NULL;
+  const char *opt[][2] = { { "title", title },       { "team", team },
+                           { "assignee", assignee }, { "due", due },
+                           { "done", done } };
+  for (size_t i = 0; !bad && i < sizeof opt / sizeof *opt; i++)
+    if (opt[i][1])
+      bad = json_object_set_new(t, opt[i][0], json_string(opt[i][1])) != 0;
+  json_t *req = bad ? NULL : json_pack("{s:o}", "task", t);
+  if (req == NULL || json_array_append_new(sb->calls, req) != 0) {
+    if (req == NULL)
+      json_decref(t);
+    sb->enomem = 1;
+    return luaL_error(L, "out of memory");
+  }
+  sb->ntasks++;
+  held += 256 + (title ? strlen(title) : 0);
+  sb->extra += held;
+  if (sb->limit_on && sb->mem + sb->extra > sb->mem_limit)
+    return flow__sb_kill_mem(L);
+  return 0;
+}

@@ -1,0 +1,90 @@
+/*
+ * Shared by the files of the SQLite backend: store_sqlite.c (the
+ * connection, schema, services, cases, history, timers and the outbox)
+ * and store_sqlite_work.c (tasks, incidents, messages and correlation
+ * keys).  The connection structure stays private to store_sqlite.c; the
+ * second file reaches it through these few functions.
+ */
+#ifndef LIBFLOW_STORE_STORE_SQLITE_INT_H
+#define LIBFLOW_STORE_STORE_SQLITE_INT_H
+
+#include <sqlite3.h>
+
+#include "store/store.h"
+
+/* Statements of store_sqlite_work.c, prepared on first use. */
+#define FLOW__SQ_WORK_STMTS 40
+
+sqlite3 *flow__sq_db(flow__store *s);
+const flow__allocator *flow__sq_alloc(flow__store *s);
+/* The statement in slot idx, prepared from sql the first time; NULL with
+   err set when it cannot be prepared. */
+sqlite3_stmt *flow__sq_stmt(flow__store *s, int idx, const char *sql,
+                            flow__err *err);
+
+/* An SQLite failure as a FLOW_E* code with a message naming what. */
+int flow__sq_fail(flow__store *s, flow__err *err, int rc, const char *what);
+/* Runs a statement that returns no rows, then resets it. */
+int flow__sq_done(flow__store *s, sqlite3_stmt *st, flow__err *err,
+                  const char *what);
+void flow__sq_bind_text(sqlite3_stmt *st, int idx, const char *v);
+/* A time column: FLOW__NO_TIME for NULL. */
+int64_t flow__sq_col_time(sqlite3_stmt *st, int col);
+void flow__sq_bind_time(sqlite3_stmt *st, int idx, int64_t t);
+
+/* store_sqlite_work.c, for the function table. */
+int flow__sq_task_add(flow__store *s, const flow__task_row *row, int64_t *id,
+                      flow__err *err);
+int flow__sq_task_claim(flow__store *s, int64_t id, const char *claimer,
+                        int *claimed, flow__err *err);
+int flow__sq_task_set(flow__store *s, int64_t id, const char *expect,
+                      const char *expect_by, const flow__task_row *row,
+                      int *set, flow__err *err);
+int flow__sq_task_list(flow__store *s, const flow__task_query *q, size_t max,
+                       int (*each)(void *ctx, const flow__task_row *row),
+                       void *ctx, flow__err *err);
+int flow__sq_task_end_case(flow__store *s, int64_t case_id,
+                           const char *state, const char *why, int64_t at,
+                           int (*each)(void *ctx, const flow__task_row *row),
+                           void *ctx, flow__err *err);
+int flow__sq_incident_add(flow__store *s, const flow__incident_row *row,
+                          int64_t *id, flow__err *err);
+int flow__sq_incident_list(flow__store *s, int64_t id, int64_t case_id,
+                           const char *status, size_t max,
+                           int (*each)(void *ctx,
+                                       const flow__incident_row *row),
+                           void *ctx, flow__err *err);
+int flow__sq_incident_set(flow__store *s, int64_t id, const char *status,
+                          const char *code, const char *error,
+                          const char *by, int64_t at, int *set,
+                          flow__err *err);
+int flow__sq_incident_source_done(flow__store *s, const char *source,
+                                  int64_t source_id, const char *status,
+                                  int64_t at, flow__err *err);
+int flow__sq_message_add(flow__store *s, const flow__message_row *row,
+                         int64_t *id, flow__err *err);
+int flow__sq_message_list(flow__store *s, const flow__message_query *q,
+                          size_t max,
+                          int (*each)(void *ctx, const flow__message_row *row),
+                          void *ctx, flow__err *err);
+int flow__sq_message_set(flow__store *s, int64_t id, const char *expect,
+                         const char *status, int64_t case_id, int64_t at,
+                         int *set, flow__err *err);
+int flow__sq_message_expire(flow__store *s, int64_t now, size_t max,
+                            int (*each)(void *ctx,
+                                        const flow__message_row *row),
+                            void *ctx, flow__err *err);
+int flow__sq_message_next_expiry(flow__store *s, int64_t *out,
+                                 flow__err *err);
+int flow__sq_message_matched(flow__store *s, size_t max,
+                             int (*each)(void *ctx,
+                                         const flow__message_row *row),
+                             void *ctx, flow__err *err);
+int flow__sq_correl_find(flow__store *s, const char *name, const char *key,
+                         int64_t *case_id, flow__err *err);
+int flow__sq_correl_put(flow__store *s, const char *name, const char *key,
+                        int64_t case_id, flow__err *err);
+int flow__sq_correl_drop(flow__store *s, int64_t case_id, const char *name,
+                         flow__err *err);
+
+#endif /* LIBFLOW_STORE_STORE_SQLITE_INT_H */
