@@ -5,8 +5,8 @@
  * The test file runs in a sandbox made exactly like a service's (text
  * only, the same libraries, budgets on instructions, CPU time and memory),
  * with the test API added to its globals: test, load, open, advance,
- * advance_to, now, the expect_* assertions, expect(), fail and a reserved
- * `mock` table.  Running the file's top level only declares tests and
+ * advance_to, now, send and messages, the expect_* assertions, expect(),
+ * fail and the `mock` table (mock.action).  Running the file's top level only declares tests and
  * names the services to load; then each test runs as its own unit of work
  * against its own fresh ":memory:" engine, whose clock is virtual: it
  * starts at FLOW_TEST_DEFAULT_START (or test.start, or the test's `at`)
@@ -109,6 +109,8 @@ static const luaL_Reg global_funcs[] = {
   { "expect_equal", flow__runner_l_expect_equal },
   { "expect", flow__runner_l_expect },
   { "fail", flow__runner_l_fail },
+  { "send", flow__runner_l_send },
+  { "messages", flow__runner_l_messages },
   { NULL, NULL },
 };
 
@@ -135,8 +137,9 @@ install_p(lua_State *L)
   r->test_table = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_setfield(L, -2, "test");
 
-  /* mock: mock.action stands in for the host; other names are reserved
-     for tasks and messages. */
+  /* mock: mock.action stands in for the host; the test itself does the
+     tasks (c:complete) and sends the messages (send), and other names
+     say so. */
   lua_createtable(L, 0, 1);
   lua_pushlightuserdata(L, r);
   lua_pushcclosure(L, flow__runner_l_mock_action, 1);

@@ -3,7 +3,8 @@
  * their methods (signal, get, state, data, history, timers) and their
  * assertions (expect_state, expect_data, expect_field, expect_history,
  * expect_timers, expect_sla, expect_refused), and expect_open_refused for
- * an opening that should be refused.  A handle is a table holding the
+ * an opening that should be refused.  The methods for actions, tasks and
+ * incidents live in runner_action.c and runner_task.c.  A handle is a table holding the
  * case id under a metatable of the runner's; every method checks both.
  */
 #include <lauxlib.h>
@@ -13,15 +14,15 @@
 
 #include "runner/runner_int.h"
 
-#define MAX_ROLES 16
+#define MAX_ROLES FLOW__RUNNER_MAX_ROLES
 
 /* ---- cases --------------------------------------------------------------- */
 
 static const char case_mt_key = 'c';
 
 /* Lua value at idx (a table or nil) as JSON object text, malloc'd. */
-static char *
-object_text(lua_State *L, runner *r, int idx, const char *what)
+char *
+flow__runner_object_text(lua_State *L, runner *r, int idx, const char *what)
 {
   if (lua_isnoneornil(L, idx))
     return NULL;
@@ -46,21 +47,27 @@ object_text(lua_State *L, runner *r, int idx, const char *what)
   return s;
 }
 
-/* The actor an options table at idx describes (its strings stay on the
-   Lua stack, which the caller keeps until the call is over). */
-static void
-read_actor(lua_State *L, runner *r, int idx, flow_actor *actor,
-           const char **roles)
+/* The actor an options table at idx describes, or a string there (the
+   actor's id, with no roles).  Its strings stay on the Lua stack, which
+   the caller keeps until the call is over. */
+void
+flow__runner_read_actor(lua_State *L, runner *r, int idx, flow_actor *actor,
+                        const char **roles)
 {
   actor->id = "tester";
   actor->roles = roles;
   actor->nroles = 0;
   if (lua_isnoneornil(L, idx))
     return;
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    actor->id = lua_tostring(L, idx);
+    return;
+  }
   if (!lua_istable(L, idx))
     flow__runner_raise_at(L, r,
                           "options must be a table like { actor = \"sam\", "
-                          "roles = { \"crew\" } }, not a %s",
+                          "roles = { \"crew\" } } (or the actor's id, like "
+                          "\"sam\"), not a %s",
                           luaL_typename(L, idx));
   idx = lua_absindex(L, idx);
   lua_pushnil(L);
@@ -171,8 +178,9 @@ do_open(lua_State *L, runner *r, int first, char *idbuf, size_t len)
   const char *service = luaL_checkstring(L, first);
   const char *roles[MAX_ROLES];
   flow_actor actor;
-  read_actor(L, r, first + 2, &actor, roles);
-  char *data = object_text(L, r, first + 1, "data"); /* last: may raise */
+  flow__runner_read_actor(L, r, first + 2, &actor, roles);
+  /* last: may raise */
+  char *data = flow__runner_object_text(L, r, first + 1, "data");
   char *out = NULL;
   int rc = flow_case_open(&out, r->e, service, data, &actor);
   free(data);
@@ -207,8 +215,9 @@ do_signal(lua_State *L, runner *r, const char *id, int first)
   const char *event = luaL_checkstring(L, first);
   const char *roles[MAX_ROLES];
   flow_actor actor;
-  read_actor(L, r, first + 2, &actor, roles);
-  char *payload = object_text(L, r, first + 1, "payload"); /* may raise */
+  flow__runner_read_actor(L, r, first + 2, &actor, roles);
+  /* may raise */
+  char *payload = flow__runner_object_text(L, r, first + 1, "payload");
   int rc = flow_case_signal(NULL, r->e, id, event, payload, &actor);
   free(payload);
   return rc;
@@ -702,12 +711,21 @@ static const luaL_Reg case_methods[] = {
   { "history", c_history },
   { "timers", c_timers },
   { "actions", flow__runner_c_actions },
+  { "tasks", flow__runner_c_tasks },
+  { "incidents", flow__runner_c_incidents },
+  { "claim", flow__runner_c_claim },
+  { "release", flow__runner_c_release },
+  { "complete", flow__runner_c_complete },
+  { "cancel", flow__runner_c_cancel },
   { "expect_state", c_expect_state },
   { "expect_data", c_expect_data },
   { "expect_field", c_expect_field },
   { "expect_history", c_expect_history },
   { "expect_timers", c_expect_timers },
   { "expect_actions", flow__runner_c_expect_actions },
+  { "expect_tasks", flow__runner_c_expect_tasks },
+  { "expect_claim_refused", flow__runner_c_expect_claim_refused },
+  { "expect_complete_refused", flow__runner_c_expect_complete_refused },
   { "expect_sla", c_expect_sla },
   { "expect_refused", c_expect_refused },
   { NULL, NULL },
@@ -718,7 +736,7 @@ void
 flow__runner_case_install(lua_State *L, runner *r)
 {
   lua_createtable(L, 0, 2);
-  lua_createtable(L, 0, 16);
+  lua_createtable(L, 0, 32);
   lua_pushlightuserdata(L, r);
   luaL_setfuncs(L, case_methods, 1);
   lua_setfield(L, -2, "__index");

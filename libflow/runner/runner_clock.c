@@ -2,8 +2,11 @@
  * The virtual clock of a test (`flow test`): advance, advance_to and now.
  * A test's engine starts at FLOW_TEST_DEFAULT_START (or test.start, or the
  * test's `at`) and its clock moves only when the test says so, firing
- * every timer due on the way in due order, each at its own due time.  A
- * timer refused when it fires (an incident) ends the test as an error.
+ * every timer due on the way in due order, each at its own due time, and
+ * whatever else falls due: action requests, mocks' answers given `after`
+ * a while, and the expiry of buffered messages.  A timer refused when it
+ * fires (an incident) ends the test as an error; an action's or a
+ * message's incident does not.
  */
 #include <lauxlib.h>
 #include <stdio.h>
@@ -18,10 +21,15 @@ flow__runner_listener(flow_engine *e, const char *event_json, void *payload)
   (void)e;
   json_t *j = json_loads(event_json, 0, NULL);
   const char *type = json_string_value(json_object_get(j, "type"));
-  /* A timer refused is a test error; an action's incident is something a
-     test looks at (c:expect_actions). */
-  if (type && strcmp(type, "incident") == 0 &&
-      json_object_get(j, "timer") != NULL && r->incident[0] == 0) {
+  /* A timer refused is a test error; an action's or a message's incident
+     is something a test looks at (c:expect_actions, the message's status,
+     c:incidents).  Incidents say where they come from in "source"; the
+     timer's note also names its timer. */
+  const char *source = json_string_value(json_object_get(j, "source"));
+  int timer = source ? strcmp(source, "timer") == 0
+                     : json_object_get(j, "timer") != NULL;
+  if (type && strcmp(type, "incident") == 0 && timer &&
+      r->incident[0] == 0) {
     const char *c = json_string_value(json_object_get(j, "case"));
     const char *m = json_string_value(json_object_get(j, "message"));
     const char *ev = json_string_value(json_object_get(j, "event"));

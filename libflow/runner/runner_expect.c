@@ -1,7 +1,8 @@
 /*
  * Assertions on plain values (`flow test`): expect_equal, expect(value)
  * and its methods (to_be, to_equal, to_contain, to_be_nil, to_be_truthy),
- * fail, expect_refused around a function, and the reserved `mock` table.
+ * fail, expect_refused around a function, and what `mock` says of names
+ * it does not have.
  * Values are compared as JSON by flow__runner_json_match, which the case
  * assertions use too.
  */
@@ -263,17 +264,29 @@ flow__runner_l_expect_refused(lua_State *L)
                                 flow_err_name(want), msg);
   }
   r->last_code = 0;
-  return 0;
+  /* The refusal's message, without the "FILE:LINE: " it was raised
+     with, for checks of what it says. */
+  const char *m = lua_tostring(L, -1);
+  size_t n = strlen(r->path);
+  if (m && strncmp(m, r->path, n) == 0 && m[n] == ':') {
+    const char *p = strchr(m + n + 1, ':');
+    if (p && p[1] == ' ')
+      m = p + 2;
+  }
+  lua_pushstring(L, m ? m : "");
+  return 1;
 }
 
-/* mock.anything but action: reserved for mocks of tasks and messages. */
+/* mock.anything but action: there is nothing else to mock.  The test is
+   the person who does a task and the host that sends a message. */
 int
 flow__runner_l_mock_index(lua_State *L)
 {
   runner *r = flow__runner_of(L);
   return flow__runner_raise_at(
       L, r,
-      "mock.%s is not available yet: mock.action answers actions; mocks "
-      "of tasks and messages will live in `mock` too",
+      "there is no mock.%s: mock.action answers actions; a test does a "
+      "case's tasks itself (c:claim, c:complete) and sends messages with "
+      "send(name, key, payload)",
       lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "?");
 }

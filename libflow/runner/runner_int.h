@@ -2,9 +2,11 @@
  * Private to libflow/runner/: the runner behind `flow test` and what its
  * files share -- how the test API reports (runner_report.c), the virtual
  * clock (runner_clock.c), loading services (runner_load.c), case handles
- * and their assertions (runner_case.c), assertions on plain values and
- * expect() (runner_expect.c), coverage (runner_cover.c), and declaring and
- * running the tests (runner.c).  Nothing outside libflow/runner/ includes
+ * and their assertions (runner_case.c), actions and their mocks
+ * (runner_action.c), tasks and incidents (runner_task.c), messages
+ * (runner_message.c), assertions on plain values and expect()
+ * (runner_expect.c), coverage (runner_cover.c), and declaring and running
+ * the tests (runner.c).  Nothing outside libflow/runner/ includes
  * this file.
  */
 #ifndef LIBFLOW_RUNNER_RUNNER_INT_H
@@ -91,6 +93,10 @@ void flow__runner_capture_history(runner *r, const char *case_id);
 /* Raises the engine's refusal rc as a test error. */
 int flow__runner_engine_error(lua_State *L, runner *r, int rc,
                               const char *what);
+/* The same for a refusal with its own message ("WHAT was refused:
+   FLOW_E...: msg"), which expect_refused(fn, code) recognises. */
+int flow__runner_refused(lua_State *L, runner *r, int rc, const char *what,
+                         const char *msg);
 /* The runner, after checking that a test is running; raises if not. */
 runner *flow__runner_need_test(lua_State *L, const char *fn);
 /* "EPERM" or "FLOW_EPERM" -> the code, or 0. */
@@ -131,6 +137,33 @@ int flow__runner_l_expect_open_refused(lua_State *L);
 
 /* The case id of the handle at index 1 (raises when it is not one). */
 const char *flow__runner_case_id(lua_State *L, runner *r);
+/* The actor that the options table at idx (or a string: the actor's id)
+   gives; "tester" with no roles when it is nil.  Its strings stay on the
+   stack; `at` in the table moves the clock first.  Raises on a bad one. */
+void flow__runner_read_actor(lua_State *L, runner *r, int idx,
+                             flow_actor *actor, const char **roles);
+#define FLOW__RUNNER_MAX_ROLES 16
+/* The table (or nil: NULL) at idx as JSON object text, malloc'd; raises
+   when it is not one. */
+char *flow__runner_object_text(lua_State *L, runner *r, int idx,
+                               const char *what);
+
+/* ---- tasks and incidents (runner_task.c) --------------------------------- */
+
+int flow__runner_c_tasks(lua_State *L);
+int flow__runner_c_claim(lua_State *L);
+int flow__runner_c_release(lua_State *L);
+int flow__runner_c_complete(lua_State *L);
+int flow__runner_c_cancel(lua_State *L);
+int flow__runner_c_expect_tasks(lua_State *L);
+int flow__runner_c_expect_claim_refused(lua_State *L);
+int flow__runner_c_expect_complete_refused(lua_State *L);
+int flow__runner_c_incidents(lua_State *L);
+
+/* ---- messages (runner_message.c) ----------------------------------------- */
+
+int flow__runner_l_send(lua_State *L);
+int flow__runner_l_messages(lua_State *L);
 
 /* ---- actions (runner_action.c) ------------------------------------------- */
 

@@ -123,10 +123,19 @@ flow__runner_engine_error(lua_State *L, runner *r, int rc, const char *what)
 {
   char msg[MSG_MAX];
   snprintf(msg, sizeof msg, "%s", flow_errmsg(r->e)); /* before it goes */
+  return flow__runner_refused(L, r, rc, what, msg);
+}
+
+int
+flow__runner_refused(lua_State *L, runner *r, int rc, const char *what,
+                     const char *msg)
+{
+  char m[MSG_MAX];
+  snprintf(m, sizeof m, "%s", msg); /* msg may be the engine's buffer */
   r->last_code = rc;
   flow__runner_capture_history(r, r->last_case);
   return flow__runner_raise_at(L, r, "%s was refused: %s: %s", what,
-                               flow_err_name(rc), msg);
+                               flow_err_name(rc), m);
 }
 
 runner *

@@ -356,7 +356,8 @@ START_TEST(test_testrunner_outside_a_test)
   ck_assert_int_eq(run_with("test('x', function() mock.task() end)\n",
                             NULL),
                    0);
-  has("mock.task is not available yet");
+  has("\"line\":1,\"message\":\"there is no mock.task: mock.action answers "
+      "actions; a test does a case's tasks itself (c:claim, c:complete)");
 }
 END_TEST
 
@@ -411,6 +412,240 @@ START_TEST(test_testrunner_action_mocks)
 }
 END_TEST
 
+/* A service with a task, a correlated message, an action whose answer it
+   refuses, and a timer whose event it refuses. */
+static const char *const PARCEL =
+    "return {\n"
+    "  name = 'parcel', version = 1,\n"
+    "  fields = { ref = { type = 'string' }, by = { type = 'string' },\n"
+    "             bay = { type = 'integer' } },\n"
+    "  correlate = { arrived = 'ref' },\n"
+    "  initial = 'waiting',\n"
+    "  states = {\n"
+    "    waiting = { on = {\n"
+    "      arrived = function(case, ev)\n"
+    "        case.data.by = ev.payload.by\n"
+    "        return 'sorting'\n"
+    "      end,\n"
+    "      ring = function(case)\n"
+    "        flow.call('notify.sms', {}, { reply = 'rang' })\n"
+    "      end,\n"
+    "      rang = function(case) flow.fail('nobody home') end,\n"
+    "      arm = function(case) flow.after('1h', 'poke') end,\n"
+    "      poke = function(case) flow.fail('too early') end,\n"
+    "    } },\n"
+    "    sorting = {\n"
+    "      enter = function(case)\n"
+    "        flow.task{ name = 'sort', title = 'Sort it', team = 'depot',\n"
+    "          due = '1 working day', done = 'sorted',\n"
+    "          form = { bay = { type = 'integer', required = true, min = 1,\n"
+    "                           max = 9 },\n"
+    "                   note = { type = 'string', max = 5 } } }\n"
+    "      end,\n"
+    "      on = { sorted = function(case, ev)\n"
+    "               case.data.bay = ev.payload.outcome.bay\n"
+    "               return 'done'\n"
+    "             end,\n"
+    "             back = 'waiting' },\n"
+    "    },\n"
+    "    done = { final = true },\n"
+    "  },\n"
+    "}\n";
+
+/* Tasks, messages and incidents: a test file that uses all of it passes. */
+START_TEST(test_testrunner_tasks_and_messages)
+{
+  write_file("parcel.lua", PARCEL);
+  ck_assert_int_eq(
+      run_with(
+          "load('parcel.lua')\n"
+          "test('sorted', function()\n"
+          "  local c = open('parcel', { ref = 'P1' })\n"
+          "  c:expect_tasks({})\n"
+          "  local m = send('arrived', 'P1', { by = 'van' })\n"
+          "  expect(m.status).to_be('delivered')\n"
+          "  expect(m.case).to_be(c.id)\n"
+          "  c:expect_state('sorting')\n"
+          "  c:expect_tasks({ { name = 'sort', team = 'depot',\n"
+          "                     due = '2026-02-03T09:00:00Z' } })\n"
+          "  c:expect_tasks({ 'sort' })\n"
+          "  local t = c:tasks('sort')[1]\n"
+          "  expect(t.status).to_be('open')\n"
+          "  expect(t.title).to_be('Sort it')\n"
+          "  expect(t.assignee).to_be_nil()\n"
+          "  c:claim(t, 'ann')\n"
+          "  c:expect_tasks({ { status = 'claimed', claimed_by = 'ann' } })\n"
+          "  c:expect_claim_refused('sort', 'bob', 'FLOW_ECONFLICT')\n"
+          "  local why = c:expect_complete_refused('sort', { bay = 12,\n"
+          "    note = 'too long' }, 'ann', 'FLOW_EDATA')\n"
+          "  expect(why).to_contain('bay: ')\n"
+          "  expect(why).to_contain('note: ')\n"
+          "  expect(expect_refused(function() c:complete('sort', {}, 'ann') "
+          "end,\n"
+          "    'FLOW_EDATA')).to_contain('bay: is required')\n"
+          "  c:release('sort', 'ann')\n"
+          "  c:complete(t.id, { bay = 4 }, { actor = 'bob', roles = { "
+          "'depot' } })\n"
+          "  c:expect_state('done')\n"
+          "  c:expect_field('bay', 4)\n"
+          "  c:expect_tasks({})\n"
+          "  expect(c:tasks({ status = 'done' })[1].finished_by)."
+          "to_be('bob')\n"
+          "  expect(c:tasks()[1].outcome).to_be({ bay = 4 })\n"
+          "  c:expect_complete_refused('sort', { bay = 1 }, 'FLOW_ECONFLICT')\n"
+          "  expect_refused(function() c:claim('weigh') end, 'ENOTFOUND')\n"
+          "  c:expect_history({ 'open', 'arrived', 'sorted' })\n"
+          "end)\n"
+          "test('buffered, delivered on open, expired', function()\n"
+          "  expect(send('arrived', 'P2', {}).status).to_be('buffered')\n"
+          "  send('arrived', 'P3', {}, { ttl = '1h' })\n"
+          "  send('arrived', 'P4', {}, '2h')\n"
+          "  expect(#messages('buffered')).to_be(3)\n"
+          "  local c = open('parcel', { ref = 'P2' })\n"
+          "  c:expect_state('sorting')\n"
+          "  expect(messages({ key = 'P2' })[1].status).to_be('delivered')\n"
+          "  advance('59m')\n"
+          "  expect(#messages('expired')).to_be(0)\n"
+          "  advance('1m')\n"
+          "  expect(messages('expired')[1].key).to_be('P3')\n"
+          "  advance_to('2026-02-02T11:00:00Z')\n"
+          "  expect(#messages('expired')).to_be(2)\n"
+          "  expect(#messages('buffered')).to_be(0)\n"
+          "  c:signal('back')\n"
+          "  expect(c:tasks()[1].status).to_be('cancelled')\n"
+          "  c:expect_tasks({})\n"
+          "end)\n"
+          "test('a refused message is an incident, not an error', "
+          "function()\n"
+          "  local c = open('parcel', { ref = 'P5' })\n"
+          "  send('arrived', 'P5', {})\n"
+          "  local m = send('arrived', 'P5', {})\n"
+          "  expect(m.status).to_be('incident')\n"
+          "  local i = c:incidents()[1]\n"
+          "  expect(i.id).to_be(m.incident)\n"
+          "  expect(i.source).to_be('message')\n"
+          "  expect(i.code).to_be('FLOW_EEVENT')\n"
+          "  expect(#c:incidents('open')).to_be(1)\n"
+          "  expect(#c:incidents('resolved')).to_be(0)\n"
+          "end)\n"
+          "test('a refused answer is an incident, not an error', "
+          "function()\n"
+          "  mock.action('notify.sms', { result = {} })\n"
+          "  local c = open('parcel')\n"
+          "  c:signal('ring')\n"
+          "  advance('1h')\n"
+          "  c:expect_state('waiting')\n"
+          "  expect(c:incidents()[1].source).to_be('action')\n"
+          "  expect(c:incidents()[1].error).to_contain('nobody home')\n"
+          "end)\n"
+          "test('overdue', function()\n"
+          "  local c = open('parcel', { ref = 'P6' })\n"
+          "  send('arrived', 'P6', {})\n"
+          "  advance('1 working day')\n"
+          "  c:expect_tasks({ { name = 'sort', overdue = false } })\n"
+          "  advance('1s')\n"
+          "  c:expect_tasks({ { name = 'sort', overdue = true } })\n"
+          "  expect(#c:tasks({ overdue = true })).to_be(1)\n"
+          "end)\n"
+          "test('a refused timer is still an error', function()\n"
+          "  local c = open('parcel')\n"
+          "  c:signal('arm')\n"
+          "  advance('2h')\n"
+          "end)\n",
+          NULL),
+      0);
+  has("\"name\":\"sorted\",\"status\":\"pass\"");
+  has("\"name\":\"buffered, delivered on open, expired\",\"status\":\"pass\"");
+  has("\"name\":\"a refused message is an incident, not an error\","
+      "\"status\":\"pass\"");
+  has("\"name\":\"a refused answer is an incident, not an error\","
+      "\"status\":\"pass\"");
+  has("\"name\":\"overdue\",\"status\":\"pass\"");
+  has("\"line\":88,\"message\":\"the timer 'poke' of case 1 was refused "
+      "when it fired (an incident): ");
+  has("too early");
+  has("\"name\":\"a refused timer is still an error\",\"output\":"
+      "\"timer 1 of case 1: too early\\n\",\"status\":\"error\"");
+}
+END_TEST
+
+/* Tasks and messages: what goes wrong is said, at the line. */
+START_TEST(test_testrunner_tasks_failing)
+{
+  write_file("parcel.lua", PARCEL);
+  ck_assert_int_eq(
+      run_with("load('parcel.lua')\n"
+               "local function arrive(ref)\n"
+               "  local c = open('parcel', { ref = ref })\n"
+               "  send('arrived', ref, {})\n"
+               "  return c\n"
+               "end\n"
+               "test('wrong team', function()\n"
+               "  local c = arrive('P1')\n"
+               "  c:expect_tasks({ { name = 'sort', team = 'office' } })\n"
+               "end)\n"
+               "test('none expected', function()\n"
+               "  arrive('P1'):expect_tasks({})\n"
+               "end)\n"
+               "test('a bad outcome', function()\n"
+               "  arrive('P1'):complete('sort', { bay = 0, note = 'far too "
+               "long' }, 'ann')\n"
+               "end)\n"
+               "test('accepted after all', function()\n"
+               "  arrive('P1'):expect_complete_refused('sort', { bay = 2 }, "
+               "'FLOW_EDATA')\n"
+               "end)\n"
+               "test('refused otherwise', function()\n"
+               "  local c = arrive('P1')\n"
+               "  c:claim('sort', 'ann')\n"
+               "  c:expect_claim_refused('sort', 'bob', 'FLOW_EPERM')\n"
+               "end)\n"
+               "test('no such task', function()\n"
+               "  arrive('P1'):claim('weigh', 'ann')\n"
+               "end)\n"
+               "test('a mistyped key', function()\n"
+               "  arrive('P1'):expect_tasks({ { name = 'sort', tema = 'x' } "
+               "})\n"
+               "end)\n"
+               "test('a bad status', function()\n"
+               "  arrive('P1'):tasks({ status = 'opened' })\n"
+               "end)\n"
+               "test('a bad message', function()\n"
+               "  send('Arrived', 'P1')\n"
+               "end)\n"
+               "test('a bad ttl', function()\n"
+               "  send('arrived', 'P1', {}, { ttl = 'soon' })\n"
+               "end)\n",
+               NULL),
+      0);
+  has("\"line\":9,\"message\":\"expect_tasks: case 1 should have the open "
+      "tasks sort (team office), but it has sort (open, team depot, due "
+      "2026-02-03T09:00:00Z)\"");
+  has("\"history\":[\"1 2026-02-02T09:00:00Z open: (opened) -> waiting "
+      "(tester)\",\"2 2026-02-02T09:00:00Z arrived: waiting -> sorting "
+      "(engine [system])\"],\"line\":9,");
+  has("\"line\":12,\"message\":\"expect_tasks: case 1 should have the open "
+      "tasks (none), but it has sort (open, team depot, due "
+      "2026-02-03T09:00:00Z)\"");
+  has("\"line\":15,\"message\":\"complete 'sort' was refused: FLOW_EDATA: "
+      "the outcome of task 1 (sort) is not valid: bay: ");
+  has("; note: ");
+  has("\"name\":\"a bad outcome\",\"status\":\"error\"");
+  has("\"line\":18,\"message\":\"completing task 'sort' of case 1 should "
+      "have been refused with FLOW_EDATA, but it was accepted\"");
+  has("\"line\":23,\"message\":\"claiming task 'sort' of case 1 should have "
+      "been refused with FLOW_EPERM, but it was refused with "
+      "FLOW_ECONFLICT: task 1 is claimed by ann already\"");
+  has("\"line\":26,\"message\":\"claim 'weigh' was refused: FLOW_ENOTFOUND: "
+      "case 1 has no task 'weigh' (its tasks: sort (open))\"");
+  has("\"line\":29,\"message\":\"expect_tasks: a task has no 'tema'");
+  has("\"line\":32,\"message\":\"tasks: 'opened' is not a task status");
+  has("\"line\":35,\"message\":\"send 'Arrived' was refused: FLOW_EINVAL: ");
+  has("\"line\":38,\"message\":\"send: ttl: ");
+  lacks("\"status\":\"pass\"");
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -431,6 +666,8 @@ suite(void)
   tcase_add_test(tc, test_testrunner_filter_and_coverage);
   tcase_add_test(tc, test_testrunner_outside_a_test);
   tcase_add_test(tc, test_testrunner_action_mocks);
+  tcase_add_test(tc, test_testrunner_tasks_and_messages);
+  tcase_add_test(tc, test_testrunner_tasks_failing);
   suite_add_tcase(s, tc);
   return s;
 }
