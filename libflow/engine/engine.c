@@ -135,6 +135,7 @@ flow_engine_open(flow_engine **out, const char *path,
   e->opts = o;
   e->fixed_now = INT64_MIN;
   e->next_due = INT64_MIN;
+  e->msg_next = INT64_MIN;
   e->msg_sweep = -1; /* unknown: engine_message.c looks once */
   e->vt = &flow__store_sqlite;
   flow__calendar_default(&e->cal);

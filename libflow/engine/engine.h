@@ -96,6 +96,8 @@ struct flow_engine {
   size_t ndeliveries;
   int delivering;
   int msg_sweep;
+  int64_t msg_next; /* the next buffered message's expiry; INT64_MIN:
+                       unknown, read again */
 
   /* Cases whose timers were cancelled (they left a state or closed) and
      whose dead timer rows are still to be deleted; only a hint, since the
@@ -153,9 +155,11 @@ flow__engine_identifier(const char *s)
 
 /* What a persisted transition does to tasks: ends those of the state left
    (all when the case closed), then creates the ones the script asked for
-   (calls entries {"task": ...}).  row is the case as written. */
+   (calls entries {"task": ...}).  row is the case as written; had_tasks
+   says whether it had any before (if not, there are none to end). */
 int flow__tasks_persist(flow_engine *e, const flow__case_row *row,
-                        const char *state, int moved, json_t *calls,
+                        const char *state, int moved, int had_tasks,
+                        json_t *calls,
                         int64_t now, const char *cause, flow__err *err);
 /* Correlation keys: check runs before a transition writes (a key another
    open case holds is a refusal, FLOW_ECONFLICT); write records the new

@@ -464,6 +464,11 @@ persist(transition *t)
   row->closed = t->next->final;
   row->updated_at = t->now;
   row->seq += 1;
+  int had_tasks = row->has_tasks;
+  for (size_t i = 0; !row->closed && t->calls && i < json_array_size(t->calls);
+       i++)
+    if (json_object_get(json_array_get(t->calls, i), "task"))
+      row->has_tasks = 1;
   /* From here on the store may have been written: one count covers this
      transition's writes, all made below. */
   e->writes++;
@@ -521,7 +526,7 @@ persist(transition *t)
   }
   if (rc == 0)
     rc = flow__tasks_persist(e, row, t->next->name, moved && !t->opening,
-                             t->calls, t->now, t->cause, &err);
+                             had_tasks, t->calls, t->now, t->cause, &err);
   if (rc == 0 && t->svc->ncorrelate)
     rc = flow__correlate_write(e, t->svc, row, t->opening ? NULL : olddata,
                                t->data, &err);

@@ -368,6 +368,7 @@ flow__messages_work(flow_engine *e, size_t max, size_t *done)
   }
   json_decref(w.arr);
   e->next_due = INT64_MIN;
+  e->msg_next = INT64_MIN;
   return flow__engine_end_txn(e, rc);
 }
 
@@ -394,9 +395,12 @@ flow__messages_next_due(flow_engine *e)
   }
   if (e->msg_sweep)
     return INT64_MIN + 1;
+  if (e->msg_next != INT64_MIN)
+    return e->msg_next;
   int64_t next = INT64_MAX;
   if (e->vt->message_next_expiry(e->store, &next, &err) != 0)
     return INT64_MAX;
+  e->msg_next = next;
   return next;
 }
 
@@ -489,6 +493,7 @@ flow_message_send(char **out, flow_engine *engine, const char *name,
     json_object_set_new(m, "incident", json_string(iid));
   }
   e->next_due = INT64_MIN;
+  e->msg_next = INT64_MIN;
 done:
   flow_free(ptext);
   rc = flow__engine_finish(e, rc, NULL);

@@ -120,15 +120,17 @@ ended(void *ctx, const flow__task_row *r)
 
 int
 flow__tasks_persist(flow_engine *e, const flow__case_row *row,
-                    const char *state, int moved, json_t *calls, int64_t now,
-                    const char *cause, flow__err *err)
+                    const char *state, int moved, int had_tasks,
+                    json_t *calls, int64_t now, const char *cause,
+                    flow__err *err)
 {
   int listened = flow__engine_listened(e, strcmp(cause, "call") == 0);
   end_ctx c = { e, now, listened };
   int rc = 0;
-  /* A task of a case that never had one costs a statement here only when
-     the case moves, which is what `moved` is for. */
-  if (row->closed)
+  /* A case that never had a task costs nothing here. */
+  if (!had_tasks)
+    ;
+  else if (row->closed)
     rc = e->vt->task_end_case(e->store, row->id, NULL, "case closed", now,
                               ended, &c, err);
   else if (moved)

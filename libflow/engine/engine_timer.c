@@ -68,8 +68,10 @@ flow__engine_wake_check(flow_engine *e)
   int changed = 0;
   if (e->vt->changed_elsewhere(e->store, &changed, &err) != 0)
     return 0; /* asked again at the next poll */
-  if (changed)
+  if (changed) {
     e->next_due = INT64_MIN;
+    e->msg_next = INT64_MIN;
+  }
   return changed;
 }
 

@@ -65,6 +65,7 @@ typedef struct flow__case_row {
   int64_t opened_at, updated_at, due_at; /* due_at may be FLOW__NO_TIME */
   int64_t seq;
   int64_t seed;
+  int has_tasks;     /* 1 once a task was created for the case */
 } flow__case_row;
 
 typedef struct flow__history_row {

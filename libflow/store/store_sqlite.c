@@ -95,20 +95,20 @@ static const char *const stmt_sql[ST_COUNT] = {
   [ST_COUNTER_GET] = "SELECT value FROM counters WHERE name = ?1",
   [ST_COUNTER_SET] = "UPDATE counters SET value = ?2 WHERE name = ?1",
   [ST_CASE_GET] = "SELECT id, service, version, state, closed, data,"
-                  " opened_at, updated_at, due_at, seq, seed"
+                  " opened_at, updated_at, due_at, seq, seed, tasks"
                   " FROM cases WHERE id = ?1",
   [ST_CASE_INSERT] = "INSERT INTO cases(id, service, version, state, closed,"
                      " data, opened_at, updated_at, due_at, seq, seed,"
-                     " entered_seq)"
+                     " entered_seq, tasks)"
                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
-                     " ?10)",
+                     " ?10, ?12)",
   /* Moving to another state records when it was entered: the state's
      timers set before that are dead (see LIVE). */
   [ST_CASE_UPDATE] = "UPDATE cases SET state = ?2, closed = ?3, data = ?4,"
-                     " updated_at = ?5, seq = ?7, entered_seq = ?7"
-                     " WHERE id = ?1",
+                     " updated_at = ?5, seq = ?7, entered_seq = ?7,"
+                     " tasks = ?8 WHERE id = ?1",
   [ST_CASE_UPDATE_DATA] = "UPDATE cases SET data = ?4, updated_at = ?5,"
-                          " seq = ?7 WHERE id = ?1",
+                          " seq = ?7, tasks = ?8 WHERE id = ?1",
   [ST_HISTORY_APPEND] = "INSERT INTO history(case_id, seq, at, actor, event,"
                         " payload, from_state, to_state)"
                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -277,9 +277,12 @@ static const char *const migrations[] = {
    "CREATE INDEX tasks_open ON tasks(case_id) WHERE status = 'open';"),
 
   /* 5 -> 6: tasks as people work them (claimed is a status of its own;
-     the form is kept in data), incidents of every source, messages and
+     the form is kept in data; cases.tasks says a case ever had one, so
+     that the transitions of the others look for none), incidents of every source, messages and
      the correlation keys of open cases. */
-  ("ALTER TABLE tasks ADD COLUMN title TEXT;"
+  ("ALTER TABLE cases ADD COLUMN tasks INTEGER NOT NULL DEFAULT 0;"
+   "UPDATE cases SET tasks = 1 WHERE id IN (SELECT case_id FROM tasks);"
+   "ALTER TABLE tasks ADD COLUMN title TEXT;"
    "ALTER TABLE tasks ADD COLUMN team TEXT;"
    "ALTER TABLE tasks ADD COLUMN assignee TEXT;"
    "ALTER TABLE tasks ADD COLUMN due_at INTEGER;"
@@ -806,6 +809,7 @@ read_case(flow__store *s, sqlite3_stmt *st, flow__case_row *out)
                     : sqlite3_column_int64(st, 8);
   out->seq = sqlite3_column_int64(st, 9);
   out->seed = sqlite3_column_int64(st, 10);
+  out->has_tasks = sqlite3_column_int(st, 11);
   if (oom) {
     flow__case_row_clear(s->a, out);
     return FLOW_ENOMEM;
@@ -865,6 +869,7 @@ bind_case(sqlite3_stmt *st, const flow__case_row *row, int insert)
       sqlite3_bind_int64(st, 9, row->due_at);
     sqlite3_bind_int64(st, 10, row->seq);
     sqlite3_bind_int64(st, 11, row->seed);
+    sqlite3_bind_int(st, 12, row->has_tasks);
   } else {
     sqlite3_bind_text(st, 2, row->state, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 3, row->closed);
@@ -873,6 +878,7 @@ bind_case(sqlite3_stmt *st, const flow__case_row *row, int insert)
     if (row->due_at != FLOW__NO_TIME)
       sqlite3_bind_int64(st, 6, row->due_at);
     sqlite3_bind_int64(st, 7, row->seq);
+    sqlite3_bind_int(st, 8, row->has_tasks);
   }
 }
 

@@ -47,7 +47,7 @@ sample_row(int64_t id)
 {
   flow__case_row r = { id, "bins", 1, "reported", 0,
                        "{\"bin\":\"refuse\",\"uprn\":\"1000\"}",
-                       1000, 1000, FLOW__NO_TIME, 1, 42 };
+                       1000, 1000, FLOW__NO_TIME, 1, 42, 0 };
   return r;
 }
 
@@ -258,7 +258,8 @@ START_TEST(test_store_sqlite_case_counter)
   /* The outbox as schema 1 made it, with one request in it. */
   sql_exec(path, "DROP TABLE counters; DROP TABLE tasks;"
                  "DROP TABLE incidents; DROP TABLE messages;"
-                 "DROP TABLE correlations;"
+                 "DROP TABLE correlations; ALTER TABLE cases DROP COLUMN"
+                 " tasks;"
                  "DROP TABLE outbox; CREATE TABLE outbox ("
                  "  id INTEGER PRIMARY KEY, case_id INTEGER NOT NULL,"
                  "  seq INTEGER NOT NULL, n INTEGER NOT NULL,"
