@@ -178,10 +178,81 @@ case_rows(char **out, flow_engine *engine, const char *case_id,
   return rc;
 }
 
+/* The history row of seq in arr (rows are in seq order from 1). */
+static json_t *
+row_of_seq(json_t *arr, int64_t seq)
+{
+  json_t *o = seq >= 1 ? json_array_get(arr, (size_t)(seq - 1)) : NULL;
+  if (o && json_integer_value(json_object_get(o, "seq")) == seq)
+    return o;
+  size_t i;
+  json_array_foreach(arr, i, o) if (json_integer_value(json_object_get(
+                                        o, "seq")) == seq) return o;
+  return NULL;
+}
+
+/* Adds item to the list key of the history row of seq. */
+static int
+attach(json_t *arr, int64_t seq, const char *key, json_t *item)
+{
+  json_t *row = row_of_seq(arr, seq);
+  if (item == NULL)
+    return FLOW_ENOMEM;
+  if (row == NULL) {
+    json_decref(item);
+    return 0;
+  }
+  json_t *list = json_object_get(row, key);
+  if (list == NULL) {
+    list = json_array();
+    if (list == NULL || json_object_set_new(row, key, list) != 0) {
+      json_decref(item);
+      return FLOW_ENOMEM;
+    }
+  }
+  return json_array_append_new(list, item) == 0 ? 0 : FLOW_ENOMEM;
+}
+
+/* What a transition requested, with how it went so far. */
+static int
+history_request(void *ctx, const flow__request_row *r)
+{
+  char id[24];
+  snprintf(id, sizeof id, "%lld", (long long)r->id);
+  json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i}", "id", id, "action",
+                        r->action, "key", r->key, "status", r->status,
+                        "attempts", r->attempts);
+  if (o && r->error)
+    json_object_set_new(o, "error", json_string(r->error));
+  if (o && r->finished_at != FLOW__NO_TIME)
+    json_object_set_new(o, "finished_at", time_json(r->finished_at));
+  return attach(ctx, r->seq, "requested", o);
+}
+
+static int
+history_task(void *ctx, const flow__task_row *r)
+{
+  char id[24];
+  snprintf(id, sizeof id, "%lld", (long long)r->id);
+  json_t *o = json_pack("{s:s, s:s, s:s}", "id", id, "name", r->name,
+                        "status", r->status);
+  return attach(ctx, r->seq, "tasks", o);
+}
+
+/* The case's events, each with the actions it requested and the tasks it
+   created, and where they stand now. */
 static int
 collect_history(flow_engine *e, int64_t id, json_t *arr, flow__err *err)
 {
-  return e->vt->history_each(e->store, id, history_item, arr, err);
+  int rc = e->vt->history_each(e->store, id, history_item, arr, err);
+  if (rc == 0)
+    rc = e->vt->outbox_list(e->store, id, NULL, FLOW__MAX_LIST,
+                            history_request, arr, err);
+  flow__task_query q = { .case_id = id };
+  if (rc == 0)
+    rc = e->vt->task_list(e->store, &q, FLOW__MAX_LIST, history_task, arr,
+                          err);
+  return rc;
 }
 
 int
