@@ -161,6 +161,10 @@ int flow__tasks_persist(flow_engine *e, const flow__case_row *row,
                         const char *state, int moved, int had_tasks,
                         json_t *calls,
                         int64_t now, const char *cause, flow__err *err);
+/* A task's due time came (a "task_due" timer, payload {"task": id}):
+   notes task_overdue if the task is still open or claimed. */
+int flow__task_due(flow_engine *e, int64_t case_id, json_t *payload,
+                   int64_t now);
 /* Correlation keys: check runs before a transition writes (a key another
    open case holds is a refusal, FLOW_ECONFLICT); write records the new
    keys and queues the buffered messages they match for delivery. */

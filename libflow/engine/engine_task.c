@@ -171,6 +171,18 @@ flow__tasks_persist(flow_engine *e, const flow__case_row *row,
     r.form = form;
     rc = e->vt->task_add(e->store, &r, &r.id, err);
     flow_free(form);
+    if (rc == 0 && r.due_at != FLOW__NO_TIME) {
+      /* Overdue is told when it happens: a timer of the task's state. */
+      char tid[24];
+      snprintf(tid, sizeof tid, "%lld", (long long)r.id);
+      char payload[64];
+      snprintf(payload, sizeof payload, "{\"task\":\"%s\"}", tid);
+      flow__timer_row tr = { 0,       row->id,  r.due_at, "task_due",
+                             "task_overdue", payload, NULL, r.state,
+                             "pending", NULL, row->seq };
+      rc = e->vt->timer_insert(e->store, &tr, err);
+      e->next_due = INT64_MIN;
+    }
     if (rc == 0 && listened)
       note_task(e, "task_created", &r, NULL, now);
   }
@@ -566,4 +578,28 @@ flow_task_cancel(flow_engine *engine, const char *task_id,
 done:
   json_decref(t);
   return flow__engine_finish(e, rc, NULL);
+}
+
+int
+flow__task_due(flow_engine *e, int64_t case_id, json_t *payload, int64_t now)
+{
+  (void)case_id;
+  const char *tid = json_string_value(json_object_get(payload, "task"));
+  if (tid == NULL || !flow__engine_listened(e, 0))
+    return 0;
+  int64_t id = 0;
+  json_t *t = NULL;
+  int rc = read_task(e, tid, &id, &t);
+  if (rc == FLOW_ENOTFOUND || rc == FLOW_EINVAL)
+    return 0;
+  if (rc != 0)
+    return rc;
+  const char *status = jstr(t, "status");
+  if (strcmp(status, "open") == 0 || strcmp(status, "claimed") == 0) {
+    flow__task_row r = row_of(t, id);
+    r.due_at = FLOW__NO_TIME;
+    note_task(e, "task_overdue", &r, jstr(t, "claimed_by"), now);
+  }
+  json_decref(t);
+  return 0;
 }

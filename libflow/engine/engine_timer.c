@@ -197,6 +197,15 @@ fire_one(flow_engine *e, const due_timer *t, int64_t now, int *fired)
   json_t *payload = json_loads(t->payload, 0, NULL);
   if (payload == NULL)
     payload = json_object();
+  if (strcmp(t->kind, "task_due") == 0) {
+    /* A task's due time: no event for the case, a note if the task is
+       still open or claimed. */
+    rc = flow__task_due(e, t->case_id, payload, now);
+    json_decref(payload);
+    if ((rc = flow__engine_end_txn(e, rc)) == 0)
+      *fired = 1;
+    return is_storage_error(rc) ? rc : 0;
+  }
   rc = flow__case_apply_txn(e, t->case_id, t->event, payload, &flow__system_actor,
                             kind, t->target, NULL, &out);
   json_decref(payload);
@@ -206,6 +215,12 @@ fire_one(flow_engine *e, const due_timer *t, int64_t now, int *fired)
   if (rc == 0) {
     *fired = 1;
     flow__engine_notify(e, timer_note("timer", t, now));
+    if (kind == FLOW__APPLY_SLA && flow__engine_listened(e, 0)) {
+      json_t *n = timer_note(t->kind, t, now);
+      if (n)
+        json_object_del(n, "timer"), json_object_del(n, "kind");
+      flow__engine_notify(e, n);
+    }
     flow__engine_notes_flush(e); /* the transition it caused */
     return 0;
   }

@@ -92,7 +92,8 @@ typedef struct flow__service_row {
 
 /* A durable timer.  kind: "after" (a state's `after` entry), "timer"
    (flow.after/flow.at or an `after` entry naming an event),
-   "sla_warning", "sla_breached". */
+   "sla_warning", "sla_breached", "task_due" (a task's due time: a note,
+   no event). */
 typedef struct flow__timer_row {
   int64_t id;
   int64_t case_id;

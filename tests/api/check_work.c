@@ -531,6 +531,42 @@ START_TEST(test_timer_incident_retried)
 }
 END_TEST
 
+/* Hosts hear a task fall overdue, and a case's service level warn and
+   breach, when the clock gets there. */
+static const char *const SLA =
+    "return { name = 'slow', version = 1, initial = 'a',\n"
+    "  sla = { within = '2h', warn = '1h' },\n"
+    "  states = { a = { on = { sla_breached = 'late' } },\n"
+    "             late = { final = true } } }\n";
+
+START_TEST(test_overdue_and_sla_notes)
+{
+  heard h = { 0 };
+  int sub = 0;
+  ck_assert_int_eq(flow_engine_subscribe(E, listen, &h, &sub), 0);
+  const char *id = open_case("{\"ref\":\"O1\"}");
+  send("paid", "O1", "{}", 0);
+  ck_assert(heard_type(&h, "task_created"));
+  ck_assert(!heard_type(&h, "task_overdue"));
+  ck_assert_int_eq(flow_service_load_string(NULL, E, SLA, strlen(SLA),
+                                            "slow.lua"),
+                   0);
+  char *out = NULL;
+  ck_assert_int_eq(flow_case_open(&out, E, "slow", NULL, NULL), 0);
+  flow_free(out);
+  size_t fired = 0;
+  flow_engine_set_time(E, T0 + 90 * MIN);
+  ck_assert_int_eq(flow_engine_fire_due(E, &fired), 0);
+  ck_assert(heard_type(&h, "sla_warning"));
+  ck_assert(!heard_type(&h, "sla_breached"));
+  flow_engine_set_time(E, T0 + 3 * DAY);
+  ck_assert_int_eq(flow_engine_fire_due(E, &fired), 0);
+  ck_assert(heard_type(&h, "sla_breached"));
+  ck_assert(heard_type(&h, "task_overdue"));
+  (void)id;
+}
+END_TEST
+
 /* ---- scripts ------------------------------------------------------------- */
 
 START_TEST(test_script_mistakes_are_reported_at_the_line)
@@ -603,6 +639,7 @@ work_suite(void)
   tcase_add_test(tc, test_message_refused_is_an_incident_retried);
   tcase_add_test(tc, test_incident_dismissed);
   tcase_add_test(tc, test_timer_incident_retried);
+  tcase_add_test(tc, test_overdue_and_sla_notes);
   tcase_add_test(tc, test_script_mistakes_are_reported_at_the_line);
   suite_add_tcase(s, tc);
   return s;
