@@ -85,9 +85,20 @@ int cli_cmd_run(cli_ctx *ctx, const cli_args *args);
 int cli_cmd_test(cli_ctx *ctx, const cli_args *args);
 int cli_cmd_graph(cli_ctx *ctx, const cli_args *args);
 int cli_cmd_actions(cli_ctx *ctx, const cli_args *args);
+int cli_cmd_tasks(cli_ctx *ctx, const cli_args *args);
+int cli_cmd_claim(cli_ctx *ctx, const cli_args *args);
+int cli_cmd_release(cli_ctx *ctx, const cli_args *args);
+int cli_cmd_complete(cli_ctx *ctx, const cli_args *args);
+int cli_cmd_cancel(cli_ctx *ctx, const cli_args *args);
+int cli_cmd_send(cli_ctx *ctx, const cli_args *args);
+int cli_cmd_messages(cli_ctx *ctx, const cli_args *args);
+int cli_cmd_incidents(cli_ctx *ctx, const cli_args *args);
+int cli_cmd_retry(cli_ctx *ctx, const cli_args *args);
+int cli_cmd_dismiss(cli_ctx *ctx, const cli_args *args);
 
 /* Options of the commands that have some (cmd_list.c, cmd_eval.c,
-   cmd_run.c, cmd_check.c, cmd_test.c, cmd_graph.c). */
+   cmd_run.c, cmd_check.c, cmd_test.c, cmd_graph.c, cmd_actions.c,
+   cmd_tasks.c, cmd_send.c, cmd_incidents.c). */
 extern const cli_opt cli_check_opts[];
 extern const cli_opt cli_test_opts[];
 extern const cli_opt cli_graph_opts[];
@@ -95,6 +106,10 @@ extern const cli_opt cli_list_opts[];
 extern const cli_opt cli_eval_opts[];
 extern const cli_opt cli_run_opts[];
 extern const cli_opt cli_actions_opts[];
+extern const cli_opt cli_tasks_opts[];
+extern const cli_opt cli_send_opts[];
+extern const cli_opt cli_messages_opts[];
+extern const cli_opt cli_incidents_opts[];
 
 /* The value of the last occurrence of option name, or NULL; "" for a flag
    that was given. */
@@ -172,5 +187,26 @@ void cli_print_json(const char *json);
  * when text is not an array.
  */
 int cli_print_array_lines(const char *text);
+
+/* Prints a listing from the library: the array on one line with --json,
+   else one element per line (cli_print_array_lines).  Returns the exit
+   code. */
+int cli_print_listing(const cli_ctx *ctx, const char *text);
+
+/*
+ * The one-line JSON object {"status":STATUS,KIND:ID} (sorted keys) that
+ * claim, release, cancel and dismiss print and return over JSON-RPC:
+ * {"status":"claimed","task":"7"}.  malloc'd (free with free()), or NULL
+ * when out of memory.
+ */
+char *cli_status_json(const char *kind, const char *id, const char *status);
+
+/*
+ * Reads an elapsed duration -- a whole number and a unit, s, m, h, d or
+ * w ("90s", "15m", "2h", "3d", "2w"), as DESIGN.md writes them -- into
+ * *ms.  Returns 0; -1 when text is not one; -2 for no time at all ("0h").
+ * The library sets the upper bound (flow_message_send: 366 days).
+ */
+int cli_parse_duration(const char *text, int64_t *ms);
 
 #endif /* LIBFLOW_CLI_CLI_H */

@@ -2,7 +2,10 @@
  * What the commands of `flow` share: opening the engine on the right
  * database, mapping FLOW_E* codes to exit codes, printing refusals as one
  * line, reading arguments that stand for JSON text ("-", "@FILE"), and
- * printing the library's JSON one value per line.
+ * printing the library's JSON one value per line, the small status
+ * objects of claim/release/cancel/dismiss, and reading an elapsed
+ * duration ("2h", "3d": the public API has no duration parser, and the
+ * command uses the public API only).
  *
  * The one-line rule matters to scripts that wrap `flow`: a refusal is
  * always exactly one line on stderr ("flow: ..."), so any line breaks in a
@@ -367,4 +370,67 @@ cli_print_array_lines(const char *text)
   }
   json_decref(array);
   return CLI_EXIT_OK;
+}
+
+int
+cli_print_listing(const cli_ctx *ctx, const char *text)
+{
+  if (ctx->json) {
+    cli_print_json(text);
+    return CLI_EXIT_OK;
+  }
+  return cli_print_array_lines(text);
+}
+
+char *
+cli_status_json(const char *kind, const char *id, const char *status)
+{
+  json_t *o = json_pack("{s:s, s:s}", "status", status, kind, id);
+  char *s = o != NULL ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+
+  json_decref(o);
+  return s;
+}
+
+int
+cli_parse_duration(const char *text, int64_t *ms)
+{
+  /* Ten digits keep the product below INT64_MAX even in weeks
+     (9,999,999,999 w is about 6.05e18 ms) while leaving the bound to the
+     library: more is refused here as unreadable. */
+  const char *p = text;
+  int64_t n = 0, unit;
+  int digits = 0;
+
+  while (*p >= '0' && *p <= '9') {
+    if (++digits > 10)
+      return -1;
+    n = n * 10 + (*p - '0');
+    p++;
+  }
+  if (digits == 0 || p[0] == '\0' || p[1] != '\0')
+    return -1;
+  switch (*p) {
+    case 's':
+      unit = 1000;
+      break;
+    case 'm':
+      unit = 60 * 1000;
+      break;
+    case 'h':
+      unit = 60 * 60 * 1000;
+      break;
+    case 'd':
+      unit = 24 * 60 * 60 * 1000;
+      break;
+    case 'w':
+      unit = 7 * 24 * 60 * 60 * 1000;
+      break;
+    default:
+      return -1;
+  }
+  if (n == 0)
+    return -2;
+  *ms = n * unit;
+  return 0;
 }

@@ -9,8 +9,11 @@
  * where, limit, overdue} and timers {case}.  Each is answered by a response
  * with the same id whose result is what the library returned, or whose
  * error has the FLOW_E* number as its code, flow_errmsg() as its message
- * and the code's name in data.name.  What the engine does on its own (a
- * timer fired, the transition it caused, an incident) is written as an
+ * and the code's name in data.name.  The task, message and incident
+ * methods (tasks, claim, release, complete, cancel, send, messages,
+ * incidents, retry, dismiss) are in run_methods.c.  What the engine does
+ * on its own (a timer fired, the transition it caused, an incident), and
+ * what happens to tasks and messages whoever caused it, is written as an
  * "event" notification.  Every line written is one JSON object with sorted
  * keys, flushed at once.
  *
@@ -124,6 +127,7 @@ cli_cmd_run(cli_ctx *ctx, const cli_args *args)
     goto out;
   }
   flow_engine_set_listener(st->e, cli_run_on_event, st);
+  cli_run_notes(st, 1);
   if ((rc = cli_run_register_actions(st, args)) != 0)
     goto out;
 
@@ -201,6 +205,7 @@ close_handles:
     st->head = r->next;
     cli_run_req_free(r);
   }
+  cli_run_notes(st, 0);
   flow_engine_set_listener(st->e, NULL, NULL);
   if (reader_started)
     uv_thread_join(&st->reader);

@@ -136,6 +136,148 @@ static const cli_cmd commands[] = {
     .run = cli_cmd_actions,
   },
   {
+    .name = "tasks",
+    .args = "[--team T] [--assignee A] [--status open|claimed|done|cancelled]"
+            " [--overdue] [--case C]",
+    .summary = "tasks for people, one JSON object per line",
+    .help = "Prints the tasks services made with flow.task, oldest first, one\n"
+            "JSON object per line (a JSON array with --json): id, case, name,\n"
+            "title, team, assignee, status, due_at, overdue, form,\n"
+            "claimed_by, outcome, finished_by.  --assignee A keeps the tasks\n"
+            "assigned to A or claimed by A; --overdue the open or claimed\n"
+            "ones due before the engine's time (by --now when given).\n",
+    .opts = cli_tasks_opts,
+    .min_args = 0,
+    .max_args = 0,
+    .run = cli_cmd_tasks,
+  },
+  {
+    .name = "claim",
+    .args = "TASK",
+    .summary = "take a task on as --actor",
+    .help =
+      "Claims task TASK for the actor given by --actor, and prints\n"
+      "{\"status\":\"claimed\",\"task\":TASK}.  Claiming a task one holds\n"
+      "already is fine; one claimed by someone else, done, cancelled\n"
+      "or assigned to someone else is refused (exit 1).\n",
+    .opts = no_opts,
+    .min_args = 1,
+    .max_args = 1,
+    .run = cli_cmd_claim,
+  },
+  {
+    .name = "release",
+    .args = "TASK",
+    .summary = "give a claimed task back",
+    .help = "Gives back task TASK, claimed by --actor, so that someone else\n"
+            "can claim it, and prints {\"status\":\"open\",\"task\":TASK}.\n",
+    .opts = no_opts,
+    .min_args = 1,
+    .max_args = 1,
+    .run = cli_cmd_release,
+  },
+  {
+    .name = "complete",
+    .args = "TASK [OUTCOME]",
+    .summary = "complete a task; prints the case as JSON",
+    .help = "Completes task TASK as --actor with OUTCOME, a JSON object\n"
+            "checked against the task's form: the text itself, '-' for\n"
+            "stdin, or @FILE (default {}).  The task's done event is applied\n"
+            "to its case, and the case after it is printed.  An outcome the\n"
+            "form does not take is refused with every failing field named,\n"
+            "and changes nothing.  An unclaimed task is claimed as it is\n"
+            "completed.\n",
+    .opts = no_opts,
+    .min_args = 1,
+    .max_args = 2,
+    .run = cli_cmd_complete,
+  },
+  {
+    .name = "cancel",
+    .args = "TASK",
+    .summary = "cancel an open or claimed task",
+    .help = "Cancels task TASK, open or claimed, and prints\n"
+            "{\"status\":\"cancelled\",\"task\":TASK}.  Its done event is not\n"
+            "sent.\n",
+    .opts = no_opts,
+    .min_args = 1,
+    .max_args = 1,
+    .run = cli_cmd_cancel,
+  },
+  {
+    .name = "send",
+    .args = "MESSAGE KEY [PAYLOAD] [--ttl DURATION]",
+    .summary = "send a message to the case with that key",
+    .help = "Sends message MESSAGE with correlation key KEY and PAYLOAD, a\n"
+            "JSON object (the text itself, '-' for stdin, or @FILE), and\n"
+            "prints the message as JSON.  The open case whose correlated\n"
+            "field holds KEY gets it as the event MESSAGE (\"delivered\");\n"
+            "with no such case yet it waits (\"buffered\") until a case takes\n"
+            "KEY or --ttl runs out (90s, 15m, 2h, 3d, 2w; default 7 days, at\n"
+            "most 366).  A case that refuses it raises an incident\n"
+            "(\"incident\"): see 'flow incidents'.\n",
+    .opts = cli_send_opts,
+    .min_args = 2,
+    .max_args = 3,
+    .run = cli_cmd_send,
+  },
+  {
+    .name = "messages",
+    .args = "[--name N] [--key K]"
+            " [--status buffered|delivered|expired|incident|dismissed]",
+    .summary = "messages sent, one JSON object per line",
+    .help =
+      "Prints the messages sent, oldest first, one JSON object per line\n"
+      "(a JSON array with --json): id, name, key, payload, status, case,\n"
+      "created_at, expires_at, finished_at.\n",
+    .opts = cli_messages_opts,
+    .min_args = 0,
+    .max_args = 0,
+    .run = cli_cmd_messages,
+  },
+  {
+    .name = "incidents",
+    .args = "[--case C] [--status open|resolved|dismissed]",
+    .summary = "refused events, one JSON object per line",
+    .help = "Prints the incidents, oldest first, one JSON object per line (a\n"
+            "JSON array with --json): events of a timer, an action, a task\n"
+            "or a message that their case refused, with nobody to tell:\n"
+            "id, case, source, source_id, event, payload, code, error (with\n"
+            "the script's file and line), status, attempts.  Retry them with\n"
+            "'flow retry', or close them with 'flow dismiss'.\n",
+    .opts = cli_incidents_opts,
+    .min_args = 0,
+    .max_args = 0,
+    .run = cli_cmd_incidents,
+  },
+  {
+    .name = "retry",
+    .args = "INCIDENT",
+    .summary = "apply an incident's event again",
+    .help = "Applies the event of open incident INCIDENT again, as the case\n"
+            "is now (say once it has moved on to a state that takes it), and\n"
+            "prints the case; the incident is resolved.  Refused again,\n"
+            "it stays open, the attempt is counted, and the refusal is one\n"
+            "line on stderr (exit 1).  For an action that failed with no fail\n"
+            "event the request is dispatched once more, and it prints\n"
+            "{\"incident\":INCIDENT,\"status\":\"resolved\"}.\n",
+    .opts = no_opts,
+    .min_args = 1,
+    .max_args = 1,
+    .run = cli_cmd_retry,
+  },
+  {
+    .name = "dismiss",
+    .args = "INCIDENT",
+    .summary = "close an incident without its event",
+    .help = "Closes open incident INCIDENT without applying its event, and\n"
+            "prints {\"incident\":INCIDENT,\"status\":\"dismissed\"}.\n",
+    .opts = no_opts,
+    .min_args = 1,
+    .max_args = 1,
+    .run = cli_cmd_dismiss,
+  },
+  {
     .name = "run",
     .args = "[--until-idle | --keep-running] [--action NAME=ok|fail|stdin]...",
     .summary = "fire timers; JSON-RPC requests on stdin",
@@ -146,12 +288,18 @@ static const cli_cmd commands[] = {
       "signal {case, event, payload, actor}, show {case}, history {case},\n"
       "list {service, state, status, where, limit, overdue}, timers {case},\n"
       "actions {case, status}, action_result {request, result},\n"
-      "action_failed {request, message, retryable}.\n"
-      "What the engine does on its own (a timer fired, its transition) is\n"
-      "written as an \"event\" notification.  At the end of input it\n"
-      "finishes what was asked and exits 0; --until-idle first fires every\n"
-      "timer due at the engine's time (with --now: that time);\n"
-      "--keep-running goes on firing timers until SIGINT or SIGTERM.\n"
+      "action_failed {request, message, retryable}, tasks {team, assignee,\n"
+      "status, overdue, case}, claim, release and cancel {task, actor},\n"
+      "complete {task, outcome, actor}, send {message, key, payload, ttl},\n"
+      "messages {name, key, status}, incidents {case, status}, retry and\n"
+      "dismiss {incident, actor}.\n"
+      "What the engine does on its own (a timer fired, its transition),\n"
+      "and what happens to tasks, messages and incidents, is written as an\n"
+      "\"event\" notification.  At the end of input it finishes what was\n"
+      "asked and exits 0; --until-idle first fires every timer due at the\n"
+      "engine's time (with --now: that time) and expires the messages\n"
+      "whose time is up; --keep-running goes on firing timers until\n"
+      "SIGINT or SIGTERM.\n"
       "--action NAME=ok answers each request for action NAME at once with\n"
       "an empty result, NAME=fail fails it, NAME=stdin writes it as an\n"
       "\"action\" notification {request, action, case, args, key, attempt}\n"
@@ -280,10 +428,19 @@ print_usage(FILE *f)
           "Commands:\n");
   for (i = 0; i < NCOMMANDS; i++) {
     const cli_cmd *c = &commands[i];
+    /* A synopsis too long for its column: its positional part ("MESSAGE
+       KEY [PAYLOAD]") when that fits, else "[OPTIONS]". */
+    const char *opts = strstr(c->args, " [--");
+    int len = (int)strlen(c->args);
+    if (len > 21)
+      len = c->args[0] != '[' && opts != NULL && opts - c->args <= 21
+              ? (int)(opts - c->args)
+              : 0;
     fprintf(f,
-            "  %-7s %-21s %s\n",
+            "  %-9s %-21.*s %s\n",
             c->name,
-            strlen(c->args) <= 21 ? c->args : "[OPTIONS]",
+            len > 0 ? len : 9,
+            len > 0 ? c->args : "[OPTIONS]",
             c->summary);
   }
   fprintf(f,
@@ -293,7 +450,7 @@ print_usage(FILE *f)
           "  --now TIME    set the engine clock for this command, ISO 8601\n"
           "                with an offset or Z: 2026-11-27T09:00:00Z\n"
           "                (default: $FLOW_NOW, else the real clock)\n"
-          "  --json        JSON output (load, list)\n"
+          "  --json        JSON output (load, list); listings as one array\n"
           "  --actor ID    who is acting (default: $USER, else cli)\n"
           "  --roles A,B   the roles the actor holds\n"
           "  --verbose     print engine and flow.log messages on stderr\n"

@@ -94,6 +94,7 @@ typedef struct run_state {
   int reader_waiting;/* the reader waits for room, not for input */
   uv_thread_t reader;
 
+  int notes_sub;     /* cli_run_notes' subscription, or 0 */
   run_action actions[RUN_ACTIONS_MAX]; /* --action, registered */
   int nactions;
 } run_state;
@@ -142,6 +143,10 @@ req *cli_run_req_new(run_state *st);
 void cli_run_req_free(req *r);
 /* Moves the queue on. */
 void cli_run_pump(run_state *st);
+/* on: the engine makes the notes of tasks, messages and incidents for
+   the listener too; off: it does not (while open and signal calls are in
+   flight).  See run_queue.c. */
+void cli_run_notes(run_state *st, int on);
 
 /* ---- run_actions.c ------------------------------------------------------ */
 

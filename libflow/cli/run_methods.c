@@ -1,8 +1,14 @@
 /*
  * The methods of `flow run` -- open, signal, show, history, list, timers,
- * actions, action_result and action_failed: which parameters each takes, how they are read and checked, and
- * how a request is carried out once it is its turn (open and signal
- * through the asynchronous calls, the others at once).
+ * actions, action_result and action_failed; tasks, claim, release,
+ * complete, cancel; send, messages; incidents, retry and dismiss: which
+ * parameters each takes, how they are read and checked, and how a
+ * request is carried out once it is its turn (open and signal through
+ * the asynchronous calls, the others at once).
+ *
+ * claim, release, cancel and dismiss answer {"status":..,"task":..} (or
+ * "incident"), as the commands of the same names print; complete and
+ * retry the case; send the message; the listings an array.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -18,11 +24,16 @@
    held in the owned members. */
 typedef struct call_args {
   const char *service, *event, *state, *status;
-  const char *request, *message; /* action_result, action_failed */
+  const char *request, *message; /* action_result, action_failed; send */
   char *result;                  /* owned JSON text, or NULL */
+  char *outcome;                 /* complete: owned JSON text, or NULL */
   int retryable;
+  const char *team, *assignee, *name; /* tasks, messages */
+  int64_t ttl_ms;                     /* send: 0 for the default */
   const char *case_id; /* borrowed, or case_buf */
   char case_buf[32];
+  const char *task_id, *incident_id, *key; /* borrowed, or in their bufs */
+  char task_buf[32], incident_buf[32], key_buf[32];
   char *data;      /* owned JSON text of data/payload, or NULL */
   flow_actor actor;
   const char **roles; /* owned array behind actor.roles */
@@ -39,6 +50,7 @@ call_args_free(call_args *a)
 
   free(a->data);
   free(a->result);
+  free(a->outcome);
   free(a->roles);
   for (i = 0; i < a->nwhere; i++)
     free((char *)a->where[i].value_json);
@@ -55,6 +67,16 @@ static const method_def methods[] = {
   { "actions", 0, "", "case status" },
   { "action_result", 0, "request", "request result" },
   { "action_failed", 0, "request", "request message retryable" },
+  { "tasks", 0, "", "team assignee status overdue case" },
+  { "claim", 0, "task", "task actor" },
+  { "release", 0, "task", "task actor" },
+  { "complete", 0, "task", "task outcome actor" },
+  { "cancel", 0, "task", "task actor" },
+  { "send", 0, "message key", "message key payload ttl" },
+  { "messages", 0, "", "name key status" },
+  { "incidents", 0, "", "case status" },
+  { "retry", 0, "incident", "incident actor" },
+  { "dismiss", 0, "incident", "incident actor" },
 };
 
 #define NMETHODS (sizeof(methods) / sizeof(methods[0]))
@@ -83,6 +105,54 @@ has_word(const char *list, const char *word)
     if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
       return 1;
     p += n;
+  }
+  return 0;
+}
+
+/*
+ * An id parameter (case, task, incident; a message key): a string as it
+ * is, or a whole number written in decimal into buf.  *dst is left alone
+ * when the member is absent or null.  0, or -1 after setting r's error.
+ */
+static int
+id_param(req *r, const char *name, const char *example, const char **dst,
+         char *buf, size_t size)
+{
+  json_t *v = json_object_get(r->params, name);
+
+  if (v == NULL || json_is_null(v))
+    return 0;
+  if (json_is_string(v)) {
+    *dst = json_string_value(v);
+  } else if (json_is_integer(v)) {
+    snprintf(buf, size, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    *dst = buf;
+  } else {
+    cli_run_set_error(r, RPC_INVALID_PARAMS, NULL,
+                      "Invalid params: '%s' must be %s", name, example);
+    return -1;
+  }
+  return 0;
+}
+
+/* An object parameter as JSON text in *dst (owned); 0, or -1. */
+static int
+object_param(req *r, const char *name, char **dst)
+{
+  json_t *v = json_object_get(r->params, name);
+
+  if (v == NULL || json_is_null(v))
+    return 0;
+  if (!json_is_object(v)) {
+    cli_run_set_error(r, RPC_INVALID_PARAMS, NULL,
+                      "Invalid params: '%s' must be a JSON object", name);
+    return -1;
+  }
+  *dst = json_dumps(v, JSON_OUT);
+  if (*dst == NULL) {
+    cli_run_set_error(r, RPC_INVALID_PARAMS, NULL,
+                      "Invalid params: out of memory");
+    return -1;
   }
   return 0;
 }
@@ -138,7 +208,31 @@ read_params(req *r, const method_def *m, call_args *a)
   STRING_PARAM("status", a->status);
   STRING_PARAM("request", a->request);
   STRING_PARAM("message", a->message);
+  STRING_PARAM("team", a->team);
+  STRING_PARAM("assignee", a->assignee);
+  STRING_PARAM("name", a->name);
 #undef STRING_PARAM
+
+  if (id_param(r, "task", "a task id such as \"7\"", &a->task_id,
+               a->task_buf, sizeof(a->task_buf)) != 0 ||
+      id_param(r, "incident", "an incident id such as \"3\"",
+               &a->incident_id, a->incident_buf,
+               sizeof(a->incident_buf)) != 0 ||
+      id_param(r, "key", "text (or a whole number)", &a->key, a->key_buf,
+               sizeof(a->key_buf)) != 0 ||
+      object_param(r, "outcome", &a->outcome) != 0)
+    return -1;
+  v = json_object_get(p, "ttl");
+  if (v != NULL && !json_is_null(v)) {
+    if (!json_is_string(v) ||
+        cli_parse_duration(json_string_value(v), &a->ttl_ms) != 0) {
+      cli_run_set_error(r, RPC_INVALID_PARAMS, NULL,
+                        "Invalid params: 'ttl' must be a duration such as "
+                        "\"2h\" or \"3d\" (a whole number and s, m, h, d "
+                        "or w)");
+      return -1;
+    }
+  }
 
   v = json_object_get(p, "result");
   if (v != NULL && !json_is_null(v)) {
@@ -164,21 +258,9 @@ read_params(req *r, const method_def *m, call_args *a)
     a->retryable = json_is_true(v);
   }
 
-  v = json_object_get(p, "case");
-  if (v != NULL) {
-    if (json_is_string(v)) {
-      a->case_id = json_string_value(v);
-    } else if (json_is_integer(v)) {
-      snprintf(a->case_buf, sizeof(a->case_buf), "%" JSON_INTEGER_FORMAT,
-               json_integer_value(v));
-      a->case_id = a->case_buf;
-    } else {
-      cli_run_set_error(r, RPC_INVALID_PARAMS, NULL,
-                        "Invalid params: 'case' must be a case id such "
-                        "as \"1\"");
-      return -1;
-    }
-  }
+  if (id_param(r, "case", "a case id such as \"1\"", &a->case_id,
+               a->case_buf, sizeof(a->case_buf)) != 0)
+    return -1;
 
   v = json_object_get(p, has_word(m->allowed, "data") ? "data" : "payload");
   if (v != NULL && !json_is_null(v)) {
@@ -311,7 +393,10 @@ on_call_done(flow_engine *engine, int status, const char *case_json,
     cli_run_set_result(r, case_json);
   else
     cli_run_set_flow_error(r, status != 0 ? status : FLOW_ERROR);
-  st->inflight--;
+  /* (Not once the run is closing: a call answered as the engine
+     closes needs no notes.) */
+  if (--st->inflight == 0 && !st->closed)
+    cli_run_notes(st, 1);
   cli_run_pump(st);
 }
 
@@ -323,6 +408,7 @@ start_async(req *r, const method_def *m, call_args *a)
   run_state *st = r->st;
   int err;
 
+  cli_run_notes(st, 0);
   if (strcmp(m->name, "open") == 0)
     err = flow_case_open_async(st->e, a->service, a->data, &a->actor,
                                on_call_done, r);
@@ -331,10 +417,62 @@ start_async(req *r, const method_def *m, call_args *a)
                                  &a->actor, on_call_done, r);
   if (err != 0) {
     cli_run_set_flow_error(r, err);
+    if (st->inflight == 0)
+      cli_run_notes(st, 1);
     return;
   }
   r->state = REQ_STARTED;
   st->inflight++;
+}
+
+/* The answer {"status":status,kind:id}, as the commands print it. */
+static void
+set_status(req *r, const char *kind, const char *id, const char *status)
+{
+  char *s = cli_status_json(kind, id, status);
+
+  if (s == NULL) {
+    cli_run_set_error(r, FLOW_ENOMEM,
+                      json_pack("{s:s}", "name", flow_err_name(FLOW_ENOMEM)),
+                      "out of memory");
+    r->st->failure = 1;
+    return;
+  }
+  cli_run_set_result(r, s);
+  free(s);
+}
+
+/* claim, release, cancel, dismiss: the call, then the status object.
+   1 when m is one of them (r is answered), 0 otherwise. */
+static int
+run_change(req *r, const method_def *m, call_args *a)
+{
+  flow_engine *e = r->st->e;
+  const char *kind = "task", *id = a->task_id, *status;
+  int err;
+
+  if (strcmp(m->name, "claim") == 0) {
+    err = flow_task_claim(e, id, &a->actor);
+    status = "claimed";
+  } else if (strcmp(m->name, "release") == 0) {
+    err = flow_task_release(e, id, &a->actor);
+    status = "open";
+  } else if (strcmp(m->name, "cancel") == 0) {
+    err = flow_task_cancel(e, id, &a->actor);
+    status = "cancelled";
+  } else if (strcmp(m->name, "dismiss") == 0) {
+    kind = "incident";
+    id = a->incident_id;
+    err = flow_incident_dismiss(e, id, &a->actor);
+    status = "dismissed";
+  } else {
+    return 0;
+  }
+  if (err != 0)
+    cli_run_set_flow_error(r, err);
+  else
+    set_status(r, kind, id, status);
+  return 1;
 }
 
 static void
@@ -344,7 +482,32 @@ run_sync(req *r, const method_def *m, call_args *a)
   char *out = NULL;
   int err;
 
-  if (strcmp(m->name, "show") == 0) {
+  if (run_change(r, m, a))
+    return;
+  if (strcmp(m->name, "tasks") == 0) {
+    flow_task_query q = { 0 };
+    q.case_id = a->case_id;
+    q.team = a->team;
+    q.assignee = a->assignee;
+    q.status = a->status;
+    q.overdue = a->overdue;
+    err = flow_tasks_list(&out, e, &q);
+  } else if (strcmp(m->name, "complete") == 0) {
+    err = flow_task_complete(&out, e, a->task_id, a->outcome, &a->actor);
+  } else if (strcmp(m->name, "send") == 0) {
+    err = flow_message_send(&out, e, a->message, a->key, a->data, a->ttl_ms);
+  } else if (strcmp(m->name, "messages") == 0) {
+    err = flow_messages_list(&out, e, a->name, a->key, a->status);
+  } else if (strcmp(m->name, "incidents") == 0) {
+    err = flow_incidents_list(&out, e, a->case_id, a->status);
+  } else if (strcmp(m->name, "retry") == 0) {
+    err = flow_incident_retry(&out, e, a->incident_id, &a->actor);
+    if (err == 0 && out == NULL) {
+      /* An action dispatched once more: no case to give yet. */
+      set_status(r, "incident", a->incident_id, "resolved");
+      return;
+    }
+  } else if (strcmp(m->name, "show") == 0) {
     err = flow_case_get(&out, e, a->case_id);
   } else if (strcmp(m->name, "history") == 0) {
     err = flow_case_history(&out, e, a->case_id);
@@ -392,7 +555,8 @@ cli_run_dispatch(req *r)
     cli_run_set_error(r, RPC_METHOD_NOT_FOUND, NULL,
                       "Method not found: '%s' (methods: open, signal, show, "
                       "history, list, timers, actions, action_result, "
-                      "action_failed)",
+                      "action_failed, tasks, claim, release, complete, "
+                      "cancel, send, messages, incidents, retry, dismiss)",
                       r->method);
     return;
   }

@@ -32,6 +32,38 @@ cli_run_req_new(run_state *st)
   return r;
 }
 
+/*
+ * The engine makes the notes of tasks, messages and incidents (a task
+ * claimed, a message buffered or expired, an incident dismissed) only
+ * when it has a subscriber besides the listener -- and then it makes
+ * the notes of every open and signal a client asks for too, which costs
+ * a third of flow run's rate in a burst of them.  So a subscriber that
+ * does nothing is there while no open or signal is in flight: the
+ * notes are made, and the listener (cli_run_on_event), which hears
+ * every note not caused by a call, writes them.  While open and signal
+ * calls are in flight it is not, and what those calls do to tasks
+ * (a task_created) is not told; their responses and `tasks` say it.
+ */
+static void
+quiet(flow_engine *engine, const char *event_json, void *payload)
+{
+  (void)engine;
+  (void)event_json;
+  (void)payload;
+}
+
+void
+cli_run_notes(run_state *st, int on)
+{
+  if (on && st->notes_sub == 0) {
+    if (flow_engine_subscribe(st->e, quiet, NULL, &st->notes_sub) != 0)
+      st->notes_sub = 0; /* 64 subscribers: none of them ours */
+  } else if (!on && st->notes_sub != 0) {
+    flow_engine_unsubscribe(st->e, st->notes_sub);
+    st->notes_sub = 0;
+  }
+}
+
 void
 cli_run_req_free(req *r)
 {
@@ -90,6 +122,23 @@ cancel(req *r)
                     "send it again");
 }
 
+/* Writes the responses at the head that are ready. */
+static void
+write_ready(run_state *st)
+{
+  req *r;
+
+  while ((r = st->head) != NULL && r->state == REQ_DONE) {
+    st->head = r->next;
+    if (st->head == NULL)
+      st->tail = NULL;
+    if (r->response != NULL)
+      cli_run_write_line(r->response);
+    cli_run_req_free(r);
+    st->answered++;
+  }
+}
+
 /*
  * Moves the queue on: starts every request whose turn has come, then
  * writes the responses at the head that are ready.  An asynchronous call
@@ -111,20 +160,17 @@ cli_run_pump(run_state *st)
         const method_def *m = cli_run_find_method(r->method);
         if ((m == NULL || !m->async) && st->inflight > 0)
           break;
+        /* Everything before a synchronous request is answered by now:
+           written first, the notifications its call makes (a task
+           claimed) come after those answers and before its own. */
+        if (m != NULL && !m->async && st->head != r)
+          write_ready(st);
         cli_run_dispatch(r);
       }
     }
     st->next = r->next;
   }
-  while ((r = st->head) != NULL && r->state == REQ_DONE) {
-    st->head = r->next;
-    if (st->head == NULL)
-      st->tail = NULL;
-    if (r->response != NULL)
-      cli_run_write_line(r->response);
-    cli_run_req_free(r);
-    st->answered++;
-  }
+  write_ready(st);
   release_room(st);
   maybe_finish(st);
 }

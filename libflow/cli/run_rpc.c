@@ -140,7 +140,10 @@ cli_run_set_flow_error(req *r, int err)
 
 /* Notifications from the engine, written as they happen: the listener
    hears what the engine does on its own, not the client's own open and
-   signal requests, which their responses already answer. */
+   signal requests, which their responses already answer.  Tasks,
+   messages and incidents are told whoever caused them (their notes have
+   no "cause"), once the engine makes those notes: see cli_run_notes in
+   run_queue.c. */
 void
 cli_run_on_event(flow_engine *engine, const char *event_json, void *payload)
 {

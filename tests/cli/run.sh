@@ -769,6 +769,381 @@ out_has "run --action fail: an incident" '"type":"incident"'
 run --db "$ADB" actions --status incident
 out_has "actions: the incident says why" 'failed by flow run --action notify.sms=fail (the script named no fail event)'
 
+# ---- tasks, messages, incidents ---------------------------------------------
+#
+# examples/services/bulky_waste.lua: the message payment_received finds
+# its case by payment_ref and books it; booking makes the task "collect"
+# for team crews, whose completion (form: outcome collected|not_out,
+# required) closes the case.  Every command runs at a fixed clock.
+
+BULKY=$SRC/examples/services/bulky_waste.lua
+KDB=$T/tasks.db
+FLOW_NOW=2026-11-27T09:00:00Z
+export FLOW_NOW
+
+for _w in tasks claim release complete cancel send messages incidents retry \
+  dismiss; do
+  run --help
+  out_has "--help lists $_w" "^  $_w  *[^ ]"
+  run help "$_w"
+  expect "help $_w" 0
+  out_has "help $_w: its usage" "^Usage: flow $_w"
+done
+run help send
+out_has "help send: the synopsis" \
+  '^Usage: flow send MESSAGE KEY \[PAYLOAD\] \[--ttl DURATION\]$'
+run --help
+out_has "--help: send shows its arguments" '^  send  *MESSAGE KEY \[PAYLOAD\] '
+
+run --db "$KDB" load "$BULKY"
+expect "load bulky_waste" 0
+run --db "$KDB" tasks
+expect "tasks: none yet" 0
+out_lines "tasks: none yet" 0
+run --db "$KDB" open bulky_waste \
+  '{"uprn":"100023336961","items":3,"payment_ref":"PAY-1"}'
+expect "open a booking" 0
+[ "$(field state)" = awaiting_payment ] && pass ||
+  fail "open a booking: awaiting_payment"
+run --db "$KDB" send payment_received PAY-1 '{"amount":3500}'
+expect "send to an open case" 0
+out_lines "send: one line" 1
+out_has "send: delivered to case 1" '"case":"1",.*"status":"delivered"'
+run --db "$KDB" show 1
+[ "$(field state)" = booked ] && pass || fail "send: the case is booked"
+
+run --db "$KDB" tasks
+expect "tasks" 0
+out_lines "tasks: one task" 1
+out_has "tasks: the collection for the crews" \
+  '"id":"1","name":"collect",.*"status":"open","team":"crews"'
+out_has "tasks: due 3 working days on" '"due_at":"2026-12-02T09:00:00Z"'
+run --db "$KDB" --json tasks --team crews --status open --case 1
+out_has "tasks --json: an array" '^\[{.*"id":"1".*}\]$'
+out_lines "tasks --json: one line" 1
+run --db "$KDB" tasks --team highways
+out_lines "tasks --team: another team's" 0
+run --db "$KDB" --now 2026-12-02T10:00:00Z tasks --overdue
+out_has "tasks --overdue by --now" '"overdue":true'
+run --db "$KDB" tasks --overdue
+out_lines "tasks --overdue: not yet" 0
+run --db "$KDB" tasks --status soon
+refused "tasks --status soon" 1
+err_has "tasks --status names the statuses" 'open, claimed, done or cancelled'
+run --db "$KDB" tasks --case two
+refused "tasks --case two" 1
+run --db "$KDB" tasks --frob
+usage "tasks --frob"
+
+# Unknown and malformed task ids.
+for _w in claim release cancel complete; do
+  run --db "$KDB" "$_w" 99
+  refused "$_w an unknown task" 1
+  err_has "$_w an unknown task: says so" 'no task 99'
+  run --db "$KDB" "$_w" seven
+  refused "$_w a malformed task id" 1
+done
+run --db "$KDB" claim
+usage "claim without a task"
+run --db "$KDB" claim 1 2
+usage "claim with two tasks"
+
+# The claim race: the second person is refused and told who has it.
+run --db "$KDB" --actor ann claim 1
+expect "claim" 0
+out_lines "claim: one line" 1
+out_has "claim: the new status" '^{"status":"claimed","task":"1"}$'
+run --db "$KDB" --actor bob claim 1
+refused "claim a task someone else holds" 1
+err_has "claim race: names who holds it" 'claimed by ann'
+run --db "$KDB" --actor ann claim 1
+expect "claim a task one holds already" 0
+run --db "$KDB" --actor bob release 1
+refused "release someone else's task" 1
+run --db "$KDB" --actor bob complete 1 '{"outcome":"collected"}'
+refused "complete someone else's task" 1
+err_has "complete someone else's: names who holds it" 'claimed by ann'
+run --db "$KDB" tasks --assignee ann --status claimed
+out_lines "tasks --assignee: claimed by ann" 1
+
+# Outcomes the form refuses change nothing.
+run --db "$KDB" --actor ann complete 1 '{"outcome":"taken","note":3}'
+refused "complete with a bad outcome" 1
+err_has "bad outcome names the field" 'outcome: must be one of collected, not_out'
+err_has "bad outcome names every field" 'note: '
+run --db "$KDB" --actor ann complete 1 '{}'
+refused "complete without the required outcome" 1
+err_has "missing outcome names it" 'outcome: is required'
+run --db "$KDB" --actor ann complete 1 '{"outcome": '
+refused "complete with malformed JSON" 1
+run --db "$KDB" --actor ann complete 1 @"$T/no-such-outcome.json"
+refused "complete with a missing @FILE" 1
+run --db "$KDB" show 1
+[ "$(field seq)" = 2 ] && pass || fail "refused completions change nothing"
+run --db "$KDB" tasks --status claimed
+out_lines "refused completions: still claimed" 1
+
+run_in '{"outcome":"collected","note":"a sofa"}' --db "$KDB" --actor ann \
+  complete 1 -
+expect "complete (outcome on stdin)" 0
+is_case "complete"
+[ "$(field state)" = closed ] && pass || fail "complete: the case closed"
+out_has "complete: the done event's handler ran" '"outcome":"collected"'
+run --db "$KDB" tasks --status done
+out_has "tasks: done, with outcome and who" \
+  '"finished_by":"ann",.*"outcome":{"note":"a sofa","outcome":"collected"}'
+run --db "$KDB" --actor ann complete 1 '{"outcome":"collected"}'
+refused "complete a done task" 1
+err_has "complete a done task: says so" 'done already'
+run --db "$KDB" history 1
+sed -n 3p "$T/out" | grep -q '"id":"ann".*"event":"collection_done"' &&
+  pass || fail "history: the task's done event, by the one who completed it"
+
+# A cancelled task cannot be completed, claimed or cancelled again.
+run --db "$KDB" open bulky_waste \
+  '{"uprn":"100023336962","items":1,"payment_ref":"PAY-2"}'
+run --db "$KDB" send payment_received PAY-2 '{"amount":1500}'
+run --db "$KDB" tasks --case 2
+out_has "second booking: task 2" '"id":"2",.*"status":"open"'
+run --db "$KDB" --actor priya cancel 2
+expect "cancel" 0
+out_has "cancel: the new status" '^{"status":"cancelled","task":"2"}$'
+run --db "$KDB" --actor ann complete 2 '{"outcome":"collected"}'
+refused "complete a cancelled task" 1
+err_has "complete a cancelled task: says so" 'cancelled'
+run --db "$KDB" --actor ann claim 2
+refused "claim a cancelled task" 1
+run --db "$KDB" cancel 2
+refused "cancel a cancelled task" 1
+run --db "$KDB" show 2
+[ "$(field state)" = booked ] && pass ||
+  fail "cancelling a task sends no event"
+
+# send: refusals keep nothing; --ttl.
+run --db "$KDB" messages
+expect "messages" 0
+out_lines "messages: two delivered" 2
+cp "$T/out" "$T/messages0"
+run --db "$KDB" send payment_received PAY-3 '{"amount": '
+refused "send with a malformed payload" 1
+err_has "send with a malformed payload: says so" 'not valid JSON'
+run --db "$KDB" send payment_received PAY-3 '[1]'
+refused "send with a payload that is not an object" 1
+run --db "$KDB" send Payment PAY-3
+refused "send with a bad message name" 1
+run --db "$KDB" send payment_received ''
+refused "send with an empty key" 1
+run --db "$KDB" send payment_received PAY-3 --ttl 2days
+usage "send --ttl 2days"
+err_has "send --ttl 2days: says how" "cannot read '2days' as a duration"
+run --db "$KDB" send payment_received PAY-3 --ttl 0h
+usage "send --ttl 0h"
+run --db "$KDB" send payment_received PAY-3 --ttl 99999999999w
+usage "send --ttl beyond any number"
+run --db "$KDB" send payment_received PAY-3 --ttl 367d
+refused "send --ttl over 366 days" 1
+run --db "$KDB" send payment_received
+usage "send without a key"
+run --db "$KDB" messages
+cmp -s "$T/out" "$T/messages0" && pass ||
+  fail "refused sends keep no message"
+
+run --db "$KDB" send payment_received PAY-3 '{"amount":900}' --ttl 90s
+expect "send with no case yet" 0
+out_has "send: buffered" '"case":null,.*"status":"buffered"'
+out_has "send --ttl 90s" '"expires_at":"2026-11-27T09:01:30Z"'
+run --db "$KDB" send payment_received PAY-4 --ttl=2w
+out_has "send --ttl=2w, no payload" \
+  '"expires_at":"2026-12-11T09:00:00Z",.*"payload":{},'
+run --db "$KDB" messages --status buffered
+out_lines "messages --status buffered" 2
+run --db "$KDB" --json messages --key PAY-3 --name payment_received
+out_has "messages --json --key" '^\[{.*"key":"PAY-3".*}\]$'
+run --db "$KDB" messages --status lost
+refused "messages --status lost" 1
+run --db "$KDB" --now 2026-11-27T09:05:00Z run --until-idle
+out_has "run: a message expires" '"key":"PAY-3",.*"type":"message_expired"'
+run --db "$KDB" messages --status expired
+out_lines "messages --status expired" 1
+
+# A message the case refuses: an incident, retried in vain, dismissed.
+run --db "$KDB" send payment_received PAY-2 '{"amount":1500}'
+expect "send a duplicate notice" 0
+out_has "send: the case refused it" '"incident":"1",.*"status":"incident"'
+run --db "$KDB" incidents
+expect "incidents" 0
+out_lines "incidents: one" 1
+out_has "incidents: why" '"code":"FLOW_EEVENT",.*"source":"message",.*"status":"open"'
+run --db "$KDB" --json incidents --case 2 --status open
+out_has "incidents --json" '^\[{.*"id":"1".*}\]$'
+run --db "$KDB" incidents --status shut
+refused "incidents --status shut" 1
+run --db "$KDB" retry 1
+refused "retry: refused again" 1
+err_has "retry: the case's refusal" "does not accept 'payment_received'"
+run --db "$KDB" incidents --status open
+out_has "retry: still open, attempts counted" '"attempts":2,'
+run --db "$KDB" retry 99
+refused "retry an unknown incident" 1
+run --db "$KDB" dismiss one
+refused "dismiss a malformed incident id" 1
+run --db "$KDB" --actor priya dismiss 1
+expect "dismiss" 0
+out_has "dismiss: the new status" '^{"incident":"1","status":"dismissed"}$'
+run --db "$KDB" dismiss 1
+refused "dismiss twice" 1
+run --db "$KDB" retry 1
+refused "retry a dismissed incident" 1
+run --db "$KDB" incidents --status dismissed
+out_has "incidents: dismissed by" '"finished_by":"priya"'
+run --db "$KDB" messages --status dismissed
+out_lines "dismiss: its message is dismissed" 1
+
+# A task past its due time is told as flow run fires its timer.
+run --db "$KDB" open bulky_waste \
+  '{"uprn":"100023336963","items":2,"payment_ref":"PAY-5"}'
+run --db "$KDB" send payment_received PAY-5 '{"amount":1000}'
+run --db "$KDB" --now 2026-12-03T09:00:00Z run --until-idle
+expect "run: a task falls due" 0
+out_has "run: task_overdue notification" \
+  '"method":"event","params":{.*"task":"3",.*"type":"task_overdue"}'
+
+# A retry that works: the case refused a message until it was ready.
+cat >"$T/gate.lua" <<'EOF'
+return {
+  name = "gate",
+  version = 1,
+  fields = { ref = { type = "string" }, ready = { type = "boolean" } },
+  correlate = { result_ready = "ref" },
+  initial = "waiting",
+  states = {
+    waiting = {
+      on = {
+        ready = function(case) case.data.ready = true end,
+        result_ready = function(case, ev)
+          if not case.data.ready then flow.fail("not ready for results yet") end
+          return "done"
+        end,
+      },
+    },
+    done = { final = true },
+  },
+}
+EOF
+GDB=$T/gate.db
+"$FLOW" --db "$GDB" load "$T/gate.lua" >/dev/null 2>&1
+"$FLOW" --db "$GDB" open gate '{"ref":"R1"}' >/dev/null 2>&1
+run --db "$GDB" send result_ready R1
+out_has "send: refused by the script" '"incident":"1",.*"status":"incident"'
+run --db "$GDB" incidents
+out_has "incidents: the script's reason" '"code":"FLOW_EREFUSED","error":"not ready for results yet"'
+run --db "$GDB" retry 1
+refused "retry before the case is ready" 1
+err_has "retry: the script's reason" 'not ready for results yet'
+"$FLOW" --db "$GDB" signal 1 ready >/dev/null 2>&1
+printf '%s\n' \
+  '{"jsonrpc":"2.0","id":1,"method":"retry","params":{"incident":"1","actor":{"id":"kim"}}}' \
+  '{"jsonrpc":"2.0","id":2,"method":"incidents","params":{"status":"resolved"}}' |
+  "$FLOW" --db "$GDB" run >"$T/out" 2>"$T/err"
+rc=$?
+expect "run retry" 0
+resp_has "run retry: the case" 1 '"result":{.*"state":"done","status":"closed"'
+resp_has "run retry: resolved" 2 '"attempts":2,.*"finished_by":"kim",.*"status":"resolved"'
+out_has "run: incident_resolved notification" \
+  '"by":"kim",.*"source":"message","type":"incident_resolved"'
+run --db "$GDB" retry 1
+refused "retry a resolved incident" 1
+run --db "$GDB" messages
+out_has "a retried message is delivered" '"status":"delivered"'
+
+# JSON-RPC: the same words as methods, and their notifications.
+JDB=$T/tasks-rpc.db
+"$FLOW" --db "$JDB" load "$BULKY" >/dev/null 2>&1
+cat >"$T/requests" <<'EOF'
+{"jsonrpc":"2.0","id":1,"method":"send","params":{"message":"payment_received","key":"PAY-9","payload":{"amount":1500},"ttl":"2h"}}
+{"jsonrpc":"2.0","id":2,"method":"open","params":{"service":"bulky_waste","data":{"uprn":"1","items":2,"payment_ref":"PAY-9"}}}
+{"jsonrpc":"2.0","id":3,"method":"show","params":{"case":"1"}}
+{"jsonrpc":"2.0","id":4,"method":"tasks","params":{"team":"crews","status":"open","overdue":false}}
+{"jsonrpc":"2.0","id":5,"method":"claim","params":{"task":1,"actor":{"id":"ann"}}}
+{"jsonrpc":"2.0","id":6,"method":"claim","params":{"task":"1","actor":{"id":"bob"}}}
+{"jsonrpc":"2.0","id":7,"method":"complete","params":{"task":"1","outcome":{"outcome":"gone"},"actor":{"id":"ann"}}}
+{"jsonrpc":"2.0","id":8,"method":"complete","params":{"task":"1","outcome":{"outcome":"collected"},"actor":{"id":"ann"}}}
+{"jsonrpc":"2.0","id":9,"method":"messages","params":{"key":"PAY-9"}}
+{"jsonrpc":"2.0","id":10,"method":"send","params":{"message":"payment_received","key":"PAY-10","ttl":"soon"}}
+{"jsonrpc":"2.0","id":11,"method":"incidents","params":{"status":"open"}}
+{"jsonrpc":"2.0","id":12,"method":"release","params":{"task":"1","actor":{"id":"ann"}}}
+{"jsonrpc":"2.0","id":13,"method":"cancel","params":{"task":"9"}}
+{"jsonrpc":"2.0","id":14,"method":"retry","params":{"incident":"1"}}
+{"jsonrpc":"2.0","id":15,"method":"dismiss","params":{}}
+{"jsonrpc":"2.0","id":16,"method":"complete","params":{"task":"1","outcome":[1]}}
+{"jsonrpc":"2.0","id":17,"method":"send","params":{"message":"payment_received","key":10,"payload":{"amount":5}}}
+{"jsonrpc":"2.0","id":18,"method":"tasks","params":{"status":"done","colour":"red"}}
+EOF
+"$FLOW" --db "$JDB" --now 2026-11-27T09:00:00Z run <"$T/requests" \
+  >"$T/out" 2>"$T/err"
+rc=$?
+expect "run: tasks and messages" 0
+err_lines "run: tasks and messages: nothing on stderr" 0
+if awk '!/^\{.*\}$/ { bad = 1 } END { exit bad }' "$T/out"; then pass; else
+  fail "run: tasks and messages: every line is a JSON object"; fi
+resp_has "run send: buffered" 1 '"result":{.*"expires_at":"2026-11-27T11:00:00Z",.*"status":"buffered"'
+resp_has "run open" 2 '"result":{.*"id":"1"'
+resp_has "run show: the message booked it" 3 '"state":"booked"'
+resp_has "run tasks" 4 '"result":\[{.*"id":"1","name":"collect",.*"status":"open"'
+resp_has "run claim" 5 '"result":{"status":"claimed","task":"1"}'
+resp_has "run claim race" 6 '"data":{"name":"FLOW_ECONFLICT"},"message":"task 1 is claimed by ann'
+resp_has "run complete: bad outcome" 7 '"data":{"name":"FLOW_EDATA"}'
+resp_has "run complete" 8 '"result":{.*"state":"closed","status":"closed"'
+resp_has "run messages" 9 '"result":\[{"case":"1",.*"status":"delivered"}\]'
+resp_has "run send: bad ttl" 10 '"code":-32602,"message":"Invalid params: .ttl'
+resp_has "run incidents: none" 11 '"result":\[\]'
+resp_has "run release a done task" 12 'FLOW_ECONFLICT'
+resp_has "run cancel an unknown task" 13 'FLOW_ENOTFOUND'
+resp_has "run retry an unknown incident" 14 'FLOW_ENOTFOUND'
+resp_has "run dismiss without an incident" 15 '"code":-32602'
+resp_has "run complete: outcome not an object" 16 '"code":-32602'
+resp_has "run send: a number as key" 17 '"key":"10",.*"status":"buffered"'
+resp_has "run tasks: unknown parameter" 18 '"code":-32602'
+out_has "run: message_buffered notification" \
+  '^{"jsonrpc":"2.0","method":"event","params":{.*"key":"PAY-9",.*"type":"message_buffered"}}$'
+out_has "run: task_claimed notification" \
+  '"method":"event","params":{.*"by":"ann",.*"task":"1",.*"type":"task_claimed"}'
+out_has "run: task_completed notification" \
+  '"method":"event","params":{.*"by":"ann",.*"type":"task_completed"}'
+out_has "run: the done event's transition" \
+  '"cause":"task",.*"to":"closed","type":"transition"'
+# A notification comes after the answers before its request, and just
+# before its own.
+_claimed=$(grep -n '"type":"task_claimed"' "$T/out" | cut -d: -f1)
+_r4=$(grep -n '"id":4,"jsonrpc"' "$T/out" | cut -d: -f1)
+_r5=$(grep -n '"id":5,"jsonrpc"' "$T/out" | cut -d: -f1)
+[ -n "$_claimed" ] && [ -n "$_r4" ] && [ "$_r4" -lt "$_claimed" ] &&
+  [ "$((_claimed + 1))" = "$_r5" ] && pass ||
+  fail "run: task_claimed between answers 4 and 5 (lines $_r4, $_claimed, $_r5)"
+_order=$(sed -n 's/.*"id":\([^,]*\),"jsonrpc".*/\1/p' "$T/out" | tr '\n' ' ')
+[ "$_order" = '1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 ' ] &&
+  pass || fail "run: tasks and messages: answers in order, got $_order"
+
+# An incident over JSON-RPC: its notification, retry, dismiss.
+printf '%s\n' \
+  '{"jsonrpc":"2.0","id":1,"method":"open","params":{"service":"bulky_waste","data":{"uprn":"2","items":1,"payment_ref":"PAY-11"}}}' \
+  '{"jsonrpc":"2.0","id":2,"method":"send","params":{"message":"payment_received","key":"PAY-11","payload":{"amount":-5}}}' \
+  '{"jsonrpc":"2.0","id":3,"method":"incidents","params":{"case":2}}' \
+  '{"jsonrpc":"2.0","id":4,"method":"retry","params":{"incident":1}}' \
+  '{"jsonrpc":"2.0","id":5,"method":"dismiss","params":{"incident":"1","actor":{"id":"priya"}}}' |
+  "$FLOW" --db "$JDB" --now 2026-11-27T10:00:00Z run >"$T/out" 2>"$T/err"
+rc=$?
+expect "run: an incident" 0
+resp_has "run send: refused by the case" 2 '"incident":"1",.*"status":"incident"'
+out_has "run: incident notification" \
+  '"method":"event","params":{.*"error":"FLOW_EDATA",.*"source":"message",.*"type":"incident"}'
+resp_has "run incidents" 3 '"result":\[{.*"code":"FLOW_EDATA",.*"status":"open"'
+resp_has "run retry: refused again" 4 '"data":{"name":"FLOW_EDATA"}'
+resp_has "run dismiss" 5 '"result":{"incident":"1","status":"dismissed"}'
+out_has "run: incident_dismissed notification" \
+  '"by":"priya",.*"type":"incident_dismissed"'
+unset FLOW_NOW
+
 # ---- test, check --strict, graph -------------------------------------------
 #
 # flow test over a directory holding one passing, one failing and one
