@@ -96,6 +96,8 @@ struct flow_engine {
   size_t ndeliveries;
   int delivering;
   int msg_sweep;
+  /* Where the last refused transition's flow.fail was, for incidents. */
+  char refused_at[160];
   int64_t msg_next; /* the next buffered message's expiry; INT64_MIN:
                        unknown, read again */
 

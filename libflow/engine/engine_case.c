@@ -126,6 +126,7 @@ run_scripts(transition *t)
   const flow__trans *tr = t->trans;
   char *ret = NULL;
   int rc;
+  e->refused_at[0] = 0;
 
   if (cur == NULL)
     return flow__engine_fail(e, FLOW_ESTATE,
@@ -246,6 +247,9 @@ run_scripts(transition *t)
   return 0;
 fail:
   flow__free(&e->alloc, ret);
+  if (rc == FLOW_EREFUSED)
+    snprintf(e->refused_at, sizeof e->refused_at, "%s",
+             flow__sandbox_refused_at(sb));
   flow__run_abort(sb);
   return flow__engine_fail_err(e, &err);
 }

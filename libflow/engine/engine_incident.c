@@ -57,6 +57,17 @@ flow__incident_raise(flow_engine *e, const flow__incident_row *row,
   flow__err err;
   flow__err_clear(&err);
   int64_t iid = 0;
+  /* flow.fail's message is for the sender; an incident's reader also
+     needs where the script said it. */
+  flow__incident_row r = *row;
+  char where[FLOW__ERRMSG_MAX + 200];
+  if (strcmp(r.code, "FLOW_EREFUSED") == 0 && e->refused_at[0] &&
+      strncmp(r.error, e->refused_at, strlen(e->refused_at)) != 0) {
+    snprintf(where, sizeof where, "%sflow.fail: %s", e->refused_at,
+             r.error);
+    r.error = where;
+  }
+  row = &r;
   int rc = e->vt->incident_add(e->store, row, &iid, &err);
   if (rc != 0) {
     json_decref(fields);

@@ -120,6 +120,10 @@ int flow__run_end(flow__sandbox *sb, json_t **data_out, json_t **calls_out,
    when no run is active. */
 void flow__run_abort(flow__sandbox *sb);
 
+/* Where the last run's flow.fail was called, "CHUNK:LINE:", or "" (for
+   incidents, whose readers are not the event's sender). */
+const char *flow__sandbox_refused_at(const flow__sandbox *sb);
+
 /* flow__match_fn for field patterns, ctx is the sandbox: string.find with
    the Lua pattern under the instruction budget. */
 int flow__sandbox_match(void *ctx, const char *s, size_t len,

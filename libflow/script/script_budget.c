@@ -408,6 +408,7 @@ unit_reset(flow__sandbox *sb)
   sb->enomem = 0;
   sb->refused = 0;
   sb->refuse_msg[0] = 0;
+  sb->refuse_where[0] = 0;
   sb->pend_reason = REFUSED_NONE;
   sb->instr_count = 0;
   sb->log_bytes = 0;

@@ -105,6 +105,7 @@ struct flow__sandbox {
   int enomem;        /* the host allocator (or Jansson) failed */
   int refused;       /* flow.fail was called */
   char refuse_msg[FLOW__ERRMSG_MAX];
+  char refuse_where[160]; /* "CHUNK:LINE:" of that flow.fail */
   /* What the unit runs, for messages: "the handler for 'assign' in
      missed_bin.lua".  Units that run on every event describe themselves
      with what_kind and the pointers below (valid while the unit runs), and

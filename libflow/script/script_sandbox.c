@@ -262,6 +262,10 @@ flow_fail(lua_State *L)
   if (!sb->refused) {
     sb->refused = 1;
     snprintf(sb->refuse_msg, sizeof sb->refuse_msg, "%s", msg);
+    luaL_where(L, 1);
+    snprintf(sb->refuse_where, sizeof sb->refuse_where, "%s",
+             lua_tostring(L, -1));
+    lua_pop(L, 1);
   }
   lua_settop(L, 1);
   if (ty != LUA_TSTRING)
@@ -1683,4 +1687,10 @@ flow__sandbox_damaged(const flow__sandbox *sb)
      collector, and a fresh state costs one compile: the engine should not
      trust this one. */
   return sb != NULL && sb->damaged;
+}
+
+const char *
+flow__sandbox_refused_at(const flow__sandbox *sb)
+{
+  return sb->refuse_where;
 }

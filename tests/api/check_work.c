@@ -521,6 +521,7 @@ START_TEST(test_timer_incident_retried)
   const char *l = keep(out);
   HAS(l, "\"source\":\"timer\"");
   HAS(l, "\"code\":\"FLOW_EREFUSED\"");
+  HAS(l, "tick.lua:6: flow.fail: not yet"); /* where, for the reader */
   ck_assert_int_eq(flow_case_signal(NULL, E, "1", "fix", NULL, NULL), 0);
   reopen();
   ck_assert_msg(flow_incident_retry(&out, E, "1", NULL) == 0, "%s",
