@@ -105,8 +105,9 @@ FLOW_EXTERN int flow_incidents_list(char **out, flow_engine *engine,
                                     const char *case_id, const char *status);
 
 /*
- * Applies an open incident's event again, as the case and its service
- * version are now (after a fixed script is loaded, or simply again).
+ * Applies an open incident's event again, to the case as it is now and
+ * with the service version the case runs (so it succeeds once the case
+ * has moved on, or its data changed, so that the event is accepted).
  * Success resolves it, and *out (may be NULL) gets the case; a refusal
  * returns the error, keeps it open and counts the attempt.  An action
  * that failed for good with no fail event is dispatched once more

@@ -40,13 +40,15 @@ bad:
   for (p = text; *p && p - text < 40; p++)
     if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
       return flow__engine_fail(e, FLOW_EINVAL,
-                               "that is not a %s id (%s ids are whole "
+                               "that is not %s %s id (%s ids are whole "
                                "numbers like 42)",
-                               what, what);
+                               strchr("aeiou", what[0]) ? "an" : "a", what,
+                               what);
   return flow__engine_fail(e, FLOW_EINVAL,
-                           "'%.40s' is not a %s id (%s ids are whole "
+                           "'%.40s' is not %s %s id (%s ids are whole "
                            "numbers like 42)",
-                           text, what, what);
+                           text, strchr("aeiou", what[0]) ? "an" : "a", what,
+                           what);
 }
 
 int

@@ -185,10 +185,12 @@ message_json(const flow__message_row *m)
   return o;
 }
 
+/* A message's note; own: the engine did it on its own (an expiry, a
+   delivery of the loop's), not a host's call. */
 static void
-note_message(flow_engine *e, const char *type, json_t *m)
+note_message(flow_engine *e, const char *type, json_t *m, int own)
 {
-  if (!flow__engine_listened(e, 1) || m == NULL)
+  if (!flow__engine_listened(e, !own) || m == NULL)
     return;
   json_t *n = json_pack("{s:s, s:O, s:O, s:O, s:O}", "type", type, "message",
                         json_object_get(m, "id"), "name",
@@ -205,7 +207,8 @@ note_message(flow_engine *e, const char *type, json_t *m)
  * leaves writes behind is returned, as are storage errors.
  */
 static int
-deliver(flow_engine *e, json_t *m, int64_t case_id, int64_t *incident)
+deliver(flow_engine *e, json_t *m, int64_t case_id, int64_t *incident,
+        int own)
 {
   flow__err err;
   flow__err_clear(&err);
@@ -244,7 +247,7 @@ deliver(flow_engine *e, json_t *m, int64_t case_id, int64_t *incident)
     };
     rc = payload && otext ? flow__incident_raise(
                                 e, &r,
-                                json_pack("{s:O}", "message",
+                                json_pack("{s:O}", "message_id",
                                           json_object_get(m, "id")),
                                 incident)
                           : flow__engine_fail(e, FLOW_ENOMEM, "out of memory");
@@ -269,8 +272,11 @@ deliver(flow_engine *e, json_t *m, int64_t case_id, int64_t *incident)
   snprintf(cid, sizeof cid, "%lld", (long long)case_id);
   json_object_set_new(m, "status", json_string(status));
   json_object_set_new(m, "case", json_string(cid));
+  char at[32];
+  flow__time_format(at, sizeof at, flow_engine_now(e));
+  json_object_set_new(m, "finished_at", json_string(at));
   if (strcmp(status, "delivered") == 0)
-    note_message(e, "message_delivered", m);
+    note_message(e, "message_delivered", m, own);
   return 0;
 }
 
@@ -302,7 +308,7 @@ flow__messages_deliver(flow_engine *e)
     if (rc != 0)
       rc = flow__engine_fail_err(e, &err);
     else if (g.m) /* still buffered: nobody took it meanwhile */
-      rc = deliver(e, g.m, d.case_id, NULL);
+      rc = deliver(e, g.m, d.case_id, NULL, 0);
     json_decref(g.m);
   }
   e->ndeliveries = 0;
@@ -347,7 +353,7 @@ flow__messages_work(flow_engine *e, size_t max, size_t *done)
     rc = flow__engine_fail_err(e, &err);
   size_t i;
   json_t *m;
-  json_array_foreach(w.arr, i, m) note_message(e, "message_expired", m);
+  json_array_foreach(w.arr, i, m) note_message(e, "message_expired", m, 1);
   *done += json_array_size(w.arr);
   if (rc == 0 && e->msg_sweep > 0) {
     /* Left matched by a crash, or past one transaction's batch. */
@@ -360,7 +366,7 @@ flow__messages_work(flow_engine *e, size_t max, size_t *done)
       rc = deliver(e, m, strtoll(json_string_value(json_object_get(m,
                                                                    "case")),
                                  NULL, 10),
-                   NULL);
+                   NULL, 1);
     }
     *done += json_array_size(w.arr);
     if (rc == 0 && json_array_size(w.arr) < max)
@@ -484,9 +490,9 @@ flow_message_send(char **out, flow_engine *engine, const char *name,
     goto done;
   }
   if (holder)
-    rc = deliver(e, m, holder, &incident);
+    rc = deliver(e, m, holder, &incident, 0);
   else
-    note_message(e, "message_buffered", m);
+    note_message(e, "message_buffered", m, 0);
   if (rc == 0 && incident) {
     char iid[24];
     snprintf(iid, sizeof iid, "%lld", (long long)incident);

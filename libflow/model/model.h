@@ -108,6 +108,7 @@ typedef struct flow__service {
   flow__duration sla_warn_dur;
   flow__correlate *correlate;
   size_t ncorrelate;
+  int is_form;       /* a task's form (flow__form_read), not a service */
   char *source;
   size_t source_len;
   char *chunkname;

@@ -232,8 +232,12 @@ flow__fields_validate(const flow__service *svc, json_t *data,
   json_t *val;
   json_object_foreach(data, key, val) {
     if (flow__service_field(svc, key) == NULL)
-      problem(&v, key, "is not a field of %s (declare it in `fields`, or "
-              "check the spelling)", svc->name);
+      problem(&v, key,
+              svc->is_form ? "is not a field of %s (its fields are in the "
+                             "task's form)"
+                           : "is not a field of %s (declare it in `fields`, "
+                             "or check the spelling)",
+              svc->name);
   }
   if (v.fatal == FLOW_ENOMEM)
     return flow__err_set(err, FLOW_ENOMEM,

@@ -125,6 +125,7 @@ flow__form_read(const flow__allocator *a, json_t *form, const char *name,
     flow__service_free(a, svc);
     return flow__err_set(err, FLOW_ENOMEM, "out of memory reading a form");
   }
+  svc->is_form = 1;
   const char *key;
   json_t *spec;
   int rc = 0;

@@ -1036,7 +1036,7 @@ GDB=$T/gate.db
 run --db "$GDB" send result_ready R1
 out_has "send: refused by the script" '"incident":"1",.*"status":"incident"'
 run --db "$GDB" incidents
-out_has "incidents: the script's reason" '"code":"FLOW_EREFUSED","error":"not ready for results yet"'
+out_has "incidents: the script's reason, and where" '"code":"FLOW_EREFUSED","error":"'"$T"'/gate.lua:12: flow.fail: not ready for results yet"'
 run --db "$GDB" retry 1
 refused "retry before the case is ready" 1
 err_has "retry: the script's reason" 'not ready for results yet'
