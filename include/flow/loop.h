@@ -94,14 +94,25 @@ FLOW_EXTERN int flow_engine_fire_due(flow_engine *engine, size_t *fired);
  *    "at":..,"cause":..}
  *   {"type":"action_completed" | "action_retry" | "action_failed",
  *    "request":"12","case":"1","action":..,"attempts":N,"error":..}
- *   {"type":"incident","case":"1","timer":"7","kind":..,"event":..,
- *    "due_at":..,"at":..,"error":"FLOW_ESCRIPT","message":..}
- *                    (a timer's event refused), or {"type":"incident",
- *                    "request":"12",...,"error":"why"} (an action's)
- * kind is "after", "timer", "sla_warning" or "sla_breached".
+ *   {"type":"incident","incident":"3","case":"1","source":"timer",
+ *    "event":..,"error":"FLOW_ESCRIPT","message":"why, with FILE:LINE",
+ *    "at":..} and, by source, "timer":"7","kind":..,"due_at":.. or
+ *    "request":"12","action":.. or "message_id":"4"
+ *   {"type":"sla_warning" | "sla_breached","case":"1","event":..,
+ *    "due_at":..,"at":..}
+ *   {"type":"task_created" | "task_cancelled" | "task_overdue",
+ *    "task":"5","case":"1","name":..,"team":..,"assignee":..,"due_at":..,
+ *    "by":..,"at":..}  (team, assignee, due_at, by when there are)
+ *   {"type":"message_expired" | "message_delivered","message":"4",
+ *    "name":..,"key":..,"case":..}  (a delivery the loop made)
+ * kind is "after", "timer", "sla_warning", "sla_breached" or "task_due".
  * Subscribers (flow_engine_subscribe) also hear what a host's calls did:
  * {"type":"opened",...,"cause":"call"}, transitions, closes and requests
- * with "cause":"call".
+ * with "cause":"call"; task_claimed, task_released, task_completed and
+ * task_cancelled (shaped as task_created) from flow_task_*;
+ * message_buffered and message_delivered from flow_message_send;
+ * {"type":"incident_resolved" | "incident_dismissed","incident":"3",
+ * "case":..,"source":..,"by":..,"at":..} from flow_incident_*.
  */
 typedef void (*flow_listener_fn)(flow_engine *engine, const char *event_json,
                                  void *payload);

@@ -584,6 +584,26 @@ transition_run(transition *t, char **out)
 
 /* ---- opening and applying, inside a transaction ----------------------- */
 
+/* Delivers the messages the transition of case id queued, then gives the
+   caller (out, when not NULL) the case as it is after them. */
+static int
+deliver_after(flow_engine *e, int64_t id, char **out)
+{
+  int rc = flow__messages_deliver(e);
+  if (rc != 0 || out == NULL)
+    return rc;
+  flow__err err;
+  flow__err_clear(&err);
+  flow__case_row row;
+  if ((rc = e->vt->case_get(e->store, id, &row, &err)) != 0)
+    return flow__engine_fail_err(e, &err);
+  flow_free(*out);
+  *out = NULL;
+  rc = flow__case_emit(e, out, &row, row.data);
+  flow__case_row_clear(&e->alloc, &row);
+  return rc;
+}
+
 int
 flow__case_open_txn(flow_engine *e, const char *service,
                     const char *data_json, const flow_actor *actor,
@@ -644,7 +664,7 @@ flow__case_open_txn(flow_engine *e, const char *service,
   data = NULL; /* t owns it now */
   rc = transition_run(&t, out);
   if (rc == 0 && e->ndeliveries && !e->delivering)
-    rc = flow__messages_deliver(e);
+    rc = deliver_after(e, row.id, out);
 done:
   json_decref(data);
   json_decref(payload);
@@ -748,7 +768,7 @@ flow__case_apply_txn(flow_engine *e, int64_t id, const char *event,
   data = NULL;
   rc = transition_run(&t, out);
   if (rc == 0 && e->ndeliveries && !e->delivering)
-    rc = flow__messages_deliver(e);
+    rc = deliver_after(e, row.id, out);
 done:
   flow__case_row_clear(&e->alloc, &row);
   json_decref(data);
