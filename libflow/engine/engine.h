@@ -206,6 +206,11 @@ int flow__actor_has_role(const flow_actor *actor, const char *role);
 
 /* ---- the case object (engine_case_read.c) ---------------------------------- */
 
+/* A time as JSON: an ISO 8601 string, or null for FLOW__NO_TIME. */
+json_t *flow__time_json(int64_t ms);
+/* Checks the actor of a public call and begins its transaction. */
+int flow__engine_begin_as(flow_engine *e, const flow_actor *actor);
+
 /* Writes the case object as text; data_text is the stored data (compact
    JSON, sorted keys), written as it is. */
 void flow__case_text(flow__buf *b, const flow__case_row *row,

@@ -787,6 +787,13 @@ flow__engine_begin(flow_engine *e)
 }
 
 int
+flow__engine_begin_as(flow_engine *e, const flow_actor *actor)
+{
+  int rc = flow__case_check_actor(e, actor);
+  return rc != 0 ? rc : flow__engine_begin(e);
+}
+
+int
 flow__engine_finish(flow_engine *e, int rc, char **out)
 {
   if ((rc = flow__engine_end_txn(e, rc)) != 0) {

@@ -8,8 +8,8 @@
 
 #include <string.h>
 
-static json_t *
-time_json(int64_t ms)
+json_t *
+flow__time_json(int64_t ms)
 {
   if (ms == FLOW__NO_TIME)
     return json_null();
@@ -124,7 +124,7 @@ history_item(void *ctx, const flow__history_row *r)
   json_t *actor = json_loads(r->actor, 0, NULL);
   json_t *payload = json_loads(r->payload, 0, NULL);
   json_t *o = json_pack("{s:I, s:o, s:o*, s:s, s:o*, s:s?, s:s}", "seq",
-                        (json_int_t)r->seq, "at", time_json(r->at), "actor",
+                        (json_int_t)r->seq, "at", flow__time_json(r->at), "actor",
                         actor, "event", r->event, "payload", payload, "from",
                         r->from, "to", r->to);
   if (o == NULL || json_array_append_new(arr, o) != 0)
@@ -225,7 +225,7 @@ history_request(void *ctx, const flow__request_row *r)
   if (o && r->error)
     json_object_set_new(o, "error", json_string(r->error));
   if (o && r->finished_at != FLOW__NO_TIME)
-    json_object_set_new(o, "finished_at", time_json(r->finished_at));
+    json_object_set_new(o, "finished_at", flow__time_json(r->finished_at));
   return attach(ctx, r->seq, "requested", o);
 }
 
@@ -269,7 +269,7 @@ timer_item(void *ctx, const flow__timer_row *r)
   snprintf(id, sizeof id, "%lld", (long long)r->id);
   json_t *payload = json_loads(r->payload, 0, NULL);
   json_t *o = json_pack("{s:s, s:o, s:s, s:s, s:o*, s:s?, s:s?, s:s}", "id",
-                        id, "due_at", time_json(r->due_at), "kind", r->kind,
+                        id, "due_at", flow__time_json(r->due_at), "kind", r->kind,
                         "event", r->event, "payload", payload, "state",
                         r->state, "target", r->target, "status",
                         strcmp(r->status, "pending") == 0 ? "pending"

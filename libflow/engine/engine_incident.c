@@ -17,13 +17,7 @@
 static void
 set_time(json_t *o, const char *key, int64_t t)
 {
-  if (t == FLOW__NO_TIME) {
-    json_object_set_new(o, key, json_null());
-    return;
-  }
-  char buf[32];
-  flow__time_format(buf, sizeof buf, t);
-  json_object_set_new(o, key, json_string(buf));
+  json_object_set_new(o, key, flow__time_json(t));
 }
 
 static json_t *
@@ -248,8 +242,8 @@ flow_incident_retry(char **out, flow_engine *engine, const char *incident_id,
   if (engine == NULL)
     return FLOW_EMISUSE;
   flow_engine *e = engine;
-  int rc = flow__case_check_actor(e, actor);
-  if (rc != 0 || (rc = flow__engine_begin(e)) != 0)
+  int rc = flow__engine_begin_as(e, actor);
+  if (rc != 0)
     return rc;
   const char *by = actor && actor->id ? actor->id : "anonymous";
   int64_t id = 0, now = flow_engine_now(e);
@@ -321,8 +315,8 @@ flow_incident_dismiss(flow_engine *engine, const char *incident_id,
   if (engine == NULL)
     return FLOW_EMISUSE;
   flow_engine *e = engine;
-  int rc = flow__case_check_actor(e, actor);
-  if (rc != 0 || (rc = flow__engine_begin(e)) != 0)
+  int rc = flow__engine_begin_as(e, actor);
+  if (rc != 0)
     return rc;
   const char *by = actor && actor->id ? actor->id : "anonymous";
   int64_t id = 0;

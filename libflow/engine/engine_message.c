@@ -58,11 +58,14 @@ old_data(const char *text, json_t **out, flow__err *err)
   return 0;
 }
 
-static void
+/* Reads the entry's key before and after; 1 when it changed. */
+static int
 compare(const flow__correlate *c, json_t *before, json_t *after, keys *k)
 {
   k->has_old = key_of(before, c->field, k->old, sizeof k->old) == 0;
   k->has_new = key_of(after, c->field, k->now, sizeof k->now) == 0;
+  return k->has_old != k->has_new ||
+         (k->has_old && strcmp(k->old, k->now) != 0);
 }
 
 int
@@ -75,8 +78,7 @@ flow__correlate_check(flow_engine *e, const flow__service *svc,
   for (size_t i = 0; rc == 0 && i < svc->ncorrelate; i++) {
     const flow__correlate *c = &svc->correlate[i];
     keys k;
-    compare(c, before, data, &k);
-    if (!k.has_new || (k.has_old && strcmp(k.old, k.now) == 0))
+    if (!compare(c, before, data, &k) || !k.has_new)
       continue;
     int64_t holder = 0;
     rc = e->vt->correl_find(e->store, c->message, k.now, &holder, err);
@@ -132,8 +134,7 @@ flow__correlate_write(flow_engine *e, const flow__service *svc,
   for (size_t i = 0; rc == 0 && i < svc->ncorrelate; i++) {
     const flow__correlate *c = &svc->correlate[i];
     keys k;
-    compare(c, before, data, &k);
-    if (k.has_old == k.has_new && (!k.has_old || strcmp(k.old, k.now) == 0))
+    if (!compare(c, before, data, &k))
       continue;
     if (k.has_old)
       rc = e->vt->correl_drop(e->store, row->id, c->message, err);
@@ -165,23 +166,12 @@ message_json(const flow__message_row *m)
                         m->status);
   if (o == NULL)
     return NULL;
-  char t[32];
-  if (m->case_id) {
-    snprintf(t, sizeof t, "%lld", (long long)m->case_id);
-    json_object_set_new(o, "case", json_string(t));
-  } else {
-    json_object_set_new(o, "case", json_null());
-  }
-  flow__time_format(t, sizeof t, m->created_at);
-  json_object_set_new(o, "created_at", json_string(t));
-  flow__time_format(t, sizeof t, m->expires_at);
-  json_object_set_new(o, "expires_at", json_string(t));
-  if (m->finished_at != FLOW__NO_TIME) {
-    flow__time_format(t, sizeof t, m->finished_at);
-    json_object_set_new(o, "finished_at", json_string(t));
-  } else {
-    json_object_set_new(o, "finished_at", json_null());
-  }
+  char t[24];
+  snprintf(t, sizeof t, "%lld", (long long)m->case_id);
+  json_object_set_new(o, "case", m->case_id ? json_string(t) : json_null());
+  json_object_set_new(o, "created_at", flow__time_json(m->created_at));
+  json_object_set_new(o, "expires_at", flow__time_json(m->expires_at));
+  json_object_set_new(o, "finished_at", flow__time_json(m->finished_at));
   return o;
 }
 
@@ -272,9 +262,7 @@ deliver(flow_engine *e, json_t *m, int64_t case_id, int64_t *incident,
   snprintf(cid, sizeof cid, "%lld", (long long)case_id);
   json_object_set_new(m, "status", json_string(status));
   json_object_set_new(m, "case", json_string(cid));
-  char at[32];
-  flow__time_format(at, sizeof at, flow_engine_now(e));
-  json_object_set_new(m, "finished_at", json_string(at));
+  json_object_set_new(m, "finished_at", flow__time_json(flow_engine_now(e)));
   if (strcmp(status, "delivered") == 0)
     note_message(e, "message_delivered", m, own);
   return 0;

@@ -19,13 +19,7 @@
 static void
 set_time(json_t *o, const char *key, int64_t t)
 {
-  if (t == FLOW__NO_TIME) {
-    json_object_set_new(o, key, json_null());
-    return;
-  }
-  char buf[32];
-  flow__time_format(buf, sizeof buf, t);
-  json_object_set_new(o, key, json_string(buf));
+  json_object_set_new(o, key, flow__time_json(t));
 }
 
 static void
@@ -548,8 +542,8 @@ flow_task_cancel(flow_engine *engine, const char *task_id,
   if (engine == NULL)
     return FLOW_EMISUSE;
   flow_engine *e = engine;
-  int rc = flow__case_check_actor(e, actor);
-  if (rc != 0 || (rc = flow__engine_begin(e)) != 0)
+  int rc = flow__engine_begin_as(e, actor);
+  if (rc != 0)
     return rc;
   int64_t id = 0;
   json_t *t = NULL;

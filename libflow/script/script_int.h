@@ -194,6 +194,11 @@ int flow__sb_kill_mem(lua_State *L);
 json_t *flow__sb_object_arg(lua_State *L, flow__sandbox *sb, int idx,
                             const char *root, const char *who,
                             const char *not_object, size_t *held);
+/* Raises "WHO: unknown NOUN 'k' (WHICH)" for a key of the table at t
+   that is not in known (NULL-terminated). */
+void flow__sb_known_keys(lua_State *L, int t, const char *const *known,
+                         const char *who, const char *noun,
+                         const char *which);
 /* flow.task{...} (script_task.c). */
 int flow__sb_task(lua_State *L);
 /*

@@ -304,6 +304,26 @@ action_name_ok(const char *s, size_t len)
  * leak into the request.  Raises the Lua error itself; *held grows by what
  * the object holds outside Lua, which counts against the memory budget.
  */
+void
+flow__sb_known_keys(lua_State *L, int t, const char *const *known,
+                    const char *who, const char *noun, const char *which)
+{
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    lua_pop(L, 1);
+    int ok = lua_type(L, -1) == LUA_TSTRING;
+    for (int i = 0; ok && known[i]; i++)
+      if (strcmp(lua_tostring(L, -1), known[i]) == 0)
+        ok = 2;
+    if (ok != 2) {
+      char k[64];
+      snprintf(k, sizeof k, "%.60s",
+               lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
+      luaL_error(L, "%s: unknown %s '%s' (%s)", who, noun, k, which);
+    }
+  }
+}
+
 json_t *
 flow__sb_object_arg(lua_State *L, flow__sandbox *sb, int idx,
                     const char *root, const char *who,
@@ -417,23 +437,8 @@ call_options(lua_State *L, const char *who, call_opts *o)
                who, lua_typename(L, t));
   static const char *const known[] = { "reply", "fail", "retry", "timeout",
                                        "key", NULL };
-  lua_pushnil(L);
-  while (lua_next(L, 3)) {
-    lua_pop(L, 1);
-    int ok = lua_type(L, -1) == LUA_TSTRING;
-    for (int i = 0; ok && known[i]; i++)
-      if (strcmp(lua_tostring(L, -1), known[i]) == 0)
-        ok = 2;
-    if (ok != 2) {
-      char k[64];
-      snprintf(k, sizeof k, "%.60s",
-               lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
-      luaL_error(L,
-                 "%s: unknown option '%s' (the options are reply, fail, "
-                 "retry, timeout and key)",
-                 who, k);
-    }
-  }
+  flow__sb_known_keys(L, 3, known, who, "option",
+                      "the options are reply, fail, retry, timeout and key");
   call_event_opt(L, who, "reply", &o->reply);
   call_event_opt(L, who, "fail", &o->fail);
   o->timeout_ms = call_duration_opt(L, 3, who, "timeout");

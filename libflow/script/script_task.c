@@ -71,23 +71,9 @@ flow__sb_task(lua_State *L)
   static const char *const known[] = { "name", "title",  "team", "assignee",
                                        "due",  "form",   "done", "keep",
                                        NULL };
-  lua_pushnil(L);
-  while (lua_next(L, 1)) {
-    lua_pop(L, 1);
-    int ok = lua_type(L, -1) == LUA_TSTRING;
-    for (int i = 0; ok && known[i]; i++)
-      if (strcmp(lua_tostring(L, -1), known[i]) == 0)
-        ok = 2;
-    if (ok != 2) {
-      char k[64];
-      snprintf(k, sizeof k, "%.60s",
-               lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
-      return luaL_error(L,
-                        "flow.task: unknown key '%s' (a task has name, "
-                        "title, team, assignee, due, form, done and keep)",
-                        k);
-    }
-  }
+  flow__sb_known_keys(L, 1, known, "flow.task", "key",
+                      "a task has name, title, team, assignee, due, form, "
+                      "done and keep");
   const char *name = name_opt(L, "name", "inspect");
   if (name == NULL)
     return luaL_error(L, "flow.task: the task needs a name, like name = "
