@@ -3,19 +3,51 @@
  * and never leaves a case that its own history cannot explain.
  *
  * The driver (parent) forks a child that opens an engine on a database
- * file, loads examples/services/missed_bin.lua and drives cases through
- * open/assign/schedule/collect (and cannot_access, and the supervisor's
- * collect after an escalation) as fast as it can, on a virtual clock that
- * moves forward a few minutes per step so that the service's `after` timer
- * (2 working days) and its service-level timer (5 working days) fall due
- * and fire while the child runs.  It mixes synchronous calls, each its own
- * commit, with batches of asynchronous calls flushed by
- * flow_engine_run(FLOW_RUN_NOWAIT), so that whole groups are committed at
- * once.  For every call that was ACKNOWLEDGED (a synchronous call returned
+ * file, loads examples/services/missed_bin.lua (and bulky_waste.lua, see
+ * below) and drives cases through open/assign/schedule/collect (and
+ * cannot_access, and the supervisor's collect after an escalation) as
+ * fast as it can, on a virtual clock that moves forward a few minutes per
+ * step so that the service's `after` timer (2 working days) and its
+ * service-level timer (5 working days) fall due and fire while the child
+ * runs.  It mixes synchronous calls, each its own commit, with batches of
+ * asynchronous calls flushed by flow_engine_run(FLOW_RUN_NOWAIT), so that
+ * whole groups are committed at once.  For every call that was ACKNOWLEDGED (a synchronous call returned
  * 0, an asynchronous callback had status 0) the child writes one line to a
  * pipe, "A <case> <seq> <event> <state>", with one write(2), after the
  * acknowledgement and never before.  Around each group commit it writes
  * "G" and "g" so the driver can tell when a kill landed inside one.
+ *
+ * Between the missed_bin work it books bulky waste collections
+ * (examples/services/bulky_waste.lua: a case waits for the message
+ * payment_received correlated by its payment_ref, then a crew member
+ * completes its "collect" task), with synchronous calls, and some
+ * openings in the asynchronous batches:
+ *   - each booking has a payment reference of its own; a third are paid
+ *     BEFORE the opening (the message is buffered, some with a time to live
+ *     of hours, and the opening delivers it in its own transaction; when
+ *     the case the opening returns is already booked, seq 2, the child
+ *     acknowledges both rows: "A <case> 1 open awaiting_payment" and "A
+ *     <case> 2 payment_received booked"), some never (their `after` timer
+ *     lapses them), the rest after the opening (delivered at once); a few
+ *     notices are sent twice, which the booked case refuses (an incident).  Every send that returned 0 is
+ *     acknowledged "M <message> <status> <case or -> <key>";
+ *   - for a booked case the child lists its task, claims it for its crew
+ *     member ("crew-<slot>": the child restarted in a slot takes up what its
+ *     predecessor claimed) and completes it with outcome collected or
+ *     not_out -- or completes it unclaimed, or leaves it claimed for later,
+ *     or (holding it) tries the empty outcome {}, which the form refuses
+ *     and which must leave the task and the case as they were (the child
+ *     checks at once and dies, a problem, if not); or it cancels the
+ *     booking, whose task must end cancelled.  It acknowledges a claim
+ *     that returned 0 as "K <task> <actor>" and a completion as an "A" line
+ *     for its collection_done event and "T <task> <case> <actor>";
+ *   - a crew member also picks one of the team's open tasks, often one of
+ *     the oldest two, whatever child opened its case, and claims it, so
+ *     that with --procs two children claim one task at once (exactly one
+ *     may succeed; the other gets FLOW_ECONFLICT, counted); or one already
+ *     claimed, which another crew member may neither claim nor complete (a
+ *     completion of another's task that returned 0 kills the child: a
+ *     problem).
  *
  * After a random delay (microseconds, from a seeded generator, printed) the
  * driver kills the child with SIGKILL, drains the pipe, and checks the
@@ -42,7 +74,46 @@
  *     half the requests inside the handler (applied at the end of the
  *     loop round, so a kill may lose them: they go out again when their
  *     hold runs out) and half later, outside;
- *   - the database accepts a new case and an event on it.
+ *   - every acknowledged message send is listed; one acknowledged
+ *     delivered is delivered to that case, an incident is an incident of
+ *     that case, and the case has its key and exactly one payment_received;
+ *     one acknowledged buffered is still buffered, delivered (exactly
+ *     once, to the case holding its key), an incident of that case, or
+ *     expired (its time to live over by the latest time the database's
+ *     engines saw) -- never lost, never delivered twice;
+ *   - every bulky_waste case has payment_received at most once, as row 2 by
+ *     the engine's system actor, with the payload of the one message
+ *     delivered to it (as many delivered messages of its key as payment
+ *     events, none delivered elsewhere); no message of its key still
+ *     buffered while it waits in awaiting_payment; one open incident per
+ *     refused message and no other incidents;
+ *   - every entry into booked (a history row to "booked") created exactly
+ *     one "collect" task, shown on that row ("tasks"), and no other row
+ *     created any; the case has as many tasks as entries; a task whose
+ *     booking has not moved on is open or claimed; one followed by
+ *     collection_done is done, finished by that event's actor, with its
+ *     payload's outcome and `by`; one followed by anything else (cancel)
+ *     is cancelled; as many tasks done as collection_done events;
+ *   - every acknowledged claim holds: the task is claimed (or done, or
+ *     cancelled) by that actor and, if done, finished by it; two different
+ *     claims of one task acknowledged is a problem; every acknowledged
+ *     completion left its task done, by that actor, of that case, whose
+ *     history has exactly one collection_done;
+ *   - the replay check above covers bulky_waste cases too: a
+ *     payment_received row (a delivery, by the system actor) is replayed by
+ *     flow_message_send with the case's payment_ref and the row's payload at
+ *     the row's time, and must be delivered at once to the replay's case; a
+ *     collection_done row (payload {task, outcome, by}) by completing the
+ *     replay's live task of that name with the recorded outcome, as the
+ *     row's actor.  The case's tasks must match the replay's (name, title,
+ *     team, due and creation times, form; status, outcome, finished_by/at
+ *     when done or cancelled -- claims are not events, so a live task is
+ *     open in the replay), and the pending timers too, a task's due-time
+ *     timer named by its place among the case's tasks; that timer fires
+ *     with no event, so one the replay still holds may be gone from the
+ *     database when it fell due by the latest time its engines saw;
+ *   - the database accepts a new case and an event on it, and a booking
+ *     and its payment (delivered at once).
  * The next child carries on on the same database (a restart after the
  * crash) for --rounds-per-db rounds, then a new database starts.
  *
@@ -53,18 +124,23 @@
  * a delay of its own, so some of them die while the others go on and must
  * pick up what the dead one left.  The checks are the same, over the
  * acknowledgements of all of them: a timer fired twice or lost shows as a
- * history that its replay cannot explain.
+ * history that its replay cannot explain, a task claimed by two as two
+ * acknowledged claims or a claim the task does not show, a payment
+ * applied twice as a second payment_received.
  *
  * Usage: crash_harness [--kills K] [--source DIR] [--seed S] [--dir D]
  *          [--max-delay-us U] [--rounds-per-db R] [--sync-only] [--keep]
  *          [--procs P] [--verbose] [--self-test]
  * It prints the seed, one line per kill (the child's seed and the delay
- * before its SIGKILL), and ends with "crash: K kills, E acknowledged
- * events checked, 0 problems" and status 0; or one PROBLEM line per
- * problem, status 1, and the databases kept for a look.  Status 2 is a
- * usage or setup error.  --sync-only drives the engine with synchronous
- * calls alone; --self-test throws away the end of the WAL after each kill
- * and passes only if the harness notices.
+ * before its SIGKILL), the bulky_waste figures (acknowledged sends, claims
+ * and completions checked, claims refused as taken), and ends with
+ * "crash: K kills, E acknowledged events checked, 0 problems" and status
+ * 0; or one PROBLEM line per problem, status 1, and the databases kept for
+ * a look.  Status 2 is a usage or setup error.  --sync-only drives the
+ * engine with synchronous calls alone; --self-test throws away the end of
+ * the WAL after each kill and cancels one open task behind its booked
+ * case's back, and passes only if the harness reports lost acknowledged
+ * events, lost acknowledged message sends and a task problem.
  */
 #define _GNU_SOURCE /* ppoll */
 
@@ -101,10 +177,12 @@ typedef struct options {
   int verbose;
   int self_test;
   int procs;
+  int slot; /* a child's: which of the round's children it is, from 1 */
 } options;
 
-static options OPT = { 100, ".", 0, NULL, 60000, 4, 1, 0, 0, 0, 1 };
+static options OPT = { 100, ".", 0, NULL, 60000, 4, 1, 0, 0, 0, 1, 0 };
 static char SERVICE_PATH[4096];
+static char BULKY_PATH[4096]; /* examples/services/bulky_waste.lua */
 static char SELF[4096]; /* this program, for the child's exec */
 
 /* Monday 2 November 2026, 09:00 London (= UTC in winter). */
@@ -132,7 +210,7 @@ rnd_below(uint64_t *s, uint64_t n)
 /* ======================================================================== */
 
 enum { ST_UNKNOWN, ST_REPORTED, ST_ASSIGNED, ST_SCHEDULED, ST_ESCALATED,
-       ST_CLOSED };
+       ST_CLOSED, ST_AWAITING, ST_BOOKED, ST_LAPSED };
 
 static int
 state_code(const char *s)
@@ -149,6 +227,12 @@ state_code(const char *s)
     return ST_ESCALATED;
   if (strcmp(s, "closed") == 0)
     return ST_CLOSED;
+  if (strcmp(s, "awaiting_payment") == 0)
+    return ST_AWAITING;
+  if (strcmp(s, "booked") == 0)
+    return ST_BOOKED;
+  if (strcmp(s, "lapsed") == 0)
+    return ST_LAPSED;
   return ST_UNKNOWN;
 }
 
@@ -164,6 +248,13 @@ typedef struct tracker {
 
 #define LATER_MAX 512
 
+/* What the child knows of a bulky_waste case beyond its state. */
+typedef struct bulky {
+  char ref[32];        /* its payment_ref */
+  unsigned char paid;  /* a payment was sent for it (before or after) */
+  unsigned char never; /* nobody pays: its `after` timer lapses it */
+} bulky;
+
 typedef struct child {
   flow_engine *e;
   char later[LATER_MAX][24]; /* requests to answer after the round */
@@ -172,8 +263,13 @@ typedef struct child {
   uint64_t rng;
   int64_t now;
   int64_t *clock; /* the clock shared by the round's children */
-  long serial; /* for unique uprns */
-  tracker t;
+  long serial; /* for unique uprns and payment references */
+  tracker t;   /* missed_bin cases */
+  tracker b;   /* bulky_waste cases */
+  bulky *aux;  /* by bulky_waste case id */
+  size_t capaux;
+  char crew_id[32]; /* "crew-<slot>": this child's crew member */
+  flow_actor crew;
 } child;
 
 static const char *const CREW_ROLES[] = { "crew" };
@@ -242,7 +338,7 @@ tracker_set(tracker *t, int64_t id, int st)
     return;
   tracker_grow(t, id);
   t->state[id] = (unsigned char)st;
-  int open = st != ST_CLOSED;
+  int open = st != ST_CLOSED && st != ST_LAPSED;
   if (open && t->pos[id] < 0) {
     if (t->nopen == t->capopen) {
       t->capopen = t->capopen ? 2 * t->capopen : 256;
@@ -261,8 +357,35 @@ tracker_set(tracker *t, int64_t id, int st)
   }
 }
 
-/* Acknowledges a case JSON returned by a successful call: one pipe line. */
-static void
+/* The tracker of a service's cases. */
+static tracker *
+tracker_of(child *c, const char *service)
+{
+  return service && strcmp(service, "bulky_waste") == 0 ? &c->b : &c->t;
+}
+
+static bulky *
+aux_of(child *c, int64_t id)
+{
+  if (id <= 0)
+    return NULL;
+  if ((size_t)id >= c->capaux) {
+    size_t cap = c->capaux ? c->capaux : 256;
+    while (cap <= (size_t)id)
+      cap *= 2;
+    bulky *p = realloc(c->aux, cap * sizeof *p);
+    if (p == NULL)
+      _exit(5);
+    memset(p + c->capaux, 0, (cap - c->capaux) * sizeof *p);
+    c->aux = p;
+    c->capaux = cap;
+  }
+  return &c->aux[id];
+}
+
+/* Acknowledges a case JSON returned by a successful call: one pipe line.
+   Returns the case's id. */
+static int64_t
 child_ack(child *c, const char *case_json, const char *event)
 {
   json_t *j = json_loads(case_json, 0, NULL);
@@ -274,12 +397,44 @@ child_ack(child *c, const char *case_json, const char *event)
   if (id == NULL || state == NULL || seq <= 0)
     child_die(c, "a successful %s returned a case without id/state/seq",
               event);
+  const char *svc = json_string_value(json_object_get(j, "service"));
+  int is_bulky = svc && strcmp(svc, "bulky_waste") == 0;
   char line[256];
-  int n = snprintf(line, sizeof line, "A %s %" JSON_INTEGER_FORMAT " %s %s\n",
-                   id, seq, event, state);
+  int n;
+  if (strcmp(event, "open") == 0 && seq > 1) {
+    /* An opening that took a buffered message: the case returned is as
+       the delivery (seq 2, in the same transaction) left it. */
+    if (!is_bulky || seq != 2)
+      child_die(c, "an opening of %s returned seq %" JSON_INTEGER_FORMAT,
+                svc ? svc : "?", seq);
+    n = snprintf(line, sizeof line,
+                 "A %s 1 open awaiting_payment\n"
+                 "A %s 2 payment_received %s\n", id, id, state);
+  } else {
+    n = snprintf(line, sizeof line, "A %s %" JSON_INTEGER_FORMAT " %s %s\n",
+                 id, seq, event, state);
+  }
   child_line(c, line, (size_t)n);
-  tracker_set(&c->t, strtoll(id, NULL, 10), state_code(state));
+  int64_t cid = strtoll(id, NULL, 10);
+  tracker_set(tracker_of(c, svc), cid, state_code(state));
   json_decref(j);
+  return cid;
+}
+
+/* Learns a case's state from the database (after a refusal). */
+static void
+child_learn(child *c, const char *id)
+{
+  char *cj = NULL;
+  if (flow_case_get(&cj, c->e, id) == 0) {
+    json_t *j = json_loads(cj, 0, NULL);
+    tracker_set(tracker_of(c, json_string_value(json_object_get(j,
+                                                                "service"))),
+                strtoll(id, NULL, 10),
+                state_code(json_string_value(json_object_get(j, "state"))));
+    json_decref(j);
+  }
+  flow_free(cj);
 }
 
 /* Timers move cases behind the child's back: the listener keeps up. */
@@ -293,8 +448,9 @@ child_listen(flow_engine *e, const char *event_json, void *payload)
   if (type && strcmp(type, "transition") == 0) {
     const char *id = json_string_value(json_object_get(j, "case"));
     const char *to = json_string_value(json_object_get(j, "to"));
+    const char *svc = json_string_value(json_object_get(j, "service"));
     if (id && to)
-      tracker_set(&c->t, strtoll(id, NULL, 10), state_code(to));
+      tracker_set(tracker_of(c, svc), strtoll(id, NULL, 10), state_code(to));
   }
   json_decref(j);
 }
@@ -304,9 +460,11 @@ typedef struct op {
   int64_t case_id; /* 0: open a case */
   char id[24];
   const char *event;
+  const char *service; /* of an opening */
   char payload[160];
   const flow_actor *actor;
   child *c;
+  bulky aux; /* of a bulky_waste opening */
 } op;
 
 static void
@@ -315,6 +473,7 @@ plan_open(child *c, op *o)
   long i = ++c->serial;
   o->case_id = 0;
   o->event = "open";
+  o->service = "missed_bin";
   o->actor = &CITIZEN;
   if (rnd_below(&c->rng, 4) == 0)
     snprintf(o->payload, sizeof o->payload,
@@ -419,11 +578,13 @@ child_sync(child *c, op *o)
   char *out = NULL;
   int rc;
   if (o->case_id == 0)
-    rc = flow_case_open(&out, c->e, "missed_bin", o->payload, o->actor);
+    rc = flow_case_open(&out, c->e, o->service, o->payload, o->actor);
   else
     rc = flow_case_signal(&out, c->e, o->id, o->event, o->payload, o->actor);
   if (rc == 0) {
-    child_ack(c, out, o->event);
+    int64_t id = child_ack(c, out, o->event);
+    if (o->case_id == 0 && strcmp(o->service, "bulky_waste") == 0)
+      *aux_of(c, id) = o->aux;
   } else if (rc == FLOW_EIO || rc == FLOW_EBUSY || rc == FLOW_ENOMEM ||
              rc == FLOW_ERROR || rc == FLOW_EMISUSE ||
              rc == FLOW_ECANCELED) {
@@ -432,14 +593,7 @@ child_sync(child *c, op *o)
               flow_errmsg(c->e));
   } else if (o->case_id) {
     /* Refused: learn the case's real state for next time. */
-    char *cj = NULL;
-    if (flow_case_get(&cj, c->e, o->id) == 0) {
-      json_t *j = json_loads(cj, 0, NULL);
-      tracker_set(&c->t, o->case_id,
-                  state_code(json_string_value(json_object_get(j, "state"))));
-      json_decref(j);
-    }
-    flow_free(cj);
+    child_learn(c, o->id);
   }
   flow_free(out);
 }
@@ -451,9 +605,11 @@ child_async_done(flow_engine *e, int status, const char *case_json,
   op *o = payload;
   child *c = o->c;
   (void)e;
-  if (status == 0)
-    child_ack(c, case_json, o->event);
-  else if (status == FLOW_EIO || status == FLOW_EBUSY ||
+  if (status == 0) {
+    int64_t id = child_ack(c, case_json, o->event);
+    if (o->case_id == 0 && strcmp(o->service, "bulky_waste") == 0)
+      *aux_of(c, id) = o->aux;
+  } else if (status == FLOW_EIO || status == FLOW_EBUSY ||
            status == FLOW_ENOMEM || status == FLOW_ERROR)
     child_die(c, "async %s on case %s: %s: %s", o->event,
               o->case_id ? o->id : "(new)", flow_err_name(status),
@@ -464,6 +620,347 @@ child_async_done(flow_engine *e, int status, const char *case_json,
   free(o);
 }
 
+/* ---- bulky_waste: messages and tasks --------------------------------------- */
+
+static int
+child_fatal(int rc)
+{
+  return rc == FLOW_EIO || rc == FLOW_EBUSY || rc == FLOW_ENOMEM ||
+         rc == FLOW_ERROR || rc == FLOW_EMISUSE || rc == FLOW_ECANCELED;
+}
+
+/* Sends the payment notice for ref and, when the send returned 0,
+   acknowledges it: "M <message> <status> <case or -> <key>".  Returns the
+   status's first letter ('d'elivered, 'b'uffered, 'i'ncident), or 0. */
+static int
+bulky_send(child *c, const char *ref, int64_t ttl_ms)
+{
+  char payload[96];
+  long n = ++c->serial;
+  snprintf(payload, sizeof payload, "{\"amount\":%ld,\"n\":%ld}",
+           1500 + n % 3000, n);
+  char *out = NULL;
+  int rc = flow_message_send(&out, c->e, "payment_received", ref, payload,
+                             ttl_ms);
+  if (rc != 0) {
+    if (child_fatal(rc))
+      child_die(c, "sending payment %s: %s: %s", ref, flow_err_name(rc),
+                flow_errmsg(c->e));
+    return 0;
+  }
+  json_t *j = json_loads(out, 0, NULL);
+  const char *id = json_string_value(json_object_get(j, "id"));
+  const char *st = json_string_value(json_object_get(j, "status"));
+  const char *cs = json_string_value(json_object_get(j, "case"));
+  if (id == NULL || st == NULL)
+    child_die(c, "a successful send returned no message id/status: %.200s",
+              out);
+  char line[160];
+  int len = snprintf(line, sizeof line, "M %s %s %s %s\n", id, st,
+                     cs ? cs : "-", ref);
+  child_line(c, line, (size_t)len);
+  int r = st[0];
+  json_decref(j);
+  flow_free(out);
+  return r;
+}
+
+/* A bulky_waste opening: a unique payment reference; paid before the
+   booking exists a third of the time (the notice is buffered and the
+   opening delivers it in its own transaction), never paid by some (their
+   `after` timer lapses them), paid after the opening by the rest. */
+static void
+plan_bulky_open(child *c, op *o)
+{
+  long i = ++c->serial;
+  memset(&o->aux, 0, sizeof o->aux);
+  o->case_id = 0;
+  o->event = "open";
+  o->service = "bulky_waste";
+  o->actor = &CITIZEN;
+  snprintf(o->aux.ref, sizeof o->aux.ref, "pay-%ld", i);
+  snprintf(o->payload, sizeof o->payload,
+           "{\"uprn\":\"2000%ld\",\"items\":%ld,\"payment_ref\":\"%s\"}",
+           i % 100000000, 1 + i % 10, o->aux.ref);
+  uint64_t r = rnd_below(&c->rng, 100);
+  if (r < 15)
+    o->aux.never = 1;
+  else if (r < 48 &&
+           bulky_send(c, o->aux.ref,
+                      r < 30 ? 0 : (int64_t)(1 + r % 12) * 3600 * 1000))
+    o->aux.paid = 1; /* a short time to live sometimes: what no opening
+                        takes (the child died first) expires */
+}
+
+/* The newest task of case sid: its id and holder; returns its status's
+   first letter ('o'pen, 'c'laimed, 'd'one, 'x' cancelled) or 0. */
+static int
+bulky_task(child *c, const char *sid, char *tid, size_t ntid, char *holder,
+           size_t nholder)
+{
+  flow_task_query q = { 0 };
+  q.case_id = sid;
+  char *out = NULL;
+  int rc = flow_tasks_list(&out, c->e, &q);
+  if (rc != 0) {
+    if (child_fatal(rc))
+      child_die(c, "listing the tasks of case %s: %s: %s", sid,
+                flow_err_name(rc), flow_errmsg(c->e));
+    return 0;
+  }
+  json_t *arr = json_loads(out, 0, NULL);
+  flow_free(out);
+  size_t n = json_array_size(arr);
+  int st = 0;
+  if (n > 0) {
+    json_t *t = json_array_get(arr, n - 1);
+    const char *s = json_string_value(json_object_get(t, "status"));
+    const char *h = json_string_value(json_object_get(t, "claimed_by"));
+    snprintf(tid, ntid, "%s", json_string_value(json_object_get(t, "id")));
+    snprintf(holder, nholder, "%s", h ? h : "");
+    st = s == NULL ? 0 : strcmp(s, "cancelled") == 0 ? 'x' : s[0];
+  }
+  json_decref(arr);
+  return st;
+}
+
+/* Claims task tid for this child's crew member; acknowledges a claim that
+   returned 0: "K <task> <actor>". */
+static int
+bulky_claim(child *c, const char *tid)
+{
+  int rc = flow_task_claim(c->e, tid, &c->crew);
+  if (rc == 0) {
+    char line[96];
+    int n = snprintf(line, sizeof line, "K %s %s\n", tid, c->crew_id);
+    child_line(c, line, (size_t)n);
+    return 1;
+  }
+  if (child_fatal(rc))
+    child_die(c, "claiming task %s: %s: %s", tid, flow_err_name(rc),
+              flow_errmsg(c->e));
+  if (rc == FLOW_ECONFLICT) /* another has it, or it ended: counted */
+    child_line(c, "k\n", 2);
+  return 0;
+}
+
+static int
+history_has(child *c, const char *sid, const char *event)
+{
+  char *out = NULL;
+  int rc = flow_case_history(&out, c->e, sid);
+  if (rc != 0)
+    child_die(c, "reading the history of case %s: %s: %s", sid,
+              flow_err_name(rc), flow_errmsg(c->e));
+  json_t *h = json_loads(out, 0, NULL);
+  flow_free(out);
+  size_t i;
+  json_t *row;
+  int n = 0;
+  json_array_foreach(h, i, row)
+  {
+    const char *ev = json_string_value(json_object_get(row, "event"));
+    n += ev && strcmp(ev, event) == 0;
+  }
+  json_decref(h);
+  return n;
+}
+
+/* Completes task tid of case sid, or (sometimes, when this child holds
+   it) tries an outcome the form refuses, which must change nothing.  A
+   completion that returned 0 is acknowledged twice: an "A" line for the
+   collection_done event and "T <task> <case> <actor>". */
+static void
+bulky_complete(child *c, const char *tid, const char *sid, int held)
+{
+  uint64_t r = rnd_below(&c->rng, 100);
+  char *out = NULL;
+  int rc;
+  if (held && r >= 88) {
+    rc = flow_task_complete(&out, c->e, tid, "{}", &c->crew);
+    flow_free(out);
+    char t2[24] = "", holder[40] = "";
+    int st = bulky_task(c, sid, t2, sizeof t2, holder, sizeof holder);
+    /* FLOW_ECONFLICT only when another child called the booking off
+       first. */
+    if (rc != FLOW_EDATA && (rc != FLOW_ECONFLICT || st != 'x'))
+      child_die(c, "completing task %s with an empty outcome: %s, not "
+                "FLOW_EDATA", tid, rc ? flow_err_name(rc) : "0");
+    /* Still ours, unless another child called the booking off meanwhile. */
+    if (strcmp(t2, tid) != 0 ||
+        (st != 'x' && (st != 'c' || strcmp(holder, c->crew_id) != 0)))
+      child_die(c, "a refused completion of task %s changed it: status %c, "
+                "claimed by '%s'", tid, st ? st : '?', holder);
+    if (history_has(c, sid, "collection_done") != 0)
+      child_die(c, "a refused completion of task %s left a collection_done "
+                "in case %s", tid, sid);
+    child_line(c, "r\n", 2); /* counted */
+    return;
+  }
+  const char *outcome = r < 15 ? "{\"outcome\":\"not_out\"}"
+                               : "{\"outcome\":\"collected\","
+                                 "\"note\":\"by the gate\"}";
+  rc = flow_task_complete(&out, c->e, tid, outcome, &c->crew);
+  if (rc == 0) {
+    child_ack(c, out, "collection_done");
+    char line[128];
+    int n = snprintf(line, sizeof line, "T %s %s %s\n", tid, sid, c->crew_id);
+    child_line(c, line, (size_t)n);
+  } else if (child_fatal(rc)) {
+    child_die(c, "completing task %s: %s: %s", tid, flow_err_name(rc),
+              flow_errmsg(c->e));
+  } else {
+    child_learn(c, sid);
+  }
+  flow_free(out);
+}
+
+/* A crew member picks a task of the team, perhaps of a case another child
+   opened: often one of the oldest open ones, which the other children
+   are after too, so that with P children two claim one task at once;
+   sometimes one already claimed, which only its holder may claim (again)
+   or complete. */
+static void
+bulky_foreign(child *c)
+{
+  flow_task_query q = { 0 };
+  q.team = "crews";
+  int taken = rnd_below(&c->rng, 4) == 0;
+  q.status = taken ? "claimed" : "open";
+  char *out = NULL;
+  int rc = flow_tasks_list(&out, c->e, &q);
+  if (rc != 0) {
+    if (child_fatal(rc))
+      child_die(c, "listing the crews' tasks: %s: %s", flow_err_name(rc),
+                flow_errmsg(c->e));
+    return;
+  }
+  json_t *arr = json_loads(out, 0, NULL);
+  flow_free(out);
+  size_t n = json_array_size(arr);
+  if (n > 0) {
+    size_t pick = rnd_below(&c->rng, 2) ? rnd_below(&c->rng, n < 2 ? n : 2)
+                                        : rnd_below(&c->rng, n);
+    json_t *t = json_array_get(arr, pick);
+    char tid[24], sid[24];
+    snprintf(tid, sizeof tid, "%s", json_string_value(json_object_get(t,
+                                                                      "id")));
+    snprintf(sid, sizeof sid, "%s",
+             json_string_value(json_object_get(t, "case")));
+    const char *holder = json_string_value(json_object_get(t, "claimed_by"));
+    if (taken && holder && strcmp(holder, c->crew_id) != 0 &&
+        rnd_below(&c->rng, 2) == 0) {
+      /* Completing another's task is refused, and changes nothing. */
+      char *cj = NULL;
+      rc = flow_task_complete(&cj, c->e, tid, "{\"outcome\":\"collected\"}",
+                              &c->crew);
+      flow_free(cj);
+      if (rc == 0)
+        child_die(c, "%s completed task %s, which %s had claimed", c->crew_id,
+                  tid, holder);
+      if (child_fatal(rc))
+        child_die(c, "completing task %s: %s: %s", tid, flow_err_name(rc),
+                  flow_errmsg(c->e));
+      if (rc == FLOW_ECONFLICT)
+        child_line(c, "k\n", 2);
+    } else if (bulky_claim(c, tid) && rnd_below(&c->rng, 10) < 6) {
+      bulky_complete(c, tid, sid, 1);
+    }
+  }
+  json_decref(arr);
+}
+
+static void
+bulky_booked(child *c, int64_t id, const char *sid)
+{
+  uint64_t r = rnd_below(&c->rng, 100);
+  bulky *a = aux_of(c, id);
+  if (r < 10) {
+    /* Called off: the case lapses and its task ends cancelled. */
+    char *out = NULL;
+    int rc = flow_case_signal(&out, c->e, sid, "cancel", "{}", &CITIZEN);
+    if (rc == 0)
+      child_ack(c, out, "cancel");
+    else if (child_fatal(rc))
+      child_die(c, "cancel on case %s: %s: %s", sid, flow_err_name(rc),
+                flow_errmsg(c->e));
+    else
+      child_learn(c, sid);
+    flow_free(out);
+    return;
+  }
+  if (r < 14 && a->ref[0]) {
+    /* The notice again: the booked case refuses it (an incident); it is
+       never applied twice. */
+    bulky_send(c, a->ref, 0);
+    return;
+  }
+  char tid[24] = "", holder[40] = "";
+  int st = bulky_task(c, sid, tid, sizeof tid, holder, sizeof holder);
+  if (st == 'o') {
+    int held = 0;
+    if (rnd_below(&c->rng, 10) < 7) {
+      if (!bulky_claim(c, tid)) {
+        child_learn(c, sid);
+        return;
+      }
+      held = 1;
+      if (rnd_below(&c->rng, 10) < 3)
+        return; /* completed another time, or by this child's successor */
+    }
+    bulky_complete(c, tid, sid, held);
+  } else if (st == 'c' && strcmp(holder, c->crew_id) == 0) {
+    bulky_complete(c, tid, sid, 1);
+  } else if (st != 'c') {
+    child_learn(c, sid);
+  }
+}
+
+/* One step of bulky_waste work, synchronous calls only. */
+static void
+bulky_step(child *c)
+{
+  tracker *b = &c->b;
+  uint64_t r = rnd_below(&c->rng, 100);
+  op o;
+  memset(&o, 0, sizeof o);
+  if (b->nopen < 6 || r < 18) {
+    plan_bulky_open(c, &o);
+    child_sync(c, &o);
+    return;
+  }
+  if (r < 40) {
+    bulky_foreign(c);
+    return;
+  }
+  int64_t id = b->open[rnd_below(&c->rng, b->nopen)];
+  char sid[24];
+  snprintf(sid, sizeof sid, "%" PRId64, id);
+  bulky *a = aux_of(c, id);
+  switch (b->state[id]) {
+  case ST_AWAITING:
+    if (a->never || a->ref[0] == 0) {
+      plan_bulky_open(c, &o);
+      child_sync(c, &o);
+    } else if (a->paid) {
+      child_learn(c, sid); /* its opening took the buffered payment */
+    } else {
+      a->paid = 1;
+      if (bulky_send(c, a->ref, 0) == 'd')
+        tracker_set(b, id, ST_BOOKED);
+      else
+        child_learn(c, sid);
+    }
+    break;
+  case ST_BOOKED:
+    bulky_booked(c, id, sid);
+    break;
+  default:
+    child_learn(c, sid);
+    break;
+  }
+}
+
 static void
 child_async_batch(child *c)
 {
@@ -472,11 +969,14 @@ child_async_batch(child *c)
     op *o = calloc(1, sizeof *o);
     if (o == NULL)
       _exit(5);
-    plan_op(c, o);
+    if (rnd_below(&c->rng, 100) < 15)
+      plan_bulky_open(c, o);
+    else
+      plan_op(c, o);
     o->c = c;
     int rc;
     if (o->case_id == 0)
-      rc = flow_case_open_async(c->e, "missed_bin", o->payload, o->actor,
+      rc = flow_case_open_async(c->e, o->service, o->payload, o->actor,
                                 child_async_done, o);
     else
       rc = flow_case_signal_async(c->e, o->id, o->event, o->payload, o->actor,
@@ -511,8 +1011,17 @@ child_learn_open_cases(child *c)
   {
     const char *id = json_string_value(json_object_get(v, "id"));
     const char *st = json_string_value(json_object_get(v, "state"));
-    if (id)
-      tracker_set(&c->t, strtoll(id, NULL, 10), state_code(st));
+    const char *svc = json_string_value(json_object_get(v, "service"));
+    if (id == NULL)
+      continue;
+    int64_t n = strtoll(id, NULL, 10);
+    tracker_set(tracker_of(c, svc), n, state_code(st));
+    const char *ref = json_string_value(
+        json_object_get(json_object_get(v, "data"), "payment_ref"));
+    if (svc && strcmp(svc, "bulky_waste") == 0 && ref) {
+      bulky *a = aux_of(c, n);
+      snprintf(a->ref, sizeof a->ref, "%s", ref);
+    }
   }
   json_decref(arr);
   flow_free(out);
@@ -529,13 +1038,17 @@ child_tick(child *c, int64_t ms)
 
 static void
 child_main(int fd, const char *db, uint64_t seed, long serial,
-           const char *clock_path)
+           const char *clock_path, int slot)
 {
   child c;
   memset(&c, 0, sizeof c);
   c.fd = fd;
   c.rng = seed;
   c.serial = serial;
+  /* One crew member per slot: the child that restarts in a slot takes up
+     the tasks its predecessor claimed and did not finish. */
+  snprintf(c.crew_id, sizeof c.crew_id, "crew-%d", slot);
+  c.crew = (flow_actor){ c.crew_id, CREW_ROLES, 1 };
   int cfd = open(clock_path, O_RDWR);
   void *map = cfd >= 0 ? mmap(NULL, sizeof(int64_t), PROT_READ | PROT_WRITE,
                               MAP_SHARED, cfd, 0)
@@ -558,6 +1071,10 @@ child_main(int fd, const char *db, uint64_t seed, long serial,
   if (rc != 0)
     child_die(&c, "loading %s: %s: %s", SERVICE_PATH, flow_err_name(rc),
               flow_errmsg(c.e));
+  rc = flow_service_load_file(NULL, c.e, BULKY_PATH);
+  if (rc != 0)
+    child_die(&c, "loading %s: %s: %s", BULKY_PATH, flow_err_name(rc),
+              flow_errmsg(c.e));
   if ((rc = flow_action_register(c.e, "notify.sms", child_action, &c)) != 0)
     child_die(&c, "registering notify.sms: %s: %s", flow_err_name(rc),
               flow_errmsg(c.e));
@@ -574,6 +1091,8 @@ child_main(int fd, const char *db, uint64_t seed, long serial,
     child_tick(&c, (int64_t)rnd_below(&c.rng, 3 * 3600) * 1000);
     if (OPT.async && rnd_below(&c.rng, 100) < 45) {
       child_async_batch(&c);
+    } else if (rnd_below(&c.rng, 100) < 60) {
+      bulky_step(&c);
     } else {
       op one;
       memset(&one, 0, sizeof one);
@@ -603,6 +1122,21 @@ typedef struct ack {
   char state[24];
 } ack;
 
+/* An acknowledged message send ("M"). */
+typedef struct msg_ack {
+  int64_t id;
+  char status[16];
+  int64_t case_id; /* 0: none */
+  char key[40];
+} msg_ack;
+
+/* An acknowledged claim ("K"; case_id 0) or completion ("T"). */
+typedef struct task_ack {
+  int64_t task;
+  int64_t case_id;
+  char actor[32];
+} task_ack;
+
 typedef struct round {
   long kill;
   uint64_t seed;
@@ -616,6 +1150,13 @@ typedef struct round {
   int from_ready; /* the delay counts from "R", not from the fork */
   int64_t ready_us; /* when "R" came, from the fork */
   int in_group; /* the last marker was "G": killed inside a group commit */
+  msg_ack *msgs;    /* acknowledged sends */
+  size_t nmsgs, capmsgs;
+  task_ack *claims; /* acknowledged claims */
+  size_t nclaims, capclaims;
+  task_ack *comps;  /* acknowledged completions */
+  size_t ncomps, capcomps;
+  int64_t clock_end; /* the latest time the database's engines have seen */
   char fatal[1024];
 } round;
 
@@ -627,6 +1168,23 @@ static long KILLS_IN_GROUP;
 static long CASES_UNCHANGED;
 static long REQUESTS_CHECKED;
 static long ANSWERS_CHECKED;
+static long MESSAGES_CHECKED;  /* acknowledged sends */
+static long CLAIMS_CHECKED;    /* acknowledged claims */
+static long COMPLETIONS_CHECKED;
+static long BULKY_CHECKED;     /* bulky_waste case versions checked */
+static long TASKS_CHECKED;     /* task rows checked against histories */
+static long STORED_MESSAGES;   /* message rows checked against histories */
+static long PAYMENTS_REPLAYED;
+static long CLAIM_CONFLICTS;   /* claims (and completions) refused:
+                                  another had the task, or it ended */
+static long REFUSALS_CHECKED;  /* refused outcomes that changed nothing */
+static long TASKS_REPLAYED;
+static int64_t DB_CLOCK;       /* the latest time of the current database */
+
+/* What a problem is about: the self-test wants lost acknowledgements of
+   every kind caught. */
+enum { PC_OTHER, PC_EVENT, PC_MESSAGE, PC_TASK, PC_COUNT };
+static long PROBLEMS_IN[PC_COUNT];
 
 /* Cases as last verified (case, history and timers JSON), by id, for the
    current database: an unchanged case need not be replayed again. */
@@ -669,22 +1227,56 @@ static long ASYNC_BATCHES;
 
 static void problem(const round *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+static void problem_in(const round *r, int cat, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+vproblem(const round *r, int cat, const char *fmt, va_list ap)
+{
+  PROBLEMS++;
+  PROBLEMS_IN[cat]++;
+  if (PROBLEMS > 60)
+    return;
+  fprintf(stdout, "PROBLEM kill %ld (seed %" PRIu64 ", delay %ld us, db %s): ",
+          r->kill, r->seed, r->delay_us, r->db);
+  vfprintf(stdout, fmt, ap);
+  fputc('\n', stdout);
+  fflush(stdout);
+}
 
 static void
 problem(const round *r, const char *fmt, ...)
 {
   va_list ap;
-  PROBLEMS++;
-  if (PROBLEMS > 60)
-    return;
-  fprintf(stdout, "PROBLEM kill %ld (seed %" PRIu64 ", delay %ld us, db %s): ",
-          r->kill, r->seed, r->delay_us, r->db);
   va_start(ap, fmt);
-  vfprintf(stdout, fmt, ap);
+  vproblem(r, PC_OTHER, fmt, ap);
   va_end(ap);
-  fputc('\n', stdout);
-  fflush(stdout);
 }
+
+static void
+problem_in(const round *r, int cat, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  vproblem(r, cat, fmt, ap);
+  va_end(ap);
+}
+
+/* A bigger array for cap elements of size sz (p grown from n), or exit. */
+static void *
+grown(void *p, size_t n, size_t *cap, size_t sz)
+{
+  if (n < *cap)
+    return p;
+  *cap = *cap ? 2 * *cap : 256;
+  void *q = realloc(p, *cap * sz);
+  if (q == NULL) {
+    fprintf(stderr, "crash: out of memory\n");
+    exit(2);
+  }
+  return q;
+}
+#define GROW(arr, n, cap) ((arr) = grown((arr), (n), &(cap), sizeof *(arr)))
 
 static int64_t
 mono_us(void)
@@ -766,6 +1358,37 @@ parse_child(round *r, char *text, size_t *cap)
         }
         r->answers[r->nanswers++] = id;
       }
+    } else if (line[0] == 'M') {
+      msg_ack m;
+      long long id;
+      char cs[24];
+      memset(&m, 0, sizeof m);
+      if (sscanf(line, "M %lld %15s %23s %39s", &id, m.status, cs, m.key) ==
+          4) {
+        m.id = id;
+        m.case_id = strcmp(cs, "-") == 0 ? 0 : strtoll(cs, NULL, 10);
+        GROW(r->msgs, r->nmsgs, r->capmsgs);
+        r->msgs[r->nmsgs++] = m;
+      }
+    } else if (line[0] == 'k') {
+      CLAIM_CONFLICTS++;
+    } else if (line[0] == 'r') {
+      REFUSALS_CHECKED++;
+    } else if (line[0] == 'K' || line[0] == 'T') {
+      task_ack t;
+      long long id, cs = 0;
+      memset(&t, 0, sizeof t);
+      if (line[0] == 'K' && sscanf(line, "K %lld %31s", &id, t.actor) == 2) {
+        t.task = id;
+        GROW(r->claims, r->nclaims, r->capclaims);
+        r->claims[r->nclaims++] = t;
+      } else if (line[0] == 'T' &&
+                 sscanf(line, "T %lld %lld %31s", &id, &cs, t.actor) == 3) {
+        t.task = id;
+        t.case_id = cs;
+        GROW(r->comps, r->ncomps, r->capcomps);
+        r->comps[r->ncomps++] = t;
+      }
     } else if (line[0] == 'F') {
       snprintf(r->fatal, sizeof r->fatal, "%s", line + 2);
     } else if (line[0] == 'A') {
@@ -820,12 +1443,13 @@ run_children(round *r, const char *clock_path, long serial)
       /* A fresh image rather than a copy of the driver: nothing of the
          driver's SQLite or heap state comes along, and a sanitizer build
          does not pay copy-on-write faults for the driver's heap. */
-      char a_fd[16], a_seed[32], a_serial[32];
+      char a_fd[16], a_seed[32], a_serial[32], a_slot[16];
       close(fds[0]);
       snprintf(a_fd, sizeof a_fd, "%d", fds[1]);
       snprintf(a_seed, sizeof a_seed, "%" PRIu64, r->seed + (uint64_t)k);
       /* Each child its own uprns. */
       snprintf(a_serial, sizeof a_serial, "%ld", serial + k * 250000L);
+      snprintf(a_slot, sizeof a_slot, "%d", k + 1);
       char *argv[] = { SELF,
                        "--child",
                        a_fd,
@@ -833,6 +1457,8 @@ run_children(round *r, const char *clock_path, long serial)
                        a_seed,
                        a_serial,
                        (char *)clock_path,
+                       "--slot",
+                       a_slot,
                        "--source",
                        (char *)OPT.source,
                        OPT.async ? NULL : "--sync-only",
@@ -907,6 +1533,10 @@ run_children(round *r, const char *clock_path, long serial)
   r->acks = NULL;
   r->nanswers = r->capanswers = 0;
   r->answers = NULL;
+  r->msgs = NULL;
+  r->claims = r->comps = NULL;
+  r->nmsgs = r->capmsgs = r->nclaims = r->capclaims = 0;
+  r->ncomps = r->capcomps = 0;
   r->in_group = 0;
   r->fatal[0] = 0;
   for (int k = 0; k < np; k++) {
@@ -942,6 +1572,19 @@ clock_file(const char *path, int64_t start)
     exit(2);
   }
   close(f);
+}
+
+/* Where the round's children left the clock. */
+static int64_t
+read_clock(const char *path)
+{
+  int64_t t = INT64_MIN;
+  int f = open(path, O_RDONLY);
+  if (f < 0 || read(f, &t, sizeof t) != (ssize_t)sizeof t)
+    t = INT64_MIN;
+  if (f >= 0)
+    close(f);
+  return t;
 }
 
 /* ---- verification ------------------------------------------------------- */
@@ -1023,9 +1666,27 @@ same_field(const round *r, const char *case_id, const char *what,
   return 0;
 }
 
-/* The pending timers with the fields a replay can reproduce. */
+/* The index in tasks (a case's, oldest first) of the task with id tid, or
+   -1. */
+static json_int_t
+task_index(json_t *tasks, const char *tid)
+{
+  size_t i;
+  json_t *t;
+  json_array_foreach(tasks, i, t)
+  {
+    const char *id = json_string_value(json_object_get(t, "id"));
+    if (tid && id && strcmp(id, tid) == 0)
+      return (json_int_t)i;
+  }
+  return -1;
+}
+
+/* The pending timers with the fields a replay can reproduce.  A task's
+   due-time timer names its task by id, which the replay numbers its own
+   way: the view names it by its place among the case's tasks. */
 static json_t *
-timer_view(json_t *timers)
+timer_view(json_t *timers, json_t *tasks)
 {
   json_t *v = json_array();
   size_t i;
@@ -1040,9 +1701,105 @@ timer_view(json_t *timers)
       if (x)
         json_object_set(o, keys[k], x);
     }
+    const char *kind = json_string_value(json_object_get(t, "kind"));
+    if (kind && strcmp(kind, "task_due") == 0) {
+      const char *tid = json_string_value(
+          json_object_get(json_object_get(t, "payload"), "task"));
+      json_object_set_new(o, "payload",
+                          json_pack("{s:I}", "task_index",
+                                    task_index(tasks, tid)));
+    }
     json_array_append_new(v, o);
   }
   return v;
+}
+
+static int
+json_array_has(json_t *arr, json_t *x)
+{
+  size_t i;
+  json_t *v;
+  json_array_foreach(arr, i, v) if (json_equal(v, x)) return 1;
+  return 0;
+}
+
+/* The case's tasks against the replay's: everything a history decides.
+   Claims are not events, so a stored task still open or claimed is open
+   in the replay, and a cancelled one may have been claimed. */
+static void
+same_tasks(const round *r, const char *id, json_t *stasks, json_t *rtasks)
+{
+  if (json_array_size(stasks) != json_array_size(rtasks)) {
+    problem(r, "case %s has %zu tasks, the replay of its history %zu", id,
+            json_array_size(stasks), json_array_size(rtasks));
+    return;
+  }
+  size_t i;
+  json_t *st;
+  json_array_foreach(stasks, i, st)
+  {
+    json_t *rt = json_array_get(rtasks, i);
+    char what[64];
+    snprintf(what, sizeof what, "task %s (%zu of the case)",
+             json_string_value(json_object_get(st, "id")), i + 1);
+    const char *keys[] = { "name",  "title", "team", "assignee", "due_at",
+                           "created_at", "form", "done", "state" };
+    int ok = 1;
+    for (size_t k = 0; ok && k < sizeof keys / sizeof *keys; k++)
+      ok = same_field(r, id, what, st, rt, keys[k]);
+    const char *status = json_string_value(json_object_get(st, "status"));
+    if (!ok || status == NULL)
+      continue;
+    if (strcmp(status, "done") == 0 || strcmp(status, "cancelled") == 0) {
+      const char *fk[] = { "status", "outcome", "finished_by", "finished_at",
+                           "claimed_by" };
+      size_t nk = strcmp(status, "done") == 0 ? 5 : 4;
+      for (size_t k = 0; ok && k < nk; k++)
+        ok = same_field(r, id, what, st, rt, fk[k]);
+    } else {
+      const char *rs = json_string_value(json_object_get(rt, "status"));
+      if (rs == NULL || strcmp(rs, "open") != 0)
+        problem(r, "case %s: %s is %s, but %s in the replay of its history",
+                id, what, status, rs ? rs : "?");
+    }
+  }
+}
+
+static json_t *
+case_tasks(const round *r, flow_engine *e, const char *id, const char *what)
+{
+  flow_task_query q = { 0 };
+  q.case_id = id;
+  char *out = NULL;
+  return api_json(r, e, flow_tasks_list(&out, e, &q), &out, what);
+}
+
+/* The task of the replay's case rid that a done event of the history can
+   complete: its newest live one, whose `done` is event and whose name the
+   payload gives.  tid receives its id; 0 when there is none. */
+static int
+replay_task(const round *r, flow_engine *rp, const char *rid,
+            const char *event, json_t *payload, char *tid, size_t ntid)
+{
+  const char *name = json_string_value(json_object_get(payload, "task"));
+  if (name == NULL || !json_is_object(json_object_get(payload, "outcome")) ||
+      !json_is_string(json_object_get(payload, "by")))
+    return 0;
+  json_t *ts = case_tasks(r, rp, rid, "listing the replay's tasks");
+  int found = 0;
+  for (size_t i = json_array_size(ts); i-- > 0 && !found;) {
+    json_t *t = json_array_get(ts, i);
+    const char *st = json_string_value(json_object_get(t, "status"));
+    const char *done = json_string_value(json_object_get(t, "done"));
+    const char *tn = json_string_value(json_object_get(t, "name"));
+    if (st && (strcmp(st, "open") == 0 || strcmp(st, "claimed") == 0) &&
+        done && strcmp(done, event) == 0 && tn && strcmp(tn, name) == 0) {
+      snprintf(tid, ntid, "%s", json_string_value(json_object_get(t, "id")));
+      found = 1;
+    }
+  }
+  json_decref(ts);
+  return found;
 }
 
 /*
@@ -1051,7 +1808,7 @@ timer_view(json_t *timers)
  */
 static void
 verify_case(const round *r, flow_engine *rp, json_t *c, json_t *hist,
-            json_t *stim)
+            json_t *stim, json_t *stasks)
 {
   const char *id = json_string_value(json_object_get(c, "id"));
   size_t n = json_array_size(hist);
@@ -1116,6 +1873,31 @@ verify_case(const round *r, flow_engine *rp, json_t *c, json_t *hist,
     json_t *aj = json_object_get(h, "actor");
     int64_t at = time_of(json_object_get(h, "at"));
     flow_engine_set_time(rp, at);
+    if (is_system_actor(aj) && event &&
+        strcmp(event, "payment_received") == 0) {
+      /* A message delivered: the replay's case holds the same payment
+         reference, so the same message is delivered to it at once. */
+      PAYMENTS_REPLAYED++;
+      const char *ref = json_string_value(
+          json_object_get(json_object_get(first, "payload"), "payment_ref"));
+      char *payload = dump(json_object_get(h, "payload"));
+      char *mo = NULL;
+      rc = flow_message_send(&mo, rp, event, ref ? ref : "-", payload, 0);
+      free(payload);
+      json_t *m = api_json(r, rp, rc, &mo, "replaying a message");
+      const char *st = json_string_value(json_object_get(m, "status"));
+      const char *to = json_string_value(json_object_get(m, "case"));
+      int ok = st && strcmp(st, "delivered") == 0 && to &&
+               strcmp(to, rid) == 0;
+      if (!ok)
+        problem(r, "case %s: message event %zu '%s' (key %s) does not "
+                "replay: the replay's message is %s", id, i + 1, event,
+                ref ? ref : "(none)", st ? st : "not sent");
+      json_decref(m);
+      if (!ok)
+        return;
+      continue;
+    }
     if (is_system_actor(aj)) {
       TIMER_ROWS++;
       /* A timer fired here.  It may have been fired already by the
@@ -1135,6 +1917,24 @@ verify_case(const round *r, flow_engine *rp, json_t *c, json_t *hist,
       continue;
     }
     actor_from_json(aj, &actor, roles);
+    char tid[24];
+    if (replay_task(r, rp, rid, event, json_object_get(h, "payload"), tid,
+                    sizeof tid)) {
+      /* A task completed: complete the replay's with the same outcome,
+         by the same person. */
+      TASKS_REPLAYED++;
+      char *outcome = dump(json_object_get(json_object_get(h, "payload"),
+                                           "outcome"));
+      rc = flow_task_complete(NULL, rp, tid, outcome, &actor);
+      free(outcome);
+      if (rc != 0) {
+        problem(r, "case %s: task event %zu '%s' is in the history but its "
+                "task's completion is refused on replay: %s: %s", id, i + 1,
+                event, flow_err_name(rc), flow_errmsg(rp));
+        return;
+      }
+      continue;
+    }
     char *payload = dump(json_object_get(h, "payload"));
     rc = flow_case_signal(NULL, rp, rid, event, payload, &actor);
     free(payload);
@@ -1175,10 +1975,28 @@ verify_case(const round *r, flow_engine *rp, json_t *c, json_t *hist,
             break;
       }
     }
-    json_t *sv = timer_view(stim), *rv = timer_view(rtim);
+    json_t *rtasks = stasks ? case_tasks(r, rp, rid,
+                                         "listing the replay's tasks")
+                            : NULL;
+    if (stasks && rtasks)
+      same_tasks(r, id, stasks, rtasks);
+    json_t *sv = timer_view(stim, stasks), *rv = timer_view(rtim, rtasks);
+    /* A task's due time fires with no event (a note for the host), so the
+       child may have fired one that the replay, whose clock stopped at
+       the last event, still holds: one due by the latest time the
+       database's engines saw. */
+    for (size_t k = json_array_size(rv); k-- > 0;) {
+      json_t *t = json_array_get(rv, k);
+      const char *kind = json_string_value(json_object_get(t, "kind"));
+      if (kind && strcmp(kind, "task_due") == 0 &&
+          time_of(json_object_get(t, "due_at")) <= r->clock_end &&
+          !json_array_has(sv, t))
+        json_array_remove(rv, k);
+    }
     same_field(r, id, "the pending timers", sv, rv, NULL);
     json_decref(sv);
     json_decref(rv);
+    json_decref(rtasks);
   }
   json_decref(rcase);
   json_decref(rhist);
@@ -1304,6 +2122,370 @@ verify_answers(const round *r, req_seen *all, size_t nall)
   }
 }
 
+/* ---- bulky_waste: messages and tasks against the histories --------------- */
+
+static int
+is(json_t *o, const char *key, const char *want)
+{
+  const char *v = json_string_value(json_object_get(o, key));
+  return v && want && strcmp(v, want) == 0;
+}
+
+static long
+count_event(json_t *hist, const char *event)
+{
+  long n = 0;
+  size_t i;
+  json_t *row;
+  json_array_foreach(hist, i, row) n += is(row, "event", event);
+  return n;
+}
+
+static const char *
+str_or(json_t *o, const char *key, const char *dflt)
+{
+  const char *v = json_string_value(json_object_get(o, key));
+  return v ? v : dflt;
+}
+
+/*
+ * One bulky_waste case: its payment against the messages sent with its
+ * key (msgs) and its incidents (incs), its tasks against its entries into
+ * booked and what followed each.
+ */
+static void
+verify_bulky(const round *r, json_t *c, json_t *hist, json_t *tasks,
+             json_t *msgs, json_t *incs)
+{
+  const char *id = json_string_value(json_object_get(c, "id"));
+  const char *ref = json_string_value(
+      json_object_get(json_object_get(c, "data"), "payment_ref"));
+  BULKY_CHECKED++;
+
+  /* The payment: once at most, at seq 2, by the engine (a delivery). */
+  long npay = 0;
+  json_t *prow = NULL, *row;
+  size_t i;
+  json_array_foreach(hist, i, row)
+  {
+    if (!is(row, "event", "payment_received"))
+      continue;
+    npay++;
+    prow = row;
+    if (i != 1 || !is_system_actor(json_object_get(row, "actor")))
+      problem(r, "case %s: payment_received is history row %zu, by %s (a "
+              "delivery is row 2, by the engine)", id, i + 1,
+              str_or(json_object_get(row, "actor"), "id", "?"));
+  }
+  if (npay > 1)
+    problem_in(r, PC_MESSAGE, "case %s: payment_received is applied %ld "
+               "times", id, npay);
+
+  /* The messages of its key: one delivered for each payment event, to
+     this case; none still buffered while it waits for one; each refused
+     one an incident of its own. */
+  long ndel = 0;
+  json_t *dm = NULL, *m;
+  int awaiting = is(c, "state", "awaiting_payment");
+  json_array_foreach(msgs, i, m)
+  {
+    STORED_MESSAGES++;
+    const char *mid = str_or(m, "id", "?");
+    const char *st = str_or(m, "status", "?");
+    if (strcmp(st, "delivered") == 0 || strcmp(st, "incident") == 0) {
+      if (!is(m, "case", id)) {
+        problem_in(r, PC_MESSAGE, "message %s (key %s) is %s to case %s, "
+                   "but case %s holds its key", mid, ref ? ref : "?", st,
+                   str_or(m, "case", "(none)"), id);
+        continue;
+      }
+      if (strcmp(st, "delivered") == 0) {
+        ndel++;
+        dm = m;
+      } else {
+        long ninc = 0;
+        size_t k;
+        json_t *inc;
+        json_array_foreach(incs, k, inc) ninc +=
+            is(inc, "source", "message") && is(inc, "source_id", mid);
+        if (ninc != 1)
+          problem(r, "case %s: message %s is an incident, with %ld incidents "
+                  "for it", id, mid, ninc);
+      }
+    } else if (strcmp(st, "buffered") == 0 && awaiting) {
+      problem_in(r, PC_MESSAGE, "message %s (key %s) is still buffered, but "
+                 "case %s holds its key and waits for it", mid,
+                 ref ? ref : "?", id);
+    } else if (strcmp(st, "buffered") != 0 && strcmp(st, "expired") != 0) {
+      problem(r, "message %s (key %s) of case %s is %s", mid, ref ? ref : "?",
+              id, st);
+    }
+  }
+  if (ndel != npay)
+    problem_in(r, PC_MESSAGE, "case %s: %ld messages delivered to it with "
+               "key %s, but its history has %ld payment_received events", id,
+               ndel, ref ? ref : "?", npay);
+  else if (npay == 1 && !json_equal(json_object_get(prow, "payload"),
+                                    json_object_get(dm, "payload")))
+    problem(r, "case %s: its payment_received payload is not message %s's",
+            id, str_or(dm, "id", "?"));
+  size_t k;
+  json_t *inc;
+  json_array_foreach(incs, k, inc)
+  {
+    if (!is(inc, "source", "message"))
+      problem(r, "case %s has an incident of a %s: %.200s", id,
+              str_or(inc, "source", "?"), str_or(inc, "error", ""));
+  }
+
+  /* Its tasks: one "collect" created by each entry into booked, on that
+     row; done by the collection_done that follows, with its outcome and
+     by its actor; cancelled by anything else that follows; live when
+     nothing does yet. */
+  long entries = 0, done_rows = 0, done_tasks = 0;
+  size_t n = json_array_size(hist);
+  json_array_foreach(hist, i, row)
+  {
+    json_t *tl = json_object_get(row, "tasks");
+    const char *to = json_string_value(json_object_get(row, "to"));
+    const char *from = json_string_value(json_object_get(row, "from"));
+    done_rows += is(row, "event", "collection_done");
+    int entry = to && strcmp(to, "booked") == 0 &&
+                (from == NULL || strcmp(from, "booked") != 0);
+    if (!entry) {
+      if (json_array_size(tl) > 0)
+        problem_in(r, PC_TASK, "case %s: history row %zu (%s) created %zu "
+                   "tasks but does not enter booked", id, i + 1,
+                   str_or(row, "event", "?"), json_array_size(tl));
+      continue;
+    }
+    entries++;
+    json_t *rt = json_array_get(tl, 0);
+    if (json_array_size(tl) != 1 || !is(rt, "name", "collect")) {
+      problem_in(r, PC_TASK, "case %s: history row %zu enters booked with "
+                 "%zu tasks (one \"collect\" expected)", id, i + 1,
+                 json_array_size(tl));
+      continue;
+    }
+    const char *tid = str_or(rt, "id", "?");
+    json_int_t ti = task_index(tasks, tid);
+    json_t *t = ti >= 0 ? json_array_get(tasks, (size_t)ti) : NULL;
+    if (t == NULL || !is(t, "case", id)) {
+      problem_in(r, PC_TASK, "case %s: task %s of history row %zu is not "
+                 "among the case's tasks", id, tid, i + 1);
+      continue;
+    }
+    if (!json_equal(json_object_get(t, "created_at"),
+                    json_object_get(row, "at")))
+      problem_in(r, PC_TASK, "case %s: task %s was created at %s, but the "
+                 "row that created it is at %s", id, tid,
+                 str_or(t, "created_at", "?"), str_or(row, "at", "?"));
+    TASKS_CHECKED++;
+    const char *st = str_or(t, "status", "?");
+    json_t *next = i + 1 < n ? json_array_get(hist, i + 1) : NULL;
+    if (next == NULL) {
+      if (strcmp(st, "open") != 0 && strcmp(st, "claimed") != 0)
+        problem_in(r, PC_TASK, "case %s is booked, but its task %s is %s",
+                   id, tid, st);
+    } else if (is(next, "event", "collection_done")) {
+      json_t *p = json_object_get(next, "payload");
+      const char *by = str_or(json_object_get(next, "actor"), "id", "?");
+      if (strcmp(st, "done") != 0 || !is(t, "finished_by", by) ||
+          !is(p, "by", by) || !is(p, "task", "collect") ||
+          !json_equal(json_object_get(p, "outcome"),
+                      json_object_get(t, "outcome")))
+        problem_in(r, PC_TASK, "case %s: history row %zu is collection_done "
+                   "by %s, but its task %s is %s, finished by %s", id, i + 2,
+                   by, tid, st, str_or(t, "finished_by", "nobody"));
+    } else if (strcmp(st, "cancelled") != 0) {
+      problem_in(r, PC_TASK, "case %s left booked by %s (row %zu), but its "
+                 "task %s is %s, not cancelled", id,
+                 str_or(next, "event", "?"), i + 2, tid, st);
+    }
+    if (!is(rt, "status", st))
+      problem(r, "case %s: history row %zu says task %s is %s, the task "
+              "list says %s", id, i + 1, tid, str_or(rt, "status", "?"), st);
+  }
+  json_t *t;
+  json_array_foreach(tasks, i, t) done_tasks += is(t, "status", "done");
+  if ((long)json_array_size(tasks) != entries)
+    problem_in(r, PC_TASK, "case %s has %zu tasks, but enters booked %ld "
+               "times", id, json_array_size(tasks), entries);
+  if (done_tasks != done_rows)
+    problem_in(r, PC_TASK, "case %s: %ld of its tasks are done, but its "
+               "history has %ld collection_done events", id, done_tasks,
+               done_rows);
+}
+
+/* A task as the acknowledgement checks find it. */
+typedef struct task_ref {
+  int64_t id;
+  json_t *t;
+} task_ref;
+
+static int
+task_ref_cmp(const void *a, const void *b)
+{
+  int64_t x = ((const task_ref *)a)->id, y = ((const task_ref *)b)->id;
+  return x < y ? -1 : x > y;
+}
+
+static int
+task_ack_cmp(const void *a, const void *b)
+{
+  const task_ack *x = a, *y = b;
+  if (x->task != y->task)
+    return x->task < y->task ? -1 : 1;
+  return strcmp(x->actor, y->actor);
+}
+
+static json_t *
+find_task(task_ref *all, size_t nall, int64_t id)
+{
+  task_ref key = { id, NULL };
+  task_ref *f = nall ? bsearch(&key, all, nall, sizeof *all, task_ref_cmp)
+                     : NULL;
+  return f ? f->t : NULL;
+}
+
+/*
+ * Every acknowledged claim, completion and send against the database.
+ * tasks[] and hist[] are by case id (up to maxid).
+ */
+static void
+verify_task_acks(round *r, flow_engine *db, json_t **tasks, json_t **hist,
+                 int64_t maxid)
+{
+  task_ref *all = NULL;
+  size_t nall = 0, capall = 0;
+  for (int64_t c = 0; c <= maxid; c++) {
+    size_t i;
+    json_t *t;
+    json_array_foreach(tasks[c], i, t)
+    {
+      GROW(all, nall, capall);
+      all[nall++] = (task_ref){ strtoll(str_or(t, "id", "0"), NULL, 10), t };
+    }
+  }
+  if (nall > 1)
+    qsort(all, nall, sizeof *all, task_ref_cmp);
+
+  /* Claims: one person per task, the one acknowledged. */
+  if (r->nclaims > 1)
+    qsort(r->claims, r->nclaims, sizeof *r->claims, task_ack_cmp);
+  for (size_t i = 0; i < r->nclaims; i++) {
+    const task_ack *a = &r->claims[i];
+    CLAIMS_CHECKED++;
+    if (i > 0 && a->task == r->claims[i - 1].task) {
+      if (strcmp(a->actor, r->claims[i - 1].actor) != 0)
+        problem_in(r, PC_TASK, "task %" PRId64 " was claimed by %s and by "
+                   "%s: both claims were acknowledged", a->task,
+                   r->claims[i - 1].actor, a->actor);
+      continue;
+    }
+    json_t *t = find_task(all, nall, a->task);
+    if (t == NULL) {
+      problem_in(r, PC_TASK, "the acknowledged claim of task %" PRId64
+                 " by %s is lost: there is no such task", a->task, a->actor);
+      continue;
+    }
+    const char *st = str_or(t, "status", "?");
+    if (!is(t, "claimed_by", a->actor))
+      problem_in(r, PC_TASK, "the acknowledged claim of task %" PRId64
+                 " by %s is lost: the task is %s, claimed by %s", a->task,
+                 a->actor, st, str_or(t, "claimed_by", "nobody"));
+    else if (strcmp(st, "done") == 0 && !is(t, "finished_by", a->actor))
+      problem_in(r, PC_TASK, "task %" PRId64 " was claimed by %s but "
+                 "completed by %s", a->task, a->actor,
+                 str_or(t, "finished_by", "nobody"));
+  }
+
+  /* Completions: done, by the acknowledged person, once in the case. */
+  for (size_t i = 0; i < r->ncomps; i++) {
+    const task_ack *a = &r->comps[i];
+    COMPLETIONS_CHECKED++;
+    json_t *t = find_task(all, nall, a->task);
+    const char *st = t ? str_or(t, "status", "?") : "missing";
+    if (t == NULL || strcmp(st, "done") != 0) {
+      problem_in(r, PC_TASK, "the acknowledged completion of task %" PRId64
+                 " (case %" PRId64 ") by %s is lost: the task is %s", a->task,
+                 a->case_id, a->actor, st);
+      continue;
+    }
+    if (!is(t, "finished_by", a->actor) ||
+        strtoll(str_or(t, "case", "0"), NULL, 10) != a->case_id)
+      problem_in(r, PC_TASK, "task %" PRId64 " was completed by %s on case %"
+                 PRId64 " (acknowledged), but the task says by %s on case %s",
+                 a->task, a->actor, a->case_id,
+                 str_or(t, "finished_by", "nobody"), str_or(t, "case", "?"));
+    json_t *h = a->case_id > 0 && a->case_id <= maxid ? hist[a->case_id]
+                                                      : NULL;
+    long nd = count_event(h, "collection_done");
+    if (nd != 1)
+      problem_in(r, PC_TASK, "the acknowledged completion of task %" PRId64
+                 ": case %" PRId64 " has %ld collection_done events", a->task,
+                 a->case_id, nd);
+  }
+  free(all);
+
+  /* Sends: each message listed; delivered (as acknowledged, or later
+     from the buffer) to the case of its key, where it is the one
+     payment; or still buffered, or expired. */
+  for (size_t i = 0; i < r->nmsgs; i++) {
+    const msg_ack *a = &r->msgs[i];
+    MESSAGES_CHECKED++;
+    char *out = NULL;
+    json_t *ms = api_json(r, db,
+                          flow_messages_list(&out, db, "payment_received",
+                                             a->key, NULL),
+                          &out, "listing a key's messages");
+    json_t *m = NULL, *v;
+    size_t k;
+    char mid[24];
+    snprintf(mid, sizeof mid, "%" PRId64, a->id);
+    json_array_foreach(ms, k, v) if (is(v, "id", mid)) m = v;
+    if (m == NULL) {
+      problem_in(r, PC_MESSAGE, "the acknowledged message %s (key %s, %s) "
+                 "is lost: it is not listed", mid, a->key, a->status);
+      json_decref(ms);
+      continue;
+    }
+    const char *st = str_or(m, "status", "?");
+    int64_t mc = strtoll(str_or(m, "case", "0"), NULL, 10);
+    json_t *h = mc > 0 && mc <= maxid ? hist[mc] : NULL;
+    const char *hkey = json_string_value(json_object_get(
+        json_object_get(json_array_get(h, 0), "payload"), "payment_ref"));
+    int ok;
+    if (strcmp(a->status, "delivered") == 0 ||
+        strcmp(a->status, "incident") == 0)
+      ok = strcmp(st, a->status) == 0 && mc == a->case_id;
+    else if (strcmp(a->status, "buffered") == 0)
+      ok = strcmp(st, "buffered") == 0 || strcmp(st, "delivered") == 0 ||
+           strcmp(st, "incident") == 0 ||
+           (strcmp(st, "expired") == 0 &&
+            time_of(json_object_get(m, "expires_at")) <= r->clock_end);
+    else
+      ok = 0;
+    if (!ok) {
+      problem_in(r, PC_MESSAGE, "the acknowledged message %s (key %s) was %s"
+                 " to case %" PRId64 ", and is now %s to case %" PRId64,
+                 mid, a->key, a->status, a->case_id, st, mc);
+    } else if (strcmp(st, "delivered") == 0 || strcmp(st, "incident") == 0) {
+      long np = count_event(h, "payment_received");
+      if (h == NULL || hkey == NULL || strcmp(hkey, a->key) != 0 || np != 1)
+        problem_in(r, PC_MESSAGE, "message %s (key %s) is %s to case %"
+                   PRId64 ", %s with %ld payment_received events", mid,
+                   a->key, st, mc,
+                   h == NULL ? "which is lost"
+                   : hkey == NULL || strcmp(hkey, a->key) != 0
+                       ? "which does not hold its key"
+                       : "which is left",
+                   np);
+    }
+    json_decref(ms);
+  }
+}
+
 /*
  * Checks the database after round r; *last_time receives the latest time
  * it holds, so the next child's clock goes on from there.
@@ -1320,7 +2502,8 @@ verify(round *r, int64_t *last_time, int64_t *first_due, long *serial)
   flow_engine_options ro = FLOW_ENGINE_OPTIONS_INIT;
   ro.synchronous = FLOW_SYNC_OFF;
   if (flow_engine_open(&rp, ":memory:", &ro, err, sizeof err) != 0 ||
-      flow_service_load_file(NULL, rp, SERVICE_PATH) != 0) {
+      flow_service_load_file(NULL, rp, SERVICE_PATH) != 0 ||
+      flow_service_load_file(NULL, rp, BULKY_PATH) != 0) {
     fprintf(stderr, "crash: cannot open the replay engine: %s\n",
             rp ? flow_errmsg(rp) : err);
     exit(2);
@@ -1344,7 +2527,13 @@ verify(round *r, int64_t *last_time, int64_t *first_due, long *serial)
       maxid = id;
   }
   json_t **hist = calloc((size_t)maxid + 1, sizeof *hist);
-  if (hist == NULL || !seen_grow(maxid)) {
+  /* bulky_waste cases: their tasks, the messages of their key, their
+     incidents */
+  json_t **tasks = calloc((size_t)maxid + 1, sizeof *tasks);
+  json_t **msgs = calloc((size_t)maxid + 1, sizeof *msgs);
+  json_t **incs = calloc((size_t)maxid + 1, sizeof *incs);
+  if (hist == NULL || tasks == NULL || msgs == NULL || incs == NULL ||
+      !seen_grow(maxid)) {
     fprintf(stderr, "crash: out of memory\n");
     exit(2);
   }
@@ -1361,6 +2550,21 @@ verify(round *r, int64_t *last_time, int64_t *first_due, long *serial)
     int trc = flow_case_timers(&tt, db, id);
     char *ttext = trc == 0 && tt ? strdup(tt) : NULL;
     json_t *stim = api_json(r, db, trc, &tt, "reading the timers");
+    if (is(c, "service", "bulky_waste")) {
+      const char *ref = json_string_value(
+          json_object_get(json_object_get(c, "data"), "payment_ref"));
+      tasks[n] = case_tasks(r, db, id, "listing a case's tasks");
+      out = NULL;
+      msgs[n] = ref ? api_json(r, db,
+                               flow_messages_list(&out, db,
+                                                  "payment_received", ref,
+                                                  NULL),
+                               &out, "listing a key's messages")
+                    : json_array();
+      out = NULL;
+      incs[n] = api_json(r, db, flow_incidents_list(&out, db, id, NULL), &out,
+                         "listing a case's incidents");
+    }
     char *ctext = dump(c);
     seen *sn = &SEEN[n];
     if (hist[n] && stim && sn->c && strcmp(sn->c, ctext) == 0 &&
@@ -1373,7 +2577,7 @@ verify(round *r, int64_t *last_time, int64_t *first_due, long *serial)
       free(ttext);
     } else if (hist[n] && stim) {
       long before = PROBLEMS;
-      verify_case(r, rp, c, hist[n], stim);
+      verify_case(r, rp, c, hist[n], stim, tasks[n]);
       free(sn->c);
       free(sn->h);
       free(sn->t);
@@ -1410,6 +2614,17 @@ verify(round *r, int64_t *last_time, int64_t *first_due, long *serial)
       *last_time = at;
   }
 
+  /* bulky_waste: payments, tasks, and what the child acknowledged of
+     them. */
+  json_array_foreach(cases, i, c)
+  {
+    int64_t n = strtoll(json_string_value(json_object_get(c, "id")), NULL,
+                        10);
+    if (hist[n] && tasks[n] && msgs[n] && incs[n])
+      verify_bulky(r, c, hist[n], tasks[n], msgs[n], incs[n]);
+  }
+  verify_task_acks(r, db, tasks, hist, maxid);
+
   /* Every acknowledged event is there. */
   for (size_t k = 0; k < r->nacks; k++) {
     const ack *a = &r->acks[k];
@@ -1417,9 +2632,9 @@ verify(round *r, int64_t *last_time, int64_t *first_due, long *serial)
     json_t *h = a->case_id > 0 && a->case_id <= maxid ? hist[a->case_id]
                                                       : NULL;
     if (h == NULL) {
-      problem(r, "acknowledged event '%s' (seq %ld, to '%s') of case %" PRId64
-              " is lost: the case is not in the database", a->event, a->seq,
-              a->state, a->case_id);
+      problem_in(r, PC_EVENT, "acknowledged event '%s' (seq %ld, to '%s') of "
+                 "case %" PRId64 " is lost: the case is not in the database",
+                 a->event, a->seq, a->state, a->case_id);
       continue;
     }
     json_t *row = json_array_get(h, (size_t)a->seq - 1);
@@ -1427,8 +2642,9 @@ verify(round *r, int64_t *last_time, int64_t *first_due, long *serial)
     const char *to = json_string_value(json_object_get(row, "to"));
     if (row == NULL || ev == NULL || strcmp(ev, a->event) != 0 ||
         to == NULL || strcmp(to, a->state) != 0)
-      problem(r, "acknowledged event '%s' (seq %ld, to '%s') of case %" PRId64
-              " is lost: history row %ld is %s%s%s%s", a->event, a->seq,
+      problem_in(r, PC_EVENT, "acknowledged event '%s' (seq %ld, to '%s') of "
+              "case %" PRId64 " is lost: history row %ld is %s%s%s%s",
+              a->event, a->seq,
               a->state, a->case_id, a->seq, row ? "'" : "missing",
               row && ev ? ev : "", row ? "' to " : "", row && to ? to : "");
   }
@@ -1440,8 +2656,10 @@ verify(round *r, int64_t *last_time, int64_t *first_due, long *serial)
   *last_time += 60000;
   flow_engine_set_time(db, *last_time);
   int rc = flow_service_load_file(NULL, db, SERVICE_PATH);
+  if (rc == 0)
+    rc = flow_service_load_file(NULL, db, BULKY_PATH);
   if (rc != 0)
-    problem(r, "loading the service after the kill: %s: %s",
+    problem(r, "loading the services after the kill: %s: %s",
             flow_err_name(rc), flow_errmsg(db));
   char data[160];
   snprintf(data, sizeof data,
@@ -1463,12 +2681,43 @@ verify(round *r, int64_t *last_time, int64_t *first_due, long *serial)
     json_decref(sc);
   }
   json_decref(nc);
+  /* And a booking, and its payment, delivered at once. */
+  snprintf(data, sizeof data,
+           "{\"uprn\":\"9%ld\",\"items\":1,\"payment_ref\":"
+           "\"after-kill-%ld\"}", r->kill % 100000000, r->kill);
+  out = NULL;
+  nc = rc == 0 ? api_json(r, db,
+                          flow_case_open(&out, db, "bulky_waste", data,
+                                         &CITIZEN),
+                          &out, "opening a booking after the kill")
+               : NULL;
+  if (nc) {
+    char ref[48];
+    snprintf(ref, sizeof ref, "after-kill-%ld", r->kill);
+    out = NULL;
+    json_t *m = api_json(r, db,
+                         flow_message_send(&out, db, "payment_received", ref,
+                                           "{\"amount\":1}", 0),
+                         &out, "sending a payment after the kill");
+    if (m && !is(m, "status", "delivered"))
+      problem(r, "a payment sent after the kill is %s, not delivered",
+              str_or(m, "status", "?"));
+    json_decref(m);
+  }
+  json_decref(nc);
   *last_time += 60000;
   *serial += 1000000;
 
-  for (int64_t k = 0; k <= maxid; k++)
+  for (int64_t k = 0; k <= maxid; k++) {
     json_decref(hist[k]);
+    json_decref(tasks[k]);
+    json_decref(msgs[k]);
+    json_decref(incs[k]);
+  }
   free(hist);
+  free(tasks);
+  free(msgs);
+  free(incs);
   json_decref(cases);
   flow_engine_close(rp);
   flow_engine_close(db);
@@ -1482,7 +2731,8 @@ verify(round *r, int64_t *last_time, int64_t *first_due, long *serial)
  * --self-test: proves the checks have teeth by simulating a disk that lost
  * its last writes: the tail half of the WAL goes, with the transactions
  * committed there, acknowledged or not.  The harness must then report lost
- * acknowledged events (and exits 0 only if it did).
+ * acknowledged events, and lost acknowledged message sends (and exits 0
+ * only if it did both, and caught the planted task below).
  */
 static void
 lose_tail(const char *db)
@@ -1494,6 +2744,35 @@ lose_tail(const char *db)
     perror("crash: truncate");
     exit(2);
   }
+}
+
+static long TASKS_PLANTED;
+
+/*
+ * --self-test, too: a task that ends while its case stays booked (as if
+ * the engine ended a task without the transition that must end it) -- one
+ * open task of the crews cancelled through the API behind its case's back.
+ * The task checks must report it.
+ */
+static void
+plant_task_fault(const round *r, const char *db)
+{
+  flow_engine *e = open_engine(r, db);
+  if (e == NULL)
+    return;
+  flow_task_query q = { 0 };
+  q.team = "crews";
+  q.status = "open";
+  char *out = NULL;
+  json_t *ts = api_json(r, e, flow_tasks_list(&out, e, &q), &out,
+                        "listing the tasks to plant a fault");
+  json_t *t = json_array_get(ts, 0);
+  static const flow_actor SABOTEUR = { "saboteur", NULL, 0 };
+  if (t && flow_task_cancel(e, json_string_value(json_object_get(t, "id")),
+                            &SABOTEUR) == 0)
+    TASKS_PLANTED++;
+  json_decref(ts);
+  flow_engine_close(e);
 }
 
 static void
@@ -1561,6 +2840,9 @@ main(int argc, char **argv)
       i++;
     } else if (strcmp(a, "--self-test") == 0) {
       OPT.self_test = 1;
+    } else if (strcmp(a, "--slot") == 0 && v) {
+      OPT.slot = (int)strtol(v, NULL, 10);
+      i++;
     } else {
       usage();
     }
@@ -1572,15 +2854,17 @@ main(int argc, char **argv)
     OPT.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
   snprintf(SERVICE_PATH, sizeof SERVICE_PATH,
            "%s/examples/services/missed_bin.lua", OPT.source);
-  if (access(SERVICE_PATH, R_OK) != 0) {
+  snprintf(BULKY_PATH, sizeof BULKY_PATH,
+           "%s/examples/services/bulky_waste.lua", OPT.source);
+  if (access(SERVICE_PATH, R_OK) != 0 || access(BULKY_PATH, R_OK) != 0) {
     fprintf(stderr, "crash: cannot read %s (give --source the repository)\n",
-            SERVICE_PATH);
+            access(SERVICE_PATH, R_OK) != 0 ? SERVICE_PATH : BULKY_PATH);
     return 2;
   }
   if (child_args[0]) {
     child_main(atoi(child_args[0]), child_args[1],
                strtoull(child_args[2], NULL, 10),
-               strtol(child_args[3], NULL, 10), child_clock);
+               strtol(child_args[3], NULL, 10), child_clock, OPT.slot);
     return 0;
   }
   ssize_t n = readlink("/proc/self/exe", SELF, sizeof SELF - 1);
@@ -1621,6 +2905,7 @@ main(int argc, char **argv)
       snprintf(db, sizeof db, "%s/crash-%ld.db", dir, ++ndb);
       remove_db(db);
       last_time = t0;
+      DB_CLOCK = t0;
       serial = 0;
       seen_clear();
     }
@@ -1637,13 +2922,21 @@ main(int argc, char **argv)
     snprintf(clock_path, sizeof clock_path, "%s.clock", db);
     clock_file(clock_path, last_time);
     int rc = run_children(&r, clock_path, serial);
+    int64_t end = read_clock(clock_path);
     unlink(clock_path);
+    if (end > DB_CLOCK)
+      DB_CLOCK = end;
+    if (last_time > DB_CLOCK)
+      DB_CLOCK = last_time;
+    r.clock_end = DB_CLOCK;
     if (rc != 0)
       problem(&r, "the child failed before the kill: %s", r.fatal);
     if (r.in_group)
       KILLS_IN_GROUP++;
-    if (OPT.self_test)
+    if (OPT.self_test) {
       lose_tail(db);
+      plant_task_fault(&r, db);
+    }
     char delays[128] = "";
     for (int p = 1; p < OPT.procs; p++)
       snprintf(delays + strlen(delays), sizeof delays - strlen(delays),
@@ -1657,11 +2950,16 @@ main(int argc, char **argv)
     fflush(stdout);
     int64_t v0 = mono_us(), first_due;
     verify(&r, &last_time, &first_due, &serial);
+    if (last_time > DB_CLOCK)
+      DB_CLOCK = last_time;
     if (OPT.verbose)
       printf("  ready after %.1f ms, verified in %.1f ms\n",
              (double)r.ready_us / 1e3, (double)(mono_us() - v0) / 1e3);
     free(r.acks);
     free(r.answers);
+    free(r.msgs);
+    free(r.claims);
+    free(r.comps);
     /* The restart comes after some downtime (up to two days), so timers
        fall due while nobody runs and must fire exactly once after it.
        Never more than a day past the earliest pending timer: a case's two
@@ -1698,12 +2996,28 @@ main(int argc, char **argv)
          (double)(mono_us() - started) / 1e6);
   printf("crash: %ld action requests checked, %ld acknowledged answers\n",
          REQUESTS_CHECKED, ANSWERS_CHECKED);
+  printf("crash: bulky_waste: %ld case versions checked (%ld payments and "
+         "%ld task completions among their replays), %ld tasks and %ld "
+         "messages against their histories; %ld acknowledged sends, %ld "
+         "claims, %ld completions; %ld claims refused (FLOW_ECONFLICT), %ld "
+         "refused outcomes that changed nothing\n", BULKY_CHECKED, PAYMENTS_REPLAYED,
+         TASKS_REPLAYED, TASKS_CHECKED, STORED_MESSAGES, MESSAGES_CHECKED,
+         CLAIMS_CHECKED, COMPLETIONS_CHECKED, CLAIM_CONFLICTS,
+         REFUSALS_CHECKED);
   printf("crash: %ld kills, %ld acknowledged events checked, %ld problems\n",
          OPT.kills, EVENTS_CHECKED, PROBLEMS);
   if (OPT.self_test) {
+    /* Every kind of check must have bitten: lost events, lost message
+       sends, and the tasks planted (or lost with the WAL). */
+    int ok = PROBLEMS_IN[PC_EVENT] > 0 && PROBLEMS_IN[PC_MESSAGE] > 0 &&
+             PROBLEMS_IN[PC_TASK] > 0;
+    printf("crash: self-test: %ld problems with acknowledged events, %ld "
+           "with messages, %ld with tasks (%ld tasks planted)\n",
+           PROBLEMS_IN[PC_EVENT], PROBLEMS_IN[PC_MESSAGE],
+           PROBLEMS_IN[PC_TASK], TASKS_PLANTED);
     printf("crash: self-test %s: the harness %s the lost writes\n",
-           PROBLEMS ? "passed" : "FAILED", PROBLEMS ? "caught" : "missed");
-    return PROBLEMS ? 0 : 1;
+           ok ? "passed" : "FAILED", ok ? "caught" : "missed");
+    return ok ? 0 : 1;
   }
   return PROBLEMS ? 1 : 0;
 }
