@@ -12,7 +12,7 @@ build=${1:-$here/build/test}
 export CK_FORK=no
 export FLOW_SOURCE_DIR="$here"
 status=0
-for t in check_api check_timers check_bad_input; do
+for t in check_api check_timers check_bad_input check_work; do
   bin="$build/$t"
   if [ ! -x "$bin" ]; then
     echo "valgrind: $bin is not built" >&2
