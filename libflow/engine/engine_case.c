@@ -716,6 +716,14 @@ flow__case_apply_txn(flow_engine *e, int64_t id, const char *event,
                            event_list(st, evs, sizeof evs));
     goto done;
   }
+  if (kind == FLOW__APPLY_SIGNAL && tr && tr->internal) {
+    rc = flow__engine_fail(e, FLOW_EPERM,
+                           "%s:%d: event '%s' in state '%s' is internal: only "
+                           "the engine sends it (from a timer, an action, a "
+                           "task or a message), no actor may",
+                           svc->chunkname, tr->line, event, row.state);
+    goto done;
+  }
   if (kind == FLOW__APPLY_SIGNAL && tr && tr->nroles) {
     int ok = 0;
     for (size_t i = 0; i < tr->nroles && !ok; i++)

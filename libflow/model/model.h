@@ -59,6 +59,7 @@ typedef struct flow__trans {
   size_t nroles;
   int handler;       /* FLOW__NOREF or a registry reference */
   int guard;
+  int internal;      /* only the engine may send it (internal = true) */
   int line;
 } flow__trans;
 

@@ -18,7 +18,7 @@ static const char *const state_keys[] = {
   "on", "enter", "exit", "final", "after", "title", NULL,
 };
 static const char *const trans_keys[] = {
-  "to", "roles", "guard", "handler", NULL,
+  "to", "roles", "guard", "handler", "internal", NULL,
 };
 static const char *const after_keys[] = { "to", "event", "payload", NULL };
 
@@ -109,6 +109,22 @@ read_trans(loader *ld, flow__state *st, flow__trans *tr, int line)
                 "{ \"crew\" }, not a %s", what, flow__ld_type_at(L, -1));
   }
   lua_pop(L, 1);
+
+  /* internal = true: only the engine sends it (a timer, an action's
+     answer, a task, a message); no actor may. */
+  ty = flow__ld_rawfield(L, v, "internal");
+  if (ty == LUA_TBOOLEAN)
+    tr->internal = lua_toboolean(L, -1);
+  else if (ty != LUA_TNIL)
+    flow__ld_problem(ld, LOCATE(ld, "states", st->name, "on", tr->event,
+                                "internal"),
+                     "internal of %s must be true or false, not a %s", what,
+                     flow__ld_type_at(L, -1));
+  lua_pop(L, 1);
+  if (tr->internal && tr->nroles)
+    flow__ld_problem(ld, kline, "%s is internal (only the engine sends it): "
+                     "roles would never be asked for; remove one of them",
+                     what);
 
   static const char *const fkeys[] = { "guard", "handler" };
   for (size_t i = 0; i < 2; i++) {

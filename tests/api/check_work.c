@@ -568,6 +568,43 @@ START_TEST(test_overdue_and_sla_notes)
 }
 END_TEST
 
+/* An internal event is the engine's to send: a message may, an actor may
+   not. */
+static const char *const INTERNAL =
+    "return { name = 'inner', version = 1, initial = 'a',\n"
+    "  fields = { ref = { type = 'string' } },\n"
+    "  correlate = { result_ready = 'ref' },\n"
+    "  states = {\n"
+    "    a = { on = { result_ready = { to = 'b', internal = true } } },\n"
+    "    b = { final = true } } }\n";
+
+START_TEST(test_internal_events)
+{
+  ck_assert_int_eq(flow_service_load_string(NULL, E, INTERNAL,
+                                            strlen(INTERNAL), "inner.lua"),
+                   0);
+  char *out = NULL;
+  ck_assert_int_eq(flow_case_open(&out, E, "inner", "{\"ref\":\"B1\"}",
+                                  NULL),
+                   0);
+  flow_free(out);
+  ck_assert_int_eq(flow_case_signal(NULL, E, "1", "result_ready", NULL,
+                                    &ANN),
+                   FLOW_EPERM);
+  HAS(flow_errmsg(E), "inner.lua:5:");
+  HAS(flow_errmsg(E), "is internal");
+  HAS(show("1"), "\"state\":\"a\"");
+  HAS(send("result_ready", "B1", "{}", 0), "\"status\":\"delivered\"");
+  HAS(show("1"), "\"state\":\"b\"");
+  static const char *const BAD =
+      "return { name = 'bad', version = 1, initial = 'a',\n"
+      "  states = { a = { on = { x = { to = 'a', internal = 'yes' } } } } }\n";
+  ck_assert_int_eq(flow_service_check(E, BAD, strlen(BAD), "bad.lua"),
+                   FLOW_ESCRIPT);
+  HAS(flow_errmsg(E), "internal of");
+}
+END_TEST
+
 /* ---- scripts ------------------------------------------------------------- */
 
 START_TEST(test_script_mistakes_are_reported_at_the_line)
@@ -641,6 +678,7 @@ work_suite(void)
   tcase_add_test(tc, test_incident_dismissed);
   tcase_add_test(tc, test_timer_incident_retried);
   tcase_add_test(tc, test_overdue_and_sla_notes);
+  tcase_add_test(tc, test_internal_events);
   tcase_add_test(tc, test_script_mistakes_are_reported_at_the_line);
   suite_add_tcase(s, tc);
   return s;
