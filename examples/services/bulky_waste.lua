@@ -19,10 +19,14 @@ return {
     awaiting_payment = {
       after = { ["2d"] = "lapsed" },      -- unpaid bookings lapse
       on = {
-        payment_received = function(case, ev)
-          case.data.amount = ev.payload.amount
-          return "booked"
-        end,
+        -- Only the payment provider's message sends it, never a person.
+        payment_received = {
+          internal = true,
+          handler = function(case, ev)
+            case.data.amount = ev.payload.amount
+            return "booked"
+          end,
+        },
       },
     },
     booked = {

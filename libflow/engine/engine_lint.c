@@ -187,6 +187,50 @@ check_timers(lint *l)
   }
 }
 
+/* Events the engine sends (a state's `after` event, a correlated
+   message): a state that takes them without internal = true lets a
+   person send them too; a message no state takes is always refused. */
+static void
+check_engine_events(lint *l)
+{
+  const flow__service *svc = l->svc;
+  for (size_t i = 0; i < svc->nstates; i++) {
+    const flow__state *st = &svc->states[i];
+    for (size_t j = 0; j < st->nafter; j++) {
+      const flow__after *a = &st->after[j];
+      if (a->event == NULL)
+        continue;
+      /* (The loader refuses a timer event its state does not take.) */
+      const flow__trans *tr = flow__state_trans(st, a->event);
+      if (tr && !tr->internal)
+        warn(l, tr->line,
+             "'%s' in state '%s' comes from its timer; mark it `internal = "
+             "true` so that no person can send it",
+             a->event, st->name);
+    }
+  }
+  for (size_t c = 0; c < svc->ncorrelate; c++) {
+    const char *msg = svc->correlate[c].message;
+    int taken = 0;
+    for (size_t i = 0; i < svc->nstates; i++) {
+      const flow__trans *tr = flow__state_trans(&svc->states[i], msg);
+      if (tr == NULL)
+        continue;
+      taken = 1;
+      if (!tr->internal)
+        warn(l, tr->line,
+             "'%s' in state '%s' is a correlated message; mark it `internal "
+             "= true` so that no person can send it with flow signal",
+             msg, svc->states[i].name);
+    }
+    if (!taken)
+      warn(l, svc->correlate[c].line,
+           "correlate names message '%s', which no state takes: every "
+           "delivery would be an incident (add it to a state's `on`)",
+           msg);
+  }
+}
+
 static int
 warning_cmp(const void *a, const void *b)
 {
@@ -243,6 +287,7 @@ flow_service_lint(char **out, flow_engine *engine, const char *source,
     check_reach(&l);
     check_stuck(&l);
     check_timers(&l);
+    check_engine_events(&l);
   }
   json_t *list = l.oom ? NULL : sorted(&engine->alloc, l.warnings);
   json_decref(l.warnings);

@@ -1239,6 +1239,32 @@ expect "check --strict: warnings exit 1" 1
 run check --strict "$SERVICE"
 expect "check --strict: a clean script" 0
 
+# Events the engine sends: a timer's event the state does not take, and
+# engine events a person could send.
+cat >"$T/lint2.lua" <<'EOF'
+return {
+  name = "lint2", version = 1, initial = "a",
+  fields = { ref = { type = "string" }, other = { type = "string" } },
+  correlate = { paid = "ref", lost = "other" },
+  states = {
+    a = { after = { ["1h"] = { event = "poke" } },
+          on = { paid = "b", poke = "a" } },
+    b = { after = { ["2h"] = { event = "nudge" } },
+          on = { nudge = { to = "c", internal = true },
+                 x = "c" } },
+    c = { final = true },
+  },
+}
+EOF
+run check "$T/lint2.lua"
+expect "check: engine-event warnings exit 0" 0
+err_has "check: a timer's event not internal" "lint2\.lua:7: warning: 'poke' in state 'a' comes from its timer; mark it .internal = true."
+err_has "check: a correlated message not internal" "lint2\.lua:7: warning: 'paid' in state 'a' is a correlated message; mark it .internal = true."
+err_has "check: a correlated message no state takes" "lint2\.lua:4: warning: correlate names message 'lost', which no state takes"
+if grep -q "'nudge' in state 'b'" "$T/err"; then
+  fail "check: an internal timer event is fine: stderr has a warning for it"
+else pass; fi
+
 # A short script with a table of timers shared by 900 states: millions of
 # warnings once, now at most 200 and a count, the same on every run.
 cat >"$T/flood.lua" <<'EOF'
