@@ -642,14 +642,28 @@ c_expect_sla(lua_State *L)
   return 1;
 }
 
+/* An expected refusal: rc as the call returned it.  When the call was
+   accepted after all, the failure shows the case as it left it (case_id),
+   so the author sees which data got through. */
 static int
-refusal_result(lua_State *L, runner *r, int rc, int want, const char *what)
+refusal_result(lua_State *L, runner *r, int rc, int want, const char *what,
+               const char *case_id)
 {
-  if (rc == 0)
+  if (rc == 0) {
+    char *now = NULL;
+    if (case_id && case_id[0])
+      flow_case_get(&now, r->e, case_id);
+    char shown[400];
+    snprintf(shown, sizeof shown, "%s", now ? now : "");
+    if (now && strlen(now) >= sizeof shown)
+      memcpy(shown + sizeof shown - 4, "...", 4);
+    flow_free(now);
     return flow__runner_fail_at(L, r,
                                 "%s should have been refused with %s, but it "
-                                "was accepted",
-                                what, flow_err_name(want));
+                                "was accepted%s%s",
+                                what, flow_err_name(want),
+                                shown[0] ? "; the case is now " : "", shown);
+  }
   if (rc != want)
     return flow__runner_fail_at(L, r,
                                 "%s should have been refused with %s, but it "
@@ -677,7 +691,7 @@ c_expect_refused(lua_State *L)
   snprintf(what, sizeof what, "event '%.60s' on case %s",
            luaL_checkstring(L, 2), id);
   int rc = do_signal(L, r, id, 2);
-  refusal_result(L, r, rc, want, what);
+  refusal_result(L, r, rc, want, what, id);
   lua_settop(L, 1);
   return 1;
 }
@@ -698,8 +712,9 @@ flow__runner_l_expect_open_refused(lua_State *L)
   char what[128], id[24];
   snprintf(what, sizeof what, "opening a case of %.60s",
            luaL_checkstring(L, 1));
+  id[0] = 0;
   int rc = do_open(L, r, 1, id, sizeof id);
-  refusal_result(L, r, rc, want, what);
+  refusal_result(L, r, rc, want, what, id);
   return 0;
 }
 

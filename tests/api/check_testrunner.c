@@ -321,12 +321,19 @@ START_TEST(test_testrunner_refusals)
                "test('not refused', function()\n"
                "  expect_refused(function() open('door') end, "
                "'FLOW_EDATA')\n"
+               "end)\n"
+               "test('open not refused', function()\n"
+               "  expect_open_refused('door', {}, 'FLOW_EDATA')\n"
                "end)\n",
                NULL),
       0);
   has("\"name\":\"refused\",\"status\":\"pass\"");
   has("\"line\":11,\"message\":\"expected the call to be refused with "
       "FLOW_EDATA, but it was accepted\"");
+  /* What got through is shown. */
+  has("\"line\":14,\"message\":\"opening a case of door should have been "
+      "refused with FLOW_EDATA, but it was accepted; the case is now "
+      "{\\\"data\\\":{}");
 }
 END_TEST
 
