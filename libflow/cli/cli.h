@@ -95,10 +95,12 @@ int cli_cmd_messages(cli_ctx *ctx, const cli_args *args);
 int cli_cmd_incidents(cli_ctx *ctx, const cli_args *args);
 int cli_cmd_retry(cli_ctx *ctx, const cli_args *args);
 int cli_cmd_dismiss(cli_ctx *ctx, const cli_args *args);
+int cli_cmd_schema(cli_ctx *ctx, const cli_args *args);
+int cli_cmd_services(cli_ctx *ctx, const cli_args *args);
 
 /* Options of the commands that have some (cmd_list.c, cmd_eval.c,
    cmd_run.c, cmd_check.c, cmd_test.c, cmd_graph.c, cmd_actions.c,
-   cmd_tasks.c, cmd_send.c, cmd_incidents.c). */
+   cmd_tasks.c, cmd_send.c, cmd_incidents.c, cmd_services.c). */
 extern const cli_opt cli_check_opts[];
 extern const cli_opt cli_test_opts[];
 extern const cli_opt cli_graph_opts[];
@@ -110,6 +112,7 @@ extern const cli_opt cli_tasks_opts[];
 extern const cli_opt cli_send_opts[];
 extern const cli_opt cli_messages_opts[];
 extern const cli_opt cli_incidents_opts[];
+extern const cli_opt cli_schema_opts[];
 
 /* The value of the last occurrence of option name, or NULL; "" for a flag
    that was given. */

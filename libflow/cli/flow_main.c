@@ -9,7 +9,10 @@
  * word, in the forms "--db FILE" and "--db=FILE"; "--" ends them, so a
  * later argument that starts with a dash is taken as it is.  The parser
  * knows every command's own options (cli_cmd.opts), so an option's value is
- * never mistaken for an option itself.  A command gets its positional
+ * never mistaken for an option itself.  After the command word, an option
+ * of the command's own wins over a global one of the same name (`flow
+ * schema SERVICE --version N`; `flow --version` before it still prints the
+ * version).  A command gets its positional
  * arguments and options in a cli_args and returns an exit code: 0 done,
  * 1 refused, 2 usage error, 3 storage or internal failure (DESIGN.md).
  * Usage errors print one line and "Try 'flow --help'." on stderr.
@@ -119,6 +122,31 @@ static const cli_cmd commands[] = {
     .min_args = 0,
     .max_args = 0,
     .run = cli_cmd_list,
+  },
+  {
+    .name = "schema",
+    .args = "SERVICE [--version N]",
+    .summary = "the JSON Schema of a service's fields",
+    .help = "Prints the JSON Schema (draft 2020-12) of the fields of SERVICE,\n"
+            "newest stored version or --version N, as one JSON object: what a\n"
+            "host needs to build a form for opening a case.\n",
+    .opts = cli_schema_opts,
+    .min_args = 1,
+    .max_args = 1,
+    .run = cli_cmd_schema,
+  },
+  {
+    .name = "services",
+    .args = "",
+    .summary = "stored services and versions as a table, or JSON",
+    .help = "Lists the service versions stored in the database, oldest\n"
+            "first, as a table (SERVICE, VER, LOADED, SHA256 shortened to 12\n"
+            "digits, TITLE), or with --json as a JSON array of {name,\n"
+            "version, title, sha256, loaded_at}.\n",
+    .opts = no_opts,
+    .min_args = 0,
+    .max_args = 0,
+    .run = cli_cmd_services,
   },
   {
     .name = "actions",
@@ -344,14 +372,18 @@ static const cli_cmd commands[] = {
   },
   {
     .name = "eval",
-    .args = "[-e CODE | FILE]",
+    .args = "[-e CODE | FILE] [--cpu-ms N] [--mem-mb N] [--instructions N]"
+            " [--log-kb N]",
     .summary = "run Lua in a fresh sandbox; prints the result",
     .help = "Runs Lua code under the same sandbox and budgets as a handler\n"
             "and prints what it returns as JSON.  FILE '-' reads the code\n"
             "from stdin.\n"
             "\n"
             "  --cpu-ms N   CPU time the chunk may use, in ms (default 1000)\n"
-            "  --mem-mb N   memory the chunk may hold, in MiB (default 32)\n",
+            "  --mem-mb N   memory the chunk may hold, in MiB (default 32)\n"
+            "  --instructions N\n"
+            "               Lua VM instructions it may run (default 10000000)\n"
+            "  --log-kb N   KiB flow.log and print may write (default 64)\n",
     .opts = cli_eval_opts,
     .min_args = 0,
     .max_args = 1,
@@ -439,8 +471,8 @@ print_usage(FILE *f)
     fprintf(f,
             "  %-9s %-21.*s %s\n",
             c->name,
-            len > 0 ? len : 9,
-            len > 0 ? c->args : "[OPTIONS]",
+            len > 0 || c->args[0] == '\0' ? len : 9,
+            len > 0 || c->args[0] == '\0' ? c->args : "[OPTIONS]",
             c->summary);
   }
   fprintf(f,
@@ -646,6 +678,8 @@ parse(cli_ctx *ctx,
       int c = cmd != NULL ? find_opt(cmd->opts, arg, len) : -1;
       const cli_opt *o;
 
+      if (c >= 0)
+        g = -1; /* a command's own option wins: flow schema S --version N */
       if (g < 0 && c < 0) {
         if (cmd != NULL && cmd->run == NULL)
           continue; /* not available anyway: said below */

@@ -458,6 +458,66 @@ expect "list --where text with quotes is escaped" 0
 run --db "$DB" list --where 'bad field=1'
 refused "list --where with a bad field name" 1
 
+# ---- schema, services ------------------------------------------------------
+
+run --db "$DB" schema missed_bin
+expect "schema" 0
+out_lines "schema (one line)" 1
+out_has "schema is an object" '^{.*}$'
+out_has "schema names its draft" \
+  '"\$schema":"https://json-schema.org/draft/2020-12/schema"'
+for _f in uprn address bin phone crew collected; do
+  out_has "schema has field $_f" "\"$_f\":{"
+done
+out_has "schema lists required fields" '"required":\["address","bin","uprn"\]'
+run --db "$DB" schema missed_bin --version 1
+expect "schema --version 1" 0
+out_has "schema --version 1" '"\$id":"urn:libflow:service:missed_bin:1"'
+run --db "$DB" schema missed_bin --version=1
+expect "schema --version=1" 0
+run --db "$DB" schema nosuch
+refused "schema of an unknown service" 1
+err_has "schema names the unknown service" "nosuch"
+run --db "$DB" schema missed_bin --version 9
+refused "schema of an unknown version" 1
+err_has "schema names the unknown version" "version 9"
+run --db "$DB" schema missed_bin --version 0
+usage "schema --version 0"
+run --db "$DB" schema missed_bin --version two
+usage "schema --version two"
+run --db "$DB" schema
+usage "schema without a service"
+run --db "$DB" schema a b
+usage "schema with two services"
+run --db "$T/none.db" schema missed_bin
+refused "schema without a database (as list: storage)" 3
+run --version schema missed_bin
+out_has "--version before the command still prints the version" '^flow '
+
+run --db "$DB" services
+expect "services" 0
+out_has "services table head" '^SERVICE  *VER  *LOADED  *SHA256  *TITLE$'
+out_has "services table row" \
+  '^missed_bin  *1  *[0-9T:.Z-]*  *[0-9a-f]\{12\}  *Report a missed bin collection$'
+run --db "$DB" services --json
+expect "services --json" 0
+out_lines "services --json (one line)" 1
+out_has "services --json is an array" '^\[{.*}\]$'
+out_has "services --json names missed_bin" '"name":"missed_bin"'
+out_has "services --json has the whole sha256" '"sha256":"[0-9a-f]\{64\}"'
+out_has "services --json has version" '"version":1'
+out_has "services --json has loaded_at" '"loaded_at":"'
+run --db "$DB" --json services
+expect "--json before services" 0
+out_has "--json before services" '^\['
+run --db "$DB" services extra
+usage "services with an argument"
+run --db "$T/none.db" services
+refused "services without a database (as list: storage)" 3
+run help
+out_has "help lists schema" '^  schema '
+out_has "help lists services" '^  services '
+
 # ---- eval ------------------------------------------------------------------
 
 run eval -e 'return 1 + 1'
@@ -527,6 +587,45 @@ run eval --mem-mb lots -e 'return 1'
 usage "eval --mem-mb lots"
 run eval --cpu-ms
 usage "eval --cpu-ms without a value"
+
+# --instructions and --log-kb set the other two budgets.
+run eval --instructions 100000 -e 'local n = 0 for i = 1, 100 do n = n + i end
+  return n'
+expect "eval --instructions, enough" 0
+out_has "eval --instructions, enough" '^5050$'
+run eval --instructions 1000 -e 'while true do end'
+refused "eval --instructions stops a loop" 1
+err_has "eval --instructions names the budget" \
+  'ran more than 1000 instructions'
+run eval --instructions 100000000 -e 'return 1'
+expect "eval --instructions above the default maximum" 0
+run eval --log-kb 1 -e 'for i = 1, 100 do flow.log(("x"):rep(100)) end'
+refused "eval --log-kb stops a chatty chunk" 1
+err_has "eval --log-kb names the budget" 'more than 1 KiB of log output'
+run eval --log-kb 1 -e 'flow.log("short") return 3'
+expect "eval --log-kb, enough" 0
+out_has "eval --log-kb, enough" '^3$'
+run eval --log-kb 1 -e 'for i = 1, 100 do print(("x"):rep(100)) end'
+refused "eval --log-kb counts print too" 1
+run eval --instructions 0 -e 'return 1'
+usage "eval --instructions 0"
+err_has "eval --instructions 0 says why" "^flow: --instructions must be a whole number"
+run eval --instructions lots -e 'return 1'
+usage "eval --instructions lots"
+run eval --instructions -5 -e 'return 1'
+usage "eval --instructions -5"
+run eval --instructions 10000000000000 -e 'return 1'
+usage "eval --instructions too big"
+run eval --log-kb 0 -e 'return 1'
+usage "eval --log-kb 0"
+err_has "eval --log-kb 0 says why" "^flow: --log-kb must be a whole number"
+run eval --log-kb 1.5 -e 'return 1'
+usage "eval --log-kb 1.5"
+run eval --log-kb
+usage "eval --log-kb without a value"
+run help eval
+out_has "help eval names --instructions" '--instructions'
+out_has "help eval names --log-kb" '--log-kb'
 
 # ---- run -------------------------------------------------------------------
 #
