@@ -212,4 +212,13 @@ char *cli_status_json(const char *kind, const char *id, const char *status);
  */
 int cli_parse_duration(const char *text, int64_t *ms);
 
+/* Prints text, a JSON array of objects, as an aligned table: a column
+   per key under its heading; a string as it is (cut to cut[k] characters
+   when cut is not NULL and cut[k] is not 0), a whole number in decimal,
+   anything else "-".  Returns the number of rows, or -1 (said on stderr)
+   when text is not an array. */
+#define CLI_TABLE_MAX_COLS 8
+long cli_print_table(const char *text, const char *const *heads,
+                     const char *const *keys, int ncols, const int *cut);
+
 #endif /* LIBFLOW_CLI_CLI_H */

@@ -434,3 +434,65 @@ cli_parse_duration(const char *text, int64_t *ms)
   *ms = n * unit;
   return 0;
 }
+
+/* A cell of the table: text as it is, a whole number in decimal, else
+   "-". */
+static const char *
+table_cell(json_t *row, const char *key, char *buf, size_t len)
+{
+  json_t *v = json_object_get(row, key);
+
+  if (json_is_string(v))
+    return json_string_value(v);
+  if (json_is_integer(v)) {
+    snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    return buf;
+  }
+  return "-";
+}
+
+long
+cli_print_table(const char *text, const char *const *heads,
+                const char *const *keys, int ncols, const int *cut)
+{
+  json_t *rows = json_loads(text, 0, NULL);
+  char bufs[CLI_TABLE_MAX_COLS][32];
+  int width[CLI_TABLE_MAX_COLS];
+  size_t i;
+  int k;
+
+  if (!json_is_array(rows) || ncols > CLI_TABLE_MAX_COLS) {
+    json_decref(rows);
+    cli_errorf("internal error: the library returned something that is not "
+               "a JSON array");
+    return -1;
+  }
+  for (k = 0; k < ncols; k++)
+    width[k] = (int)strlen(heads[k]);
+  for (i = 0; i < json_array_size(rows); i++) {
+    for (k = 0; k < ncols; k++) {
+      int w = (int)strlen(table_cell(json_array_get(rows, i), keys[k],
+                                     bufs[k], sizeof bufs[k]));
+      if (cut && cut[k] && w > cut[k])
+        w = cut[k];
+      if (w > width[k])
+        width[k] = w;
+    }
+  }
+  for (i = 0; i <= json_array_size(rows); i++) {
+    for (k = 0; k < ncols; k++) {
+      /* row 0 is the heading */
+      const char *c = i == 0 ? heads[k]
+                             : table_cell(json_array_get(rows, i - 1),
+                                          keys[k], bufs[k], sizeof bufs[k]);
+      int p = cut && cut[k] ? cut[k] : (int)strlen(c);
+      if (k == ncols - 1)
+        printf("%.*s\n", p, c);
+      else
+        printf("%-*.*s  ", width[k], p, c);
+    }
+  }
+  long n = (long)json_array_size(rows);
+  json_decref(rows);
+  return n;
+}

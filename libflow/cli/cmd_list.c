@@ -62,34 +62,7 @@ oom:
 }
 
 /* A member of a case as text for the table: "-" when null or missing. */
-static const char *
-cell(json_t *c, const char *key, char *buf, size_t len)
-{
-  json_t *v = json_object_get(c, key);
-
-  if (json_is_string(v))
-    return json_string_value(v);
-  if (json_is_integer(v)) {
-    snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    return buf;
-  }
-  return "-";
-}
-
 #define NCOLS 7
-
-static void
-print_row(const char *const *cells, const int *width)
-{
-  int i;
-
-  for (i = 0; i < NCOLS; i++) {
-    if (i == NCOLS - 1)
-      printf("%s\n", cells[i]);
-    else
-      printf("%-*s  ", width[i], cells[i]);
-  }
-}
 
 /*
  * Prints the library's array of cases as an aligned table.  When the
@@ -104,39 +77,11 @@ print_table(const char *text, size_t limit)
   static const char *const keys[NCOLS] = { "id",    "service", "version",
                                            "state", "status",  "updated_at",
                                            "due_at" };
-  json_t *cases = json_loads(text, 0, NULL);
-  char bufs[NCOLS][32];
-  const char *cells[NCOLS];
-  int width[NCOLS];
-  size_t i;
-  int k;
-
-  if (!json_is_array(cases)) {
-    json_decref(cases);
-    cli_errorf("internal error: the library returned something that is not "
-               "a JSON array");
+  long n = cli_print_table(text, heads, keys, NCOLS, NULL);
+  if (n < 0)
     return CLI_EXIT_FAILURE;
-  }
-  for (k = 0; k < NCOLS; k++)
-    width[k] = (int)strlen(heads[k]);
-  for (i = 0; i < json_array_size(cases); i++) {
-    for (k = 0; k < NCOLS; k++) {
-      int w = (int)strlen(
-        cell(json_array_get(cases, i), keys[k], bufs[k], sizeof(bufs[k])));
-      if (w > width[k])
-        width[k] = w;
-    }
-  }
-  print_row(heads, width);
-  for (i = 0; i < json_array_size(cases); i++) {
-    for (k = 0; k < NCOLS; k++)
-      cells[k] =
-        cell(json_array_get(cases, i), keys[k], bufs[k], sizeof(bufs[k]));
-    print_row(cells, width);
-  }
-  if (json_array_size(cases) == limit)
+  if ((size_t)n == limit)
     printf("(limit of %zu reached; --limit N shows more)\n", limit);
-  json_decref(cases);
   return CLI_EXIT_OK;
 }
 

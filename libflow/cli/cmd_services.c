@@ -57,38 +57,6 @@ cli_cmd_schema(cli_ctx *ctx, const cli_args *args)
 
 /* A member of a service as text for the table: "-" when null or
    missing; the SHA-256 shortened to its first 12 digits. */
-static const char *
-cell(json_t *s, const char *key, char *buf, size_t len)
-{
-  json_t *v = json_object_get(s, key);
-
-  if (json_is_string(v)) {
-    if (strcmp(key, "sha256") == 0) {
-      snprintf(buf, len, "%.12s", json_string_value(v));
-      return buf;
-    }
-    return json_string_value(v);
-  }
-  if (json_is_integer(v)) {
-    snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    return buf;
-  }
-  return "-";
-}
-
-static void
-print_row(const char *const *cells, const int *width)
-{
-  int i;
-
-  for (i = 0; i < NCOLS; i++) {
-    if (i == NCOLS - 1)
-      printf("%s\n", cells[i]);
-    else
-      printf("%-*s  ", width[i], cells[i]);
-  }
-}
-
 static int
 print_table(const char *text)
 {
@@ -96,38 +64,10 @@ print_table(const char *text)
                                             "SHA256", "TITLE" };
   static const char *const keys[NCOLS] = { "name", "version", "loaded_at",
                                            "sha256", "title" };
-  json_t *list = json_loads(text, 0, NULL);
-  char bufs[NCOLS][32];
-  const char *cells[NCOLS];
-  int width[NCOLS];
-  size_t i;
-  int k;
+  static const int cut[NCOLS] = { 0, 0, 0, 12, 0 };
+  return cli_print_table(text, heads, keys, NCOLS, cut) < 0 ? CLI_EXIT_FAILURE
+                                                           : CLI_EXIT_OK;
 
-  if (!json_is_array(list)) {
-    json_decref(list);
-    cli_errorf("internal error: the library returned something that is not "
-               "a JSON array");
-    return CLI_EXIT_FAILURE;
-  }
-  for (k = 0; k < NCOLS; k++)
-    width[k] = (int)strlen(heads[k]);
-  for (i = 0; i < json_array_size(list); i++) {
-    for (k = 0; k < NCOLS; k++) {
-      int w = (int)strlen(
-        cell(json_array_get(list, i), keys[k], bufs[k], sizeof(bufs[k])));
-      if (w > width[k])
-        width[k] = w;
-    }
-  }
-  print_row(heads, width);
-  for (i = 0; i < json_array_size(list); i++) {
-    for (k = 0; k < NCOLS; k++)
-      cells[k] =
-        cell(json_array_get(list, i), keys[k], bufs[k], sizeof(bufs[k]));
-    print_row(cells, width);
-  }
-  json_decref(list);
-  return CLI_EXIT_OK;
 }
 
 int
