@@ -7,7 +7,8 @@
  * flow_test_file(), which returns its results as JSON.  This file only
  * finds files and presents results: a readable summary (a line per test,
  * the message and case history of each failure, then "N passed, N failed"
- * alone on the last line), TAP version 14 with YAML diagnostics (--tap),
+ * alone on the last line; with --verbose, what each test wrote with print
+ * and flow.log under its line, as a failure's always is), TAP version 14 with YAML diagnostics (--tap),
  * and JUnit XML in the shape Jenkins, GitLab and Azure DevOps read
  * (--junit FILE, besides the normal output).  --coverage adds, for each
  * service, the share of states entered and transitions fired and what was
@@ -126,8 +127,26 @@ jstr(json_t *o, const char *key)
   return s != NULL ? s : "";
 }
 
+/* What a test wrote with print and flow.log, indented under it. */
 static void
-print_readable(json_t *file)
+print_output(json_t *t, const char *head, const char *indent)
+{
+  if (!json_is_string(json_object_get(t, "output")))
+    return;
+  const char *o = jstr(t, "output");
+  printf("%s\n", head);
+  while (*o != '\0') {
+    const char *nl = strchr(o, '\n');
+    int n = nl != NULL ? (int)(nl - o) : (int)strlen(o);
+    printf("%s%.*s\n", indent, n, o);
+    o += n + (nl != NULL);
+  }
+}
+
+/* verbose: the output of passing tests too (a failure's is always
+   shown). */
+static void
+print_readable(json_t *file, int verbose)
 {
   json_t *tests = json_object_get(file, "tests");
   size_t i, k;
@@ -140,8 +159,11 @@ print_readable(json_t *file)
 
     printf("  %s %s\n", pass ? "\xe2\x9c\x93" : "\xe2\x9c\x97",
            jstr(t, "name"));
-    if (pass)
+    if (pass) {
+      if (verbose)
+        print_output(t, "    output:", "      ");
       continue;
+    }
     printf("    %s:%lld: %s%s\n",
            jstr(file, "file"),
            (long long)json_integer_value(json_object_get(t, "line")),
@@ -152,16 +174,7 @@ print_readable(json_t *file)
       for (k = 0; k < json_array_size(h); k++)
         printf("      %s\n", json_string_value(json_array_get(h, k)));
     }
-    if (json_is_string(json_object_get(t, "output"))) {
-      const char *o = jstr(t, "output");
-      printf("    output:\n");
-      while (*o != '\0') {
-        const char *nl = strchr(o, '\n');
-        int n = nl != NULL ? (int)(nl - o) : (int)strlen(o);
-        printf("      %.*s\n", n, o);
-        o += n + (nl != NULL);
-      }
-    }
+    print_output(t, "    output:", "      ");
   }
 }
 
@@ -184,8 +197,9 @@ yaml_str(FILE *f, const char *s)
   fputc('"', f);
 }
 
+/* verbose: each test's output as comments after its point (and YAML). */
 static void
-print_tap(json_t *file, size_t *n)
+print_tap(json_t *file, size_t *n, int verbose)
 {
   json_t *tests = json_object_get(file, "tests");
   size_t i, k;
@@ -204,8 +218,11 @@ print_tap(json_t *file, size_t *n)
       putchar(*name == '\n' ? ' ' : *name);
     }
     putchar('\n');
-    if (pass)
+    if (pass) {
+      if (verbose)
+        print_output(t, "# output:", "#   ");
       continue;
+    }
     printf("  ---\n  message: ");
     yaml_str(stdout, jstr(t, "message"));
     printf("\n  severity: %s\n  at:\n    file: ",
@@ -222,6 +239,8 @@ print_tap(json_t *file, size_t *n)
       }
     }
     printf("  ...\n");
+    if (verbose)
+      print_output(t, "# output:", "#   ");
   }
 }
 
@@ -564,9 +583,9 @@ cli_cmd_test(cli_ctx *ctx, const cli_args *args)
     if (coverage)
       merge_coverage(cov, json_object_get(j, "coverage"));
     if (tap)
-      print_tap(j, &n);
+      print_tap(j, &n, ctx->verbose);
     else
-      print_readable(j);
+      print_readable(j, ctx->verbose);
     fflush(stdout);
     json_array_append_new(results, j);
   }

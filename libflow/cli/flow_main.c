@@ -349,8 +349,10 @@ static const cli_cmd commands[] = {
       "line per test and ends with 'N passed, N failed'.  --tap writes TAP\n"
       "instead; --junit FILE also writes JUnit XML for CI; --filter runs\n"
       "only tests whose name contains TEXT; --coverage reports the states\n"
-      "entered and transitions fired per service.  Exit 0 only when every\n"
-      "test passed.  See docs/testing.md.\n",
+      "entered and transitions fired per service; --verbose shows what\n"
+      "each test wrote with print and flow.log under its line (a failing\n"
+      "test's is always shown).  Exit 0 only when every test passed.\n"
+      "See docs/testing.md.\n",
     .opts = cli_test_opts,
     .min_args = 0,
     .max_args = -1,

@@ -221,3 +221,226 @@ flow__lua_literal_returns(const flow__lua_tokens *tk, int first, int last,
       each(ctx, v->p, v->len);
   }
 }
+
+/* ---- what handlers do, read from their tokens ---------------------------- */
+
+static int
+tok_is(const flow__token *t, const char *w)
+{
+  size_t n = strlen(w);
+  return t->kind == FLOW__TOK_NAME && t->len == n && memcmp(t->p, w, n) == 0;
+}
+
+/* The first token on line `first` or later. */
+static size_t
+first_on(const flow__lua_tokens *tk, int first)
+{
+  size_t lo = 0, hi = tk->n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (tk->toks[mid].line < first)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/* 1 when token i ends a statement's expression: a block keyword, `;`,
+   or nothing (the end of the source). */
+static int
+ends_expr(const flow__lua_tokens *tk, size_t i)
+{
+  if (i >= tk->n)
+    return 1;
+  const flow__token *t = &tk->toks[i];
+  return t->ch == ';' || tok_is(t, "end") || tok_is(t, "else") ||
+         tok_is(t, "elseif") || tok_is(t, "until");
+}
+
+void
+flow__lua_return_kinds(const flow__lua_tokens *tk, int first, int last,
+                       int *literal, int *bare, int *other)
+{
+  *literal = *bare = *other = 0;
+  for (size_t i = first_on(tk, first); i < tk->n && tk->toks[i].line <= last;
+       i++) {
+    if (!tok_is(&tk->toks[i], "return"))
+      continue;
+    if (ends_expr(tk, i + 1) ||
+        (i + 1 < tk->n && tok_is(&tk->toks[i + 1], "nil") &&
+         ends_expr(tk, i + 2)))
+      (*bare)++;
+    else if (tk->toks[i + 1].kind == FLOW__TOK_STRING && ends_expr(tk, i + 2))
+      (*literal)++;
+    else
+      (*other)++;
+  }
+}
+
+/* The end of the argument or field that starts at i, inside a bracket
+   that closes at hi: the next ',' or ';' at this depth, or hi. */
+static size_t
+item_end(const flow__lua_tokens *tk, size_t i, size_t hi)
+{
+  while (i < hi) {
+    const flow__token *t = &tk->toks[i];
+    if (t->ch == ',' || t->ch == ';')
+      return i;
+    if ((t->ch == '(' || t->ch == '{' || t->ch == '[') && t->match > (long)i)
+      i = (size_t)t->match;
+    i++;
+  }
+  return hi;
+}
+
+/* The value of field `key` in the constructor whose '{' is at o: *vlo and
+   *vhi bound its tokens.  Returns 1 found, 0 not there, -1 cannot tell
+   (a ["key"] = form, or a positional item that could be anything). */
+static int
+field_value(const flow__lua_tokens *tk, size_t o, const char *key,
+            size_t *vlo, size_t *vhi)
+{
+  const flow__token *ob = &tk->toks[o];
+  if (ob->ch != '{' || ob->match <= (long)o)
+    return -1;
+  size_t hi = (size_t)ob->match, i = o + 1;
+  int unsure = 0;
+  while (i < hi) {
+    size_t e = item_end(tk, i, hi);
+    if (i + 1 < e && tk->toks[i].kind == FLOW__TOK_NAME &&
+        tk->toks[i + 1].ch == '=') {
+      if (tok_is(&tk->toks[i], key)) {
+        *vlo = i + 2;
+        *vhi = e;
+        return 1;
+      }
+    } else if (i < e) {
+      unsure = 1; /* ["key"] = v, or a value without a key */
+    }
+    i = e + 1;
+  }
+  return unsure ? -1 : 0;
+}
+
+/* The event a value names: its text when the value is one string alone. */
+static const flow__token *
+plain_string(const flow__lua_tokens *tk, size_t lo, size_t hi)
+{
+  return hi == lo + 1 && tk->toks[lo].kind == FLOW__TOK_STRING
+             ? &tk->toks[lo]
+             : NULL;
+}
+
+static void
+option_use(const flow__lua_tokens *tk, size_t o, flow__lua_event_use *u,
+           const char *opt,
+           void (*each)(void *ctx, const flow__lua_event_use *use), void *ctx)
+{
+  size_t lo, hi;
+  int f = o < tk->n ? field_value(tk, o, opt, &lo, &hi) : -1;
+  if (f == 0)
+    return;
+  const flow__token *s = f == 1 ? plain_string(tk, lo, hi) : NULL;
+  u->opt = opt;
+  u->name = s ? s->p : NULL;
+  u->len = s ? s->len : 0;
+  each(ctx, u);
+}
+
+/* The arguments of the call whose '(' is at o: where each starts and ends,
+   up to 4.  Returns how many there are (more than 4: 5). */
+static int
+call_args(const flow__lua_tokens *tk, size_t o, size_t lo[4], size_t hi[4])
+{
+  size_t end = (size_t)tk->toks[o].match, i = o + 1;
+  int n = 0;
+  while (i < end) {
+    size_t e = item_end(tk, i, end);
+    if (n == 4)
+      return 5;
+    lo[n] = i;
+    hi[n] = e;
+    n++;
+    i = e + 1;
+  }
+  return n;
+}
+
+void
+flow__lua_event_uses(const flow__lua_tokens *tk, int first, int last,
+                     void (*each)(void *ctx, const flow__lua_event_use *use),
+                     void *ctx)
+{
+  for (size_t i = first_on(tk, first); i < tk->n && tk->toks[i].line <= last;
+       i++) {
+    const flow__token *t = &tk->toks[i];
+    if (!tok_is(t, "flow"))
+      continue;
+    if (i > 0 && (tk->toks[i - 1].ch == '.' || tk->toks[i - 1].ch == ':'))
+      continue; /* x.flow: someone else's field */
+    flow__lua_event_use u = { "flow", NULL, t->line, NULL, 0, 0 };
+    if (i + 1 < tk->n && tk->toks[i + 1].ch == '=' && i > 0 &&
+        (tk->toks[i - 1].ch == '{' || tk->toks[i - 1].ch == ',' ||
+         tk->toks[i - 1].ch == ';'))
+      continue; /* { flow = ... }: a field of that name */
+    if (i + 2 >= tk->n || tk->toks[i + 1].ch != '.' ||
+        tk->toks[i + 2].kind != FLOW__TOK_NAME) {
+      each(ctx, &u); /* flow passed on or indexed: anything may follow */
+      continue;
+    }
+    const flow__token *fn = &tk->toks[i + 2];
+    size_t o = i + 3;
+    int is_call = tok_is(fn, "call"), is_task = tok_is(fn, "task");
+    int is_timer = tok_is(fn, "after") || tok_is(fn, "at");
+    if (!is_call && !is_task && !is_timer)
+      continue; /* flow.log, flow.now, ...: no event */
+    u.fn = is_call ? "flow.call" : is_task ? "flow.task"
+           : tok_is(fn, "after") ? "flow.after" : "flow.at";
+    if (is_task && o < tk->n && tk->toks[o].ch == '{') {
+      option_use(tk, o, &u, "done", each, ctx); /* flow.task{ ... } */
+      continue;
+    }
+    size_t lo[4], hi[4];
+    int n = -1;
+    if (o < tk->n && tk->toks[o].ch == '(' && tk->toks[o].match > (long)o)
+      n = call_args(tk, o, lo, hi);
+    if (is_task) {
+      if (n >= 1 && hi[0] > lo[0] && tk->toks[lo[0]].ch == '{')
+        option_use(tk, lo[0], &u, "done", each, ctx);
+      else
+        each(ctx, &u);
+    } else if (is_call) {
+      if (n == 1 || n == 2)
+        continue; /* no options: no event */
+      if (n == 3 && hi[2] > lo[2] && tk->toks[lo[2]].ch == '{') {
+        option_use(tk, lo[2], &u, "reply", each, ctx);
+        option_use(tk, lo[2], &u, "fail", each, ctx);
+      } else {
+        each(ctx, &u);
+      }
+    } else {
+      const flow__token *ev = n >= 2 && n <= 4 ? plain_string(tk, lo[1], hi[1])
+                                               : NULL;
+      u.name = ev ? ev->p : NULL;
+      u.len = ev ? ev->len : 0;
+      if (n == 4) {
+        size_t vlo, vhi;
+        int f = tk->toks[lo[3]].ch == '{' && hi[3] == (size_t)tk->toks[lo[3]].match + 1
+                    ? field_value(tk, lo[3], "keep", &vlo, &vhi)
+                    : -1;
+        if (f == 0)
+          u.keep = 0;
+        else if (f == 1 && vhi == vlo + 1 && tok_is(&tk->toks[vlo], "true"))
+          u.keep = 1;
+        else if (f == 1 && vhi == vlo + 1 &&
+                 (tok_is(&tk->toks[vlo], "false") ||
+                  tok_is(&tk->toks[vlo], "nil")))
+          u.keep = 0;
+        else
+          u.keep = -1;
+      }
+      each(ctx, &u);
+    }
+  }
+}

@@ -54,6 +54,44 @@ void flow__lua_literal_returns(const flow__lua_tokens *tk, int first,
                                             size_t len),
                                void *ctx);
 
+/*
+ * How the `return`s on lines first..last end, for the checks that must be
+ * sure of what a handler does: *literal counts `return "name"` alone (the
+ * string is the whole expression), *bare counts `return`, `return nil`
+ * and the like (the handler stays), *other counts every other return
+ * (an expression: it could be any state).  A handler with no return at
+ * all has all three 0 and always stays.
+ */
+void flow__lua_return_kinds(const flow__lua_tokens *tk, int first, int last,
+                            int *literal, int *bare, int *other);
+
+/*
+ * An event the script names in a call to the engine, as the source shows
+ * it (flow__lua_event_uses): the event of flow.after/flow.at, the reply
+ * and fail options of flow.call, the done of flow.task.  name is NULL
+ * when the source does not say it plainly (a variable, an expression, an
+ * options table built elsewhere, `flow` used other than by these calls):
+ * the script may then send any event.
+ */
+typedef struct flow__lua_event_use {
+  const char *fn;   /* "flow.after", "flow.at", "flow.call", "flow.task",
+                       or "flow" (used some other way) */
+  const char *opt;  /* NULL (the event argument), "reply", "fail", "done" */
+  int line;
+  const char *name; /* the event's text between the quotes, or NULL */
+  size_t len;
+  int keep;         /* after/at: 1 with keep = true, 0 without, -1 when the
+                       options cannot be read; 0 for the others */
+} flow__lua_event_use;
+
+/* Calls each(ctx, use) for every such use on lines first..last, in source
+   order.  A call whose options name no event (flow.call without reply
+   or fail) gives none. */
+void flow__lua_event_uses(const flow__lua_tokens *tk, int first, int last,
+                          void (*each)(void *ctx,
+                                       const flow__lua_event_use *use),
+                          void *ctx);
+
 static inline int
 flow__lua_is_digit(char c)
 {

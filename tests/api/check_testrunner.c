@@ -653,6 +653,87 @@ START_TEST(test_testrunner_tasks_failing)
 }
 END_TEST
 
+/* Issue 14 item 8: what a test and its service write is kept with the
+   test, passing or not (flow test shows it with --verbose); timers due
+   at the same moment are listed in the order they were set and compared
+   by expect_timers in any order. */
+static const char *const TALK =
+    "return {\n"
+    "  name = 'talk', version = 1, initial = 'a',\n"
+    "  states = {\n"
+    "    a = { on = {\n"
+    "      go = function(case, ev)\n"
+    "        flow.log('service says', 42)\n"
+    "        flow.after('1d', 'remind')\n"
+    "        flow.after('1d', 'chase')\n"
+    "        flow.after('2d', 'late')\n"
+    "        return 'b'\n"
+    "      end } },\n"
+    "    b = { on = { remind = { to = 'b', internal = true },\n"
+    "                 chase = { to = 'b', internal = true },\n"
+    "                 late = { to = 'c', internal = true } } },\n"
+    "    c = { final = true },\n"
+    "  },\n"
+    "}\n";
+
+START_TEST(test_testrunner_output_of_passing_tests)
+{
+  write_file("talk.lua", TALK);
+  ck_assert_int_eq(run_with("load('talk.lua')\n"
+                            "test('talks', function()\n"
+                            "  print('test says')\n"
+                            "  open('talk'):signal('go')\n"
+                            "end)\n"
+                            "test('quiet', function() end)\n",
+                            NULL),
+                   0);
+  has("\"name\":\"talks\",\"output\":\"test says\\nservice says 42\\n\","
+      "\"status\":\"pass\"");
+  has("\"name\":\"quiet\",\"status\":\"pass\"");
+}
+END_TEST
+
+START_TEST(test_testrunner_timers_due_at_the_same_moment)
+{
+  write_file("talk.lua", TALK);
+  ck_assert_int_eq(
+      run_with("load('talk.lua')\n"
+               "test('set order', function()\n"
+               "  local c = open('talk'):signal('go')\n"
+               "  local t = c:timers()\n"
+               "  expect(t[1].event).to_be('remind')\n"
+               "  expect(t[2].event).to_be('chase')\n"
+               "  expect(t[3].event).to_be('late')\n"
+               "end)\n"
+               "test('as set', function()\n"
+               "  open('talk'):signal('go'):expect_timers({ 'remind', "
+               "'chase', 'late' })\n"
+               "end)\n"
+               "test('any order', function()\n"
+               "  open('talk'):signal('go'):expect_timers({ 'chase', "
+               "{ event = 'remind', at = '2026-02-03T09:00:00Z' }, 'late' })\n"
+               "end)\n"
+               "test('later ones still in order', function()\n"
+               "  open('talk'):signal('go'):expect_timers({ 'late', "
+               "'remind', 'chase' })\n"
+               "end)\n"
+               "test('one entry per timer', function()\n"
+               "  open('talk'):signal('go'):expect_timers({ 'chase', "
+               "'chase', 'late' })\n"
+               "end)\n",
+               NULL),
+      0);
+  has("\"name\":\"set order\",\"output\":\"service says 42\\n\",\"status\":\"pass\"");
+  has("\"name\":\"as set\",\"output\":\"service says 42\\n\",\"status\":\"pass\"");
+  has("\"name\":\"any order\",\"output\":\"service says 42\\n\",\"status\":\"pass\"");
+  has("\"message\":\"expect_timers: case 1 should have the timers {late}, "
+      "{remind}, {chase}, but it has remind at 2026-02-03T09:00:00Z; chase "
+      "at 2026-02-03T09:00:00Z; late at 2026-02-04T09:00:00Z\",\"ms\":");
+  has("\"name\":\"later ones still in order\",\"output\":\"service says 42\\n\",\"status\":\"fail\"");
+  has("\"name\":\"one entry per timer\",\"output\":\"service says 42\\n\",\"status\":\"fail\"");
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -661,6 +742,8 @@ suite(void)
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_testrunner_passing);
+  tcase_add_test(tc, test_testrunner_output_of_passing_tests);
+  tcase_add_test(tc, test_testrunner_timers_due_at_the_same_moment);
   tcase_add_test(tc, test_testrunner_failing);
   tcase_add_test(tc, test_testrunner_assertions_fail_with_what_was_found);
   tcase_add_test(tc, test_testrunner_erroring);

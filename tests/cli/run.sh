@@ -1448,6 +1448,88 @@ rc=$?
 refused "graph --svg without Graphviz" 1
 err_has "graph --svg names the package" 'apt-get install graphviz'
 
+# ---- issue 14 items 6 and 8: check's event warnings, graph marks, ----------
+# ---- and flow test --verbose (expect_timers: tests/api/check_testrunner.c) -
+
+cat >"$T/kept.lua" <<'EOF2'
+return {
+  name = "kept", version = 1, initial = "reported",
+  states = {
+    reported = { on = { assign = function(case, ev)
+      flow.at("2026-12-24T12:00:00Z", "check", {}, { keep = true })
+      flow.after("1d", "chase")
+      flow.call("notify.sms", {}, { reply = "sms_sent" })
+      return "assigned"
+    end } },
+    assigned = { on = { visit = "waiting", chase = "assigned",
+                        check = { to = "closed", internal = true } } },
+    waiting = { on = { done = "closed",
+                       remind = function(case, ev) end,
+                       ping = { to = "closed", internal = true } } },
+    closed = { final = true },
+  },
+}
+EOF2
+run check "$T/kept.lua"
+expect "check: event warnings exit 0" 0
+err_has "check: a kept timer's event a reachable state does not take" \
+  "kept\.lua:5: warning: flow\.at sets a kept timer for 'check' (keep = true), but state 'waiting', which a case can reach after it is set, does not take 'check'"
+err_has "check: a timer's event a person could send" \
+  "kept\.lua:10: warning: 'chase' in state 'assigned' comes from a timer set with flow\.after (line 6); mark it .internal = true."
+err_has "check: a reply no state takes" \
+  "kept\.lua:7: warning: flow\.call's reply event 'sms_sent' is taken by no state"
+err_has "check: an internal event nothing sends" \
+  "kept\.lua:14: warning: 'ping' in state 'waiting' is internal = true, but nothing in the service sends it"
+if grep -q "sets a timer for 'chase'" "$T/err"; then
+  fail "check: chase fires in assigned, which takes it: no warning"
+else pass; fi
+# The repository's own services and the docs' examples are clean
+# (streetlight.lua is the docs' example of warnings).
+for _f in "$SRC"/examples/services/*.lua "$SRC"/docs/examples/*.lua; do
+  case $_f in *_test.lua | */streetlight.lua) continue ;; esac
+  run check "$_f"
+  if [ "$rc" = 0 ] && [ ! -s "$T/err" ]; then pass; else
+    fail "check: ${_f#"$SRC"/} has warnings"; fi
+done
+
+run graph "$T/kept.lua"
+expect "graph: marks" 0
+out_has "graph: a handler that stays is a loop" '^  "waiting" -> "waiting" \[label="remind", style=dashed\];$'
+out_has "graph: an internal event" '^  "assigned" -> "closed" \[label="check (internal)", color=gray45, fontcolor=gray45\];$'
+out_has "graph: other edges unchanged" '^  "waiting" -> "closed" \[label="done"\];$'
+run graph --format mermaid "$T/kept.lua"
+out_has "graph --format mermaid: a loop" '^  waiting --> waiting: remind (handler)$'
+out_has "graph --format mermaid: internal" '^  assigned --> closed: check (internal)$'
+
+mkdir "$T/tv"
+cp "$SERVICE" "$T/tv/missed_bin.lua"
+cat >"$T/tv/chatty_test.lua" <<'EOF2'
+load("missed_bin.lua")
+test("talks", function()
+  print("hello from the test")
+  open("missed_bin", { uprn = "1", address = "1 Road", bin = "refuse" })
+end)
+test("quiet", function() end)
+test("talks and fails", function()
+  print("before the failure")
+  error("boom")
+end)
+EOF2
+run test "$T/tv/chatty_test.lua"
+out_lacks "test: a passing test's output is not shown" 'hello from the test'
+out_has "test: a failing test's output is shown" '^      before the failure$'
+run test --verbose "$T/tv/chatty_test.lua"
+out_has "test --verbose: the output under its test" '^  ✓ talks$'
+if awk '/^  ✓ talks$/ { getline a; getline b; exit !(a == "    output:" && b == "      hello from the test") }' "$T/out"; then
+  pass; else fail "test --verbose: output indented right under the test"; fi
+if awk '/^  ✓ quiet$/ { getline a; exit (a ~ /output/) }' "$T/out"; then
+  pass; else fail "test --verbose: a quiet test has no output block"; fi
+run test --verbose --tap "$T/tv/chatty_test.lua"
+if awk '/^ok 1 - / { getline a; getline b; exit !(a == "# output:" && b == "#   hello from the test") }' "$T/out"; then
+  pass; else fail "test --verbose --tap: output as comments after the test"; fi
+run test --tap "$T/tv/chatty_test.lua"
+out_lacks "test --tap: no output without --verbose" 'hello from the test'
+
 # The example files of docs/testing.md are kept in docs/examples/: each
 # must be exactly what the page shows.
 for _f in "$SRC"/docs/examples/*; do
