@@ -18,8 +18,9 @@ return {
         end
       end,
       on = {
-        texted = function(case, ev) case.data.sms_id = ev.payload.id end,
-        not_texted = "call_resident",
+        texted = { internal = true,
+                   handler = function(case, ev) case.data.sms_id = ev.payload.id end },
+        not_texted = { to = "call_resident", internal = true },
         repair = "repaired",
       },
     },

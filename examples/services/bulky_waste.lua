@@ -46,10 +46,11 @@ return {
         }
       end,
       on = {
-        collection_done = function(case, ev)
+        -- From the crew's task only: no one may send it by hand.
+        collection_done = { internal = true, handler = function(case, ev)
           case.data.outcome = ev.payload.outcome.outcome
           return "closed"
-        end,
+        end },
         cancel = "lapsed",
       },
     },

@@ -123,6 +123,37 @@ enum {
   FLOW__APPLY_MESSAGE     /* a correlated message: must be accepted */
 };
 
+/* ---- service levels (engine_sla.c) ------------------------------------ */
+
+/* A clock that starts in a transition: from src (the service's sla or a
+   state's), with the durations its functions computed (owned). */
+typedef struct flow__sla_start {
+  const flow__sla *src; /* NULL: none starts */
+  char *within, *warn;
+  int computed;
+} flow__sla_start;
+
+/* 1 when some sla (of the service, a state, or flow.sla.restart) may send
+   sla_warning (warn) or sla_breached. */
+int flow__sla_may(const flow__service *svc, int warn);
+void flow__sla_start_init(flow__sla_start *st, const flow__sla *src);
+void flow__sla_start_clear(flow_engine *e, flow__sla_start *st);
+/* 1 when the start needs the script run (a duration is a function). */
+int flow__sla_needs_lua(const flow__sla_start *st);
+/* Runs the start's functions, inside the transition's run. */
+int flow__sla_compute(flow_engine *e, flow__sandbox *sb,
+                      const flow__service *svc, flow__sla_start *st,
+                      flow__err *err);
+/* Before the case row is written: its due_at for the start. */
+int flow__sla_before(flow_engine *e, const flow__service *svc,
+                     flow__case_row *row, flow__sla_start *st, int64_t now,
+                     flow__err *err);
+/* After: the start's timers, then the flow.sla requests among calls in
+   order, the log, and the case's due_at and paused_at when they moved. */
+int flow__sla_after(flow_engine *e, const flow__service *svc,
+                    flow__case_row *row, int opening, flow__sla_start *st,
+                    json_t *calls, int64_t now, flow__err *err);
+
 /* Opens a case; *out (if out) gets its JSON.  Sets the engine error. */
 int flow__case_open_txn(flow_engine *e, const char *service,
                         const char *data_json, const flow_actor *actor,

@@ -112,6 +112,7 @@ typedef struct transition {
                                "message", for notes */
   int opening;
   int64_t now;
+  flow__sla_start sla;      /* a service level that starts, if any */
   /* results */
   const flow__state *next;
   json_t *calls;
@@ -119,18 +120,69 @@ typedef struct transition {
 } transition;
 
 /* Runs guard, handler, exit and enter hooks as the transition needs. */
+/* The service level that starts when the case goes from cur to next (an
+   opening enters next): the state's own, else at opening the service's. */
+static void
+pick_sla(transition *t, const flow__state *cur, const flow__state *next)
+{
+  const flow__sla *src = NULL;
+  if (next->final)
+    src = NULL;
+  else if ((t->opening || next != cur) && next->sla.set)
+    src = &next->sla;
+  else if (t->opening && t->svc->sla.set)
+    src = &t->svc->sla;
+  flow__sla_start_init(&t->sla, src);
+}
+
+/* An initial function's answer: the state the opening enters. */
+static int
+initial_state(transition *t, const char *name, const flow__state **out)
+{
+  flow_engine *e = t->e;
+  const flow__service *svc = t->svc;
+  char states[512];
+  if (name == NULL)
+    return flow__engine_fail(e, FLOW_ESTATE,
+                             "%s:%d: initial returned nothing: it must return "
+                             "the name of the first state (states: %s)",
+                             svc->chunkname, svc->initial_line,
+                             state_list(svc, states, sizeof states));
+  const flow__state *st = flow__service_state(svc, name);
+  int listed = svc->ninitial == 0;
+  for (size_t i = 0; st && i < svc->ninitial; i++)
+    listed |= strcmp(svc->initial_states[i], name) == 0;
+  if (st == NULL || !listed) {
+    flow__join j;
+    flow__join_init(&j, states, sizeof states);
+    for (size_t i = 0; i < svc->ninitial; i++)
+      flow__join_add(&j, ", ", svc->initial_states[i]);
+    if (svc->ninitial == 0)
+      state_list(svc, states, sizeof states);
+    return flow__engine_fail(
+        e, FLOW_ESTATE,
+        "%s:%d: initial returned '%.60s', which is %s (it may return: %s)",
+        svc->chunkname, svc->initial_line, name,
+        st ? "not in initial_states" : "not a state of the service", states);
+  }
+  *out = st;
+  return 0;
+}
+
 static int
 run_scripts(transition *t)
 {
   flow_engine *e = t->e;
   const flow__service *svc = t->svc;
-  const flow__state *cur = flow__service_state(svc, t->row->state);
+  int pick_first = t->opening && svc->initial_fn != FLOW__NOREF;
+  const flow__state *cur =
+      pick_first ? NULL : flow__service_state(svc, t->row->state);
   const flow__trans *tr = t->trans;
   char *ret = NULL;
   int rc;
   e->refused_at[0] = 0;
 
-  if (cur == NULL)
+  if (cur == NULL && !pick_first)
     return flow__engine_fail(e, FLOW_ESTATE,
                              "case %lld is in state '%s', which version %lld "
                              "of %s does not have",
@@ -139,23 +191,31 @@ run_scripts(transition *t)
 
   /* Decide the target without Lua when no function is involved. */
   const flow__state *next = cur;
-  if (t->target)
+  if (pick_first)
+    ; /* the initial function decides, in the run */
+  else if (t->target)
     next = flow__service_state(svc, t->target);
   else if (tr && tr->target && tr->handler == FLOW__NOREF)
     next = flow__service_state(svc, tr->target);
-  if (next == NULL)
+  if (next == NULL && !pick_first)
     return flow__engine_fail(e, FLOW_ESTATE,
                              "%s: state '%s' does not exist in version %lld",
                              svc->chunkname, t->target ? t->target : "?",
                              (long long)svc->version);
   int needs_lua;
-  if (t->opening)
+  if (pick_first)
+    needs_lua = 1;
+  else if (t->opening)
     needs_lua = cur->enter != FLOW__NOREF;
   else
     needs_lua = (tr && (tr->guard != FLOW__NOREF ||
                         tr->handler != FLOW__NOREF)) ||
                 (next != cur &&
                  (cur->exit != FLOW__NOREF || next->enter != FLOW__NOREF));
+  if (!pick_first) {
+    pick_sla(t, cur, next);
+    needs_lua |= flow__sla_needs_lua(&t->sla);
+  }
   if (!needs_lua) {
     /* The data as stored goes on unchanged, but persist validates and
        prints a Jansson value. */
@@ -192,6 +252,23 @@ run_scripts(transition *t)
     return flow__engine_fail_err(e, &err);
 
   if (t->opening) {
+    if (pick_first) {
+      if ((rc = flow__run_invoke_text(sb, svc->initial_fn, "initial",
+                                      "the first state's name", &ret,
+                                      &err)) != 0)
+        goto fail;
+      rc = initial_state(t, ret, &cur);
+      flow__free(&e->alloc, ret);
+      ret = NULL;
+      if (rc != 0) {
+        flow__run_abort(sb);
+        return rc;
+      }
+      next = cur;
+      t->row->state = (char *)cur->name; /* borrowed, as svc->initial is */
+      flow__run_set_state(sb, cur->name);
+      pick_sla(t, cur, next);
+    }
     if ((rc = flow__run_invoke(sb, cur->enter, NULL, NULL, &err)) != 0)
       goto fail;
   } else {
@@ -239,6 +316,10 @@ run_scripts(transition *t)
     }
   }
 
+  if (!t->opening && next != cur)
+    pick_sla(t, cur, next);
+  if ((rc = flow__sla_compute(e, sb, svc, &t->sla, &err)) != 0)
+    goto fail;
   json_t *newdata = NULL, *calls = NULL;
   if ((rc = flow__run_end(sb, &newdata, &calls, &err)) != 0)
     goto fail;
@@ -393,32 +474,6 @@ add_requested_timer(transition *t, json_t *req, flow__err *err)
   return rc;
 }
 
-/* SLA timers when a case opens: kept across states. */
-static int
-add_sla_timers(transition *t, flow__err *err)
-{
-  flow_engine *e = t->e;
-  const flow__service *svc = t->svc;
-  int rc = 0;
-  if (svc->sla_within && t->row->due_at != FLOW__NO_TIME) {
-    json_t *p = json_pack("{s:s}", "within", svc->sla_within);
-    rc = add_timer(e, t->row->id, t->row->seq, t->row->due_at, "sla_breached",
-                   "sla_breached", p, NULL, NULL, err);
-    json_decref(p);
-  }
-  if (rc == 0 && svc->sla_warn) {
-    int64_t due;
-    if (flow__calendar_add(&e->cal, t->now, &svc->sla_warn_dur, &due) != 0)
-      return flow__err_set(err, FLOW_EINVAL, "%s: sla.warn overflows",
-                           svc->chunkname);
-    json_t *p = json_pack("{s:s}", "warn", svc->sla_warn);
-    rc = add_timer(e, t->row->id, t->row->seq, due, "sla_warning",
-                   "sla_warning", p, NULL, NULL, err);
-    json_decref(p);
-  }
-  return rc;
-}
-
 /* Validates, then writes case, history, timers and actions; in a txn. */
 static int
 persist(transition *t)
@@ -470,6 +525,13 @@ persist(transition *t)
   row->closed = t->next->final;
   row->updated_at = t->now;
   row->seq += 1;
+  if (!row->closed &&
+      (rc = flow__sla_before(e, t->svc, row, &t->sla, t->now, &err)) != 0) {
+    row->state = oldstate;
+    row->data = olddata;
+    flow__engine_fail_err(e, &err);
+    goto done;
+  }
   int had_tasks = row->has_tasks;
   for (size_t i = 0; !row->closed && t->calls && i < json_array_size(t->calls);
        i++)
@@ -491,8 +553,9 @@ persist(transition *t)
     rc = flow__engine_sweep_later(e, row->id, &err);
   if (rc == 0 && moved && !row->closed)
     rc = add_state_timers(t, &err);
-  if (rc == 0 && t->opening && !row->closed)
-    rc = add_sla_timers(t, &err);
+  if (rc == 0 && !row->closed)
+    rc = flow__sla_after(e, t->svc, row, t->opening, &t->sla, t->calls,
+                         t->now, &err);
   if (moved)
     e->next_due = INT64_MIN;
   int nact = 0;
@@ -501,7 +564,8 @@ persist(transition *t)
     json_t *c = json_array_get(t->calls, i);
     const char *action = json_string_value(json_object_get(c, "action"));
     if (action == NULL) {
-      if (!row->closed && json_object_get(c, "task") == NULL)
+      if (!row->closed && json_object_get(c, "task") == NULL &&
+          json_object_get(c, "sla") == NULL)
         rc = add_requested_timer(t, c, &err);
       continue;
     }
@@ -570,6 +634,7 @@ transition_run(transition *t, char **out)
   t->calls = NULL;
   json_decref(t->data);
   t->data = NULL;
+  flow__sla_start_clear(e, &t->sla);
   if (rc == 0 && out) {
     /* Report the row as persisted: persist() advanced seq and time. */
     char *old = t->row->state;
@@ -635,14 +700,7 @@ flow__case_open_txn(flow_engine *e, const char *service,
   row.version = svc->version;
   row.state = svc->initial;
   row.opened_at = row.updated_at = now;
-  row.due_at = FLOW__NO_TIME;
-  if (svc->sla_within &&
-      flow__calendar_add(&e->cal, now, &svc->sla, &row.due_at) != 0) {
-    rc = flow__engine_fail(e, FLOW_EINVAL,
-                           "%s: the service level '%s' overflows",
-                           svc->chunkname, svc->sla_within);
-    goto done;
-  }
+  row.due_at = row.paused_at = FLOW__NO_TIME;
   if ((rc = e->vt->case_new_id(e->store, &row.id, &err)) != 0) {
     flow__engine_fail_err(e, &err);
     goto done;

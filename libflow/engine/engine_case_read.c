@@ -39,6 +39,10 @@ flow__case_text(flow__buf *b, const flow__case_row *row, const char *data_text)
   flow__buf_addi64(b, row->seq);
   flow__buf_adds(b, ",\"service\":");
   flow__json_add_string(b, row->service);
+  if (row->paused_at != FLOW__NO_TIME) {
+    flow__buf_adds(b, ",\"sla_paused_at\":");
+    flow__json_add_time(b, row->paused_at);
+  }
   flow__buf_adds(b, ",\"state\":");
   flow__json_add_string(b, row->state);
   flow__buf_adds(b, row->closed ? ",\"status\":\"closed\""
@@ -239,6 +243,27 @@ history_task(void *ctx, const flow__task_row *r)
   return attach(ctx, r->seq, "tasks", o);
 }
 
+/* A change of the service level, on the row of the event that made it. */
+static int
+history_sla(void *ctx, int64_t seq, const char *change, int64_t at,
+            int64_t due_at, const char *detail)
+{
+  json_t *o = json_loads(detail, 0, NULL);
+  if (!json_is_object(o)) {
+    json_decref(o);
+    o = json_object();
+  }
+  if (o == NULL || json_object_set_new(o, "change", json_string(change)) ||
+      json_object_set_new(o, "at", flow__time_json(at)) ||
+      json_object_set_new(o, "due_at", due_at == FLOW__NO_TIME
+                                           ? json_null()
+                                           : flow__time_json(due_at))) {
+    json_decref(o);
+    return FLOW_ENOMEM;
+  }
+  return attach(ctx, seq, "sla", o);
+}
+
 /* The case's events, each with the actions it requested and the tasks it
    created, and where they stand now. */
 static int
@@ -252,6 +277,8 @@ collect_history(flow_engine *e, int64_t id, json_t *arr, flow__err *err)
   if (rc == 0)
     rc = e->vt->task_list(e->store, &q, FLOW__MAX_LIST, history_task, arr,
                           err);
+  if (rc == 0)
+    rc = e->vt->sla_log_each(e->store, id, history_sla, arr, err);
   return rc;
 }
 
@@ -272,8 +299,9 @@ timer_item(void *ctx, const flow__timer_row *r)
                         id, "due_at", flow__time_json(r->due_at), "kind", r->kind,
                         "event", r->event, "payload", payload, "state",
                         r->state, "target", r->target, "status",
-                        strcmp(r->status, "pending") == 0 ? "pending"
-                                                          : "incident");
+                        strcmp(r->status, "pending") == 0  ? "pending"
+                        : strcmp(r->status, "paused") == 0 ? "paused"
+                                                           : "incident");
   if (o && r->state == NULL)
     json_object_set_new(o, "state", json_null());
   if (o && r->error)

@@ -8,9 +8,12 @@
  * adds "after ..." to that event's edge.  Where a handler picks the next
  * state, nothing static says which: the diagram shows dashed edges to the
  * states the handler's own lines return as string literals (return
- * "assigned"), and a note saying the handler decides when it returns none.
- * That reading of the source is a drawing aid only; `flow check` never
- * relies on it.
+ * "assigned"), a loop back to its own state when it may return no value
+ * (it stays), and a note saying the handler decides when it returns
+ * something else.  An event marked internal = true (only the engine sends
+ * it) has "(internal)" after its label, and in DOT a grey edge.
+ * `flow check` reads the same returns (engine_lint.c), but only to name
+ * states the script itself leads to.
  */
 #include "engine/engine.h"
 
@@ -23,6 +26,7 @@ typedef struct edge {
   const char *from, *to; /* to NULL: the handler decides */
   char label[256];
   int dashed;
+  int internal; /* only the engine sends the event (internal = true) */
 } edge;
 
 typedef struct graph {
@@ -36,7 +40,7 @@ typedef struct graph {
 
 static void
 add_edge(graph *g, const char *from, const char *to, const char *label,
-         int dashed)
+         int dashed, int internal)
 {
   if (g->n == g->cap) {
     size_t cap = g->cap ? g->cap * 2 : 16;
@@ -52,6 +56,7 @@ add_edge(graph *g, const char *from, const char *to, const char *label,
   ed->from = from;
   ed->to = to;
   ed->dashed = dashed;
+  ed->internal = internal;
   snprintf(ed->label, sizeof ed->label, "%s", label);
 }
 
@@ -131,27 +136,34 @@ collect_edges(graph *g, const flow__state **states)
       snprintf(label, sizeof label, "%s%s%s%s", tr->event, roles,
                tr->guard != FLOW__NOREF ? " if guard" : "", timers);
       if (tr->target)
-        add_edge(g, st->name, tr->target, label, 0);
+        add_edge(g, st->name, tr->target, label, 0, tr->internal);
       if (tr->handler == FLOW__NOREF)
         continue;
-      int first, last;
+      int first, last, lit = 0, bare = 0, other = 0, lines = 0;
       returns ret = { svc, found, 0 };
       if (have_tokens &&
-          flow__sandbox_func_lines(g->sb, tr->handler, &first, &last) == 0)
+          flow__sandbox_func_lines(g->sb, tr->handler, &first, &last) == 0) {
+        lines = 1;
         flow__lua_literal_returns(&tk, first, last, returned, &ret);
+        flow__lua_return_kinds(&tk, first, last, &lit, &bare, &other);
+      }
       size_t nfound = ret.nfound;
       for (size_t k = 0; k < nfound; k++)
         if (tr->target == NULL || strcmp(found[k]->name, tr->target) != 0)
-          add_edge(g, st->name, found[k]->name, label, 1);
-      if (tr->target == NULL && nfound == 0)
-        add_edge(g, st->name, NULL, label, 1);
+          add_edge(g, st->name, found[k]->name, label, 1, tr->internal);
+      /* A bare `return` (or none at all) stays: a loop on its state. */
+      int stays = lines && (bare > 0 || (lit == 0 && other == 0));
+      if (tr->target == NULL && stays)
+        add_edge(g, st->name, st->name, label, 1, tr->internal);
+      if (tr->target == NULL && nfound == 0 && (!stays || other > 0))
+        add_edge(g, st->name, NULL, label, 1, tr->internal);
     }
     for (size_t j = 0; j < st->nafter; j++) {
       const flow__after *a = &st->after[j];
       if (a->target) {
         char label[160];
         snprintf(label, sizeof label, "after %s", a->duration);
-        add_edge(g, st->name, a->target, label, 0);
+        add_edge(g, st->name, a->target, label, 0, 0);
       }
     }
   }
@@ -183,10 +195,10 @@ render_dot(graph *g, const flow__state **states, flow__buf *b)
   flow__buf_adds(b, "digraph ");
   dot_str(b, svc->name);
   flow__buf_adds(b, " {\n  rankdir=LR;\n  label=");
-  if (svc->sla_within) {
+  if (svc->sla.set) {
     char sla[640];
     snprintf(sla, sizeof sla, "%s, service level: %s", title,
-             svc->sla_within);
+             svc->sla.within ? svc->sla.within : "set by the case");
     dot_str(b, sla);
   } else {
     dot_str(b, title);
@@ -208,9 +220,21 @@ render_dot(graph *g, const flow__state **states, flow__buf *b)
   if (decides)
     flow__buf_adds(b, "  __decides [shape=note, style=dashed, "
                       "label=\"the handler decides\"];\n");
-  flow__buf_adds(b, "  __start -> ");
-  dot_str(b, svc->initial);
-  flow__buf_adds(b, ";\n");
+  if (svc->initial_fn == FLOW__NOREF) {
+    flow__buf_adds(b, "  __start -> ");
+    dot_str(b, svc->initial);
+    flow__buf_adds(b, ";\n");
+  } else if (svc->ninitial == 0) {
+    flow__buf_adds(b, "  __initial [shape=note, style=dashed, "
+                      "label=\"initial decides\"];\n"
+                      "  __start -> __initial [style=dashed];\n");
+  }
+  for (size_t i = 0; svc->initial_fn != FLOW__NOREF && i < svc->ninitial;
+       i++) {
+    flow__buf_adds(b, "  __start -> ");
+    dot_str(b, svc->initial_states[i]);
+    flow__buf_adds(b, " [style=dashed, label=\"initial\"];\n");
+  }
   for (size_t i = 0; i < g->n; i++) {
     const edge *ed = &g->edges[i];
     flow__buf_adds(b, "  ");
@@ -221,9 +245,17 @@ render_dot(graph *g, const flow__state **states, flow__buf *b)
     else
       flow__buf_adds(b, "__decides");
     flow__buf_adds(b, " [label=");
-    dot_str(b, ed->label);
+    if (ed->internal) {
+      char label[300];
+      snprintf(label, sizeof label, "%s (internal)", ed->label);
+      dot_str(b, label);
+    } else {
+      dot_str(b, ed->label);
+    }
     if (ed->dashed)
       flow__buf_adds(b, ", style=dashed");
+    if (ed->internal)
+      flow__buf_adds(b, ", color=gray45, fontcolor=gray45");
     flow__buf_adds(b, "];\n");
   }
   flow__buf_adds(b, "}\n");
@@ -244,16 +276,25 @@ render_mermaid(graph *g, const flow__state **states, flow__buf *b)
   flow__buf_adds(b, "---\ntitle: ");
   mermaid_text(b, svc->title ? svc->title : svc->name);
   flow__buf_addf(b, " (%s version %lld", svc->name, (long long)svc->version);
-  if (svc->sla_within)
-    flow__buf_addf(b, ", service level %s", svc->sla_within);
+  if (svc->sla.set)
+    flow__buf_addf(b, ", service level %s",
+                   svc->sla.within ? svc->sla.within : "set by the case");
   flow__buf_adds(b, ")\n---\nstateDiagram-v2\n");
-  flow__buf_addf(b, "  [*] --> %s\n", svc->initial);
+  if (svc->initial_fn == FLOW__NOREF)
+    flow__buf_addf(b, "  [*] --> %s\n", svc->initial);
+  else if (svc->ninitial == 0)
+    flow__buf_adds(b, "  %% the first state: initial decides\n");
+  for (size_t i = 0; svc->initial_fn != FLOW__NOREF && i < svc->ninitial;
+       i++)
+    flow__buf_addf(b, "  [*] --> %s: initial\n", svc->initial_states[i]);
   for (size_t i = 0; i < g->n; i++) {
     const edge *ed = &g->edges[i];
     if (ed->to == NULL)
       continue;
     flow__buf_addf(b, "  %s --> %s: ", ed->from, ed->to);
     mermaid_text(b, ed->label);
+    if (ed->internal)
+      flow__buf_adds(b, " (internal)");
     if (ed->dashed)
       flow__buf_adds(b, " (handler)");
     flow__buf_addc(b, '\n');
@@ -267,6 +308,8 @@ render_mermaid(graph *g, const flow__state **states, flow__buf *b)
       continue;
     flow__buf_addf(b, "  note right of %s: ", ed->from);
     mermaid_text(b, ed->label);
+    if (ed->internal)
+      flow__buf_adds(b, " (internal)");
     flow__buf_adds(b, " - the handler decides the next state\n");
   }
 }

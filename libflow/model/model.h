@@ -74,6 +74,23 @@ typedef struct flow__after {
   int line;
 } flow__after;
 
+/*
+ * A service level: the case's clock.  `within` (and `warn`) are fixed
+ * durations or functions of the case, run in the sandbox when the clock
+ * starts (the case opens, or enters a state with a service level of its
+ * own).  A zeroed flow__sla (set 0) is none.
+ */
+typedef struct flow__sla {
+  int set;
+  char *within;      /* duration text, or NULL when within_fn */
+  flow__duration within_dur;
+  int within_fn;     /* FLOW__NOREF or a registry reference */
+  char *warn;        /* duration text, or NULL (none, or warn_fn) */
+  flow__duration warn_dur;
+  int warn_fn;
+  int line;          /* of `sla` */
+} flow__sla;
+
 typedef struct flow__state {
   char *name;
   int final;
@@ -83,6 +100,7 @@ typedef struct flow__state {
   size_t non;
   flow__after *after;
   size_t nafter;
+  flow__sla sla;     /* a service level that starts on entering, or none */
   int line;
 } flow__state;
 
@@ -98,15 +116,21 @@ typedef struct flow__service {
   char *name;
   int64_t version;
   char *title;       /* NULL when absent */
-  char *initial;
+  char *initial;     /* the first state, or NULL when initial_fn */
+  int initial_fn;    /* `initial = function(case)`: FLOW__NOREF or a ref */
+  int initial_line;
+  /* The states an opening may enter: initial alone, or initial_states as
+     written, or the state names the function's source returns (guessed
+     = 1; empty when it cannot tell). */
+  char **initial_states;
+  size_t ninitial;
+  int initial_guessed;
   flow__field *fields;
   size_t nfields;
   flow__state *states;
   size_t nstates;
-  char *sla_within;  /* duration text, or NULL */
-  flow__duration sla;
-  char *sla_warn;    /* when to send sla_warning, from opening, or NULL */
-  flow__duration sla_warn_dur;
+  flow__sla sla;     /* starts when a case opens (unless its first state
+                        has one of its own) */
   flow__correlate *correlate;
   size_t ncorrelate;
   int is_form;       /* a task's form (flow__form_read), not a service */

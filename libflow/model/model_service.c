@@ -57,6 +57,8 @@ flow__service_free(const flow__allocator *a, flow__service *svc)
   for (size_t i = 0; i < svc->nstates; i++) {
     flow__state *st = &svc->states[i];
     flow__free(a, st->name);
+    flow__free(a, st->sla.within);
+    flow__free(a, st->sla.warn);
     for (size_t j = 0; j < st->non; j++) {
       flow__free(a, st->on[j].event);
       flow__free(a, st->on[j].target);
@@ -82,8 +84,9 @@ flow__service_free(const flow__allocator *a, flow__service *svc)
   flow__free(a, svc->name);
   flow__free(a, svc->title);
   flow__free(a, svc->initial);
-  flow__free(a, svc->sla_within);
-  flow__free(a, svc->sla_warn);
+  flow__free(a, svc->sla.within);
+  flow__free(a, svc->sla.warn);
+  free_strv(a, svc->initial_states, svc->ninitial);
   flow__free(a, svc->source);
   flow__free(a, svc->chunkname);
   /* Closing the Lua state releases every registry reference at once. */

@@ -111,6 +111,11 @@ int flow__run_begin_text(flow__sandbox *sb, const flow__service *svc,
                          const flow__event_view *ev, flow__err *err);
 int flow__run_invoke(flow__sandbox *sb, int ref, char **ret, int *truth,
                      flow__err *err);
+/* Runs the function ref(case, ev) for a text: *ret gets the string it
+   returns (free with the sandbox's allocator), or NULL for nil; anything
+   else is FLOW_ESCRIPT "FILE:LINE: <what> must return <expect>, not ..." */
+int flow__run_invoke_text(flow__sandbox *sb, int ref, const char *what,
+                          const char *expect, char **ret, flow__err *err);
 /* Sets case.state as handlers see it (after a state change, so the enter
    hook sees the new state). */
 void flow__run_set_state(flow__sandbox *sb, const char *state);
@@ -128,6 +133,7 @@ const char *flow__sandbox_refused_at(const flow__sandbox *sb);
    the Lua pattern under the instruction budget. */
 int flow__sandbox_match(void *ctx, const char *s, size_t len,
                         const char *pattern);
+
 
 /*
  * Runs code in sb under the handler rules and converts its first result to

@@ -199,6 +199,8 @@ json_t *flow__sb_object_arg(lua_State *L, flow__sandbox *sb, int idx,
 void flow__sb_known_keys(lua_State *L, int t, const char *const *known,
                          const char *who, const char *noun,
                          const char *which);
+/* Pushes the flow.sla table (script_sla.c). */
+void flow__sb_push_sla(lua_State *L);
 /* flow.task{...} (script_task.c). */
 int flow__sb_task(lua_State *L);
 /*

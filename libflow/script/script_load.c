@@ -321,11 +321,8 @@ edit_distance(const char *a, const char *b)
   return d[n][m];
 }
 
-/* " (did you mean 'x'?)" for the closest known word within 2 edits, else
-   " (known keys: a, b, c)". */
-static void
-suggestion(const char *word, const char *const *known, char *buf,
-           size_t len)
+const char *
+flow__ld_closest(const char *word, const char *const *known)
 {
   const char *best = NULL;
   size_t bestd = 3;
@@ -336,6 +333,16 @@ suggestion(const char *word, const char *const *known, char *buf,
       best = known[i];
     }
   }
+  return best;
+}
+
+/* " (did you mean 'x'?)" for the closest known word within 2 edits, else
+   " (known keys: a, b, c)". */
+static void
+suggestion(const char *word, const char *const *known, char *buf,
+           size_t len)
+{
+  const char *best = flow__ld_closest(word, known);
   if (best) {
     snprintf(buf, len, " (did you mean '%s'?)", best);
     return;
@@ -460,7 +467,8 @@ flow__ld_has_state(const loader *ld, const char *name)
 
 static const char *const top_keys[] = {
   "name",   "version", "title", "description", "fields",
-  "initial", "states", "sla",   "budget",      "correlate", NULL,
+  "initial", "states", "sla",   "budget",      "correlate",
+  "initial_states", NULL,
 };
 static const char *const sla_keys[] = { "within", "warn", NULL };
 static const char *const budget_keys[] = {
@@ -489,33 +497,73 @@ read_duration(loader *ld, int line, const char *what, flow__duration *out,
     *text = flow__ld_strdup(ld, s);
 }
 
+/* One duration of an sla: text (parsed now) or a function of the case
+   (run when the clock starts).  The value is at -1. */
 static void
-read_sla(loader *ld, int sla)
+read_sla_duration(loader *ld, int line, const char *what, char **text,
+                  flow__duration *dur, int *fn)
 {
   lua_State *L = ld->L;
-  int line = LOCATE(ld, "sla");
-  if (lua_type(L, sla) != LUA_TTABLE) {
-    flow__ld_problem(ld, line, "sla must be a table like { within = \"5 working "
-                "days\" }, not a %s", flow__ld_type_at(L, sla));
+  if (lua_type(L, -1) == LUA_TFUNCTION)
+    *fn = flow__ld_keep_function(L, lua_gettop(L));
+  else if (lua_type(L, -1) != LUA_TSTRING)
+    flow__ld_problem(ld, line, "%s must be a duration like \"5 working "
+                     "days\", or a function(case) returning one, not a %s",
+                     what, flow__ld_type_at(L, -1));
+  else
+    read_duration(ld, line, what, dur, text);
+}
+
+/*
+ * sla = { within = D, warn = D } of the service (state NULL) or of a
+ * state, at idx.  D is a duration or a function(case) returning one.
+ */
+void
+flow__ld_read_sla(loader *ld, int idx, flow__sla *out, const char *state)
+{
+  lua_State *L = ld->L;
+  char owner[160];
+  int line = state ? LOCATE(ld, "states", state, "sla") : LOCATE(ld, "sla");
+  snprintf(owner, sizeof owner, state ? "sla of state '%s'" : "sla",
+           state ? state : "");
+  out->within_fn = out->warn_fn = FLOW__NOREF;
+  out->line = line;
+  if (lua_type(L, idx) != LUA_TTABLE) {
+    flow__ld_problem(ld, line, "%s must be a table like { within = \"5 "
+                     "working days\" }, not a %s", owner,
+                     flow__ld_type_at(L, idx));
     return;
   }
-  const char *prefix[] = { "sla" };
+  out->set = 1;
+  const char *sprefix[] = { "sla" };
+  const char *tprefix[] = { "states", state ? state : "", "sla" };
   lua_pushnil(L);
-  while (lua_next(L, sla)) {
+  while (lua_next(L, idx)) {
     flow__ld_tick(ld);
-    flow__ld_check_key(ld, sla_keys, flow__ld_key_line(ld, prefix, 1), "sla");
+    int kl = state ? flow__ld_key_line(ld, tprefix, 3)
+                   : flow__ld_key_line(ld, sprefix, 1);
+    flow__ld_check_key(ld, sla_keys, kl, owner);
     lua_pop(L, 1);
   }
-  if (flow__ld_rawfield(L, sla, "within") == LUA_TNIL)
-    flow__ld_problem(ld, line, "sla needs `within = \"<duration>\"`, like "
-                "\"5 working days\"");
-  else
-    read_duration(ld, LOCATE(ld, "sla", "within"), "sla within",
-                  &ld->svc->sla, &ld->svc->sla_within);
+  char what[200];
+  if (flow__ld_rawfield(L, idx, "within") == LUA_TNIL) {
+    flow__ld_problem(ld, line, "%s needs `within = \"<duration>\"`, like "
+                     "\"5 working days\"", owner);
+  } else {
+    snprintf(what, sizeof what, "%s within", owner);
+    read_sla_duration(ld,
+                      state ? LOCATE(ld, "states", state, "sla", "within")
+                            : LOCATE(ld, "sla", "within"),
+                      what, &out->within, &out->within_dur, &out->within_fn);
+  }
   lua_pop(L, 1);
-  if (flow__ld_rawfield(L, sla, "warn") != LUA_TNIL)
-    read_duration(ld, LOCATE(ld, "sla", "warn"), "sla warn",
-                  &ld->svc->sla_warn_dur, &ld->svc->sla_warn);
+  if (flow__ld_rawfield(L, idx, "warn") != LUA_TNIL) {
+    snprintf(what, sizeof what, "%s warn", owner);
+    read_sla_duration(ld,
+                      state ? LOCATE(ld, "states", state, "sla", "warn")
+                            : LOCATE(ld, "sla", "warn"),
+                      what, &out->warn, &out->warn_dur, &out->warn_fn);
+  }
   lua_pop(L, 1);
 }
 
@@ -640,26 +688,105 @@ read_version(loader *ld, int def)
   lua_pop(L, 1);
 }
 
+/* The string literals an initial function returns, when they are all it
+   returns. */
+static void
+initial_literal(void *ctx, const char *text, size_t len)
+{
+  loader *ld = ctx;
+  flow__service *svc = ld->svc;
+  char name[FLOW__MAX_NAME + 1];
+  if (len > FLOW__MAX_NAME)
+    return;
+  memcpy(name, text, len);
+  name[len] = 0;
+  for (size_t i = 0; i < svc->ninitial; i++)
+    if (strcmp(svc->initial_states[i], name) == 0)
+      return;
+  if (!flow__ld_has_state(ld, name)) {
+    flow__ld_problem(ld, svc->initial_line, "initial returns '%s', which is "
+                     "not a state (states: %s)", name, ld->state_list);
+    return;
+  }
+  /* initial_states has room for every state (read_initial). */
+  if (svc->ninitial < svc->nstates)
+    svc->initial_states[svc->ninitial++] = flow__ld_strdup(ld, name);
+}
+
+/*
+ * initial = "state", or initial = function(case) returning a state name
+ * (with initial_states = { ... } listing what it may return when the
+ * source does not say it plainly).
+ */
 static void
 read_initial(loader *ld, int def)
 {
   lua_State *L = ld->L;
+  flow__service *svc = ld->svc;
   int line = LOCATE(ld, "initial");
+  svc->initial_fn = FLOW__NOREF;
+  svc->initial_line = line;
   int ty = flow__ld_rawfield(L, def, "initial");
   if (ty == LUA_TNIL) {
     flow__ld_problem(ld, 1, "the service needs an initial state: add `initial = "
                 "\"<state>\"`");
+  } else if (ty == LUA_TFUNCTION) {
+    svc->initial_fn = flow__ld_keep_function(L, lua_gettop(L));
   } else if (ty != LUA_TSTRING) {
-    flow__ld_problem(ld, line, "initial must be a state name (a string), not a %s",
-                flow__ld_type_at(L, -1));
+    flow__ld_problem(ld, line, "initial must be a state name (a string) or a "
+                     "function(case) returning one, not a %s",
+                     flow__ld_type_at(L, -1));
   } else {
     const char *s = lua_tostring(L, -1);
-    ld->svc->initial = flow__ld_strdup(ld, s);
+    svc->initial = flow__ld_strdup(ld, s);
     if (!flow__ld_has_state(ld, s))
       flow__ld_problem(ld, line, "initial state '%.60s' does not exist (states: "
                   "%s)", s, ld->state_list);
   }
-  lua_pop(L, 1);
+  int fnidx = lua_gettop(L);
+  int lty = flow__ld_rawfield(L, def, "initial_states");
+  int lline = LOCATE(ld, "initial_states");
+  if (lty != LUA_TNIL && ty != LUA_TFUNCTION) {
+    flow__ld_problem(ld, lline, "initial_states is for an initial function: "
+                     "with `initial = \"<state>\"` remove it");
+  } else if (lty != LUA_TNIL) {
+    if (lty != LUA_TTABLE ||
+        flow__ld_string_list(ld, lua_gettop(L), &svc->initial_states,
+                             &svc->ninitial) <= 0) {
+      flow__ld_problem(ld, lline, "initial_states must be a list of state "
+                       "names like { \"assign\", \"await_consent\" }");
+    } else {
+      for (size_t i = 0; i < svc->ninitial; i++)
+        if (!flow__ld_has_state(ld, svc->initial_states[i]))
+          flow__ld_problem(ld, lline, "initial_states names '%.60s', which is "
+                           "not a state (states: %s)", svc->initial_states[i],
+                           ld->state_list);
+    }
+  } else if (ty == LUA_TFUNCTION) {
+    /* Read what it returns from the source, when it says so plainly. */
+    lua_Debug ar;
+    lua_pushvalue(L, fnidx);
+    lua_getinfo(L, ">S", &ar);
+    int lit = 0, bare = 0, other = 0;
+    flow__lua_return_kinds(&ld->tk, ar.linedefined, ar.lastlinedefined, &lit,
+                           &bare, &other);
+    if (lit > 0 && bare == 0 && other == 0 && svc->nstates > 0) {
+      svc->initial_states =
+          flow__calloc(ld->a, svc->nstates, sizeof *svc->initial_states);
+      if (svc->initial_states == NULL)
+        flow__ld_oom(ld);
+      flow__lua_literal_returns(&ld->tk, ar.linedefined, ar.lastlinedefined,
+                                initial_literal, ld);
+      svc->initial_guessed = 1;
+    } else if (bare > 0 && other == 0) {
+      flow__ld_problem(ld, line, "initial is a function that may return "
+                       "nothing: every path must return the first state's "
+                       "name");
+    }
+  }
+  lua_pop(L, 2); /* initial and initial_states */
+  if (svc->initial == NULL && svc->ninitial > 0)
+    svc->initial = flow__ld_strdup(ld, svc->initial_states[0]);
 }
 
 /* budget = { instructions = N, cpu_ms = N, memory_mb = N }: lower than
@@ -709,6 +836,7 @@ walk_p(lua_State *L)
     lua_pop(L, 1);
   }
 
+  ld->svc->sla.within_fn = ld->svc->sla.warn_fn = FLOW__NOREF;
   read_name(ld, def);
   read_version(ld, def);
   static const char *const texts[] = { "title", "description" };
@@ -740,7 +868,7 @@ walk_p(lua_State *L)
   lua_pop(L, 1);
   read_initial(ld, def);
   if (flow__ld_rawfield(L, def, "sla") != LUA_TNIL)
-    read_sla(ld, lua_gettop(L));
+    flow__ld_read_sla(ld, lua_gettop(L), &ld->svc->sla, NULL);
   lua_pop(L, 1);
   /* After fields: it names them. */
   if (flow__ld_rawfield(L, def, "correlate") != LUA_TNIL)

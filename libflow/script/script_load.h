@@ -7,6 +7,7 @@
  *   script_load_fields.c  fields = { ... }
  *   script_load_states.c  states = { ... }: events, guards, handlers,
  *                         `after` timers
+ *   script_load_rules.c   rules across fields: validate, one_of
  *   script_lex.c          the tokenizer (script_lex.h), also used by the
  *                         engine's diagram
  *
@@ -116,11 +117,18 @@ long flow__ld_string_list(loader *ld, int idx, char ***out, size_t *nout);
 int flow__ld_keep_function(lua_State *L, int idx);
 int flow__ld_function_line(lua_State *L, int idx);
 int flow__ld_str_cmp(const void *pa, const void *pb);
+/* The word of known (NULL-terminated) within 2 edits of word, or NULL:
+   what "did you mean" suggests.  Never raises. */
+const char *flow__ld_closest(const char *word, const char *const *known);
 int flow__ld_has_state(const loader *ld, const char *name);
 
 /* ---- the parts of the definition ----------------------------------------- */
 
 void flow__ld_read_fields(loader *ld, int fields);  /* script_load_fields.c */
 void flow__ld_read_states(loader *ld, int states);  /* script_load_states.c */
+/* sla = { within, warn } at idx, of the service (state NULL) or of the
+   state named (script_load.c). */
+void flow__ld_read_sla(loader *ld, int idx, flow__sla *out,
+                       const char *state);
 
 #endif /* LIBFLOW_SCRIPT_SCRIPT_LOAD_H */

@@ -15,7 +15,7 @@
 /* ---- states ------------------------------------------------------------ */
 
 static const char *const state_keys[] = {
-  "on", "enter", "exit", "final", "after", "title", NULL,
+  "on", "enter", "exit", "final", "after", "title", "sla", NULL,
 };
 static const char *const trans_keys[] = {
   "to", "roles", "guard", "handler", "internal", NULL,
@@ -443,6 +443,16 @@ read_state(loader *ld, flow__state *st, int t)
   }
   lua_pop(L, 1);
 
+  ty = flow__ld_rawfield(L, t, "sla");
+  if (ty != LUA_TNIL) {
+    flow__ld_read_sla(ld, lua_gettop(L), &st->sla, st->name);
+    if (st->final)
+      flow__ld_problem(ld, LOCATE(ld, "states", st->name, "sla"),
+                       "state '%s' is final: the case closes there, so it "
+                       "has no service level (remove its sla)", st->name);
+  }
+  lua_pop(L, 1);
+
   line = LOCATE(ld, "states", st->name, "after");
   ty = flow__ld_rawfield(L, t, "after");
   if (ty != LUA_TNIL) {
@@ -533,6 +543,7 @@ flow__ld_read_states(loader *ld, int states)
   for (size_t i = 0; i < good; i++) {
     flow__state *st = &svc->states[svc->nstates++];
     st->enter = st->exit = FLOW__NOREF;
+    st->sla.within_fn = st->sla.warn_fn = FLOW__NOREF;
     st->name = flow__ld_strdup(ld, order[i].name);
     st->line = LOCATE(ld, "states", st->name);
     flow__join_add(&listed, ", ", st->name);

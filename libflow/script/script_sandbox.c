@@ -820,6 +820,8 @@ setup_p(lua_State *L)
   luaL_newlib(L, flow_funcs);
   flow__json_push_null(L);
   lua_setfield(L, -2, "null");
+  flow__sb_push_sla(L);
+  lua_setfield(L, -2, "sla");
   lua_setfield(L, -2, "flow");
   lua_pop(L, 1);
   return 0;
@@ -1191,14 +1193,13 @@ func_where(lua_State *L, int ref, char *buf, size_t len)
   snprintf(buf, len, "%s:%d", chunk, ar.linedefined);
 }
 
-int
-flow__run_invoke(flow__sandbox *sb, int ref, char **ret, int *truth,
-                 flow__err *err)
+/* Calls the function ref with (case, ev) and leaves its one result on top
+   of the run's stack; where (of size WHERE_LEN) gets where it is defined
+   when something went wrong. */
+#define WHERE_LEN 300
+static int
+invoke_call(flow__sandbox *sb, int ref, char *where, flow__err *err)
 {
-  if (ret)
-    *ret = NULL;
-  if (truth)
-    *truth = 0;
   if (!sb->run_active)
     return flow__err_set(err, FLOW_EMISUSE,
                          "flow__run_invoke: no run has begun");
@@ -1206,8 +1207,7 @@ flow__run_invoke(flow__sandbox *sb, int ref, char **ret, int *truth,
   lua_settop(L, 0);
   /* A run that was already killed or refused stays so. */
   int rc = flow__sb_outcome(sb, LUA_OK, NULL, err);
-  if (rc != 0 || ref == FLOW__NOREF || ref == LUA_NOREF ||
-      ref == LUA_REFNIL)
+  if (rc != 0)
     return rc;
   if (lua_rawgeti(L, LUA_REGISTRYINDEX, ref) != LUA_TFUNCTION) {
     lua_settop(L, 0);
@@ -1224,18 +1224,34 @@ flow__run_invoke(flow__sandbox *sb, int ref, char **ret, int *truth,
   int st = lua_pcall(L, 2, 1, 0);
   /* Where the function is defined, for an error that does not say: only
      worked out when something went wrong. */
-  char where[300];
   if (st != LUA_OK) {
-    func_where(L, ref, where, sizeof where);
+    func_where(L, ref, where, WHERE_LEN);
     /* The outcome reads the error object on the main thread. */
     lua_settop(sb->L, 0);
     lua_xmove(L, sb->L, 1);
   }
   rc = flow__sb_outcome(sb, st, st != LUA_OK ? where : NULL, err);
-  if (rc != 0) {
+  if (rc != 0)
     lua_settop(L, 0);
+  return rc;
+}
+
+int
+flow__run_invoke(flow__sandbox *sb, int ref, char **ret, int *truth,
+                 flow__err *err)
+{
+  if (ret)
+    *ret = NULL;
+  if (truth)
+    *truth = 0;
+  if (sb->run_active &&
+      (ref == FLOW__NOREF || ref == LUA_NOREF || ref == LUA_REFNIL))
+    return flow__sb_outcome(sb, LUA_OK, NULL, err);
+  char where[WHERE_LEN];
+  int rc = invoke_call(sb, ref, where, err);
+  if (rc != 0)
     return rc;
-  }
+  lua_State *L = sb->run_L;
   int ty = lua_type(L, -1);
   if (truth)
     *truth = lua_toboolean(L, -1);
@@ -1259,6 +1275,34 @@ flow__run_invoke(flow__sandbox *sb, int ref, char **ret, int *truth,
                        "%s: a handler must return the next state's name "
                        "(a string) or nothing, not a %s",
                        where, lua_typename(L, ty));
+  }
+  lua_settop(L, 0);
+  return rc;
+}
+
+int
+flow__run_invoke_text(flow__sandbox *sb, int ref, const char *what,
+                      const char *expect, char **ret, flow__err *err)
+{
+  *ret = NULL;
+  char where[WHERE_LEN];
+  int rc = invoke_call(sb, ref, where, err);
+  if (rc != 0)
+    return rc;
+  lua_State *L = sb->run_L;
+  int ty = lua_type(L, -1);
+  size_t len = 0;
+  const char *s = ty == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+  if (ty == LUA_TNIL) {
+    rc = 0;
+  } else if (s == NULL || memchr(s, 0, len) != NULL || len > 200) {
+    func_where(L, ref, where, sizeof where);
+    rc = flow__err_set(err, FLOW_ESCRIPT, "%s: %s must return %s, not %s%s",
+                       where, what, expect,
+                       s ? "text" : "a ", s ? " with a zero byte or over 200 "
+                                             "bytes" : lua_typename(L, ty));
+  } else if ((*ret = flow__strndup(sb->alloc, s, len)) == NULL) {
+    rc = flow__err_set(err, FLOW_ENOMEM, "out of memory");
   }
   lua_settop(L, 0);
   return rc;

@@ -66,6 +66,8 @@ typedef struct flow__case_row {
   int64_t seq;
   int64_t seed;
   int has_tasks;     /* 1 once a task was created for the case */
+  int64_t paused_at; /* its service level's clock stopped then, or
+                        FLOW__NO_TIME (read; written by case_sla) */
 } flow__case_row;
 
 typedef struct flow__history_row {
@@ -381,6 +383,29 @@ typedef struct flow__store_vt {
                     int64_t case_id, flow__err *err);
   int (*correl_drop)(flow__store *s, int64_t case_id, const char *name,
                      flow__err *err);
+
+  /* The service level of a case (store_sqlite_work.c): case_sla writes
+     row->due_at and row->paused_at; the sla_warning and sla_breached
+     timers of a case are dropped (pending or paused), paused (pending ->
+     paused) or resumed (paused -> pending at the due time shift gives
+     for each: ctx, its due time and payload; at most 8 per case), and
+     each change is logged for the history (sla_log_each: oldest first;
+     detail is a JSON object text). */
+  int (*case_sla)(flow__store *s, const flow__case_row *row, flow__err *err);
+  int (*sla_timers_drop)(flow__store *s, int64_t case_id, flow__err *err);
+  int (*sla_timers_pause)(flow__store *s, int64_t case_id, flow__err *err);
+  int (*sla_timers_resume)(flow__store *s, int64_t case_id,
+                           int (*shift)(void *ctx, int64_t due,
+                                        const char *payload, int64_t *out),
+                           void *ctx, flow__err *err);
+  int (*sla_log_add)(flow__store *s, int64_t case_id, int64_t seq, int n,
+                     const char *change, int64_t at, int64_t due_at,
+                     const char *detail, flow__err *err);
+  int (*sla_log_each)(flow__store *s, int64_t case_id,
+                      int (*each)(void *ctx, int64_t seq, const char *change,
+                                  int64_t at, int64_t due_at,
+                                  const char *detail),
+                      void *ctx, flow__err *err);
 
   /* One nested transaction inside begin/commit, for group commit:
      rollback_to undoes what was written since savepoint, release keeps

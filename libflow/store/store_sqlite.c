@@ -95,8 +95,8 @@ static const char *const stmt_sql[ST_COUNT] = {
   [ST_COUNTER_GET] = "SELECT value FROM counters WHERE name = ?1",
   [ST_COUNTER_SET] = "UPDATE counters SET value = ?2 WHERE name = ?1",
   [ST_CASE_GET] = "SELECT id, service, version, state, closed, data,"
-                  " opened_at, updated_at, due_at, seq, seed, tasks"
-                  " FROM cases WHERE id = ?1",
+                  " opened_at, updated_at, due_at, seq, seed, tasks,"
+                  " sla_paused_at FROM cases WHERE id = ?1",
   [ST_CASE_INSERT] = "INSERT INTO cases(id, service, version, state, closed,"
                      " data, opened_at, updated_at, due_at, seq, seed,"
                      " entered_seq, tasks)"
@@ -143,7 +143,7 @@ static const char *const stmt_sql[ST_COUNT] = {
       "?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30,?31,?32,"
       "?33,?34,?35,?36,?37,?38,?39,?40,?41,?42,?43,?44,?45,?46,?47,?48,"
       "?49,?50,?51,?52,?53,?54,?55,?56,?57,?58,?59,?60,?61,?62,?63,?64"
-      ") AND status = 'pending' AND NOT " LIVE,
+      ") AND status IN ('pending', 'paused') AND NOT " LIVE,
   [ST_TIMER_INCIDENT] = "UPDATE timers SET status = 'incident', error = ?2"
                         " WHERE id = ?1 AND status = 'pending' AND " LIVE,
   [ST_TIMER_NEXT_DUE] = "SELECT due_at FROM timers WHERE status = 'pending'"
@@ -329,6 +329,15 @@ static const char *const migrations[] = {
    "  name TEXT NOT NULL, key TEXT NOT NULL, case_id INTEGER NOT NULL,"
    "  PRIMARY KEY (name, key)) WITHOUT ROWID;"
    "CREATE INDEX correlations_case ON correlations(case_id);"),
+
+  /* 6 -> 7: a service level's clock may stop (cases.sla_paused_at; its
+     timers wait as 'paused'), and each pause, resume and restart is
+     logged for the history. */
+  ("ALTER TABLE cases ADD COLUMN sla_paused_at INTEGER;"
+   "CREATE TABLE sla_log ("
+   "  case_id INTEGER NOT NULL, seq INTEGER NOT NULL, n INTEGER NOT NULL,"
+   "  change TEXT NOT NULL, at INTEGER NOT NULL, due_at INTEGER,"
+   "  detail TEXT NOT NULL, PRIMARY KEY (case_id, seq, n)) WITHOUT ROWID;"),
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof *migrations))
 
@@ -810,6 +819,9 @@ read_case(flow__store *s, sqlite3_stmt *st, flow__case_row *out)
   out->seq = sqlite3_column_int64(st, 9);
   out->seed = sqlite3_column_int64(st, 10);
   out->has_tasks = sqlite3_column_int(st, 11);
+  out->paused_at = sqlite3_column_type(st, 12) == SQLITE_NULL
+                       ? FLOW__NO_TIME
+                       : sqlite3_column_int64(st, 12);
   if (oom) {
     flow__case_row_clear(s->a, out);
     return FLOW_ENOMEM;
@@ -975,8 +987,8 @@ sqlite_case_list(flow__store *s, const flow_case_query *q, int64_t now,
   flow__buf sql;
   flow__buf_init(&sql, s->a);
   flow__buf_adds(&sql, "SELECT id, service, version, state, closed, data,"
-                       " opened_at, updated_at, due_at, seq, seed FROM cases"
-                       " WHERE 1");
+                       " opened_at, updated_at, due_at, seq, seed, tasks,"
+                       " sla_paused_at FROM cases WHERE 1");
   if (q->service)
     flow__buf_adds(&sql, " AND service = ?");
   if (q->state)
@@ -984,7 +996,8 @@ sqlite_case_list(flow__store *s, const flow_case_query *q, int64_t now,
   if (q->status)
     flow__buf_adds(&sql, " AND closed = ?");
   if (q->overdue)
-    flow__buf_adds(&sql, " AND closed = 0 AND due_at < ?");
+    flow__buf_adds(&sql, " AND closed = 0 AND due_at < ? AND"
+                         " sla_paused_at IS NULL");
   for (size_t i = 0; i < q->nwhere; i++)
     flow__buf_addf(&sql,
                    is_json_null(q->where[i].value_json)
@@ -1553,6 +1566,12 @@ const flow__store_vt flow__store_sqlite = {
   .correl_find = flow__sq_correl_find,
   .correl_put = flow__sq_correl_put,
   .correl_drop = flow__sq_correl_drop,
+  .case_sla = flow__sq_case_sla,
+  .sla_timers_drop = flow__sq_sla_timers_drop,
+  .sla_timers_pause = flow__sq_sla_timers_pause,
+  .sla_timers_resume = flow__sq_sla_timers_resume,
+  .sla_log_add = flow__sq_sla_log_add,
+  .sla_log_each = flow__sq_sla_log_each,
   .savepoint = sqlite_savepoint,
   .release = sqlite_release,
   .rollback_to = sqlite_rollback_to,

@@ -87,4 +87,23 @@ int flow__sq_correl_put(flow__store *s, const char *name, const char *key,
 int flow__sq_correl_drop(flow__store *s, int64_t case_id, const char *name,
                          flow__err *err);
 
+int flow__sq_case_sla(flow__store *s, const flow__case_row *row,
+                      flow__err *err);
+int flow__sq_sla_timers_drop(flow__store *s, int64_t case_id, flow__err *err);
+int flow__sq_sla_timers_pause(flow__store *s, int64_t case_id,
+                              flow__err *err);
+int flow__sq_sla_timers_resume(flow__store *s, int64_t case_id,
+                               int (*shift)(void *ctx, int64_t due,
+                                            const char *payload,
+                                            int64_t *out),
+                               void *ctx, flow__err *err);
+int flow__sq_sla_log_add(flow__store *s, int64_t case_id, int64_t seq, int n,
+                         const char *change, int64_t at, int64_t due_at,
+                         const char *detail, flow__err *err);
+int flow__sq_sla_log_each(flow__store *s, int64_t case_id,
+                          int (*each)(void *ctx, int64_t seq,
+                                      const char *change, int64_t at,
+                                      int64_t due_at, const char *detail),
+                          void *ctx, flow__err *err);
+
 #endif /* LIBFLOW_STORE_STORE_SQLITE_INT_H */

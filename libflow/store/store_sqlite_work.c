@@ -32,6 +32,13 @@ enum {
   W_CORREL_PUT,
   W_CORREL_DROP,
   W_CORREL_DROP_ALL,
+  W_CASE_SLA,
+  W_SLA_DROP,
+  W_SLA_PAUSE,
+  W_SLA_PAUSED,
+  W_SLA_RESUME,
+  W_SLA_LOG_ADD,
+  W_SLA_LOG_EACH,
   W_COUNT
 };
 
@@ -46,7 +53,24 @@ enum {
   "id, name, key, payload, status, case_id, created_at, expires_at,"          \
   " finished_at"
 
+#define SLA_KINDS "kind IN ('sla_breached', 'sla_warning')"
+
 static const char *const wsql[W_COUNT] = {
+  [W_CASE_SLA] = "UPDATE cases SET due_at = ?2, sla_paused_at = ?3"
+                 " WHERE id = ?1",
+  [W_SLA_DROP] = "DELETE FROM timers WHERE case_id = ?1 AND " SLA_KINDS
+                 " AND status IN ('pending', 'paused')",
+  [W_SLA_PAUSE] = "UPDATE timers SET status = 'paused' WHERE case_id = ?1"
+                  " AND " SLA_KINDS " AND status = 'pending'",
+  [W_SLA_PAUSED] = "SELECT id, due_at, payload FROM timers WHERE"
+                   " case_id = ?1 AND status = 'paused' ORDER BY id"
+                   " LIMIT 8",
+  [W_SLA_RESUME] = "UPDATE timers SET status = 'pending', due_at = ?2"
+                   " WHERE id = ?1 AND status = 'paused'",
+  [W_SLA_LOG_ADD] = "INSERT INTO sla_log(case_id, seq, n, change, at,"
+                    " due_at, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+  [W_SLA_LOG_EACH] = "SELECT seq, change, at, due_at, detail FROM sla_log"
+                     " WHERE case_id = ?1 ORDER BY seq, n",
   [W_TASK_ADD] = "INSERT INTO tasks(case_id, seq, n, name, title, team,"
                  " assignee, due_at, data, done, state, created_at) VALUES"
                  " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -601,4 +625,129 @@ flow__sq_correl_drop(flow__store *s, int64_t case_id, const char *name,
   if (name)
     sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
   return flow__sq_done(s, st, err, "dropping correlation keys");
+}
+
+/* ---- service levels --------------------------------------------------- */
+
+int
+flow__sq_case_sla(flow__store *s, const flow__case_row *row, flow__err *err)
+{
+  sqlite3_stmt *st = stmt(s, W_CASE_SLA, err);
+  if (st == NULL)
+    return err->code;
+  sqlite3_bind_int64(st, 1, row->id);
+  flow__sq_bind_time(st, 2, row->due_at);
+  flow__sq_bind_time(st, 3, row->paused_at);
+  int rc = flow__sq_done(s, st, err, "writing a service level");
+  sqlite3_clear_bindings(st);
+  return rc;
+}
+
+static int
+sla_case_op(flow__store *s, int which, int64_t case_id, const char *what,
+            flow__err *err)
+{
+  sqlite3_stmt *st = stmt(s, which, err);
+  if (st == NULL)
+    return err->code;
+  sqlite3_bind_int64(st, 1, case_id);
+  return flow__sq_done(s, st, err, what);
+}
+
+int
+flow__sq_sla_timers_drop(flow__store *s, int64_t case_id, flow__err *err)
+{
+  return sla_case_op(s, W_SLA_DROP, case_id, "dropping service-level timers",
+                     err);
+}
+
+int
+flow__sq_sla_timers_pause(flow__store *s, int64_t case_id, flow__err *err)
+{
+  return sla_case_op(s, W_SLA_PAUSE, case_id, "pausing service-level timers",
+                     err);
+}
+
+int
+flow__sq_sla_timers_resume(flow__store *s, int64_t case_id,
+                           int (*shift)(void *ctx, int64_t due,
+                                        const char *payload, int64_t *out),
+                           void *ctx, flow__err *err)
+{
+  sqlite3_stmt *st = stmt(s, W_SLA_PAUSED, err);
+  if (st == NULL)
+    return err->code;
+  /* Read them all first: the updates below change the rows read. */
+  int64_t ids[8], dues[8];
+  size_t n = 0;
+  int rc = 0, step;
+  sqlite3_bind_int64(st, 1, case_id);
+  while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW && n < 8) {
+    ids[n] = sqlite3_column_int64(st, 0);
+    const char *payload = (const char *)sqlite3_column_text(st, 2);
+    rc = shift(ctx, sqlite3_column_int64(st, 1), payload ? payload : "{}",
+               &dues[n]);
+    if (rc != 0)
+      rc = flow__err_set(err, rc, "a service level's due time overflows");
+    n++;
+  }
+  if (rc == 0 && step != SQLITE_ROW && step != SQLITE_DONE)
+    rc = flow__sq_fail(s, err, step, "reading service-level timers");
+  sqlite3_reset(st);
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    sqlite3_stmt *up = stmt(s, W_SLA_RESUME, err);
+    if (up == NULL)
+      return err->code;
+    sqlite3_bind_int64(up, 1, ids[i]);
+    sqlite3_bind_int64(up, 2, dues[i]);
+    rc = flow__sq_done(s, up, err, "resuming service-level timers");
+  }
+  return rc;
+}
+
+int
+flow__sq_sla_log_add(flow__store *s, int64_t case_id, int64_t seq, int n,
+                     const char *change, int64_t at, int64_t due_at,
+                     const char *detail, flow__err *err)
+{
+  sqlite3_stmt *st = stmt(s, W_SLA_LOG_ADD, err);
+  if (st == NULL)
+    return err->code;
+  sqlite3_bind_int64(st, 1, case_id);
+  sqlite3_bind_int64(st, 2, seq);
+  sqlite3_bind_int(st, 3, n);
+  sqlite3_bind_text(st, 4, change, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 5, at);
+  flow__sq_bind_time(st, 6, due_at);
+  sqlite3_bind_text(st, 7, detail, -1, SQLITE_STATIC);
+  int rc = flow__sq_done(s, st, err, "logging a service-level change");
+  sqlite3_clear_bindings(st);
+  return rc;
+}
+
+int
+flow__sq_sla_log_each(flow__store *s, int64_t case_id,
+                      int (*each)(void *ctx, int64_t seq, const char *change,
+                                  int64_t at, int64_t due_at,
+                                  const char *detail),
+                      void *ctx, flow__err *err)
+{
+  sqlite3_stmt *st = stmt(s, W_SLA_LOG_EACH, err);
+  if (st == NULL)
+    return err->code;
+  sqlite3_bind_int64(st, 1, case_id);
+  int rc = 0, step;
+  while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *change = (const char *)sqlite3_column_text(st, 1);
+    const char *detail = (const char *)sqlite3_column_text(st, 4);
+    rc = each(ctx, sqlite3_column_int64(st, 0), change ? change : "",
+              sqlite3_column_int64(st, 2), flow__sq_col_time(st, 3),
+              detail ? detail : "{}");
+    if (rc != 0)
+      flow__err_set(err, rc, "out of memory reading the service-level log");
+  }
+  if (rc == 0 && step != SQLITE_DONE)
+    rc = flow__sq_fail(s, err, step, "reading the service-level log");
+  sqlite3_reset(st);
+  return rc;
 }

@@ -222,6 +222,19 @@ int flow__bank_holiday_ew(int y, int m, int d);
  */
 int flow__calendar_add(const flow__calendar *cal, int64_t from,
                        const flow__duration *dur, int64_t *out);
+/* The working time between from and to (ms inside working hours, on the
+   local clock); 0 when to <= from.  FLOW_EINVAL past 100 years. */
+int flow__calendar_working_ms(const flow__calendar *cal, int64_t from,
+                              int64_t to, int64_t *out);
+/*
+ * Where a due time moves when the clock stopped from `from` to `to`, for a
+ * service level counted in unit (docs/time.md, "Stopping the clock"):
+ * elapsed time moves it by the time stopped; working days and hours by
+ * the working time stopped, spent from due on; working days then never
+ * end at a closing time but at the next opening.  FLOW_EINVAL.
+ */
+int flow__calendar_shift(const flow__calendar *cal, int64_t due, int64_t from,
+                         int64_t to, flow__dur_unit unit, int64_t *out);
 
 /* ---- hashing (util_sha256.c) ------------------------------------------ */
 

@@ -575,6 +575,84 @@ flow__calendar_add(const flow__calendar *cal, int64_t from,
   return add_working_ms(cal, from, a, out);
 }
 
+/* ---- stopping the clock ---------------------------------------------- */
+
+int
+flow__calendar_working_ms(const flow__calendar *cal, int64_t from, int64_t to,
+                          int64_t *out)
+{
+  if (cal == NULL || out == NULL || !calendar_valid(cal) || from < -MS_LIMIT ||
+      to > MS_LIMIT)
+    return FLOW_EINVAL;
+  *out = 0;
+  if (to <= from)
+    return 0;
+  if (to - from > MAX_DURATION_DAYS * MS_DAY)
+    return FLOW_EINVAL;
+  /* Counted on the local clock, as add_working_ms spends it. */
+  int64_t a = from + flow__calendar_offset(cal, from) * MS_MINUTE;
+  int64_t b = to + flow__calendar_offset(cal, to) * MS_MINUTE;
+  int64_t open = cal->open_minute * MS_MINUTE;
+  int64_t close = cal->close_minute * MS_MINUTE;
+  walker w;
+  walker_init(&w, cal);
+  int64_t sum = 0;
+  for (int64_t day = floor_div(a, MS_DAY); day * MS_DAY < b; day++) {
+    if (!walker_working(&w, day))
+      continue;
+    int64_t lo = day * MS_DAY + open, hi = day * MS_DAY + close;
+    if (lo < a)
+      lo = a;
+    if (hi > b)
+      hi = b;
+    if (hi > lo)
+      sum += hi - lo;
+  }
+  *out = sum;
+  return 0;
+}
+
+int
+flow__calendar_shift(const flow__calendar *cal, int64_t due, int64_t from,
+                     int64_t to, flow__dur_unit unit, int64_t *out)
+{
+  if (cal == NULL || out == NULL)
+    return FLOW_EINVAL;
+  if (to <= from) {
+    *out = due;
+    return 0;
+  }
+  if (unit == FLOW__DUR_ELAPSED) {
+    flow__duration d = { FLOW__DUR_ELAPSED, to - from };
+    return flow__calendar_add(cal, due, &d, out);
+  }
+  int64_t ms;
+  int rc = flow__calendar_working_ms(cal, from, to, &ms);
+  if (rc != 0)
+    return rc;
+  if (ms == 0) {
+    *out = due;
+    return 0;
+  }
+  flow__duration d = { FLOW__DUR_WORKING_HOURS, ms };
+  if ((rc = flow__calendar_add(cal, due, &d, out)) != 0)
+    return rc;
+  if (unit == FLOW__DUR_WORKING_DAYS) {
+    /* A count of days ends at an opening time of day, never at a
+       closing: the same working time is left either way. */
+    int64_t local = *out + flow__calendar_offset(cal, *out) * MS_MINUTE;
+    int64_t day = floor_div(local, MS_DAY);
+    if (local - day * MS_DAY == cal->close_minute * MS_MINUTE) {
+      walker w;
+      walker_init(&w, cal);
+      if (next_working_day(&w, day, &day) != 0)
+        return FLOW_EINVAL;
+      *out = local_to_utc(cal, day * MS_DAY + cal->open_minute * MS_MINUTE);
+    }
+  }
+  return 0;
+}
+
 /* ---- what a host's calendar options say ------------------------------ */
 
 /* Zones whose rules the calendar can express: a standard offset and, for

@@ -276,6 +276,7 @@ START_TEST(test_cancel_migrates_schema_2)
       sqlite3_exec(db,
                    "DROP TABLE counters; DROP TABLE tasks; DROP TABLE incidents;"
                    "DROP TABLE messages; DROP TABLE correlations;"
+                   "DROP TABLE sla_log; ALTER TABLE cases DROP COLUMN sla_paused_at;"
                    "ALTER TABLE cases DROP COLUMN tasks;"
                    "DROP TABLE outbox; CREATE TABLE outbox ("
                    "  id INTEGER PRIMARY KEY, case_id INTEGER NOT NULL,"

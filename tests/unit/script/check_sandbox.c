@@ -125,7 +125,7 @@ START_TEST(test_sandbox_globals_are_whitelisted)
           "xpcall\"");
   eval_is("local names = {} for k in pairs(flow) do names[#names + 1] = k "
           "end table.sort(names) return table.concat(names, ',')",
-          "\"after,at,call,fail,list,log,now,null,task\"");
+          "\"after,at,call,fail,list,log,now,null,sla,task\"");
 }
 END_TEST
 

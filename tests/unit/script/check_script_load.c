@@ -127,9 +127,9 @@ START_TEST(test_script_load_fills_the_service)
   char sha[65];
   flow__sha256_hex(missed_bin, strlen(missed_bin), sha);
   ck_assert_str_eq(svc->sha256, sha);
-  ck_assert_str_eq(svc->sla_within, "5 working days");
-  ck_assert_int_eq(svc->sla.unit, FLOW__DUR_WORKING_DAYS);
-  ck_assert_int_eq(svc->sla.amount, 5);
+  ck_assert_str_eq(svc->sla.within, "5 working days");
+  ck_assert_int_eq(svc->sla.within_dur.unit, FLOW__DUR_WORKING_DAYS);
+  ck_assert_int_eq(svc->sla.within_dur.amount, 5);
 
   /* Fields, sorted by name. */
   ck_assert_uint_eq(svc->nfields, 5);

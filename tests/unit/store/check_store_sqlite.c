@@ -47,7 +47,7 @@ sample_row(int64_t id)
 {
   flow__case_row r = { id, "bins", 1, "reported", 0,
                        "{\"bin\":\"refuse\",\"uprn\":\"1000\"}",
-                       1000, 1000, FLOW__NO_TIME, 1, 42, 0 };
+                       1000, 1000, FLOW__NO_TIME, 1, 42, 0, FLOW__NO_TIME };
   return r;
 }
 
@@ -258,7 +258,9 @@ START_TEST(test_store_sqlite_case_counter)
   /* The outbox as schema 1 made it, with one request in it. */
   sql_exec(path, "DROP TABLE counters; DROP TABLE tasks;"
                  "DROP TABLE incidents; DROP TABLE messages;"
-                 "DROP TABLE correlations; ALTER TABLE cases DROP COLUMN"
+                 "DROP TABLE correlations; DROP TABLE sla_log;"
+                 " ALTER TABLE cases DROP COLUMN sla_paused_at;"
+                 " ALTER TABLE cases DROP COLUMN"
                  " tasks;"
                  "DROP TABLE outbox; CREATE TABLE outbox ("
                  "  id INTEGER PRIMARY KEY, case_id INTEGER NOT NULL,"
@@ -274,7 +276,7 @@ START_TEST(test_store_sqlite_case_counter)
                  " PRAGMA user_version = 3;"
                  " UPDATE cases SET id = 7 WHERE id = 4");
   ck_assert_int_eq(vt->open(&s2, path, &cfg, &err), 0);
-  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 6);
+  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 7);
   ck_assert_int_eq(open_case(s2), 8);
   vt->close(s2);
   ck_assert_int_eq(sql_int(path, "SELECT value FROM counters"), 8);
