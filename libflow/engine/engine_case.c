@@ -474,6 +474,39 @@ add_requested_timer(transition *t, json_t *req, flow__err *err)
   return rc;
 }
 
+/*
+ * The service's validate function, after the built-in checks gave
+ * builtin (0 or FLOW_EDATA, its message in err): run when the case opens
+ * and whenever the data changed (data the case already holds was
+ * accepted, and a rule that reads flow.now() must not refuse a timer
+ * later).  A refusal names every field, the built-in problems first; a
+ * function that throws on data the built-in checks refused already is
+ * not reported (it was given data of the wrong shape).
+ */
+static int
+check_rules(transition *t, int builtin, flow__err *err)
+{
+  flow_engine *e = t->e;
+  const flow__service *svc = t->svc;
+  if (!FLOW__HAS_VALIDATE(svc) ||
+      (!t->opening && strcmp(t->datatext->p, t->row->data) == 0))
+    return builtin ? flow__engine_fail(e, builtin, "%s", err->msg) : 0;
+  json_t *rules = NULL;
+  flow__err verr;
+  flow__err_clear(&verr);
+  int rc = flow__sandbox_validate(t->comp->sb, svc, t->data, t->now, &rules,
+                                  &verr);
+  if (rc != 0 && builtin == 0)
+    return flow__engine_fail_err(e, &verr);
+  if (rules == NULL)
+    return builtin ? flow__engine_fail(e, builtin, "%s", err->msg) : 0;
+  /* Once more with the rules, for one message naming every field. */
+  rc = flow__fields_validate_rules(svc, t->data, flow__sandbox_match,
+                                   t->comp->sb, rules, err);
+  json_decref(rules);
+  return flow__engine_fail(e, rc ? rc : FLOW_EDATA, "%s", err->msg);
+}
+
 /* Validates, then writes case, history, timers and actions; in a txn. */
 static int
 persist(transition *t)
@@ -483,7 +516,7 @@ persist(transition *t)
   flow__err_clear(&err);
   int rc = flow__fields_validate(t->svc, t->data, flow__sandbox_match,
                                  t->comp->sb, &err);
-  if (rc != 0)
+  if (rc != 0 && rc != FLOW_EDATA)
     return flow__engine_fail(e, rc, "%s", err.msg);
 
   flow__buf payload, actor;
@@ -496,6 +529,8 @@ persist(transition *t)
     rc = flow__engine_fail(e, FLOW_ENOMEM, "out of memory saving case");
     goto done;
   }
+  if ((rc = check_rules(t, rc, &err)) != 0)
+    goto done;
   if (datatext->len > FLOW__MAX_DOCUMENT) {
     rc = flow__engine_fail(e, FLOW_EDATA,
                            "case data would be %zu bytes; the most a case "
@@ -628,8 +663,13 @@ transition_run(transition *t, char **out)
   flow__buf datatext;
   flow__buf_init(&datatext, &e->alloc);
   t->datatext = &datatext;
-  if (rc == 0)
-    rc = persist(t);
+  if (rc == 0 && (rc = persist(t)) != 0 && t->comp &&
+      flow__sandbox_damaged(t->comp->sb)) {
+    /* validate (or a pattern) was killed */
+    flow__engine_evict(e, t->comp);
+    t->comp = NULL;
+    t->svc = NULL;
+  }
   json_decref(t->calls);
   t->calls = NULL;
   json_decref(t->data);

@@ -112,6 +112,13 @@ typedef struct flow__correlate {
   int line;
 } flow__correlate;
 
+/* One group of `one_of`: at least one of these fields must be set. */
+typedef struct flow__one_of {
+  char **fields;
+  size_t nfields;
+  int line;
+} flow__one_of;
+
 typedef struct flow__service {
   char *name;
   int64_t version;
@@ -133,6 +140,13 @@ typedef struct flow__service {
                         has one of its own) */
   flow__correlate *correlate;
   size_t ncorrelate;
+  /* Rules across fields: `one_of` groups, checked with the fields, and
+     `validate = function(data)`, run in the sandbox (FLOW__NOREF: none;
+     a form's is 0, also none). */
+  flow__one_of *one_of;
+  size_t none_of;
+  int validate_fn;
+  int validate_line;
   int is_form;       /* a task's form (flow__form_read), not a service */
   char *source;
   size_t source_len;
@@ -174,6 +188,15 @@ typedef int (*flow__match_fn)(void *ctx, const char *s, size_t len,
                               const char *pattern);
 int flow__fields_validate(const flow__service *svc, json_t *data,
                           flow__match_fn match, void *ctx, flow__err *err);
+/* The same, adding the messages of `rules` (a JSON object, field ->
+   message, from the service's validate function; may be NULL) for the
+   fields that pass their own checks, and checking the `one_of` groups. */
+int flow__fields_validate_rules(const flow__service *svc, json_t *data,
+                                flow__match_fn match, void *ctx,
+                                json_t *rules, flow__err *err);
+/* 1 when svc has a validate function to run on new data. */
+#define FLOW__HAS_VALIDATE(svc)                                                \
+  (!(svc)->is_form && (svc)->validate_fn != FLOW__NOREF)
 
 /* The fields as a JSON Schema 2020-12 object (new reference), or NULL on
    allocation failure. */

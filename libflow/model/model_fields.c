@@ -205,9 +205,28 @@ check_field(vctx *v, const flow__field *f, json_t *data, json_t *val,
   }
 }
 
+/* "uprn or street", "a, b or c": a one_of group as a message names it. */
+static void
+group_label(const flow__one_of *g, char *buf, size_t len)
+{
+  flow__join j;
+  flow__join_init(&j, buf, len);
+  for (size_t i = 0; i < g->nfields; i++)
+    flow__join_add(&j, i == 0 ? "" : i + 1 == g->nfields ? " or " : ", ",
+                   g->fields[i]);
+}
+
 int
 flow__fields_validate(const flow__service *svc, json_t *data,
                       flow__match_fn match, void *ctx, flow__err *err)
+{
+  return flow__fields_validate_rules(svc, data, match, ctx, NULL, err);
+}
+
+int
+flow__fields_validate_rules(const flow__service *svc, json_t *data,
+                            flow__match_fn match, void *ctx, json_t *rules,
+                            flow__err *err)
 {
   vctx v = { err, 0, 0, 0, NULL };
   if (!json_is_object(data))
@@ -219,14 +238,30 @@ flow__fields_validate(const flow__service *svc, json_t *data,
   for (size_t i = 0; i < svc->nfields; i++) {
     const flow__field *f = &svc->fields[i];
     json_t *val = json_object_get(data, f->name);
+    int before = v.nproblems;
     if (val == NULL || json_is_null(val)) {
       if (val)
         json_object_del(data, f->name); /* null means "not set" */
       if (f->required)
         problem(&v, f->name, "is required");
-      continue;
+    } else {
+      check_field(&v, f, data, val, match, ctx);
     }
-    check_field(&v, f, data, val, match, ctx);
+    /* The service's own rule about a field that passed its checks. */
+    const char *rule = json_string_value(json_object_get(rules, f->name));
+    if (rule && v.nproblems == before)
+      problem(&v, f->name, "%s", rule);
+  }
+  for (size_t i = 0; i < svc->none_of; i++) {
+    const flow__one_of *g = &svc->one_of[i];
+    size_t k = 0;
+    while (k < g->nfields && json_object_get(data, g->fields[k]) == NULL)
+      k++;
+    if (k == g->nfields) {
+      char label[256];
+      group_label(g, label, sizeof label);
+      problem(&v, label, "give at least one of them");
+    }
   }
   const char *key;
   json_t *val;
@@ -454,6 +489,34 @@ flow__fields_schema(const flow__service *svc)
   json_object_set_new(root, "properties", props);
   json_object_set_new(root, "required", req);
   json_object_set_new(root, "additionalProperties", json_false());
+  /* one_of groups: anyOf of one-field `required`s; several under allOf. */
+  json_t *all = svc->none_of > 1 ? json_array() : NULL;
+  for (size_t i = 0; i < svc->none_of; i++) {
+    const flow__one_of *g = &svc->one_of[i];
+    json_t *any = json_array();
+    for (size_t k = 0; any && k < g->nfields; k++)
+      json_array_append_new(any, json_pack("{s:[s]}", "required",
+                                           g->fields[k]));
+    if (any == NULL || json_array_size(any) != g->nfields) {
+      json_decref(any);
+      json_decref(all);
+      json_decref(root);
+      return NULL;
+    }
+    if (all)
+      json_array_append_new(all, json_pack("{s:o}", "anyOf", any));
+    else
+      json_object_set_new(root, "anyOf", any);
+  }
+  if (all)
+    json_object_set_new(root, "allOf", all);
+  if (FLOW__HAS_VALIDATE(svc)) {
+    char c[300];
+    snprintf(c, sizeof c, "%s:%d also checks the data in its validate "
+             "function: a case may still be refused with FLOW_EDATA",
+             svc->chunkname ? svc->chunkname : svc->name, svc->validate_line);
+    json_object_set_new(root, "$comment", json_string(c));
+  }
   return root;
 fail:
   json_decref(root);

@@ -79,6 +79,9 @@ flow__service_free(const flow__allocator *a, flow__service *svc)
     flow__free(a, svc->correlate[i].field);
   }
   flow__free(a, svc->correlate);
+  for (size_t i = 0; i < svc->none_of; i++)
+    free_strv(a, svc->one_of[i].fields, svc->one_of[i].nfields);
+  flow__free(a, svc->one_of);
   flow__free(a, (void *)svc->fields_by_name);
   flow__free(a, (void *)svc->states_by_name);
   flow__free(a, svc->name);

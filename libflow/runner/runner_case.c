@@ -799,7 +799,8 @@ flow__runner_l_expect_open_refused(lua_State *L)
   id[0] = 0;
   int rc = do_open(L, r, 1, id, sizeof id);
   refusal_result(L, r, rc, want, what, id);
-  return 0;
+  lua_pushstring(L, flow_errmsg(r->e)); /* for checks of what it says */
+  return 1;
 }
 
 static const luaL_Reg case_methods[] = {

@@ -136,6 +136,19 @@ int flow__sandbox_match(void *ctx, const char *s, size_t len,
 
 
 /*
+ * Runs the service's validate function on data (borrowed; the function
+ * gets a copy), as a unit of work of its own with the service's budgets,
+ * flow.now() reporting now.  *rules gets what it found, a JSON object of
+ * field -> message (new reference), or NULL when it found nothing.
+ * Errors name the function's file and line: FLOW_ESCRIPT (it threw,
+ * called flow.fail, or returned something else than nothing or such a
+ * table), FLOW_ELIMIT, FLOW_ENOMEM.  No run may be open.
+ */
+int flow__sandbox_validate(flow__sandbox *sb, const flow__service *svc,
+                           json_t *data, int64_t now, json_t **rules,
+                           flow__err *err);
+
+/*
  * Runs code in sb under the handler rules and converts its first result to
  * JSON (*out is a new reference; json null when nothing is returned).
  */

@@ -468,7 +468,7 @@ flow__ld_has_state(const loader *ld, const char *name)
 static const char *const top_keys[] = {
   "name",   "version", "title", "description", "fields",
   "initial", "states", "sla",   "budget",      "correlate",
-  "initial_states", NULL,
+  "initial_states", "validate", "one_of", NULL,
 };
 static const char *const sla_keys[] = { "within", "warn", NULL };
 static const char *const budget_keys[] = {
@@ -837,6 +837,7 @@ walk_p(lua_State *L)
   }
 
   ld->svc->sla.within_fn = ld->svc->sla.warn_fn = FLOW__NOREF;
+  ld->svc->validate_fn = FLOW__NOREF;
   read_name(ld, def);
   read_version(ld, def);
   static const char *const texts[] = { "title", "description" };
@@ -863,6 +864,7 @@ walk_p(lua_State *L)
   if (flow__ld_rawfield(L, def, "fields") != LUA_TNIL)
     flow__ld_read_fields(ld, lua_gettop(L));
   lua_pop(L, 1);
+  flow__ld_read_rules(ld, def);
   flow__ld_rawfield(L, def, "states");
   flow__ld_read_states(ld, lua_gettop(L));
   lua_pop(L, 1);

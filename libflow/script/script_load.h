@@ -125,6 +125,8 @@ int flow__ld_has_state(const loader *ld, const char *name);
 /* ---- the parts of the definition ----------------------------------------- */
 
 void flow__ld_read_fields(loader *ld, int fields);  /* script_load_fields.c */
+/* one_of and validate of the definition at def, after the fields. */
+void flow__ld_read_rules(loader *ld, int def);      /* script_load_fields.c */
 void flow__ld_read_states(loader *ld, int states);  /* script_load_states.c */
 /* sla = { within, warn } at idx, of the service (state NULL) or of the
    state named (script_load.c). */

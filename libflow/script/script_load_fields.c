@@ -326,3 +326,109 @@ flow__ld_read_fields(loader *ld, int fields)
   if (svc->nfields > 1)
     qsort(svc->fields, svc->nfields, sizeof *svc->fields, field_cmp);
 }
+
+/* ---- rules across fields ------------------------------------------------ */
+
+/* " (did you mean 'street'?)" when name is near a field's name, else "". */
+static void
+field_hint(loader *ld, const char *name, char *buf, size_t len)
+{
+  flow__service *svc = ld->svc;
+  const char **words = flow__ld_scratch(ld, (svc->nfields + 1) * sizeof *words);
+  for (size_t i = 0; i < svc->nfields; i++)
+    words[i] = svc->fields[i].name;
+  words[svc->nfields] = NULL;
+  const char *best = flow__ld_closest(name, words);
+  if (best)
+    snprintf(buf, len, " (did you mean '%s'?)", best);
+  else
+    buf[0] = 0;
+}
+
+/* One group of one_of at idx: two or more fields, none required. */
+static void
+read_group(loader *ld, int idx, int line, flow__one_of *g)
+{
+  lua_State *L = ld->L;
+  g->line = line;
+  if (lua_type(L, idx) != LUA_TTABLE ||
+      flow__ld_string_list(ld, idx, &g->fields, &g->nfields) < 2) {
+    flow__ld_problem(ld, line, "one_of must list two or more field names, "
+                     "like one_of = { \"uprn\", \"street\" }, or be a list of "
+                     "such lists");
+    return;
+  }
+  for (size_t i = 0; i < g->nfields; i++) {
+    const char *name = g->fields[i];
+    const flow__field *f = flow__service_field(ld->svc, name);
+    char hint[96];
+    if (f == NULL) {
+      field_hint(ld, name, hint, sizeof hint);
+      flow__ld_problem(ld, line, "one_of names '%.60s', which is not in "
+                       "`fields`%s", name, hint);
+    } else if (f->required) {
+      flow__ld_problem(ld, line, "one_of names '%s', which is required "
+                       "already, so the rule always holds (drop it from the "
+                       "group, or make it optional)", name);
+    }
+    for (size_t k = 0; k < i; k++)
+      if (strcmp(g->fields[k], name) == 0)
+        flow__ld_problem(ld, line, "one_of names '%s' twice in one group",
+                         name);
+  }
+}
+
+/*
+ * one_of = { "uprn", "street" } (at least one of them is set), or a list
+ * of such groups; validate = function(data) returning nothing or a table
+ * of field -> message.  After the fields: both name them.
+ */
+void
+flow__ld_read_rules(loader *ld, int def)
+{
+  lua_State *L = ld->L;
+  flow__service *svc = ld->svc;
+  svc->validate_fn = FLOW__NOREF;
+  int ty = flow__ld_rawfield(L, def, "one_of");
+  int line = LOCATE(ld, "one_of");
+  if (ty == LUA_TTABLE) {
+    int t = lua_gettop(L);
+    int first = lua_rawgeti(L, t, 1);
+    lua_pop(L, 1);
+    size_t n = lua_rawlen(L, t);
+    if (first == LUA_TTABLE && n <= FLOW__MAX_FIELDS) {
+      svc->one_of = flow__calloc(ld->a, n, sizeof *svc->one_of);
+      if (svc->one_of == NULL)
+        flow__ld_oom(ld);
+      for (size_t i = 0; i < n; i++) {
+        flow__ld_tick(ld);
+        lua_rawgeti(L, t, (lua_Integer)i + 1);
+        read_group(ld, lua_gettop(L), line, &svc->one_of[svc->none_of++]);
+        lua_pop(L, 1);
+      }
+    } else if (first == LUA_TSTRING) {
+      if ((svc->one_of = flow__calloc(ld->a, 1, sizeof *svc->one_of)) == NULL)
+        flow__ld_oom(ld);
+      svc->none_of = 1;
+      read_group(ld, t, line, &svc->one_of[0]);
+    } else {
+      read_group(ld, t, line, &(flow__one_of){ NULL, 0, 0 });
+    }
+  } else if (ty != LUA_TNIL) {
+    flow__ld_problem(ld, line, "one_of must be a list of field names like { "
+                     "\"uprn\", \"street\" }, not a %s",
+                     flow__ld_type_at(L, -1));
+  }
+  lua_pop(L, 1);
+
+  ty = flow__ld_rawfield(L, def, "validate");
+  if (ty == LUA_TFUNCTION) {
+    svc->validate_fn = flow__ld_keep_function(L, lua_gettop(L));
+    svc->validate_line = flow__ld_function_line(L, lua_gettop(L));
+  } else if (ty != LUA_TNIL) {
+    flow__ld_problem(ld, LOCATE(ld, "validate"), "validate must be a "
+                     "function(data) returning nothing, or a table of field "
+                     "= message, not a %s", flow__ld_type_at(L, -1));
+  }
+  lua_pop(L, 1);
+}

@@ -1146,7 +1146,18 @@ void
 flow__sb_describe_ref(const flow__sandbox *sb, int ref, char *buf,
                       size_t len)
 {
-  const flow__service *svc = sb->svc;
+  const flow__service *svc = ref > 0 ? sb->svc : NULL;
+  if (svc && !svc->is_form) {
+    const char *top = ref == svc->validate_fn    ? "the validate function"
+                      : ref == svc->initial_fn   ? "the initial function"
+                      : ref == svc->sla.within_fn ? "the sla.within function"
+                      : ref == svc->sla.warn_fn   ? "the sla.warn function"
+                                                  : NULL;
+    if (top) {
+      snprintf(buf, len, "%s", top);
+      return;
+    }
+  }
   for (size_t i = 0; svc && i < svc->nstates; i++) {
     const flow__state *st = &svc->states[i];
     if (st->enter == ref) {
@@ -1166,6 +1177,11 @@ flow__sb_describe_ref(const flow__sandbox *sb, int ref, char *buf,
         snprintf(buf, len, "the guard for '%s'", st->on[j].event);
         return;
       }
+    }
+    if (st->sla.within_fn == ref || st->sla.warn_fn == ref) {
+      snprintf(buf, len, "the sla.%s function of state '%s'",
+               st->sla.within_fn == ref ? "within" : "warn", st->name);
+      return;
     }
   }
   snprintf(buf, len, "a function");
