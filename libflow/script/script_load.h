@@ -117,9 +117,6 @@ long flow__ld_string_list(loader *ld, int idx, char ***out, size_t *nout);
 int flow__ld_keep_function(lua_State *L, int idx);
 int flow__ld_function_line(lua_State *L, int idx);
 int flow__ld_str_cmp(const void *pa, const void *pb);
-/* The word of known (NULL-terminated) within 2 edits of word, or NULL:
-   what "did you mean" suggests.  Never raises. */
-const char *flow__ld_closest(const char *word, const char *const *known);
 int flow__ld_has_state(const loader *ld, const char *name);
 
 /* ---- the parts of the definition ----------------------------------------- */

@@ -338,7 +338,7 @@ field_hint(loader *ld, const char *name, char *buf, size_t len)
   for (size_t i = 0; i < svc->nfields; i++)
     words[i] = svc->fields[i].name;
   words[svc->nfields] = NULL;
-  const char *best = flow__ld_closest(name, words);
+  const char *best = flow__closest_word(name, words);
   if (best)
     snprintf(buf, len, " (did you mean '%s'?)", best);
   else

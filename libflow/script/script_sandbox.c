@@ -31,6 +31,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define LOG_LINE_MAX 4096
@@ -727,6 +728,71 @@ static const luaL_Reg flow_funcs[] = {
 
 /* ---- building the sandbox -------------------------------------------- */
 
+/*
+ * __index of flow and flow.sla (upvalue 1: the table's name): a name they
+ * do not have is a typo, said at the line with the closest name, instead
+ * of a later "attempt to call a nil value".
+ */
+static int
+name_cmp(const void *a, const void *b)
+{
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int
+strict_index(lua_State *L)
+{
+  if (lua_type(L, 2) != LUA_TSTRING) {
+    lua_pushnil(L);
+    return 1;
+  }
+  const char *owner = lua_tostring(L, lua_upvalueindex(1));
+  const char *key = lua_tostring(L, 2);
+  int t = 1;
+  if (flow__frozen_contents(L, 1, NULL))
+    t = lua_gettop(L);
+  const char *names[33];
+  size_t n = 0;
+  lua_pushnil(L);
+  while (n + 1 < sizeof names / sizeof *names && lua_next(L, t)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING) /* the key stays alive in t */
+      names[n++] = lua_tostring(L, -1);
+  }
+  lua_settop(L, t);
+  names[n] = NULL;
+  const char *best = flow__closest_word(key, names);
+  char shown[64], hint[400];
+  snprintf(shown, sizeof shown, "%.60s", key); /* pushfstring: no %.60s */
+  if (best) {
+    snprintf(hint, sizeof hint, " (did you mean '%s'?)", best);
+  } else {
+    qsort(names, n, sizeof *names, name_cmp); /* the table's order is not */
+    flow__join j;
+    flow__join_init(&j, hint, sizeof hint);
+    flow__join_text(&j, " (it has ");
+    for (size_t i = 0; i < n; i++)
+      flow__join_add(&j, ", ", names[i]);
+    flow__join_text(&j, ")");
+  }
+  luaL_where(L, 2); /* the line that used the name */
+  lua_pushfstring(L, "%s has no '%s'%s", owner, shown, hint);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+static void
+make_strict(lua_State *L, const char *name)
+{
+  lua_createtable(L, 0, 2);
+  lua_pushstring(L, name);
+  lua_pushcclosure(L, strict_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushboolean(L, 0); /* getmetatable(flow) is false, as for _G */
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
+}
+
 /* The globals a script keeps; everything else the base library defines
    (dofile, loadfile, collectgarbage, warn, ...) is removed. */
 static const char *const keep_globals[] = {
@@ -821,7 +887,9 @@ setup_p(lua_State *L)
   flow__json_push_null(L);
   lua_setfield(L, -2, "null");
   flow__sb_push_sla(L);
+  make_strict(L, "flow.sla");
   lua_setfield(L, -2, "sla");
+  make_strict(L, "flow");
   lua_setfield(L, -2, "flow");
   lua_pop(L, 1);
   return 0;

@@ -101,6 +101,9 @@ void flow__join_init(flow__join *j, char *buf, size_t len);
 void flow__join_add(flow__join *j, const char *sep, const char *s);
 /* Appends s as it is. */
 void flow__join_text(flow__join *j, const char *s);
+/* The word of known (NULL-terminated) within 2 edits of word, or NULL:
+   what "did you mean" suggests. */
+const char *flow__closest_word(const char *word, const char *const *known);
 
 /* ---- string buffer (util_buf.c) -------------------------------------- */
 

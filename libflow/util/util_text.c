@@ -4,6 +4,7 @@
  */
 #include "util.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -121,4 +122,51 @@ flow__join_text(flow__join *j, const char *s)
   memcpy(j->buf + j->n, s, k);
   j->n += k;
   j->buf[j->n] = '\0';
+}
+
+/* ---- did you mean ------------------------------------------------------ */
+
+/* Optimal string alignment distance (Levenshtein plus transpositions),
+   so 'enetr' is one step from 'enter'. */
+static size_t
+edit_distance(const char *a, const char *b)
+{
+  size_t n = strlen(a), m = strlen(b);
+  if (n > 32 || m > 32)
+    return SIZE_MAX;
+  size_t d[33][33];
+  for (size_t i = 0; i <= n; i++)
+    d[i][0] = i;
+  for (size_t j = 0; j <= m; j++)
+    d[0][j] = j;
+  for (size_t i = 1; i <= n; i++) {
+    for (size_t j = 1; j <= m; j++) {
+      size_t cost = a[i - 1] != b[j - 1];
+      size_t best = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < best)
+        best = d[i][j - 1] + 1;
+      if (d[i - 1][j - 1] + cost < best)
+        best = d[i - 1][j - 1] + cost;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+          d[i - 2][j - 2] + 1 < best)
+        best = d[i - 2][j - 2] + 1;
+      d[i][j] = best;
+    }
+  }
+  return d[n][m];
+}
+
+const char *
+flow__closest_word(const char *word, const char *const *known)
+{
+  const char *best = NULL;
+  size_t bestd = 3;
+  for (size_t i = 0; known[i]; i++) {
+    size_t d = edit_distance(word, known[i]);
+    if (d < bestd) {
+      bestd = d;
+      best = known[i];
+    }
+  }
+  return best;
 }

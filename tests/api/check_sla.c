@@ -452,6 +452,8 @@ START_TEST(test_sla_call_refusals)
       "    worse = function(case) flow.sla.pause(42) end,\n"
       "    keys = function(case) flow.sla.restart{ within = '2d', warm = "
       "'1d' } end,\n"
+      "    typo = function(case) flow.sla.puase('x') end,\n"
+      "    other = function(case) return flow.zzz end,\n"
       "  } } } }\n";
   ck_assert_int_eq(flow_service_load_string(NULL, E, SRC, strlen(SRC),
                                             "calls.lua"),
@@ -467,6 +469,16 @@ START_TEST(test_sla_call_refusals)
                    FLOW_ESCRIPT);
   assert_has(flow_errmsg(E), "calls.lua:5:");
   assert_has(flow_errmsg(E), "warm");
+  /* A misspelt name is said at its line, with the closest one. */
+  ck_assert_int_eq(flow_case_signal(NULL, E, "1", "typo", NULL, NULL),
+                   FLOW_ESCRIPT);
+  assert_has(flow_errmsg(E), "calls.lua:6: flow.sla has no 'puase' (did you "
+                             "mean 'pause'?)");
+  ck_assert_int_eq(flow_case_signal(NULL, E, "1", "other", NULL, NULL),
+                   FLOW_ESCRIPT);
+  assert_has(flow_errmsg(E), "calls.lua:7: flow has no 'zzz' (it has after, "
+                             "at, call, fail, list, log, now, null, sla, "
+                             "task)");
   assert_case_has("1", "\"seq\":1");
 }
 END_TEST
