@@ -651,6 +651,55 @@ sent_by_engine(const script_events *se, const char *event)
   return 0;
 }
 
+/* ---- flow.NAME and flow.sla.NAME ---------------------------------------- */
+
+typedef struct flow_names {
+  lint *l;
+  int restarts;        /* flow.sla.restart is used: it may start a level */
+  int stops[8];        /* lines of flow.sla.pause and resume, the first few */
+  size_t nstops;
+} flow_names;
+
+static void
+each_flow_name(void *ctx, const char *table, const flow__token *t)
+{
+  flow_names *fn = ctx;
+  char name[65];
+  if (t->len >= sizeof name)
+    return;
+  memcpy(name, t->p, t->len);
+  name[t->len] = 0;
+  const char *closest;
+  if (!flow__sandbox_has_name(table, name, &closest)) {
+    char hint[96] = "";
+    if (closest)
+      snprintf(hint, sizeof hint, " (did you mean %s.%s?)", table, closest);
+    warn(fn->l, t->line, "%s has no '%s'%s: this line fails when it runs",
+         table, name, hint);
+  } else if (strcmp(table, "flow.sla") == 0) {
+    if (strcmp(name, "restart") == 0)
+      fn->restarts = 1;
+    else if (fn->nstops < sizeof fn->stops / sizeof *fn->stops)
+      fn->stops[fn->nstops++] = t->line;
+  }
+}
+
+/* Misspelt names, and a clock stopped in a service that has none. */
+static void
+check_flow_names(lint *l, const flow__lua_tokens *tk)
+{
+  flow_names fn = { l, 0, { 0 }, 0 };
+  flow__lua_flow_names(tk, each_flow_name, &fn);
+  const flow__service *svc = l->svc;
+  int any = svc->sla.set || fn.restarts;
+  for (size_t i = 0; i < svc->nstates && !any; i++)
+    any = svc->states[i].sla.set;
+  for (size_t i = 0; i < fn.nstops && !any; i++)
+    warn(l, fn.stops[i], "flow.sla.pause and flow.sla.resume do nothing "
+         "here: the service has no service level (add sla = { within = "
+         "\"...\" } to the service or to a state)");
+}
+
 static void
 check_script_events(lint *l)
 {
@@ -666,6 +715,7 @@ check_script_events(lint *l)
     l->oom = 1;
     goto done;
   }
+  check_flow_names(l, &se.tk);
   flow__lua_event_uses(&se.tk, 1, INT_MAX, each_use, &se);
   unsigned char *in = flow__calloc(&l->e->alloc,
                                    svc->nstates ? svc->nstates : 1, 1);

@@ -135,6 +135,11 @@ int flow__sandbox_match(void *ctx, const char *s, size_t len,
                         const char *pattern);
 
 
+/* 1 when the table ("flow" or "flow.sla") every sandbox gives scripts
+   has name; else 0, with *closest the nearest of its names or NULL. */
+int flow__sandbox_has_name(const char *table, const char *name,
+                           const char **closest);
+
 /*
  * Runs the service's validate function on data (borrowed; the function
  * gets a copy), as a unit of work of its own with the service's budgets,

@@ -10,6 +10,7 @@
 #ifndef LIBFLOW_SCRIPT_SCRIPT_INT_H
 #define LIBFLOW_SCRIPT_SCRIPT_INT_H
 
+#include <lauxlib.h>
 #include <lua.h>
 
 #include "script/script_host.h"
@@ -199,8 +200,9 @@ json_t *flow__sb_object_arg(lua_State *L, flow__sandbox *sb, int idx,
 void flow__sb_known_keys(lua_State *L, int t, const char *const *known,
                          const char *who, const char *noun,
                          const char *which);
-/* Pushes the flow.sla table (script_sla.c). */
+/* Pushes the flow.sla table (script_sla.c); its functions. */
 void flow__sb_push_sla(lua_State *L);
+const luaL_Reg *flow__sb_sla_funcs(void);
 /* flow.task{...} (script_task.c). */
 int flow__sb_task(lua_State *L);
 /*

@@ -444,3 +444,28 @@ flow__lua_event_uses(const flow__lua_tokens *tk, int first, int last,
     }
   }
 }
+
+void
+flow__lua_flow_names(const flow__lua_tokens *tk,
+                     void (*each)(void *ctx, const char *table,
+                                  const flow__token *name),
+                     void *ctx)
+{
+  for (size_t i = 0; i + 2 < tk->n; i++) {
+    const flow__token *t = &tk->toks[i];
+    if (!tok_is(t, "flow") || tk->toks[i + 1].ch != '.' ||
+        tk->toks[i + 2].kind != FLOW__TOK_NAME)
+      continue;
+    if (i > 0 && (tk->toks[i - 1].ch == '.' || tk->toks[i - 1].ch == ':'))
+      continue; /* x.flow.y: someone else's field */
+    const flow__token *name = &tk->toks[i + 2];
+    if (tok_is(name, "sla") && i + 4 < tk->n && tk->toks[i + 3].ch == '.' &&
+        tk->toks[i + 4].kind == FLOW__TOK_NAME) {
+      each(ctx, "flow.sla", &tk->toks[i + 4]);
+      i += 4;
+    } else {
+      each(ctx, "flow", name);
+      i += 2;
+    }
+  }
+}

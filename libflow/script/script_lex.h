@@ -92,6 +92,13 @@ void flow__lua_event_uses(const flow__lua_tokens *tk, int first, int last,
                                        const flow__lua_event_use *use),
                           void *ctx);
 
+/* Calls each(ctx, table, name) for every `flow.NAME` ("flow") and
+   `flow.sla.NAME` ("flow.sla") the source writes, in source order. */
+void flow__lua_flow_names(const flow__lua_tokens *tk,
+                          void (*each)(void *ctx, const char *table,
+                                       const flow__token *name),
+                          void *ctx);
+
 static inline int
 flow__lua_is_digit(char c)
 {

@@ -726,6 +726,29 @@ static const luaL_Reg flow_funcs[] = {
   { "at", flow_at },     { "task", flow__sb_task }, { NULL, NULL },
 };
 
+int
+flow__sandbox_has_name(const char *table, const char *name,
+                       const char **closest)
+{
+  const char *words[32];
+  size_t n = 0;
+  const luaL_Reg *r = strcmp(table, "flow") == 0 ? flow_funcs
+                                                 : flow__sb_sla_funcs();
+  for (; r->name && n + 3 < sizeof words / sizeof *words; r++)
+    words[n++] = r->name;
+  if (strcmp(table, "flow") == 0) {
+    words[n++] = "null"; /* the values setup_p adds */
+    words[n++] = "sla";
+  }
+  words[n] = NULL;
+  *closest = NULL;
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(words[i], name) == 0)
+      return 1;
+  *closest = flow__closest_word(name, words);
+  return 0;
+}
+
 /* ---- building the sandbox -------------------------------------------- */
 
 /*

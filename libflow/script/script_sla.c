@@ -128,6 +128,12 @@ static const luaL_Reg sla_funcs[] = {
   { NULL, NULL },
 };
 
+const luaL_Reg *
+flow__sb_sla_funcs(void)
+{
+  return sla_funcs;
+}
+
 void
 flow__sb_push_sla(lua_State *L)
 {

@@ -287,6 +287,47 @@ START_TEST(test_lint_internal_events_nothing_sends)
 }
 END_TEST
 
+/* ---- flow.NAME --------------------------------------------------------- */
+
+START_TEST(test_lint_flow_names)
+{
+  const char *src =
+      "return {\n"
+      "  name = 'names', version = 1, initial = 'a',\n"
+      "  states = { a = { on = {\n"
+      "    go = function(case) flow.sla.pause('waiting') end,\n"
+      "    back = function(case) flow.sla.resume() end,\n"
+      "    typo = function(case) flow.cal('notify.sms') end,\n"
+      "    sla = function(case) flow.sla.resart('1d') end,\n"
+      "    fine = function(case) flow.log(case.id, flow.null, x.flow.zz) end,\n"
+      "  } } },\n"
+      "}\n";
+  char *w = lint(src);
+  HAS(w, "4: flow.sla.pause and flow.sla.resume do nothing here: the service "
+         "has no service level");
+  HAS(w, "5: flow.sla.pause and flow.sla.resume do nothing here");
+  HAS(w, "6: flow has no 'cal' (did you mean flow.call?): this line fails "
+         "when it runs");
+  HAS(w, "7: flow.sla has no 'resart' (did you mean flow.sla.restart?)");
+  LACKS(w, "8:");
+  free(w);
+  /* With a level somewhere (a state's own is enough), stopping it is
+     fine. */
+  const char *with =
+      "return {\n"
+      "  name = 'names', version = 1, initial = 'a',\n"
+      "  states = { a = { on = { go = 'b' } },\n"
+      "    b = { sla = { within = '2d' }, on = {\n"
+      "      hold = function(case) flow.sla.pause('waiting') end,\n"
+      "      done = 'c' } },\n"
+      "    c = { final = true } },\n"
+      "}\n";
+  w = lint(with);
+  LACKS(w, "do nothing");
+  free(w);
+}
+END_TEST
+
 /* ---- the examples ------------------------------------------------------ */
 
 static char *
@@ -405,6 +446,7 @@ lint_suite(void)
   tcase_add_test(tc, test_lint_events_no_state_takes);
   tcase_add_test(tc, test_lint_engine_events_a_person_could_send);
   tcase_add_test(tc, test_lint_internal_events_nothing_sends);
+  tcase_add_test(tc, test_lint_flow_names);
   tcase_add_test(tc, test_lint_examples_are_clean);
   tcase_add_test(tc, test_graph_self_loops_and_internal_events_dot);
   tcase_add_test(tc, test_graph_self_loops_and_internal_events_mermaid);
