@@ -52,6 +52,9 @@ return {
     -- Personal data is marked pii so that exports and retention can find it.
     phone = { type = "string", pii = true, pattern = "^%+?[%d ]+$", max = 20 },
     reported_by = { type = "enum", values = { "citizen", "crew", "staff" } },
+    -- An assisted collection: the crew fetches the bin from the property
+    -- for a resident who cannot put it out.
+    assisted = { type = "boolean" },
     -- Filled in as the case moves on.
     crew = { type = "string", max = 40, index = true },
     scheduled_for = { type = "date" },       -- YYYY-MM-DD
@@ -62,7 +65,14 @@ return {
   initial = "reported",
 
   -- The service level we promise: case.due_at is set when a case opens.
-  sla = { within = "5 working days" },
+  -- A resident on assisted collections is not left without a bin for
+  -- long: the next working day.
+  sla = {
+    within = function(case)
+      if case.data.assisted then return "1 working day" end
+      return "5 working days"
+    end,
+  },
 
   states = {
     reported = {

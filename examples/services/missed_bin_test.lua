@@ -1,5 +1,6 @@
 -- Tests for missed_bin.lua: every state, every transition, the
--- escalation timer over a weekend and over Christmas, the service level,
+-- escalation timer over a weekend and over Christmas, the service level
+-- (the next working day for an assisted collection),
 -- the roles and the data checks.  Run them with:
 --
 --   flow test examples/services/missed_bin_test.lua
@@ -132,6 +133,20 @@ test("the service level is breached after 5 working days", function()
   c:expect_history({ "open", "assign", "sla_breached" })
   c:signal("collect")
   c:expect_sla("breached")
+end)
+
+test("an assisted collection is due the next working day", function()
+  local assisted = { uprn = "100023336956", address = "12 High Street",
+                     bin = "refuse", assisted = true }
+  -- Reported on a Friday afternoon: due on Monday at the same time.
+  local c = open("missed_bin", assisted, { at = "2026-02-06T15:00:00Z" })
+  c:expect_sla("due", "2026-02-09T15:00:00Z")
+  -- Everyone else keeps the five working days.
+  local d = open("missed_bin", report)
+  d:expect_sla("due", "2026-02-13T15:00:00Z")
+  advance_to("2026-02-09T15:00:00Z")
+  c:expect_sla("breached")
+  d:expect_sla("due")
 end)
 
 test("only the crew may say they could not get in", function()
