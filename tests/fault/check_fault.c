@@ -411,6 +411,9 @@ static const char *const SERVICE =
     "    day = { type = 'date' },\n"
     "    collected = { type = 'boolean' },\n"
     "  },\n"
+    "  validate = function(data)\n"
+    "    if data.day and not data.crew then return { day = 'needs a crew' } end\n"
+    "  end,\n"
     "  initial = 'reported',\n"
     "  sla = { within = '5 working days', warn = '3 working days' },\n"
     "  states = {\n"
@@ -420,6 +423,7 @@ static const char *const SERVICE =
     "      on = {\n"
     "        assign = function(case, ev)\n"
     "          case.data.crew = ev.payload.crew\n"
+    "          flow.sla.pause('waiting for the crew')\n"
     "          return 'assigned'\n"
     "        end,\n"
     "        remind = function(case, ev)\n"
@@ -432,6 +436,7 @@ static const char *const SERVICE =
     "      on = {\n"
     "        schedule = function(case, ev)\n"
     "          case.data.day = ev.payload.day\n"
+    "          flow.sla.resume()\n"
     "          flow.call('notify.sms', { to = '07700900123' })\n"
     "          return 'scheduled'\n"
     "        end,\n"
@@ -532,7 +537,9 @@ snapshot(flow_engine *e)
   return t.p;
 }
 
-/* One step of the session after the engine is open. */
+/* One step of the session after the engine is open.  assign stops the
+   service level and schedule starts it again, so every write of a pause
+   and a resume meets the faults too. */
 static int
 step_run(flow_engine *e, int step)
 {
