@@ -13,6 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api_util.h"
+
 static const char *const SERVICE =
     "return {\n"
     "  name = 'event_licence', version = 1,\n"
@@ -58,14 +60,6 @@ static const char *const GOOD =
 static flow_engine *E;
 static char dir[64], path[96];
 
-static int64_t
-at(const char *iso)
-{
-  int64_t t;
-  ck_assert_int_eq(flow_time_parse(&t, iso), 0);
-  return t;
-}
-
 static void
 open_engine(void)
 {
@@ -86,9 +80,7 @@ load(const char *src, const char *name)
 static void
 setup(void)
 {
-  snprintf(dir, sizeof dir, "/tmp/flow_rules_XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(dir));
-  snprintf(path, sizeof path, "%s/cases.db", dir);
+  api_db_make("rules", dir, path);
   open_engine();
   load(SERVICE, "licence.lua");
 }
@@ -98,22 +90,7 @@ teardown(void)
 {
   flow_engine_close(E);
   E = NULL;
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  ck_assert_int_eq(system(cmd), 0);
-}
-
-static void
-assert_has(const char *text, const char *want)
-{
-  ck_assert_msg(strstr(text, want) != NULL, "want %s in %s", want, text);
-}
-
-static void
-assert_lacks(const char *text, const char *want)
-{
-  ck_assert_msg(strstr(text, want) == NULL, "did not want %s in %s", want,
-                text);
+  api_db_remove(dir);
 }
 
 /* Opening with data is refused with code; the message is returned. */

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api_util.h"
+
 static const char *const SERVICE =
     "return {\n"
     "  name = 'graffiti', version = 1,\n"
@@ -65,14 +67,6 @@ static const char *const SERVICE =
 static flow_engine *E;
 static char dir[64], path[96];
 
-static int64_t
-at(const char *iso)
-{
-  int64_t t;
-  ck_assert_int_eq(flow_time_parse(&t, iso), 0);
-  return t;
-}
-
 static void
 open_engine(void)
 {
@@ -84,9 +78,7 @@ open_engine(void)
 static void
 setup(void)
 {
-  snprintf(dir, sizeof dir, "/tmp/flow_sla_XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(dir));
-  snprintf(path, sizeof path, "%s/cases.db", dir);
+  api_db_make("sla", dir, path);
   open_engine();
   ck_assert_msg(flow_service_load_string(NULL, E, SERVICE, strlen(SERVICE),
                                          "graffiti.lua") == 0,
@@ -99,9 +91,7 @@ teardown(void)
 {
   flow_engine_close(E);
   E = NULL;
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  ck_assert_int_eq(system(cmd), 0);
+  api_db_remove(dir);
 }
 
 static void
@@ -116,12 +106,6 @@ get(const char *id)
   char *out;
   ck_assert_int_eq(flow_case_get(&out, E, id), 0);
   return out;
-}
-
-static void
-assert_has(const char *text, const char *want)
-{
-  ck_assert_msg(strstr(text, want) != NULL, "want %s in %s", want, text);
 }
 
 static void

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api_util.h"
+
 static const char *const SERVICE =
     "return {\n"
     "  name = 'visit', version = 1,\n"
@@ -49,14 +51,6 @@ static const char *const SERVICE =
 
 static flow_engine *E;
 static int64_t T0; /* Friday 27 November 2026, 09:00 London (= UTC) */
-
-static int64_t
-at(const char *iso)
-{
-  int64_t t;
-  ck_assert_int_eq(flow_time_parse(&t, iso), 0);
-  return t;
-}
 
 static void
 setup(void)
