@@ -5,11 +5,11 @@
  *
  * Times are INTEGER milliseconds since the epoch, case data is compact JSON
  * text with sorted keys (so json_extract() and expression indexes work on
- * it).  Case ids come from a counter row (counters.name = 'case') that
- * only grows, read at the first new id of a transaction and written back
- * at its commit, so a transition knows its case id before it writes
- * anything and an id is never handed out twice, even after its case is
- * deleted.  BEGIN IMMEDIATE takes the database's one write lock, which is
+ * it).  Case ids come from the highest id in cases and a counter row
+ * (counters.name = 'case') that whatever deletes cases raises first,
+ * read at the first new id of a transaction, so a transition knows its
+ * case id before it writes anything and an id is never handed out twice,
+ * even after its case is deleted (load_counter).  BEGIN IMMEDIATE takes the database's one write lock, which is
  * how this backend keeps the interface's row locks (case_lock,
  * timer_claim): no other connection writes until this one commits.
  */
@@ -25,7 +25,6 @@ enum {
   ST_SERVICE_NEWEST_VERSION,
   ST_SERVICE_LIST,
   ST_COUNTER_GET,
-  ST_COUNTER_SET,
   ST_CASE_GET,
   ST_CASE_INSERT,
   ST_CASE_UPDATE,
@@ -92,8 +91,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                                 " name = ?1",
   [ST_SERVICE_LIST] = "SELECT name, version, title, sha256, loaded_at"
                       " FROM services ORDER BY name, version",
-  [ST_COUNTER_GET] = "SELECT value FROM counters WHERE name = ?1",
-  [ST_COUNTER_SET] = "UPDATE counters SET value = ?2 WHERE name = ?1",
+  [ST_COUNTER_GET] = "SELECT max(value, (SELECT COALESCE(max(id), 0) FROM"
+                     " cases)) FROM counters WHERE name = ?1",
   [ST_CASE_GET] = "SELECT id, service, version, state, closed, data,"
                   " opened_at, updated_at, due_at, seq, seed, tasks,"
                   " sla_paused_at FROM cases WHERE id = ?1",
@@ -338,6 +337,13 @@ static const char *const migrations[] = {
    "  case_id INTEGER NOT NULL, seq INTEGER NOT NULL, n INTEGER NOT NULL,"
    "  change TEXT NOT NULL, at INTEGER NOT NULL, due_at INTEGER,"
    "  detail TEXT NOT NULL, PRIMARY KEY (case_id, seq, n)) WITHOUT ROWID;"),
+
+  /* 7 -> 8: one index on the state, not two.  Every transition that
+     moves a case moved its entry in both (cases_service_state too), two
+     more pages in every commit; a list by service and state now walks
+     the state's entries in id order and reads each case's service, as a
+     list by state alone always did. */
+  "DROP INDEX IF EXISTS cases_service_state;",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof *migrations))
 
@@ -348,12 +354,12 @@ struct flow__store {
   sqlite3_stmt *st[ST_COUNT];
   sqlite3_stmt *wst[FLOW__SQ_WORK_STMTS]; /* store_sqlite_work.c's */
   int in_txn;
-  /* The case counter inside a transaction: last id handed out, whether it
-     was read (case_loaded) and is to be written back (case_dirty). */
+  /* The case counter inside a transaction: last id handed out, and
+     whether it was read (case_loaded). */
   int64_t case_last;
-  int case_loaded, case_dirty;
+  int case_loaded;
   int64_t sp_case_last; /* the same, at the savepoint */
-  int sp_case_loaded, sp_case_dirty;
+  int sp_case_loaded;
   /* The last PRAGMA data_version seen; known says whether there is one. */
   int64_t data_version;
   int data_version_known;
@@ -585,16 +591,8 @@ sqlite_begin(flow__store *s, flow__err *err)
 static int
 sqlite_commit(flow__store *s, flow__err *err)
 {
-  int rc = 0;
-  if (s->case_dirty) {
-    sqlite3_stmt *st = s->st[ST_COUNTER_SET];
-    sqlite3_bind_text(st, 1, "case", -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, s->case_last);
-    rc = flow__sq_done(s, st, err, "saving the case counter");
-  }
-  if (rc == 0)
-    rc = flow__sq_done(s, s->st[ST_COMMIT], err, "commit");
-  s->case_loaded = s->case_dirty = 0;
+  int rc = flow__sq_done(s, s->st[ST_COMMIT], err, "commit");
+  s->case_loaded = 0;
   if (rc != 0) {
     /* A failed COMMIT may leave the transaction open: end it so the
        database is exactly as before. */
@@ -613,7 +611,7 @@ sqlite_rollback(flow__store *s)
     sqlite3_reset(s->st[ST_ROLLBACK]);
   }
   s->in_txn = 0;
-  s->case_loaded = s->case_dirty = 0;
+  s->case_loaded = 0;
 }
 
 static char *
@@ -762,7 +760,14 @@ sqlite_index_field(flow__store *s, const char *field, flow__err *err)
   return 0;
 }
 
-/* The case counter, read once per transaction. */
+/*
+ * The last case id handed out, read once per transaction: the larger of
+ * the highest id in cases and the counter row.  Inserting a case does not
+ * write the counter (one page less in every commit that opens a case):
+ * the highest id is the table's last row, one step down the b-tree.  So
+ * anything that deletes cases must first raise counters.case to the
+ * highest id it deletes, or an id could be given a second time.
+ */
 static int
 load_counter(flow__store *s, flow__err *err)
 {
@@ -903,8 +908,7 @@ sqlite_case_insert(flow__store *s, const flow__case_row *row, flow__err *err)
   bind_case(s->st[ST_CASE_INSERT], row, 1);
   rc = flow__sq_done(s, s->st[ST_CASE_INSERT], err, "writing a new case");
   if (rc == 0 && row->id > s->case_last) {
-    s->case_last = row->id;
-    s->case_dirty = 1;
+    s->case_last = row->id; /* the table says so now: no counter write */
   }
   return rc;
 }
@@ -1324,7 +1328,6 @@ sqlite_savepoint(flow__store *s, flow__err *err)
 {
   s->sp_case_last = s->case_last;
   s->sp_case_loaded = s->case_loaded;
-  s->sp_case_dirty = s->case_dirty;
   return flow__sq_done(s, s->st[ST_SAVEPOINT], err, "starting a savepoint");
 }
 
@@ -1346,7 +1349,6 @@ sqlite_rollback_to(flow__store *s)
      leaves no gap in the case numbers. */
   s->case_last = s->sp_case_last;
   s->case_loaded = s->sp_case_loaded;
-  s->case_dirty = s->sp_case_dirty;
 }
 
 
