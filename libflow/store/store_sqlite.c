@@ -28,6 +28,7 @@ enum {
   ST_CASE_GET,
   ST_CASE_INSERT,
   ST_CASE_UPDATE,
+  ST_CASE_MOVE,
   ST_CASE_UPDATE_DATA,
   ST_HISTORY_APPEND,
   ST_HISTORY_EACH,
@@ -106,6 +107,11 @@ static const char *const stmt_sql[ST_COUNT] = {
   [ST_CASE_UPDATE] = "UPDATE cases SET state = ?2, closed = ?3, data = ?4,"
                      " updated_at = ?5, seq = ?7, entered_seq = ?7,"
                      " tasks = ?8 WHERE id = ?1",
+  /* The same for a move that does not close the case: closed stays 0,
+     and a column left out of SET is one SQLite knows unchanged, so the
+     partial cases_due (which reads closed) is not rewritten. */
+  [ST_CASE_MOVE] = "UPDATE cases SET state = ?2, data = ?4, updated_at = ?5,"
+                   " seq = ?7, entered_seq = ?7, tasks = ?8 WHERE id = ?1",
   [ST_CASE_UPDATE_DATA] = "UPDATE cases SET data = ?4, updated_at = ?5,"
                           " seq = ?7, tasks = ?8 WHERE id = ?1",
   [ST_HISTORY_APPEND] = "INSERT INTO history(case_id, seq, at, actor, event,"
@@ -344,6 +350,13 @@ static const char *const migrations[] = {
      the state's entries in id order and reads each case's service, as a
      list by state alone always did. */
   "DROP INDEX IF EXISTS cases_service_state;",
+
+  /* 8 -> 9: only cases with a due time are in cases_due (the overdue
+     list's due_at < ? implies it), so a service without a level never
+     writes it. */
+  ("DROP INDEX cases_due;"
+   "CREATE INDEX cases_due ON cases(due_at) WHERE closed = 0 AND due_at IS"
+   " NOT NULL;"),
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof *migrations))
 
@@ -917,7 +930,9 @@ static int
 sqlite_case_update(flow__store *s, const flow__case_row *row, int moved,
                    flow__err *err)
 {
-  sqlite3_stmt *st = s->st[moved ? ST_CASE_UPDATE : ST_CASE_UPDATE_DATA];
+  sqlite3_stmt *st = s->st[!moved        ? ST_CASE_UPDATE_DATA
+                           : row->closed ? ST_CASE_UPDATE
+                                         : ST_CASE_MOVE];
   bind_case(st, row, 0);
   int rc = flow__sq_done(s, st, err, "updating a case");
   if (rc == 0 && sqlite3_changes(s->db) != 1)
