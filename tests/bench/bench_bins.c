@@ -915,6 +915,7 @@ usage(FILE *f)
           "[--full-n N] [--group K]\n"
           "                  [--slices S] [--service FILE]\n"
           "  --n N        cases (default 100000); 4 transitions each\n"
+          "  --only MODE  run this one mode alone (for a profiler)\n"
           "  --modes LIST comma-separated: sync, async, full (each brings "
           "the\n"
           "               physical limit and the minimal service), "
@@ -994,6 +995,7 @@ main(int argc, char **argv)
   cfg.peer = FLOW_BENCH_PEER[0] ? FLOW_BENCH_PEER : NULL;
   const char *dir = NULL;
   const char *modes = "sync,async,full";
+  int only = 0; /* --only: the modes named, without their groups */
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1016,6 +1018,10 @@ main(int argc, char **argv)
       bad = parse_long(v, &cfg.slices);
     else if (strcmp(a, "--modes") == 0)
       modes = v;
+    else if (strcmp(a, "--only") == 0) {
+      modes = v;
+      only = 1;
+    }
     else if (strcmp(a, "--minimal") == 0)
       cfg.minimal = v;
     else if (strcmp(a, "--peer") == 0)
@@ -1041,6 +1047,16 @@ main(int argc, char **argv)
   }
   if (parse_modes(&cfg, modes) != 0)
     return 2;
+  if (only) {
+    /* Exactly the modes named (parse_modes has checked the names). */
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", modes);
+    memset(cfg.want, 0, sizeof cfg.want);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ","))
+      for (int m = 0; m < M_COUNT; m++)
+        if (strcmp(tok, mode_name[m]) == 0)
+          cfg.want[m] = 1;
+  }
   if (cfg.peer == NULL)
     printf("bench=bins peer=missing (../shared/bench/sqlite_raw_bins.c was "
            "not there when this was built): engine figures only, no "
