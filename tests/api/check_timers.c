@@ -195,6 +195,43 @@ START_TEST(test_timers_refused_event_becomes_incident)
 }
 END_TEST
 
+/* A backlog fires in one transaction per batch; a refusal in the middle
+   of one undoes only its own timer (the batch runs again, carefully),
+   and the timers around it fire once, in due order. */
+START_TEST(test_timers_refusal_inside_a_batch)
+{
+  /* Cases 1 and 3 wait (their 1h reminder fires); case 2 is booked, and
+     its 30m explode timer is refused. */
+  for (int i = 0; i < 3; i++)
+    ck_assert_int_eq(flow_case_open(NULL, E, "visit", NULL, NULL), 0);
+  ck_assert_int_eq(flow_case_signal(NULL, E, "2", "book", NULL, NULL), 0);
+  ck_assert_uint_eq(fire_at("2026-11-27T10:30:00Z"), 3);
+  char *c = get("1");
+  ck_assert_msg(strstr(c, "\"reminded\":1") && strstr(c, "\"seq\":2"), "%s",
+                c);
+  flow_free(c);
+  c = get("3");
+  ck_assert_msg(strstr(c, "\"reminded\":1") && strstr(c, "\"seq\":2"), "%s",
+                c);
+  flow_free(c);
+  c = get("2");
+  ck_assert_msg(strstr(c, "\"seq\":2") && strstr(c, "\"state\":\"booked\""),
+                "%s", c);
+  flow_free(c);
+  ck_assert_int_eq(flow_case_timers(&c, E, "2"), 0);
+  ck_assert_msg(strstr(c, "\"status\":\"incident\"") && strstr(c, "boom"),
+                "%s", c);
+  flow_free(c);
+  char *inc;
+  ck_assert_int_eq(flow_incidents_list(&inc, E, NULL, NULL), 0);
+  ck_assert_msg(strstr(inc, "\"case\":\"2\"") && !strstr(inc, "\"case\":\"1\""),
+                "%s", inc);
+  flow_free(inc);
+  /* Nothing fires twice. */
+  ck_assert_uint_eq(fire_at("2026-11-27T11:00:00Z"), 0);
+}
+END_TEST
+
 START_TEST(test_timers_sla_without_handler_is_recorded)
 {
   ck_assert_int_eq(flow_case_open(NULL, E, "visit", NULL, NULL), 0);
@@ -381,6 +418,7 @@ timers_suite(void)
   tcase_add_test(tc, test_timers_fire_in_order_exactly_once);
   tcase_add_test(tc, test_timers_cancelled_when_leaving);
   tcase_add_test(tc, test_timers_refused_event_becomes_incident);
+  tcase_add_test(tc, test_timers_refusal_inside_a_batch);
   tcase_add_test(tc, test_timers_sla_without_handler_is_recorded);
   tcase_add_test(tc, test_timers_overdue_listing);
   tcase_add_test(tc, test_timers_survive_restart);
