@@ -576,7 +576,8 @@ persist(transition *t)
      transition's writes, all made below. */
   e->writes++;
   rc = t->opening ? e->vt->case_insert(e->store, row, &err)
-                  : e->vt->case_update(e->store, row, moved, &err);
+                  : e->vt->case_update(e->store, row,
+                                       moved ? oldstate : NULL, &err);
   flow__history_row h = { row->id,  row->seq,  t->now, actor.p,
                           t->event, payload.p, from,   t->next->name };
   if (rc == 0)

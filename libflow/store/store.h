@@ -238,11 +238,12 @@ typedef struct flow__store_vt {
                    flow__err *err);
   int (*case_insert)(flow__store *s, const flow__case_row *row,
                      flow__err *err);
-  /* moved: the state (and so maybe closed) changed.  When it did not,
-     only data, updated_at and seq are written, so the state indexes are
-     left alone.  due_at is set when a case opens and never updated. */
-  int (*case_update)(flow__store *s, const flow__case_row *row, int moved,
-                     flow__err *err);
+  /* from: the state the case moved from, or NULL when it did not move
+     (then only data, updated_at and seq are written, and where the case
+     is stays as it was).  due_at is set when a case opens and never
+     updated here. */
+  int (*case_update)(flow__store *s, const flow__case_row *row,
+                     const char *from, flow__err *err);
   /* Matching cases as a JSON array of objects whose data is parsed.
      where values are JSON scalars; fields are identifiers (checked by the
      caller). */

@@ -29,6 +29,8 @@ enum {
   ST_CASE_INSERT,
   ST_CASE_UPDATE,
   ST_CASE_MOVE,
+  ST_STATE_ADD,
+  ST_STATE_DROP,
   ST_CASE_UPDATE_DATA,
   ST_HISTORY_APPEND,
   ST_HISTORY_EACH,
@@ -112,6 +114,13 @@ static const char *const stmt_sql[ST_COUNT] = {
      partial cases_due (which reads closed) is not rewritten. */
   [ST_CASE_MOVE] = "UPDATE cases SET state = ?2, data = ?4, updated_at = ?5,"
                    " seq = ?7, entered_seq = ?7, tasks = ?8 WHERE id = ?1",
+  [ST_STATE_ADD] = "INSERT OR IGNORE INTO case_states(state, case_id)"
+                   " VALUES (?1, ?2)",
+  /* Only while the case is not back in that state: another connection
+     may have moved it there again since. */
+  [ST_STATE_DROP] = "DELETE FROM case_states WHERE state = ?1 AND"
+                    " case_id = ?2 AND NOT EXISTS (SELECT 1 FROM cases"
+                    " WHERE id = ?2 AND state = ?1)",
   [ST_CASE_UPDATE_DATA] = "UPDATE cases SET data = ?4, updated_at = ?5,"
                           " seq = ?7, tasks = ?8 WHERE id = ?1",
   [ST_HISTORY_APPEND] = "INSERT INTO history(case_id, seq, at, actor, event,"
@@ -354,9 +363,21 @@ static const char *const migrations[] = {
   /* 8 -> 9: only cases with a due time are in cases_due (the overdue
      list's due_at < ? implies it), so a service without a level never
      writes it. */
-  ("DROP INDEX cases_due;"
+  ("DROP INDEX IF EXISTS cases_due;"
    "CREATE INDEX cases_due ON cases(due_at) WHERE closed = 0 AND due_at IS"
    " NOT NULL;"),
+
+  /* 9 -> 10: the cases in each state, kept apart from the cases table and
+     written only where a case arrives.  An index on cases.state moved a
+     case's entry at every move: a delete in the old state's pages and an
+     insert in the new one's, two pages per commit.  case_states gets the
+     insert; the entry left behind is stale (a list joins with cases and
+     skips it) and removed later, many in one commit (stale_flush). */
+  ("CREATE TABLE IF NOT EXISTS case_states ("
+   "  state TEXT NOT NULL, case_id INTEGER NOT NULL,"
+   "  PRIMARY KEY (state, case_id)) WITHOUT ROWID;"
+   "INSERT OR IGNORE INTO case_states SELECT state, id FROM cases;"
+   "DROP INDEX IF EXISTS cases_state;"),
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof *migrations))
 
@@ -371,6 +392,14 @@ struct flow__store {
      whether it was read (case_loaded). */
   int64_t case_last;
   int case_loaded;
+  /* Entries of case_states left behind by moves (the case left that
+     state), removed at a commit once there are STALE_BATCH of them; how
+     many there were when the transaction and its savepoint began. */
+  struct stale {
+    int64_t id;
+    char *state;
+  } *stale;
+  size_t nstale, cap_stale, txn_nstale, sp_nstale;
   int64_t sp_case_last; /* the same, at the savepoint */
   int sp_case_loaded;
   /* The last PRAGMA data_version seen; known says whether there is one. */
@@ -507,11 +536,85 @@ fail:
   return rc;
 }
 
+/* ---- case_states: where cases are, written where they arrive --------- */
+
+/* Stale entries removed in one commit: a batch of cases that left a state
+   together sits in one or two of its pages. */
+#define STALE_BATCH 64
+
+static void
+stale_truncate(flow__store *s, size_t n)
+{
+  while (s->nstale > n)
+    flow__free(s->a, s->stale[--s->nstale].state);
+}
+
+/* Notes that case id left state, for a later commit to remove. */
+static int
+stale_add(flow__store *s, int64_t id, const char *state, flow__err *err)
+{
+  if (s->nstale == s->cap_stale) {
+    size_t cap = s->cap_stale ? s->cap_stale * 2 : STALE_BATCH * 2;
+    struct stale *v = flow__realloc(s->a, s->stale, cap * sizeof *v);
+    if (v == NULL)
+      return flow__err_set(err, FLOW_ENOMEM, "out of memory moving a case");
+    s->stale = v;
+    s->cap_stale = cap;
+  }
+  char *copy = flow__strdup(s->a, state);
+  if (copy == NULL)
+    return flow__err_set(err, FLOW_ENOMEM, "out of memory moving a case");
+  s->stale[s->nstale].id = id;
+  s->stale[s->nstale].state = copy;
+  s->nstale++;
+  return 0;
+}
+
+/* Removes the noted stale entries, inside the open transaction. */
+static int
+stale_flush(flow__store *s, flow__err *err)
+{
+  sqlite3_stmt *st = s->st[ST_STATE_DROP];
+  for (size_t i = 0; i < s->nstale; i++) {
+    sqlite3_bind_text(st, 1, s->stale[i].state, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, s->stale[i].id);
+    int rc = flow__sq_done(s, st, err, "removing where cases were");
+    if (rc != 0)
+      return rc;
+  }
+  stale_truncate(s, 0);
+  return 0;
+}
+
+/* A case arrived in state: its entry (kept if it is there already). */
+static int
+state_add(flow__store *s, int64_t id, const char *state, flow__err *err)
+{
+  sqlite3_stmt *st = s->st[ST_STATE_ADD];
+  sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, id);
+  return flow__sq_done(s, st, err, "recording where a case is");
+}
+
 static void
 sqlite_close(flow__store *s)
 {
   if (s == NULL)
     return;
+  /* What is still noted goes now, if the database lets us; entries left
+     behind (a crash, a busy database) only cost a skipped row when that
+     state is listed. */
+  if (s->nstale > 0 && s->db && sqlite3_get_autocommit(s->db) &&
+      sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK) {
+    flow__err err;
+    flow__err_clear(&err);
+    if (s->st[ST_STATE_DROP] && stale_flush(s, &err) == 0)
+      sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+    else
+      sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+  }
+  stale_truncate(s, 0);
+  flow__free(s->a, s->stale);
   for (int i = 0; i < ST_COUNT; i++)
     sqlite3_finalize(s->st[i]);
   for (int i = 0; i < FLOW__SQ_WORK_STMTS; i++)
@@ -596,21 +699,29 @@ static int
 sqlite_begin(flow__store *s, flow__err *err)
 {
   int rc = flow__sq_done(s, s->st[ST_BEGIN], err, "starting a transaction");
-  if (rc == 0)
+  if (rc == 0) {
     s->in_txn = 1;
+    s->txn_nstale = s->nstale;
+  }
   return rc;
 }
 
 static int
 sqlite_commit(flow__store *s, flow__err *err)
 {
-  int rc = flow__sq_done(s, s->st[ST_COMMIT], err, "commit");
+  size_t noted = s->nstale;
+  int rc = s->nstale >= STALE_BATCH ? stale_flush(s, err) : 0;
+  if (rc == 0)
+    rc = flow__sq_done(s, s->st[ST_COMMIT], err, "commit");
   s->case_loaded = 0;
   if (rc != 0) {
     /* A failed COMMIT may leave the transaction open: end it so the
        database is exactly as before. */
     if (!sqlite3_get_autocommit(s->db))
       sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    /* The moves of this transaction are undone; what earlier ones noted
+       (and a failed flush may have cleared) is left behind. */
+    stale_truncate(s, noted < s->txn_nstale ? noted : s->txn_nstale);
   }
   s->in_txn = 0;
   return rc;
@@ -625,6 +736,7 @@ sqlite_rollback(flow__store *s)
   }
   s->in_txn = 0;
   s->case_loaded = 0;
+  stale_truncate(s, s->txn_nstale);
 }
 
 static char *
@@ -923,14 +1035,16 @@ sqlite_case_insert(flow__store *s, const flow__case_row *row, flow__err *err)
   if (rc == 0 && row->id > s->case_last) {
     s->case_last = row->id; /* the table says so now: no counter write */
   }
+  if (rc == 0)
+    rc = state_add(s, row->id, row->state, err);
   return rc;
 }
 
 static int
-sqlite_case_update(flow__store *s, const flow__case_row *row, int moved,
-                   flow__err *err)
+sqlite_case_update(flow__store *s, const flow__case_row *row,
+                   const char *from, flow__err *err)
 {
-  sqlite3_stmt *st = s->st[!moved        ? ST_CASE_UPDATE_DATA
+  sqlite3_stmt *st = s->st[from == NULL  ? ST_CASE_UPDATE_DATA
                            : row->closed ? ST_CASE_UPDATE
                                          : ST_CASE_MOVE];
   bind_case(st, row, 0);
@@ -938,6 +1052,9 @@ sqlite_case_update(flow__store *s, const flow__case_row *row, int moved,
   if (rc == 0 && sqlite3_changes(s->db) != 1)
     return flow__err_set(err, FLOW_ENOTFOUND, "case %lld disappeared",
                          (long long)row->id);
+  if (rc == 0 && from != NULL && strcmp(from, row->state) != 0 &&
+      (rc = state_add(s, row->id, row->state, err)) == 0)
+    rc = stale_add(s, row->id, from, err);
   return rc;
 }
 
@@ -1005,25 +1122,31 @@ sqlite_case_list(flow__store *s, const flow_case_query *q, int64_t now,
 {
   flow__buf sql;
   flow__buf_init(&sql, s->a);
-  flow__buf_adds(&sql, "SELECT id, service, version, state, closed, data,"
-                       " opened_at, updated_at, due_at, seq, seed, tasks,"
-                       " sla_paused_at FROM cases WHERE 1");
-  if (q->service)
-    flow__buf_adds(&sql, " AND service = ?");
+  flow__buf_adds(&sql, "SELECT c.id, c.service, c.version, c.state,"
+                       " c.closed, c.data, c.opened_at, c.updated_at,"
+                       " c.due_at, c.seq, c.seed, c.tasks, c.sla_paused_at");
+  /* By state: that state's entries of case_states, in id order, each
+     joined with its case (an entry the case has left is skipped). */
   if (q->state)
-    flow__buf_adds(&sql, " AND state = ?");
+    flow__buf_adds(&sql, " FROM case_states s JOIN cases c ON c.id ="
+                         " s.case_id WHERE s.state = ?1 AND c.state = ?1");
+  else
+    flow__buf_adds(&sql, " FROM cases c WHERE 1");
+  if (q->service)
+    flow__buf_adds(&sql, " AND c.service = ?");
   if (q->status)
-    flow__buf_adds(&sql, " AND closed = ?");
+    flow__buf_adds(&sql, " AND c.closed = ?");
   if (q->overdue)
-    flow__buf_adds(&sql, " AND closed = 0 AND due_at < ? AND"
-                         " sla_paused_at IS NULL");
+    flow__buf_adds(&sql, " AND c.closed = 0 AND c.due_at < ? AND"
+                         " c.sla_paused_at IS NULL");
   for (size_t i = 0; i < q->nwhere; i++)
     flow__buf_addf(&sql,
                    is_json_null(q->where[i].value_json)
-                       ? " AND json_extract(data, '$.%s') IS NULL"
-                       : " AND json_extract(data, '$.%s') IN (?, ?)",
+                       ? " AND json_extract(c.data, '$.%s') IS NULL"
+                       : " AND json_extract(c.data, '$.%s') IN (?, ?)",
                    q->where[i].field);
-  flow__buf_adds(&sql, " ORDER BY id LIMIT ? OFFSET ?");
+  flow__buf_adds(&sql, q->state ? " ORDER BY s.case_id LIMIT ? OFFSET ?"
+                                : " ORDER BY c.id LIMIT ? OFFSET ?");
   const char *text = flow__buf_str(&sql);
   if (text == NULL) {
     flow__buf_free(&sql);
@@ -1035,10 +1158,10 @@ sqlite_case_list(flow__store *s, const flow_case_query *q, int64_t now,
   if (rc != SQLITE_OK)
     return flow__sq_fail(s, err, rc, "listing cases");
   int idx = 1, ret = 0;
+  if (q->state)
+    sqlite3_bind_text(st, idx++, q->state, -1, SQLITE_STATIC); /* ?1 */
   if (q->service)
     sqlite3_bind_text(st, idx++, q->service, -1, SQLITE_STATIC);
-  if (q->state)
-    sqlite3_bind_text(st, idx++, q->state, -1, SQLITE_STATIC);
   if (q->status)
     sqlite3_bind_int(st, idx++, strcmp(q->status, "closed") == 0);
   if (q->overdue)
@@ -1343,6 +1466,7 @@ sqlite_savepoint(flow__store *s, flow__err *err)
 {
   s->sp_case_last = s->case_last;
   s->sp_case_loaded = s->case_loaded;
+  s->sp_nstale = s->nstale;
   return flow__sq_done(s, s->st[ST_SAVEPOINT], err, "starting a savepoint");
 }
 
@@ -1364,6 +1488,7 @@ sqlite_rollback_to(flow__store *s)
      leaves no gap in the case numbers. */
   s->case_last = s->sp_case_last;
   s->case_loaded = s->sp_case_loaded;
+  stale_truncate(s, s->sp_nstale);
 }
 
 

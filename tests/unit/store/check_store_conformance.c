@@ -181,7 +181,7 @@ START_TEST(test_store_case_round_trip)
   ck_assert_int_eq(vt->case_lock(S, id, &got, &err), 0);
   ck_assert_int_eq(got.seq, 1);
   flow__case_row_clear(&A, &got);
-  ck_assert_int_eq(vt->case_update(S, &r, 1, &err), 0);
+  ck_assert_int_eq(vt->case_update(S, &r, "reported", &err), 0);
   ck_assert_int_eq(vt->commit(S, &err), 0);
   ck_assert_int_eq(vt->case_get(S, id, &got, &err), 0);
   ck_assert_str_eq(got.state, "closed");
@@ -196,7 +196,7 @@ START_TEST(test_store_case_round_trip)
   r.seq = 3;
   r.data = "{\"bin\":\"garden\"}";
   ck_assert_int_eq(vt->begin(S, &err), 0);
-  ck_assert_int_eq(vt->case_update(S, &r, 0, &err), 0);
+  ck_assert_int_eq(vt->case_update(S, &r, NULL, &err), 0);
   ck_assert_int_eq(vt->commit(S, &err), 0);
   ck_assert_int_eq(vt->case_get(S, id, &got, &err), 0);
   ck_assert_str_eq(got.state, "closed");
@@ -302,7 +302,7 @@ START_TEST(test_store_case_lock_excludes)
   flow__case_row r = sample_row(id);
   r.state = "assigned";
   r.seq = 2;
-  ck_assert_int_eq(vt->case_update(S, &r, 1, &err), 0);
+  ck_assert_int_eq(vt->case_update(S, &r, "reported", &err), 0);
   ck_assert_int_eq(vt->commit(S, &err), 0);
 
   /* Free again, and the other connection sees the committed row. */
@@ -984,7 +984,7 @@ START_TEST(test_store_timer_claim)
   r.state = "assigned";
   r.seq = 2;
   ck_assert_int_eq(vt->begin(S, &err), 0);
-  ck_assert_int_eq(vt->case_update(S, &r, 1, &err), 0);
+  ck_assert_int_eq(vt->case_update(S, &r, "reported", &err), 0);
   ck_assert_int_eq(vt->timer_claim(S, ids[1], &claimed, &err), 0);
   ck_assert_int_eq(claimed, 0);
   ck_assert_int_eq(vt->timer_incident(S, ids[1], "late", &marked, &err), 0);
@@ -1015,7 +1015,7 @@ START_TEST(test_store_timer_claim)
   r.closed = 1;
   r.seq = 3;
   ck_assert_int_eq(vt->begin(S, &err), 0);
-  ck_assert_int_eq(vt->case_update(S, &r, 1, &err), 0);
+  ck_assert_int_eq(vt->case_update(S, &r, "assigned", &err), 0);
   ck_assert_int_eq(vt->timer_claim(S, ids[0], &claimed, &err), 0);
   ck_assert_int_eq(claimed, 0);
   ck_assert_int_eq(vt->commit(S, &err), 0);
@@ -1041,7 +1041,7 @@ START_TEST(test_store_sweep_any_number)
     r.state = "closed";
     r.closed = 1;
     r.seq = 2;
-    ck_assert_int_eq(vt->case_update(S, &r, 1, &err), 0);
+    ck_assert_int_eq(vt->case_update(S, &r, "reported", &err), 0);
   }
   /* Dead, but still there to be removed. */
   int n = 0;

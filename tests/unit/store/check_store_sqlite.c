@@ -278,7 +278,7 @@ START_TEST(test_store_sqlite_case_counter)
                  " PRAGMA user_version = 3;"
                  " UPDATE cases SET id = 7 WHERE id = 4");
   ck_assert_int_eq(vt->open(&s2, path, &cfg, &err), 0);
-  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 9);
+  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 10);
   ck_assert_int_eq(open_case(s2), 8);
   vt->close(s2);
   /* The migration started the counter at the highest case; opening one
@@ -288,6 +288,92 @@ START_TEST(test_store_sqlite_case_counter)
   ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM outbox WHERE key ="
                                  " '2-1-0' AND next_at = 0 AND attempts = 0"),
                    1);
+  remove_db(path);
+}
+END_TEST
+
+/* Moves case id from one state to another in its own transaction. */
+static void
+move_case(flow__store *s, int64_t id, const char *from, const char *to,
+          int64_t seq)
+{
+  flow__case_row r = sample_row(id);
+  r.state = (char *)to; /* read, never freed: sample_row borrows */
+  r.seq = seq;
+  ck_assert_int_eq(vt->begin(s, &err), 0);
+  ck_assert_int_eq(vt->case_update(s, &r, from, &err), 0);
+  ck_assert_int_eq(vt->commit(s, &err), 0);
+}
+
+static int
+count_row(void *ctx, const flow__case_row *row)
+{
+  (void)row;
+  ++*(int *)ctx;
+  return 0;
+}
+
+static int
+listed(flow__store *s, const char *state)
+{
+  flow_case_query q = FLOW_CASE_QUERY_INIT;
+  q.state = state;
+  q.limit = 1000;
+  int n = 0;
+  ck_assert_int_eq(vt->case_list(s, &q, 0, count_row, &n, &err), 0);
+  return n;
+}
+
+/* Where cases are (case_states) is written where they arrive; the entry
+   a move leaves behind is skipped by lists and removed in batches, never
+   while the case is back in that state, and a rolled-back move notes
+   nothing. */
+START_TEST(test_store_sqlite_case_states)
+{
+  char *path = temp_db();
+  flow__store_config cfg = { &A, FLOW_SYNC_NORMAL, 1000 };
+  flow__store *a, *b;
+  ck_assert_int_eq(vt->open(&a, path, &cfg, &err), 0);
+  ck_assert_int_eq(vt->open(&b, path, &cfg, &err), 0);
+  for (int i = 0; i < 10; i++)
+    open_case(a);
+  /* A few moves: noted, not yet removed; the lists are right anyway. */
+  for (int64_t id = 1; id <= 3; id++)
+    move_case(a, id, "reported", "assigned", 2);
+  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM case_states"), 13);
+  ck_assert_int_eq(listed(a, "reported"), 7);
+  ck_assert_int_eq(listed(b, "assigned"), 3);
+  /* The other connection moves case 2 back before a's batch goes. */
+  move_case(b, 2, "assigned", "reported", 3);
+  ck_assert_int_eq(listed(a, "reported"), 8);
+  /* A move that is rolled back notes nothing. */
+  flow__case_row r = sample_row(4);
+  r.state = "assigned";
+  ck_assert_int_eq(vt->begin(a, &err), 0);
+  ck_assert_int_eq(vt->case_update(a, &r, "reported", &err), 0);
+  vt->rollback(a);
+  ck_assert_int_eq(listed(a, "reported"), 8);
+  ck_assert_int_eq(listed(a, "assigned"), 2);
+  /* Closing a removes what it noted, except case 2's entry in reported,
+     where case 2 is again. */
+  vt->close(a);
+  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM case_states WHERE"
+                                 " state = 'reported'"),
+                   8);
+  ck_assert_int_eq(listed(b, "reported"), 8);
+  /* A batch's worth of moves is removed at the commit that fills it. */
+  ck_assert_int_eq(vt->open(&a, path, &cfg, &err), 0);
+  for (int i = 0; i < 70; i++)
+    open_case(a);
+  for (int64_t id = 11; id <= 11 + 63; id++)
+    move_case(a, id, "reported", "closed", 2);
+  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM case_states WHERE"
+                                 " state = 'reported' AND case_id >= 11"),
+                   6);
+  ck_assert_int_eq(listed(a, "closed"), 64);
+  vt->close(a);
+  vt->close(b);
+  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM case_states"), 80);
   remove_db(path);
 }
 END_TEST
@@ -303,6 +389,7 @@ store_suite(void)
   tcase_add_test(tc, test_store_sqlite_reopens_existing);
   tcase_add_test(tc, test_store_sqlite_concurrent_create);
   tcase_add_test(tc, test_store_sqlite_case_counter);
+  tcase_add_test(tc, test_store_sqlite_case_states);
   suite_add_tcase(s, tc);
   return s;
 }
