@@ -116,11 +116,13 @@ static const char *const stmt_sql[ST_COUNT] = {
                    " seq = ?7, entered_seq = ?7, tasks = ?8 WHERE id = ?1",
   [ST_STATE_ADD] = "INSERT OR IGNORE INTO case_states(state, case_id)"
                    " VALUES (?1, ?2)",
-  /* Only while the case is not back in that state: another connection
-     may have moved it there again since. */
+  /* The stale entries of state among case ids ?2..?3: only those whose
+     case is not in that state (another connection may have moved one
+     back since). */
   [ST_STATE_DROP] = "DELETE FROM case_states WHERE state = ?1 AND"
-                    " case_id = ?2 AND NOT EXISTS (SELECT 1 FROM cases"
-                    " WHERE id = ?2 AND state = ?1)",
+                    " case_id BETWEEN ?2 AND ?3 AND case_id NOT IN (SELECT"
+                    " id FROM cases WHERE id BETWEEN ?2 AND ?3 AND state ="
+                    " ?1)",
   [ST_CASE_UPDATE_DATA] = "UPDATE cases SET data = ?4, updated_at = ?5,"
                           " seq = ?7, tasks = ?8 WHERE id = ?1",
   [ST_HISTORY_APPEND] = "INSERT INTO history(case_id, seq, at, actor, event,"
@@ -570,17 +572,39 @@ stale_add(flow__store *s, int64_t id, const char *state, flow__err *err)
   return 0;
 }
 
+static int
+stale_cmp(const void *pa, const void *pb)
+{
+  const struct stale *a = pa, *b = pb;
+  int c = strcmp(a->state, b->state);
+  if (c != 0)
+    return c;
+  return (a->id > b->id) - (a->id < b->id);
+}
+
+/* Ids closer than this share one DELETE over their range: cases that
+   left a state together sit together, and a range costs one statement
+   where single ids cost one each. */
+#define STALE_GAP 16
+
 /* Removes the noted stale entries, inside the open transaction. */
 static int
 stale_flush(flow__store *s, flow__err *err)
 {
   sqlite3_stmt *st = s->st[ST_STATE_DROP];
-  for (size_t i = 0; i < s->nstale; i++) {
+  qsort(s->stale, s->nstale, sizeof *s->stale, stale_cmp);
+  for (size_t i = 0; i < s->nstale;) {
+    size_t j = i + 1;
+    while (j < s->nstale && strcmp(s->stale[j].state, s->stale[i].state) == 0 &&
+           s->stale[j].id - s->stale[j - 1].id <= STALE_GAP)
+      j++;
     sqlite3_bind_text(st, 1, s->stale[i].state, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, s->stale[i].id);
+    sqlite3_bind_int64(st, 3, s->stale[j - 1].id);
     int rc = flow__sq_done(s, st, err, "removing where cases were");
     if (rc != 0)
       return rc;
+    i = j;
   }
   stale_truncate(s, 0);
   return 0;
@@ -719,9 +743,12 @@ sqlite_commit(flow__store *s, flow__err *err)
        database is exactly as before. */
     if (!sqlite3_get_autocommit(s->db))
       sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-    /* The moves of this transaction are undone; what earlier ones noted
-       (and a failed flush may have cleared) is left behind. */
-    stale_truncate(s, noted < s->txn_nstale ? noted : s->txn_nstale);
+    /* The moves of this transaction are undone.  A flush sorted the
+       list, so which entries came before it cannot be told: all are
+       dropped, and what earlier transactions noted is left behind as
+       stale entries (skipped by lists; a later range delete over them
+       removes them). */
+    stale_truncate(s, noted >= STALE_BATCH ? 0 : s->txn_nstale);
   }
   s->in_txn = 0;
   return rc;
