@@ -507,6 +507,39 @@ check_rules(transition *t, int builtin, flow__err *err)
   return flow__engine_fail(e, rc ? rc : FLOW_EDATA, "%s", err->msg);
 }
 
+/* The values of the fields the database indexes, as cases.keys holds
+   them (compact JSON, sorted keys), or NULL when data has none. */
+static int
+case_keys(flow_engine *e, json_t *data, char **out, flow__err *err)
+{
+  *out = NULL;
+  const char *const *names;
+  size_t n;
+  int rc = e->vt->key_fields(e->store, &names, &n, err);
+  if (rc != 0 || n == 0)
+    return rc;
+  json_t *k = json_object();
+  if (k == NULL)
+    return flow__err_set(err, FLOW_ENOMEM, "out of memory saving case");
+  for (size_t i = 0; i < n; i++) {
+    json_t *v = json_object_get(data, names[i]);
+    if (v && json_object_set(k, names[i], v) != 0) {
+      json_decref(k);
+      return flow__err_set(err, FLOW_ENOMEM, "out of memory saving case");
+    }
+  }
+  if (json_object_size(k) > 0) {
+    flow__buf b;
+    flow__buf_init(&b, &e->alloc);
+    if (flow__json_dump(k, &b) != 0 ||
+        (*out = flow__strdup(&e->alloc, flow__buf_str(&b))) == NULL)
+      rc = flow__err_set(err, FLOW_ENOMEM, "out of memory saving case");
+    flow__buf_free(&b);
+  }
+  json_decref(k);
+  return rc;
+}
+
 /* Validates, then writes case, history, timers and actions; in a txn. */
 static int
 persist(transition *t)
@@ -555,6 +588,14 @@ persist(transition *t)
   const char *from = t->opening ? NULL : row->state;
   char *oldstate = row->state;
   char *olddata = row->data;
+  char *oldkeys = row->keys, *newkeys = NULL;
+  if ((rc = case_keys(e, t->data, &newkeys, &err)) != 0) {
+    flow__engine_fail_err(e, &err);
+    goto done;
+  }
+  row->keys_changed = (oldkeys == NULL) != (newkeys == NULL) ||
+                      (oldkeys && strcmp(oldkeys, newkeys) != 0);
+  row->keys = newkeys;
   row->state = t->next->name;
   row->data = datatext->p;
   row->closed = t->next->final;
@@ -564,6 +605,8 @@ persist(transition *t)
       (rc = flow__sla_before(e, t->svc, row, &t->sla, t->now, &err)) != 0) {
     row->state = oldstate;
     row->data = olddata;
+    row->keys = oldkeys;
+    flow__free(&e->alloc, newkeys);
     flow__engine_fail_err(e, &err);
     goto done;
   }
@@ -639,6 +682,8 @@ persist(transition *t)
   /* Put the row back as it was; the caller reports from t->next. */
   row->state = oldstate;
   row->data = olddata;
+  row->keys = oldkeys;
+  flow__free(&e->alloc, newkeys);
   if (rc != 0)
     flow__engine_fail_err(e, &err);
   else if (flow__engine_listened(e, strcmp(t->cause, "call") == 0))

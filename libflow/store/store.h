@@ -68,6 +68,12 @@ typedef struct flow__case_row {
   int has_tasks;     /* 1 once a task was created for the case */
   int64_t paused_at; /* its service level's clock stopped then, or
                         FLOW__NO_TIME (read; written by case_sla) */
+  /* The values of the fields the database indexes (key_fields), as a
+     compact JSON object with sorted keys, or NULL when the data has none
+     of them.  Written by case_insert, and by case_update only when
+     keys_changed: an index over them is left alone otherwise. */
+  char *keys;
+  int keys_changed;
 } flow__case_row;
 
 typedef struct flow__history_row {
@@ -222,6 +228,11 @@ typedef struct flow__store_vt {
   int (*service_list)(flow__store *s, json_t **out, flow__err *err);
   /* An expression index on data.field, for fields marked index = true. */
   int (*index_field)(flow__store *s, const char *field, flow__err *err);
+  /* The fields the database indexes (every connection's index_field),
+     as the open transaction sees them: *out (borrowed until the next
+     call) gets n names. */
+  int (*key_fields)(flow__store *s, const char *const **out, size_t *n,
+                    flow__err *err);
 
   /* Cases.  A new case id, inside a transaction (see the guarantees
      above): greater than any case inserted before, on any connection.

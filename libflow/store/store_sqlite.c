@@ -31,6 +31,9 @@ enum {
   ST_CASE_MOVE,
   ST_STATE_ADD,
   ST_STATE_DROP,
+  ST_CASE_KEYS,
+  ST_SCHEMA_VERSION,
+  ST_KEY_FIELDS,
   ST_CASE_UPDATE_DATA,
   ST_HISTORY_APPEND,
   ST_HISTORY_EACH,
@@ -98,12 +101,19 @@ static const char *const stmt_sql[ST_COUNT] = {
                      " cases)) FROM counters WHERE name = ?1",
   [ST_CASE_GET] = "SELECT id, service, version, state, closed, data,"
                   " opened_at, updated_at, due_at, seq, seed, tasks,"
-                  " sla_paused_at FROM cases WHERE id = ?1",
+                  " sla_paused_at, keys FROM cases WHERE id = ?1",
   [ST_CASE_INSERT] = "INSERT INTO cases(id, service, version, state, closed,"
                      " data, opened_at, updated_at, due_at, seq, seed,"
-                     " entered_seq, tasks)"
+                     " entered_seq, tasks, keys)"
                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
-                     " ?10, ?12)",
+                     " ?10, ?12, ?13)",
+  /* Each UPDATE below assigns keys only in its _K form, when they
+     changed. */
+  [ST_CASE_KEYS] = "UPDATE cases SET keys = ?9 WHERE id = ?1",
+  [ST_SCHEMA_VERSION] = "PRAGMA schema_version",
+  [ST_KEY_FIELDS] = "SELECT substr(name, 11) FROM sqlite_master WHERE type"
+                    " = 'index' AND name LIKE 'cases\\_key\\_%' ESCAPE"
+                    " '\\' ORDER BY name",
   /* Moving to another state records when it was entered: the state's
      timers set before that are dead (see LIVE). */
   [ST_CASE_UPDATE] = "UPDATE cases SET state = ?2, closed = ?3, data = ?4,"
@@ -380,6 +390,13 @@ static const char *const migrations[] = {
    "  PRIMARY KEY (state, case_id)) WITHOUT ROWID;"
    "INSERT OR IGNORE INTO case_states SELECT state, id FROM cases;"
    "DROP INDEX IF EXISTS cases_state;"),
+
+  /* 10 -> 11: indexed fields are indexed in cases.keys, a copy of their
+     values that an UPDATE assigns only when one of them changed.  An
+     index over data was rewritten by every UPDATE, since every one
+     assigns data.  The indexes over data become indexes over keys
+     (convert_field_indexes, after this). */
+  "ALTER TABLE cases ADD COLUMN keys TEXT;",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof *migrations))
 
@@ -402,6 +419,10 @@ struct flow__store {
     char *state;
   } *stale;
   size_t nstale, cap_stale, txn_nstale, sp_nstale;
+  /* The fields indexed in cases.keys, as of schema_version. */
+  char **keys;
+  size_t nkeys;
+  int64_t keys_schema; /* -1: not read yet */
   int64_t sp_case_last; /* the same, at the savepoint */
   int sp_case_loaded;
   /* The last PRAGMA data_version seen; known says whether there is one. */
@@ -484,6 +505,9 @@ exec_busy(flow__store *s, const char *sql)
   return rc;
 }
 
+static void keys_free(flow__store *s);
+static int convert_field_indexes(flow__store *s, flow__err *err);
+
 /*
  * Brings the schema to SCHEMA_VERSION.  Several processes may open a new
  * or old file at the same moment: the version is read again inside the
@@ -528,6 +552,7 @@ migrate(flow__store *s, const char *path, flow__err *err)
     char setver[64];
     snprintf(setver, sizeof setver, "PRAGMA user_version = %d", v + 1);
     if ((rc = exec_sql(s, migrations[v], err)) != 0 ||
+        (v + 1 == 11 && (rc = convert_field_indexes(s, err)) != 0) ||
         (rc = exec_sql(s, setver, err)) != 0)
       goto fail;
   }
@@ -537,6 +562,7 @@ fail:
   sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
   return rc;
 }
+
 
 /* ---- case_states: where cases are, written where they arrive --------- */
 
@@ -639,6 +665,7 @@ sqlite_close(flow__store *s)
   }
   stale_truncate(s, 0);
   flow__free(s->a, s->stale);
+  keys_free(s);
   for (int i = 0; i < ST_COUNT; i++)
     sqlite3_finalize(s->st[i]);
   for (int i = 0; i < FLOW__SQ_WORK_STMTS; i++)
@@ -656,6 +683,7 @@ sqlite_open(flow__store **out, const char *path, const flow__store_config *cfg,
   if (s == NULL)
     return flow__err_set(err, FLOW_ENOMEM, "out of memory opening %s", path);
   s->a = cfg->alloc;
+  s->keys_schema = -1;
   int rc = sqlite3_open_v2(path, &s->db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                                SQLITE_OPEN_NOMUTEX,
@@ -895,21 +923,160 @@ sqlite_service_list(flow__store *s, json_t **out, flow__err *err)
   return 0;
 }
 
+/* ---- indexed fields: cases.keys ------------------------------------- */
+
+static void
+keys_free(flow__store *s)
+{
+  for (size_t i = 0; i < s->nkeys; i++)
+    flow__free(s->a, s->keys[i]);
+  flow__free(s->a, s->keys);
+  s->keys = NULL;
+  s->nkeys = 0;
+}
+
+/*
+ * Reads the indexed fields again when the schema changed (here or in
+ * another connection: a service loaded elsewhere may have indexed a new
+ * field, and every writer must then keep it in keys).  PRAGMA
+ * schema_version is a read of the database header.
+ */
+static int
+keys_load(flow__store *s, flow__err *err)
+{
+  sqlite3_stmt *st = s->st[ST_SCHEMA_VERSION];
+  int rc = sqlite3_step(st);
+  int64_t ver = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+  sqlite3_reset(st);
+  if (rc != SQLITE_ROW)
+    return flow__sq_fail(s, err, rc, "reading the schema version");
+  if (ver == s->keys_schema)
+    return 0;
+  keys_free(s);
+  st = s->st[ST_KEY_FIELDS];
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    char **v = flow__realloc(s->a, s->keys, (s->nkeys + 1) * sizeof *v);
+    char *name = v ? flow__strdup(s->a, (const char *)sqlite3_column_text(
+                                            st, 0))
+                   : NULL;
+    if (v)
+      s->keys = v;
+    if (name == NULL) {
+      sqlite3_reset(st);
+      keys_free(s);
+      return flow__err_set(err, FLOW_ENOMEM, "out of memory reading the "
+                           "indexed fields");
+    }
+    s->keys[s->nkeys++] = name;
+  }
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) {
+    keys_free(s);
+    return flow__sq_fail(s, err, rc, "reading the indexed fields");
+  }
+  s->keys_schema = ver;
+  return 0;
+}
+
+static int
+sqlite_key_fields(flow__store *s, const char *const **out, size_t *n,
+                  flow__err *err)
+{
+  int rc = keys_load(s, err);
+  *out = (const char *const *)s->keys;
+  *n = rc == 0 ? s->nkeys : 0;
+  return rc;
+}
+
+static int
+key_indexed(flow__store *s, const char *field)
+{
+  for (size_t i = 0; i < s->nkeys; i++)
+    if (strcmp(s->keys[i], field) == 0)
+      return 1;
+  return 0;
+}
+
+/* Indexes field in cases.keys; when the index is new, every case's keys
+   gets the field's value first. */
+static int
+index_key(flow__store *s, const char *field, flow__err *err)
+{
+  /* field is an identifier (checked by the loader), safe to splice. */
+  char sql[512];
+  int rc = keys_load(s, err);
+  if (rc != 0 || key_indexed(s, field))
+    return rc;
+  int n = snprintf(sql, sizeof sql,
+                   "UPDATE cases SET keys = json_set(COALESCE(keys, '{}'),"
+                   " '$.%s', json_extract(data, '$.%s')) WHERE"
+                   " json_extract(data, '$.%s') IS NOT NULL;"
+                   "CREATE INDEX IF NOT EXISTS cases_key_%s ON"
+                   " cases(json_extract(keys, '$.%s'))",
+                   field, field, field, field, field);
+  if (n < 0 || (size_t)n >= sizeof sql)
+    return flow__err_set(err, FLOW_EINVAL, "field name too long: %s", field);
+  rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+  if (rc != SQLITE_OK)
+    return flow__sq_fail(s, err, rc, "creating a field index");
+  s->keys_schema = -1; /* read again at the next use */
+  return 0;
+}
+
 static int
 sqlite_index_field(flow__store *s, const char *field, flow__err *err)
 {
-  /* field is an identifier (checked by the loader), safe to splice. */
-  char sql[256];
-  int n = snprintf(sql, sizeof sql,
-                   "CREATE INDEX IF NOT EXISTS cases_data_%s ON"
-                   " cases(json_extract(data, '$.%s'))",
-                   field, field);
-  if (n < 0 || (size_t)n >= sizeof sql)
-    return flow__err_set(err, FLOW_EINVAL, "field name too long: %s", field);
-  int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+  return index_key(s, field, err);
+}
+
+/* Schema 11: the indexes over data become indexes over keys. */
+static int
+convert_field_indexes(flow__store *s, flow__err *err)
+{
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(s->db,
+                              "SELECT substr(name, 12) FROM sqlite_master"
+                              " WHERE type = 'index' AND name LIKE"
+                              " 'cases\\_data\\_%' ESCAPE '\\'",
+                              -1, &st, NULL);
   if (rc != SQLITE_OK)
-    return flow__sq_fail(s, err, rc, "creating a field index");
-  return 0;
+    return flow__sq_fail(s, err, rc, "reading the field indexes");
+  char **names = NULL;
+  size_t n = 0;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    char **v = flow__realloc(s->a, names, (n + 1) * sizeof *v);
+    if (v == NULL)
+      break;
+    names = v;
+    if ((names[n] = flow__strdup(s->a, (const char *)sqlite3_column_text(
+                                            st, 0))) == NULL)
+      break;
+    n++;
+  }
+  sqlite3_finalize(st);
+  int ret = rc == SQLITE_DONE ? 0
+            : rc == SQLITE_ROW ? flow__err_set(err, FLOW_ENOMEM, "out of memory")
+                               : flow__sq_fail(s, err, rc,
+                                               "reading the field indexes");
+  for (size_t i = 0; i < n; i++) {
+    if (ret == 0) {
+      /* The statements are prepared after the migration: keys_load
+         cannot run yet, so the new index is made here directly. */
+      char make[512];
+      snprintf(make, sizeof make,
+               "UPDATE cases SET keys = json_set(COALESCE(keys, '{}'),"
+               " '$.%s', json_extract(data, '$.%s')) WHERE"
+               " json_extract(data, '$.%s') IS NOT NULL;"
+               "CREATE INDEX IF NOT EXISTS cases_key_%s ON"
+               " cases(json_extract(keys, '$.%s'));"
+               "DROP INDEX IF EXISTS cases_data_%s;",
+               names[i], names[i], names[i], names[i], names[i], names[i]);
+      ret = exec_sql(s, make, err);
+    }
+    flow__free(s->a, names[i]);
+  }
+  flow__free(s->a, names);
+  return ret;
 }
 
 /*
@@ -979,6 +1146,9 @@ read_case(flow__store *s, sqlite3_stmt *st, flow__case_row *out)
   out->paused_at = sqlite3_column_type(st, 12) == SQLITE_NULL
                        ? FLOW__NO_TIME
                        : sqlite3_column_int64(st, 12);
+  out->keys = sqlite3_column_count(st) > 13 ? col_dup(s, st, 13, NULL, &oom)
+                                            : NULL;
+  out->keys_changed = 0;
   if (oom) {
     flow__case_row_clear(s->a, out);
     return FLOW_ENOMEM;
@@ -1039,6 +1209,8 @@ bind_case(sqlite3_stmt *st, const flow__case_row *row, int insert)
     sqlite3_bind_int64(st, 10, row->seq);
     sqlite3_bind_int64(st, 11, row->seed);
     sqlite3_bind_int(st, 12, row->has_tasks);
+    if (row->keys)
+      sqlite3_bind_text(st, 13, row->keys, -1, SQLITE_STATIC);
   } else {
     sqlite3_bind_text(st, 2, row->state, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 3, row->closed);
@@ -1079,6 +1251,13 @@ sqlite_case_update(flow__store *s, const flow__case_row *row,
   if (rc == 0 && sqlite3_changes(s->db) != 1)
     return flow__err_set(err, FLOW_ENOTFOUND, "case %lld disappeared",
                          (long long)row->id);
+  if (rc == 0 && row->keys_changed) {
+    st = s->st[ST_CASE_KEYS];
+    sqlite3_bind_int64(st, 1, row->id);
+    if (row->keys)
+      sqlite3_bind_text(st, 9, row->keys, -1, SQLITE_STATIC);
+    rc = flow__sq_done(s, st, err, "updating a case's indexed fields");
+  }
   if (rc == 0 && from != NULL && strcmp(from, row->state) != 0 &&
       (rc = state_add(s, row->id, row->state, err)) == 0)
     rc = stale_add(s, row->id, from, err);
@@ -1151,7 +1330,8 @@ sqlite_case_list(flow__store *s, const flow_case_query *q, int64_t now,
   flow__buf_init(&sql, s->a);
   flow__buf_adds(&sql, "SELECT c.id, c.service, c.version, c.state,"
                        " c.closed, c.data, c.opened_at, c.updated_at,"
-                       " c.due_at, c.seq, c.seed, c.tasks, c.sla_paused_at");
+                       " c.due_at, c.seq, c.seed, c.tasks, c.sla_paused_at,"
+                       " c.keys");
   /* By state: that state's entries of case_states, in id order, each
      joined with its case (an entry the case has left is skipped). */
   if (q->state)
@@ -1166,11 +1346,17 @@ sqlite_case_list(flow__store *s, const flow_case_query *q, int64_t now,
   if (q->overdue)
     flow__buf_adds(&sql, " AND c.closed = 0 AND c.due_at < ? AND"
                          " c.sla_paused_at IS NULL");
+  /* An indexed field is read from keys, where its index is. */
+  if (q->nwhere > 0 && keys_load(s, err) != 0) {
+    flow__buf_free(&sql);
+    return err->code;
+  }
   for (size_t i = 0; i < q->nwhere; i++)
     flow__buf_addf(&sql,
                    is_json_null(q->where[i].value_json)
-                       ? " AND json_extract(c.data, '$.%s') IS NULL"
-                       : " AND json_extract(c.data, '$.%s') IN (?, ?)",
+                       ? " AND json_extract(c.%s, '$.%s') IS NULL"
+                       : " AND json_extract(c.%s, '$.%s') IN (?, ?)",
+                   key_indexed(s, q->where[i].field) ? "keys" : "data",
                    q->where[i].field);
   flow__buf_adds(&sql, q->state ? " ORDER BY s.case_id LIMIT ? OFFSET ?"
                                 : " ORDER BY c.id LIMIT ? OFFSET ?");
@@ -1661,7 +1847,8 @@ flow__case_row_clear(const flow__allocator *a, flow__case_row *row)
   flow__free(a, row->service);
   flow__free(a, row->state);
   flow__free(a, row->data);
-  row->service = row->state = row->data = NULL;
+  flow__free(a, row->keys);
+  row->service = row->state = row->data = row->keys = NULL;
 }
 
 void
@@ -1702,6 +1889,7 @@ const flow__store_vt flow__store_sqlite = {
   .service_newest = sqlite_service_newest,
   .service_list = sqlite_service_list,
   .index_field = sqlite_index_field,
+  .key_fields = sqlite_key_fields,
   .case_new_id = sqlite_case_new_id,
   .case_get = sqlite_case_get,
   .case_lock = sqlite_case_lock,

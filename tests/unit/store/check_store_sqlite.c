@@ -47,7 +47,7 @@ sample_row(int64_t id)
 {
   flow__case_row r = { id, "bins", 1, "reported", 0,
                        "{\"bin\":\"refuse\",\"uprn\":\"1000\"}",
-                       1000, 1000, FLOW__NO_TIME, 1, 42, 0, FLOW__NO_TIME };
+                       1000, 1000, FLOW__NO_TIME, 1, 42, 0, FLOW__NO_TIME, NULL, 0 };
   return r;
 }
 
@@ -261,6 +261,8 @@ START_TEST(test_store_sqlite_case_counter)
   sql_exec(path, "DROP TABLE counters; DROP TABLE tasks;"
                  "DROP TABLE incidents; DROP TABLE messages;"
                  "DROP TABLE correlations; DROP TABLE sla_log;"
+                 " DROP TABLE case_states; ALTER TABLE cases DROP COLUMN"
+                 " keys;"
                  " ALTER TABLE cases DROP COLUMN sla_paused_at;"
                  " ALTER TABLE cases DROP COLUMN"
                  " tasks;"
@@ -278,7 +280,7 @@ START_TEST(test_store_sqlite_case_counter)
                  " PRAGMA user_version = 3;"
                  " UPDATE cases SET id = 7 WHERE id = 4");
   ck_assert_int_eq(vt->open(&s2, path, &cfg, &err), 0);
-  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 10);
+  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 11);
   ck_assert_int_eq(open_case(s2), 8);
   vt->close(s2);
   /* The migration started the counter at the highest case; opening one
@@ -378,6 +380,67 @@ START_TEST(test_store_sqlite_case_states)
 }
 END_TEST
 
+/* Indexed fields live in cases.keys: a new index fills the keys of the
+   cases already there, and another connection sees the new field at its
+   next transaction (so that it keeps it in the keys it writes). */
+START_TEST(test_store_sqlite_key_fields)
+{
+  char *path = temp_db();
+  flow__store_config cfg = { &A, FLOW_SYNC_NORMAL, 1000 };
+  flow__store *a, *b;
+  ck_assert_int_eq(vt->open(&a, path, &cfg, &err), 0);
+  ck_assert_int_eq(vt->open(&b, path, &cfg, &err), 0);
+  open_case(a); /* data {"bin":"refuse","uprn":"1000"} */
+  const char *const *names;
+  size_t n;
+  ck_assert_int_eq(vt->begin(a, &err), 0);
+  ck_assert_int_eq(vt->key_fields(a, &names, &n, &err), 0);
+  ck_assert_uint_eq(n, 0);
+  vt->rollback(a);
+  ck_assert_int_eq(vt->begin(b, &err), 0);
+  ck_assert_int_eq(vt->index_field(b, "uprn", &err), 0);
+  ck_assert_int_eq(vt->commit(b, &err), 0);
+  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM cases WHERE keys ="
+                                 " '{\"uprn\":\"1000\"}'"),
+                   1);
+  ck_assert_int_eq(vt->begin(a, &err), 0);
+  ck_assert_int_eq(vt->key_fields(a, &names, &n, &err), 0);
+  ck_assert_uint_eq(n, 1);
+  ck_assert_str_eq(names[0], "uprn");
+  vt->rollback(a);
+  /* A list by the field reads keys, through the index. */
+  flow_where w = { "uprn", "\"1000\"" };
+  flow_case_query q = FLOW_CASE_QUERY_INIT;
+  q.where = &w;
+  q.nwhere = 1;
+  int found = 0;
+  ck_assert_int_eq(vt->case_list(a, &q, 0, count_row, &found, &err), 0);
+  ck_assert_int_eq(found, 1);
+  vt->close(a);
+  vt->close(b);
+
+  /* A database of schema 10 had its indexes over data: the upgrade makes
+     them indexes over keys, with every case's keys filled in. */
+  sql_exec(path, "DROP INDEX cases_key_uprn; ALTER TABLE cases DROP COLUMN"
+                 " keys; CREATE INDEX cases_data_uprn ON"
+                 " cases(json_extract(data, '$.uprn'));"
+                 " PRAGMA user_version = 10");
+  ck_assert_int_eq(vt->open(&a, path, &cfg, &err), 0);
+  vt->close(a);
+  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 11);
+  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE"
+                                 " name = 'cases_key_uprn'"),
+                   1);
+  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE"
+                                 " name = 'cases_data_uprn'"),
+                   0);
+  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM cases WHERE keys ="
+                                 " '{\"uprn\":\"1000\"}'"),
+                   1);
+  remove_db(path);
+}
+END_TEST
+
 static Suite *
 store_suite(void)
 {
@@ -390,6 +453,7 @@ store_suite(void)
   tcase_add_test(tc, test_store_sqlite_concurrent_create);
   tcase_add_test(tc, test_store_sqlite_case_counter);
   tcase_add_test(tc, test_store_sqlite_case_states);
+  tcase_add_test(tc, test_store_sqlite_key_fields);
   suite_add_tcase(s, tc);
   return s;
 }
