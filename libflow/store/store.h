@@ -226,7 +226,8 @@ typedef struct flow__store_vt {
   int (*service_newest)(flow__store *s, const char *name, int64_t *version,
                         flow__err *err);
   int (*service_list)(flow__store *s, json_t **out, flow__err *err);
-  /* An expression index on data.field, for fields marked index = true. */
+  /* An index on the field's value in cases.keys (filled for the cases
+     there already), for fields marked index = true. */
   int (*index_field)(flow__store *s, const char *field, flow__err *err);
   /* The fields the database indexes (every connection's index_field),
      as the open transaction sees them: *out (borrowed until the next
