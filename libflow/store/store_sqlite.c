@@ -423,6 +423,7 @@ struct flow__store {
   char **keys;
   size_t nkeys;
   int64_t keys_schema; /* -1: not read yet */
+  int keys_checked;    /* schema_version looked at in this transaction */
   int64_t sp_case_last; /* the same, at the savepoint */
   int sp_case_loaded;
   /* The last PRAGMA data_version seen; known says whether there is one. */
@@ -754,6 +755,7 @@ sqlite_begin(flow__store *s, flow__err *err)
   if (rc == 0) {
     s->in_txn = 1;
     s->txn_nstale = s->nstale;
+    s->keys_checked = 0;
   }
   return rc;
 }
@@ -944,6 +946,11 @@ keys_free(flow__store *s)
 static int
 keys_load(flow__store *s, flow__err *err)
 {
+  /* Inside a transaction only this connection changes the schema, and
+     index_key says so. */
+  if (s->in_txn && s->keys_checked && s->keys_schema >= 0)
+    return 0;
+  s->keys_checked = s->in_txn;
   sqlite3_stmt *st = s->st[ST_SCHEMA_VERSION];
   int rc = sqlite3_step(st);
   int64_t ver = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
@@ -1020,6 +1027,7 @@ index_key(flow__store *s, const char *field, flow__err *err)
   if (rc != SQLITE_OK)
     return flow__sq_fail(s, err, rc, "creating a field index");
   s->keys_schema = -1; /* read again at the next use */
+  s->keys_checked = 0;
   return 0;
 }
 
