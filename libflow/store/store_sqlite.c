@@ -1,7 +1,9 @@
 /*
  * The SQLite storage backend: one database file in WAL mode, every
- * statement prepared once when the store opens, the schema version in
- * PRAGMA user_version with forward-only migrations.
+ * statement prepared once when the store opens (the schema and its
+ * migrations are in store_sqlite_schema.c, where cases are and their
+ * indexed fields in store_sqlite_index.c, tasks, incidents and messages
+ * in store_sqlite_work.c).
  *
  * Times are INTEGER milliseconds since the epoch, case data is compact JSON
  * text with sorted keys (so json_extract() and expression indexes work on
@@ -29,11 +31,7 @@ enum {
   ST_CASE_INSERT,
   ST_CASE_UPDATE,
   ST_CASE_MOVE,
-  ST_STATE_ADD,
-  ST_STATE_DROP,
   ST_CASE_KEYS,
-  ST_SCHEMA_VERSION,
-  ST_KEY_FIELDS,
   ST_CASE_UPDATE_DATA,
   ST_HISTORY_APPEND,
   ST_HISTORY_EACH,
@@ -107,13 +105,10 @@ static const char *const stmt_sql[ST_COUNT] = {
                      " entered_seq, tasks, keys)"
                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
                      " ?10, ?12, ?13)",
-  /* Each UPDATE below assigns keys only in its _K form, when they
-     changed. */
+  /* The UPDATEs below leave keys alone; this one assigns it, only when
+     an indexed value changed, so the field indexes over it are not
+     rewritten otherwise. */
   [ST_CASE_KEYS] = "UPDATE cases SET keys = ?9 WHERE id = ?1",
-  [ST_SCHEMA_VERSION] = "PRAGMA schema_version",
-  [ST_KEY_FIELDS] = "SELECT substr(name, 11) FROM sqlite_master WHERE type"
-                    " = 'index' AND name LIKE 'cases\\_key\\_%' ESCAPE"
-                    " '\\' ORDER BY name",
   /* Moving to another state records when it was entered: the state's
      timers set before that are dead (see LIVE). */
   [ST_CASE_UPDATE] = "UPDATE cases SET state = ?2, closed = ?3, data = ?4,"
@@ -124,15 +119,6 @@ static const char *const stmt_sql[ST_COUNT] = {
      partial cases_due (which reads closed) is not rewritten. */
   [ST_CASE_MOVE] = "UPDATE cases SET state = ?2, data = ?4, updated_at = ?5,"
                    " seq = ?7, entered_seq = ?7, tasks = ?8 WHERE id = ?1",
-  [ST_STATE_ADD] = "INSERT OR IGNORE INTO case_states(state, case_id)"
-                   " VALUES (?1, ?2)",
-  /* The stale entries of state among case ids ?2..?3: only those whose
-     case is not in that state (another connection may have moved one
-     back since). */
-  [ST_STATE_DROP] = "DELETE FROM case_states WHERE state = ?1 AND"
-                    " case_id BETWEEN ?2 AND ?3 AND case_id NOT IN (SELECT"
-                    " id FROM cases WHERE id BETWEEN ?2 AND ?3 AND state ="
-                    " ?1)",
   [ST_CASE_UPDATE_DATA] = "UPDATE cases SET data = ?4, updated_at = ?5,"
                           " seq = ?7, tasks = ?8 WHERE id = ?1",
   [ST_HISTORY_APPEND] = "INSERT INTO history(case_id, seq, at, actor, event,"
@@ -216,189 +202,6 @@ static const char *const stmt_sql[ST_COUNT] = {
 /* The number of ?N in ST_TIMER_SWEEP_CASE. */
 #define SWEEP_PER_STATEMENT 64
 
-/*
- * Forward-only migrations: migrations[i] takes the schema from version i
- * to i + 1.  Never edit a released entry; append a new one.
- */
-static const char *const migrations[] = {
-  "CREATE TABLE services ("
-  "  name TEXT NOT NULL, version INTEGER NOT NULL, title TEXT,"
-  "  source TEXT NOT NULL, sha256 TEXT NOT NULL, chunkname TEXT NOT NULL,"
-  "  loaded_at INTEGER NOT NULL, PRIMARY KEY (name, version));"
-  "CREATE TABLE cases ("
-  "  id INTEGER PRIMARY KEY, service TEXT NOT NULL,"
-  "  version INTEGER NOT NULL, state TEXT NOT NULL,"
-  "  closed INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL,"
-  "  opened_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
-  "  due_at INTEGER, seq INTEGER NOT NULL, seed INTEGER NOT NULL);"
-  "CREATE INDEX cases_service_state ON cases(service, state);"
-  "CREATE INDEX cases_state ON cases(state);"
-  "CREATE INDEX cases_due ON cases(due_at) WHERE closed = 0;"
-  "CREATE TABLE history ("
-  "  case_id INTEGER NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL,"
-  "  actor TEXT NOT NULL, event TEXT NOT NULL, payload TEXT NOT NULL,"
-  "  from_state TEXT, to_state TEXT NOT NULL,"
-  "  PRIMARY KEY (case_id, seq)) WITHOUT ROWID;"
-  "CREATE TABLE outbox ("
-  "  id INTEGER PRIMARY KEY, case_id INTEGER NOT NULL,"
-  "  seq INTEGER NOT NULL, n INTEGER NOT NULL, action TEXT NOT NULL,"
-  "  args TEXT NOT NULL, status TEXT NOT NULL, created_at INTEGER NOT NULL,"
-  "  UNIQUE (case_id, seq, n));"
-  "CREATE INDEX outbox_pending ON outbox(status) WHERE status = 'pending';",
-
-  /* 1 -> 2: durable timers.  Only the earliest pending one is ever read
-     by the loop, through the partial index. */
-  "CREATE TABLE timers ("
-  "  id INTEGER PRIMARY KEY, case_id INTEGER NOT NULL,"
-  "  due_at INTEGER NOT NULL, kind TEXT NOT NULL, event TEXT NOT NULL,"
-  "  payload TEXT NOT NULL, target TEXT, state TEXT,"
-  "  status TEXT NOT NULL DEFAULT 'pending', error TEXT);"
-  "CREATE INDEX timers_due ON timers(due_at, id) WHERE status = 'pending';"
-  "CREATE INDEX timers_case ON timers(case_id);",
-
-  /* 2 -> 3: timers are cancelled in the case row and deleted later (see
-     LIVE).  Before, they were deleted at once, so every existing timer is
-     live: set_seq 0 >= entered_seq 0. */
-  ("ALTER TABLE cases ADD COLUMN entered_seq INTEGER NOT NULL DEFAULT 0;"
-   "ALTER TABLE timers ADD COLUMN set_seq INTEGER NOT NULL DEFAULT 0;"),
-
-  /* 3 -> 4: case ids from a counter that never goes back.  Before, a new
-     id was MAX(id) + 1, so the counter starts there. */
-  ("CREATE TABLE counters (name TEXT PRIMARY KEY,"
-   "  value INTEGER NOT NULL) WITHOUT ROWID;"
-   "INSERT INTO counters VALUES ('case',"
-   "  (SELECT COALESCE(MAX(id), 0) FROM cases));"),
-
-  /* 4 -> 5: actions dispatched and answered (a lease, so that a dead
-     claimer's requests go out again; the script's options; the outcome)
-     and tasks for people. */
-  ("ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;"
-   "ALTER TABLE outbox ADD COLUMN lease_until INTEGER;"
-   "ALTER TABLE outbox ADD COLUMN next_at INTEGER NOT NULL DEFAULT 0;"
-   "ALTER TABLE outbox ADD COLUMN key TEXT;"
-   "ALTER TABLE outbox ADD COLUMN reply TEXT;"
-   "ALTER TABLE outbox ADD COLUMN fail TEXT;"
-   "ALTER TABLE outbox ADD COLUMN retry_max INTEGER NOT NULL DEFAULT 0;"
-   "ALTER TABLE outbox ADD COLUMN backoff_ms INTEGER NOT NULL DEFAULT 0;"
-   "ALTER TABLE outbox ADD COLUMN timeout_ms INTEGER NOT NULL DEFAULT 0;"
-   "ALTER TABLE outbox ADD COLUMN error TEXT;"
-   "ALTER TABLE outbox ADD COLUMN result TEXT;"
-   "ALTER TABLE outbox ADD COLUMN finished_at INTEGER;"
-   "UPDATE outbox SET key = case_id || '-' || seq || '-' || n;"
-   "DROP INDEX outbox_pending;"
-   /* Requests to send (never tried, or waiting for a retry) by when, and
-      requests in flight by when their hold runs out: the next of either
-      is one index step, however long the backlog. */
-   "CREATE INDEX outbox_send ON outbox(action, next_at, id) WHERE status ="
-   " 'pending' AND lease_until IS NULL;"
-   "CREATE INDEX outbox_held ON outbox(action, lease_until, id) WHERE"
-   " status = 'pending' AND lease_until IS NOT NULL;"
-   "CREATE INDEX outbox_case ON outbox(case_id);"
-   "CREATE TABLE tasks ("
-   "  id INTEGER PRIMARY KEY, case_id INTEGER NOT NULL,"
-   "  seq INTEGER NOT NULL, n INTEGER NOT NULL, name TEXT NOT NULL,"
-   "  data TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'open',"
-   "  claimed_by TEXT, created_at INTEGER NOT NULL,"
-   "  UNIQUE (case_id, seq, n));"
-   "CREATE INDEX tasks_open ON tasks(case_id) WHERE status = 'open';"),
-
-  /* 5 -> 6: tasks as people work them (claimed is a status of its own;
-     the form is kept in data; cases.tasks says a case ever had one, so
-     that the transitions of the others look for none), incidents of every source, messages and
-     the correlation keys of open cases. */
-  ("ALTER TABLE cases ADD COLUMN tasks INTEGER NOT NULL DEFAULT 0;"
-   "UPDATE cases SET tasks = 1 WHERE id IN (SELECT case_id FROM tasks);"
-   "ALTER TABLE tasks ADD COLUMN title TEXT;"
-   "ALTER TABLE tasks ADD COLUMN team TEXT;"
-   "ALTER TABLE tasks ADD COLUMN assignee TEXT;"
-   "ALTER TABLE tasks ADD COLUMN due_at INTEGER;"
-   "ALTER TABLE tasks ADD COLUMN done TEXT;"
-   "ALTER TABLE tasks ADD COLUMN state TEXT;"
-   "ALTER TABLE tasks ADD COLUMN outcome TEXT;"
-   "ALTER TABLE tasks ADD COLUMN finished_by TEXT;"
-   "ALTER TABLE tasks ADD COLUMN finished_at INTEGER;"
-   "UPDATE tasks SET status = 'claimed' WHERE status = 'open' AND"
-   "  claimed_by IS NOT NULL;"
-   "DROP INDEX tasks_open;"
-   "CREATE INDEX tasks_case ON tasks(case_id, status);"
-   "CREATE INDEX tasks_queue ON tasks(team, status, id);"
-   "CREATE INDEX tasks_due ON tasks(due_at) WHERE status IN ('open',"
-   " 'claimed') AND due_at IS NOT NULL;"
-   "CREATE TABLE incidents ("
-   "  id INTEGER PRIMARY KEY, case_id INTEGER NOT NULL,"
-   "  source TEXT NOT NULL, source_id INTEGER NOT NULL,"
-   "  kind INTEGER NOT NULL, event TEXT NOT NULL, payload TEXT NOT NULL,"
-   "  origin TEXT, target TEXT, code TEXT NOT NULL, error TEXT NOT NULL,"
-   "  status TEXT NOT NULL DEFAULT 'open',"
-   "  attempts INTEGER NOT NULL DEFAULT 1, raised_at INTEGER NOT NULL,"
-   "  finished_at INTEGER, finished_by TEXT);"
-   "CREATE INDEX incidents_case ON incidents(case_id);"
-   "CREATE INDEX incidents_open ON incidents(id) WHERE status = 'open';"
-   /* Incidents raised before this version, kept on their timers and
-      requests, join the list. */
-   "INSERT INTO incidents(case_id, source, source_id, kind, event,"
-   "  payload, target, code, error, raised_at)"
-   "  SELECT case_id, 'timer', id, CASE kind WHEN 'after' THEN 1"
-   "  WHEN 'timer' THEN 2 ELSE 3 END, event, payload, target,"
-   "  'FLOW_ESCRIPT', COALESCE(error, 'refused'), due_at FROM timers"
-   "  WHERE status = 'incident';"
-   "CREATE TABLE messages ("
-   "  id INTEGER PRIMARY KEY, name TEXT NOT NULL, key TEXT NOT NULL,"
-   "  payload TEXT NOT NULL, status TEXT NOT NULL,"
-   "  case_id INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL,"
-   "  expires_at INTEGER NOT NULL, finished_at INTEGER);"
-   "CREATE INDEX messages_waiting ON messages(name, key, id) WHERE"
-   " status = 'buffered';"
-   "CREATE INDEX messages_expiry ON messages(expires_at) WHERE"
-   " status = 'buffered';"
-   "CREATE TABLE correlations ("
-   "  name TEXT NOT NULL, key TEXT NOT NULL, case_id INTEGER NOT NULL,"
-   "  PRIMARY KEY (name, key)) WITHOUT ROWID;"
-   "CREATE INDEX correlations_case ON correlations(case_id);"),
-
-  /* 6 -> 7: a service level's clock may stop (cases.sla_paused_at; its
-     timers wait as 'paused'), and each pause, resume and restart is
-     logged for the history. */
-  ("ALTER TABLE cases ADD COLUMN sla_paused_at INTEGER;"
-   "CREATE TABLE sla_log ("
-   "  case_id INTEGER NOT NULL, seq INTEGER NOT NULL, n INTEGER NOT NULL,"
-   "  change TEXT NOT NULL, at INTEGER NOT NULL, due_at INTEGER,"
-   "  detail TEXT NOT NULL, PRIMARY KEY (case_id, seq, n)) WITHOUT ROWID;"),
-
-  /* 7 -> 8: one index on the state, not two.  Every transition that
-     moves a case moved its entry in both (cases_service_state too), two
-     more pages in every commit; a list by service and state now walks
-     the state's entries in id order and reads each case's service, as a
-     list by state alone always did. */
-  "DROP INDEX IF EXISTS cases_service_state;",
-
-  /* 8 -> 9: only cases with a due time are in cases_due (the overdue
-     list's due_at < ? implies it), so a service without a level never
-     writes it. */
-  ("DROP INDEX IF EXISTS cases_due;"
-   "CREATE INDEX cases_due ON cases(due_at) WHERE closed = 0 AND due_at IS"
-   " NOT NULL;"),
-
-  /* 9 -> 10: the cases in each state, kept apart from the cases table and
-     written only where a case arrives.  An index on cases.state moved a
-     case's entry at every move: a delete in the old state's pages and an
-     insert in the new one's, two pages per commit.  case_states gets the
-     insert; the entry left behind is stale (a list joins with cases and
-     skips it) and removed later, many in one commit (stale_flush). */
-  ("CREATE TABLE IF NOT EXISTS case_states ("
-   "  state TEXT NOT NULL, case_id INTEGER NOT NULL,"
-   "  PRIMARY KEY (state, case_id)) WITHOUT ROWID;"
-   "INSERT OR IGNORE INTO case_states SELECT state, id FROM cases;"
-   "DROP INDEX IF EXISTS cases_state;"),
-
-  /* 10 -> 11: indexed fields are indexed in cases.keys, a copy of their
-     values that an UPDATE assigns only when one of them changed.  An
-     index over data was rewritten by every UPDATE, since every one
-     assigns data.  The indexes over data become indexes over keys
-     (convert_field_indexes, after this). */
-  "ALTER TABLE cases ADD COLUMN keys TEXT;",
-};
-#define SCHEMA_VERSION ((int)(sizeof migrations / sizeof *migrations))
 
 struct flow__store {
   const flow__allocator *a;
@@ -411,19 +214,7 @@ struct flow__store {
      whether it was read (case_loaded). */
   int64_t case_last;
   int case_loaded;
-  /* Entries of case_states left behind by moves (the case left that
-     state), removed at a commit once there are STALE_BATCH of them; how
-     many there were when the transaction and its savepoint began. */
-  struct stale {
-    int64_t id;
-    char *state;
-  } *stale;
-  size_t nstale, cap_stale, txn_nstale, sp_nstale;
-  /* The fields indexed in cases.keys, as of schema_version. */
-  char **keys;
-  size_t nkeys;
-  int64_t keys_schema; /* -1: not read yet */
-  int keys_checked;    /* schema_version looked at in this transaction */
+  flow__sq_places places; /* store_sqlite_index.c's */
   int64_t sp_case_last; /* the same, at the savepoint */
   int sp_case_loaded;
   /* The last PRAGMA data_version seen; known says whether there is one. */
@@ -447,226 +238,12 @@ flow__sq_fail(flow__store *s, flow__err *err, int rc, const char *what)
   return flow__err_set(err, code, "storage: %s failed: %s", what, msg);
 }
 
-static int
-exec_sql(flow__store *s, const char *sql, flow__err *err)
-{
-  int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
-  if (rc != SQLITE_OK)
-    return flow__sq_fail(s, err, rc, "schema update");
-  return 0;
-}
-
-/*
- * While another process creates or upgrades the same file, some locks are
- * refused at once rather than waited for by the busy handler (turning on
- * WAL, reading a header being rewritten: SQLite will not wait where that
- * could deadlock).  Opening tries such steps again for up to busy_ms:
- * *waited is the time spent so far; returns 1 to try again.
- */
-static int
-busy_again(const flow__store *s, int rc, int *waited)
-{
-  if ((rc & 0xff) != SQLITE_BUSY || *waited >= s->busy_ms)
-    return 0;
-  int delay = *waited < 50 ? 1 + *waited : 50;
-  sqlite3_sleep(delay);
-  *waited += delay;
-  return 1;
-}
-
-static int
-pragma_int(flow__store *s, const char *sql, int *out, flow__err *err)
-{
-  int rc, waited = 0;
-  do {
-    sqlite3_stmt *st = NULL;
-    rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-      rc = sqlite3_step(st);
-      if (rc == SQLITE_ROW) {
-        *out = sqlite3_column_int(st, 0);
-        rc = SQLITE_OK;
-      }
-    }
-    sqlite3_finalize(st);
-  } while (busy_again(s, rc, &waited));
-  if (rc != SQLITE_OK && rc != SQLITE_DONE)
-    return flow__sq_fail(s, err, rc, "reading the database header");
-  return 0;
-}
-
-/* sqlite3_exec, with busy_again. */
-static int
-exec_busy(flow__store *s, const char *sql)
-{
-  int rc, waited = 0;
-  do
-    rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
-  while (busy_again(s, rc, &waited));
-  return rc;
-}
-
-static void keys_free(flow__store *s);
-static int convert_field_indexes(flow__store *s, flow__err *err);
-
-/*
- * Brings the schema to SCHEMA_VERSION.  Several processes may open a new
- * or old file at the same moment: the version is read again inside the
- * write transaction that migrates, so only the first one migrates and the
- * others find the work done.
- */
-static int
-migrate(flow__store *s, const char *path, flow__err *err)
-{
-  int ver = 0, ntables = 0, rc;
-  if ((rc = pragma_int(s, "PRAGMA user_version", &ver, err)) != 0)
-    return rc;
-  if (ver == SCHEMA_VERSION)
-    return 0;
-  rc = exec_busy(s, "BEGIN IMMEDIATE");
-  if (rc != SQLITE_OK)
-    return flow__sq_fail(s, err, rc, "starting the schema update");
-  if ((rc = pragma_int(s, "PRAGMA user_version", &ver, err)) != 0)
-    goto fail;
-  if (ver > SCHEMA_VERSION) {
-    rc = flow__err_set(err, FLOW_EIO,
-                       "%s was written by a newer libflow (schema %d, this "
-                       "build knows up to %d): upgrade libflow",
-                       path, ver, SCHEMA_VERSION);
-    goto fail;
-  }
-  if (ver == 0) {
-    if ((rc = pragma_int(s,
-                         "SELECT count(*) FROM sqlite_master WHERE type ="
-                         " 'table'",
-                         &ntables, err)) != 0)
-      goto fail;
-    if (ntables > 0) {
-      rc = flow__err_set(err, FLOW_EIO,
-                         "%s is an SQLite database that libflow did not "
-                         "create: give libflow a new file name",
-                         path);
-      goto fail;
-    }
-  }
-  for (int v = ver; v < SCHEMA_VERSION; v++) {
-    char setver[64];
-    snprintf(setver, sizeof setver, "PRAGMA user_version = %d", v + 1);
-    if ((rc = exec_sql(s, migrations[v], err)) != 0 ||
-        (v + 1 == 11 && (rc = convert_field_indexes(s, err)) != 0) ||
-        (rc = exec_sql(s, setver, err)) != 0)
-      goto fail;
-  }
-  if ((rc = exec_sql(s, "COMMIT", err)) == 0)
-    return 0;
-fail:
-  sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-  return rc;
-}
-
-
-/* ---- case_states: where cases are, written where they arrive --------- */
-
-/* Stale entries removed in one commit: a batch of cases that left a state
-   together sits in one or two of its pages. */
-#define STALE_BATCH 64
-
-static void
-stale_truncate(flow__store *s, size_t n)
-{
-  while (s->nstale > n)
-    flow__free(s->a, s->stale[--s->nstale].state);
-}
-
-/* Notes that case id left state, for a later commit to remove. */
-static int
-stale_add(flow__store *s, int64_t id, const char *state, flow__err *err)
-{
-  if (s->nstale == s->cap_stale) {
-    size_t cap = s->cap_stale ? s->cap_stale * 2 : STALE_BATCH * 2;
-    struct stale *v = flow__realloc(s->a, s->stale, cap * sizeof *v);
-    if (v == NULL)
-      return flow__err_set(err, FLOW_ENOMEM, "out of memory moving a case");
-    s->stale = v;
-    s->cap_stale = cap;
-  }
-  char *copy = flow__strdup(s->a, state);
-  if (copy == NULL)
-    return flow__err_set(err, FLOW_ENOMEM, "out of memory moving a case");
-  s->stale[s->nstale].id = id;
-  s->stale[s->nstale].state = copy;
-  s->nstale++;
-  return 0;
-}
-
-static int
-stale_cmp(const void *pa, const void *pb)
-{
-  const struct stale *a = pa, *b = pb;
-  int c = strcmp(a->state, b->state);
-  if (c != 0)
-    return c;
-  return (a->id > b->id) - (a->id < b->id);
-}
-
-/* Ids closer than this share one DELETE over their range: cases that
-   left a state together sit together, and a range costs one statement
-   where single ids cost one each. */
-#define STALE_GAP 16
-
-/* Removes the noted stale entries, inside the open transaction. */
-static int
-stale_flush(flow__store *s, flow__err *err)
-{
-  sqlite3_stmt *st = s->st[ST_STATE_DROP];
-  qsort(s->stale, s->nstale, sizeof *s->stale, stale_cmp);
-  for (size_t i = 0; i < s->nstale;) {
-    size_t j = i + 1;
-    while (j < s->nstale && strcmp(s->stale[j].state, s->stale[i].state) == 0 &&
-           s->stale[j].id - s->stale[j - 1].id <= STALE_GAP)
-      j++;
-    sqlite3_bind_text(st, 1, s->stale[i].state, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, s->stale[i].id);
-    sqlite3_bind_int64(st, 3, s->stale[j - 1].id);
-    int rc = flow__sq_done(s, st, err, "removing where cases were");
-    if (rc != 0)
-      return rc;
-    i = j;
-  }
-  stale_truncate(s, 0);
-  return 0;
-}
-
-/* A case arrived in state: its entry (kept if it is there already). */
-static int
-state_add(flow__store *s, int64_t id, const char *state, flow__err *err)
-{
-  sqlite3_stmt *st = s->st[ST_STATE_ADD];
-  sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, id);
-  return flow__sq_done(s, st, err, "recording where a case is");
-}
-
 static void
 sqlite_close(flow__store *s)
 {
   if (s == NULL)
     return;
-  /* What is still noted goes now, if the database lets us; entries left
-     behind (a crash, a busy database) only cost a skipped row when that
-     state is listed. */
-  if (s->nstale > 0 && s->db && sqlite3_get_autocommit(s->db) &&
-      sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK) {
-    flow__err err;
-    flow__err_clear(&err);
-    if (s->st[ST_STATE_DROP] && stale_flush(s, &err) == 0)
-      sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
-    else
-      sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-  }
-  stale_truncate(s, 0);
-  flow__free(s->a, s->stale);
-  keys_free(s);
+  flow__sq_places_close(s);
   for (int i = 0; i < ST_COUNT; i++)
     sqlite3_finalize(s->st[i]);
   for (int i = 0; i < FLOW__SQ_WORK_STMTS; i++)
@@ -684,7 +261,7 @@ sqlite_open(flow__store **out, const char *path, const flow__store_config *cfg,
   if (s == NULL)
     return flow__err_set(err, FLOW_ENOMEM, "out of memory opening %s", path);
   s->a = cfg->alloc;
-  s->keys_schema = -1;
+  s->places.keys_schema = -1;
   int rc = sqlite3_open_v2(path, &s->db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                                SQLITE_OPEN_NOMUTEX,
@@ -709,7 +286,7 @@ sqlite_open(flow__store **out, const char *path, const flow__store_config *cfg,
            "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;"
            " PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
            sync);
-  rc = exec_busy(s, pragmas);
+  rc = flow__sq_exec_busy(s, pragmas);
   if (rc != SQLITE_OK) {
     if ((rc & 0xff) == SQLITE_NOTADB)
       flow__err_set(err, FLOW_EIO,
@@ -718,7 +295,7 @@ sqlite_open(flow__store **out, const char *path, const flow__store_config *cfg,
       flow__sq_fail(s, err, rc, "opening the database");
     goto fail;
   }
-  if ((rc = migrate(s, path, err)) != 0)
+  if ((rc = flow__sq_migrate(s, path, err)) != 0)
     goto fail;
   for (int i = 0; i < ST_COUNT; i++) {
     rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
@@ -754,8 +331,7 @@ sqlite_begin(flow__store *s, flow__err *err)
   int rc = flow__sq_done(s, s->st[ST_BEGIN], err, "starting a transaction");
   if (rc == 0) {
     s->in_txn = 1;
-    s->txn_nstale = s->nstale;
-    s->keys_checked = 0;
+    flow__sq_places_begin(s);
   }
   return rc;
 }
@@ -763,8 +339,7 @@ sqlite_begin(flow__store *s, flow__err *err)
 static int
 sqlite_commit(flow__store *s, flow__err *err)
 {
-  size_t noted = s->nstale;
-  int rc = s->nstale >= STALE_BATCH ? stale_flush(s, err) : 0;
+  int rc = flow__sq_places_precommit(s, err);
   if (rc == 0)
     rc = flow__sq_done(s, s->st[ST_COMMIT], err, "commit");
   s->case_loaded = 0;
@@ -773,12 +348,7 @@ sqlite_commit(flow__store *s, flow__err *err)
        database is exactly as before. */
     if (!sqlite3_get_autocommit(s->db))
       sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-    /* The moves of this transaction are undone.  A flush sorted the
-       list, so which entries came before it cannot be told: all are
-       dropped, and what earlier transactions noted is left behind as
-       stale entries (skipped by lists; a later range delete over them
-       removes them). */
-    stale_truncate(s, noted >= STALE_BATCH ? 0 : s->txn_nstale);
+    flow__sq_places_rollback(s);
   }
   s->in_txn = 0;
   return rc;
@@ -793,7 +363,7 @@ sqlite_rollback(flow__store *s)
   }
   s->in_txn = 0;
   s->case_loaded = 0;
-  stale_truncate(s, s->txn_nstale);
+  flow__sq_places_rollback(s);
 }
 
 static char *
@@ -923,168 +493,6 @@ sqlite_service_list(flow__store *s, json_t **out, flow__err *err)
   }
   *out = arr;
   return 0;
-}
-
-/* ---- indexed fields: cases.keys ------------------------------------- */
-
-static void
-keys_free(flow__store *s)
-{
-  for (size_t i = 0; i < s->nkeys; i++)
-    flow__free(s->a, s->keys[i]);
-  flow__free(s->a, s->keys);
-  s->keys = NULL;
-  s->nkeys = 0;
-}
-
-/*
- * Reads the indexed fields again when the schema changed (here or in
- * another connection: a service loaded elsewhere may have indexed a new
- * field, and every writer must then keep it in keys).  PRAGMA
- * schema_version is a read of the database header.
- */
-static int
-keys_load(flow__store *s, flow__err *err)
-{
-  /* Inside a transaction only this connection changes the schema, and
-     index_key says so. */
-  if (s->in_txn && s->keys_checked && s->keys_schema >= 0)
-    return 0;
-  s->keys_checked = s->in_txn;
-  sqlite3_stmt *st = s->st[ST_SCHEMA_VERSION];
-  int rc = sqlite3_step(st);
-  int64_t ver = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-  sqlite3_reset(st);
-  if (rc != SQLITE_ROW)
-    return flow__sq_fail(s, err, rc, "reading the schema version");
-  if (ver == s->keys_schema)
-    return 0;
-  keys_free(s);
-  st = s->st[ST_KEY_FIELDS];
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    char **v = flow__realloc(s->a, s->keys, (s->nkeys + 1) * sizeof *v);
-    char *name = v ? flow__strdup(s->a, (const char *)sqlite3_column_text(
-                                            st, 0))
-                   : NULL;
-    if (v)
-      s->keys = v;
-    if (name == NULL) {
-      sqlite3_reset(st);
-      keys_free(s);
-      return flow__err_set(err, FLOW_ENOMEM, "out of memory reading the "
-                           "indexed fields");
-    }
-    s->keys[s->nkeys++] = name;
-  }
-  sqlite3_reset(st);
-  if (rc != SQLITE_DONE) {
-    keys_free(s);
-    return flow__sq_fail(s, err, rc, "reading the indexed fields");
-  }
-  s->keys_schema = ver;
-  return 0;
-}
-
-static int
-sqlite_key_fields(flow__store *s, const char *const **out, size_t *n,
-                  flow__err *err)
-{
-  int rc = keys_load(s, err);
-  *out = (const char *const *)s->keys;
-  *n = rc == 0 ? s->nkeys : 0;
-  return rc;
-}
-
-static int
-key_indexed(flow__store *s, const char *field)
-{
-  for (size_t i = 0; i < s->nkeys; i++)
-    if (strcmp(s->keys[i], field) == 0)
-      return 1;
-  return 0;
-}
-
-/* Indexes field in cases.keys; when the index is new, every case's keys
-   gets the field's value first. */
-static int
-index_key(flow__store *s, const char *field, flow__err *err)
-{
-  /* field is an identifier (checked by the loader), safe to splice. */
-  char sql[512];
-  int rc = keys_load(s, err);
-  if (rc != 0 || key_indexed(s, field))
-    return rc;
-  int n = snprintf(sql, sizeof sql,
-                   "UPDATE cases SET keys = json_set(COALESCE(keys, '{}'),"
-                   " '$.%s', json_extract(data, '$.%s')) WHERE"
-                   " json_extract(data, '$.%s') IS NOT NULL;"
-                   "CREATE INDEX IF NOT EXISTS cases_key_%s ON"
-                   " cases(json_extract(keys, '$.%s'))",
-                   field, field, field, field, field);
-  if (n < 0 || (size_t)n >= sizeof sql)
-    return flow__err_set(err, FLOW_EINVAL, "field name too long: %s", field);
-  rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
-  if (rc != SQLITE_OK)
-    return flow__sq_fail(s, err, rc, "creating a field index");
-  s->keys_schema = -1; /* read again at the next use */
-  s->keys_checked = 0;
-  return 0;
-}
-
-static int
-sqlite_index_field(flow__store *s, const char *field, flow__err *err)
-{
-  return index_key(s, field, err);
-}
-
-/* Schema 11: the indexes over data become indexes over keys. */
-static int
-convert_field_indexes(flow__store *s, flow__err *err)
-{
-  sqlite3_stmt *st = NULL;
-  int rc = sqlite3_prepare_v2(s->db,
-                              "SELECT substr(name, 12) FROM sqlite_master"
-                              " WHERE type = 'index' AND name LIKE"
-                              " 'cases\\_data\\_%' ESCAPE '\\'",
-                              -1, &st, NULL);
-  if (rc != SQLITE_OK)
-    return flow__sq_fail(s, err, rc, "reading the field indexes");
-  char **names = NULL;
-  size_t n = 0;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    char **v = flow__realloc(s->a, names, (n + 1) * sizeof *v);
-    if (v == NULL)
-      break;
-    names = v;
-    if ((names[n] = flow__strdup(s->a, (const char *)sqlite3_column_text(
-                                            st, 0))) == NULL)
-      break;
-    n++;
-  }
-  sqlite3_finalize(st);
-  int ret = rc == SQLITE_DONE ? 0
-            : rc == SQLITE_ROW ? flow__err_set(err, FLOW_ENOMEM, "out of memory")
-                               : flow__sq_fail(s, err, rc,
-                                               "reading the field indexes");
-  for (size_t i = 0; i < n; i++) {
-    if (ret == 0) {
-      /* The statements are prepared after the migration: keys_load
-         cannot run yet, so the new index is made here directly. */
-      char make[512];
-      snprintf(make, sizeof make,
-               "UPDATE cases SET keys = json_set(COALESCE(keys, '{}'),"
-               " '$.%s', json_extract(data, '$.%s')) WHERE"
-               " json_extract(data, '$.%s') IS NOT NULL;"
-               "CREATE INDEX IF NOT EXISTS cases_key_%s ON"
-               " cases(json_extract(keys, '$.%s'));"
-               "DROP INDEX IF EXISTS cases_data_%s;",
-               names[i], names[i], names[i], names[i], names[i], names[i]);
-      ret = exec_sql(s, make, err);
-    }
-    flow__free(s->a, names[i]);
-  }
-  flow__free(s->a, names);
-  return ret;
 }
 
 /*
@@ -1243,7 +651,7 @@ sqlite_case_insert(flow__store *s, const flow__case_row *row, flow__err *err)
     s->case_last = row->id; /* the table says so now: no counter write */
   }
   if (rc == 0)
-    rc = state_add(s, row->id, row->state, err);
+    rc = flow__sq_state_add(s, row->id, row->state, err);
   return rc;
 }
 
@@ -1266,9 +674,8 @@ sqlite_case_update(flow__store *s, const flow__case_row *row,
       sqlite3_bind_text(st, 9, row->keys, -1, SQLITE_STATIC);
     rc = flow__sq_done(s, st, err, "updating a case's indexed fields");
   }
-  if (rc == 0 && from != NULL && strcmp(from, row->state) != 0 &&
-      (rc = state_add(s, row->id, row->state, err)) == 0)
-    rc = stale_add(s, row->id, from, err);
+  if (rc == 0 && from != NULL && strcmp(from, row->state) != 0)
+    rc = flow__sq_state_moved(s, row->id, from, row->state, err);
   return rc;
 }
 
@@ -1355,7 +762,7 @@ sqlite_case_list(flow__store *s, const flow_case_query *q, int64_t now,
     flow__buf_adds(&sql, " AND c.closed = 0 AND c.due_at < ? AND"
                          " c.sla_paused_at IS NULL");
   /* An indexed field is read from keys, where its index is. */
-  if (q->nwhere > 0 && keys_load(s, err) != 0) {
+  if (q->nwhere > 0 && flow__sq_keys_load(s, err) != 0) {
     flow__buf_free(&sql);
     return err->code;
   }
@@ -1364,7 +771,8 @@ sqlite_case_list(flow__store *s, const flow_case_query *q, int64_t now,
                    is_json_null(q->where[i].value_json)
                        ? " AND json_extract(c.%s, '$.%s') IS NULL"
                        : " AND json_extract(c.%s, '$.%s') IN (?, ?)",
-                   key_indexed(s, q->where[i].field) ? "keys" : "data",
+                   flow__sq_key_indexed(s, q->where[i].field) ? "keys"
+                                                              : "data",
                    q->where[i].field);
   flow__buf_adds(&sql, q->state ? " ORDER BY s.case_id LIMIT ? OFFSET ?"
                                 : " ORDER BY c.id LIMIT ? OFFSET ?");
@@ -1687,7 +1095,7 @@ sqlite_savepoint(flow__store *s, flow__err *err)
 {
   s->sp_case_last = s->case_last;
   s->sp_case_loaded = s->case_loaded;
-  s->sp_nstale = s->nstale;
+  flow__sq_places_savepoint(s);
   return flow__sq_done(s, s->st[ST_SAVEPOINT], err, "starting a savepoint");
 }
 
@@ -1709,7 +1117,7 @@ sqlite_rollback_to(flow__store *s)
      leaves no gap in the case numbers. */
   s->case_last = s->sp_case_last;
   s->case_loaded = s->sp_case_loaded;
-  stale_truncate(s, s->sp_nstale);
+  flow__sq_places_rollback_to(s);
 }
 
 
@@ -1896,8 +1304,8 @@ const flow__store_vt flow__store_sqlite = {
   .service_put = sqlite_service_put,
   .service_newest = sqlite_service_newest,
   .service_list = sqlite_service_list,
-  .index_field = sqlite_index_field,
-  .key_fields = sqlite_key_fields,
+  .index_field = flow__sq_index_field,
+  .key_fields = flow__sq_key_fields,
   .case_new_id = sqlite_case_new_id,
   .case_get = sqlite_case_get,
   .case_lock = sqlite_case_lock,
@@ -1956,6 +1364,24 @@ sqlite3 *
 flow__sq_db(flow__store *s)
 {
   return s->db;
+}
+
+int
+flow__sq_in_txn(flow__store *s)
+{
+  return s->in_txn;
+}
+
+int
+flow__sq_busy_ms(flow__store *s)
+{
+  return s->busy_ms;
+}
+
+flow__sq_places *
+flow__sq_places_of(flow__store *s)
+{
+  return &s->places;
 }
 
 const flow__allocator *

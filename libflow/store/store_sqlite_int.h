@@ -1,9 +1,11 @@
 /*
  * Shared by the files of the SQLite backend: store_sqlite.c (the
- * connection, schema, services, cases, history, timers and the outbox)
- * and store_sqlite_work.c (tasks, incidents, messages and correlation
- * keys).  The connection structure stays private to store_sqlite.c; the
- * second file reaches it through these few functions.
+ * connection, services, cases, history, timers and the outbox),
+ * store_sqlite_schema.c (the schema and its migrations),
+ * store_sqlite_index.c (case_states and cases.keys, which keep a move's
+ * writes small) and store_sqlite_work.c (tasks, incidents, messages and
+ * correlation keys).  The connection structure stays private to
+ * store_sqlite.c; the other files reach it through these few functions.
  */
 #ifndef LIBFLOW_STORE_STORE_SQLITE_INT_H
 #define LIBFLOW_STORE_STORE_SQLITE_INT_H
@@ -15,7 +17,63 @@
 /* Statements of store_sqlite_work.c, prepared on first use. */
 #define FLOW__SQ_WORK_STMTS 40
 
+/* What store_sqlite_index.c keeps per connection. */
+#define FLOW__SQ_PLACES_STMTS 4
+typedef struct flow__sq_places {
+  /* Entries of case_states left behind by moves (the case left that
+     state), removed at a commit once there are enough of them; how many
+     there were when the transaction and its savepoint began, and whether
+     a flush in this transaction sorted the list. */
+  struct flow__sq_stale {
+    int64_t id;
+    char *state;
+  } *stale;
+  size_t nstale, cap_stale, txn_nstale, sp_nstale;
+  int flushed;
+  /* The fields indexed in cases.keys, as of schema_version. */
+  char **keys;
+  size_t nkeys;
+  int64_t keys_schema; /* -1: not read yet */
+  int keys_checked;    /* schema_version looked at in this transaction */
+  sqlite3_stmt *st[FLOW__SQ_PLACES_STMTS];
+} flow__sq_places;
+
 sqlite3 *flow__sq_db(flow__store *s);
+int flow__sq_in_txn(flow__store *s);
+int flow__sq_busy_ms(flow__store *s);
+flow__sq_places *flow__sq_places_of(flow__store *s);
+
+/* store_sqlite_schema.c: sqlite3_exec, trying again while another
+   connection holds a lock SQLite will not wait for, up to the busy
+   timeout; and the schema brought to this build's version (path for
+   messages). */
+int flow__sq_exec_busy(flow__store *s, const char *sql);
+int flow__sq_migrate(flow__store *s, const char *path, flow__err *err);
+
+/* store_sqlite_index.c.  A case arrived in state (its entry is kept if it
+   is there already); a case moved from one state to another. */
+int flow__sq_state_add(flow__store *s, int64_t id, const char *state,
+                       flow__err *err);
+int flow__sq_state_moved(flow__store *s, int64_t id, const char *from,
+                         const char *to, flow__err *err);
+/* The connection's transaction hooks: precommit removes a batch of stale
+   entries inside the transaction about to commit. */
+void flow__sq_places_begin(flow__store *s);
+int flow__sq_places_precommit(flow__store *s, flow__err *err);
+void flow__sq_places_rollback(flow__store *s);
+void flow__sq_places_savepoint(flow__store *s);
+void flow__sq_places_rollback_to(flow__store *s);
+/* Removes what is still noted (when the database lets it) and frees. */
+void flow__sq_places_close(flow__store *s);
+/* The indexed fields: read again when the schema changed; is field one;
+   the function table's key_fields and index_field; schema 11's
+   conversion of the indexes over data. */
+int flow__sq_keys_load(flow__store *s, flow__err *err);
+int flow__sq_key_indexed(flow__store *s, const char *field);
+int flow__sq_key_fields(flow__store *s, const char *const **out, size_t *n,
+                        flow__err *err);
+int flow__sq_index_field(flow__store *s, const char *field, flow__err *err);
+int flow__sq_convert_field_indexes(flow__store *s, flow__err *err);
 const flow__allocator *flow__sq_alloc(flow__store *s);
 /* The statement in slot idx, prepared from sql the first time; NULL with
    err set when it cannot be prepared. */

@@ -1,0 +1,388 @@
+/*
+ * The SQLite backend's two structures that keep a move's writes small
+ * (issue 15):
+ *
+ *   - case_states (state, case_id): where cases are.  A move inserts the
+ *     case's entry in its new state; the entry it leaves behind is stale
+ *     (a list by state joins with cases and skips it) and is removed
+ *     later, a batch at a commit, by id range.
+ *   - cases.keys: the values of the fields the database indexes, which
+ *     an UPDATE assigns only when one of them changed, so the field
+ *     indexes (over keys) are left alone otherwise.
+ *
+ * What this file keeps per connection is a flow__sq_places inside the
+ * connection (store_sqlite_int.h); its statements are prepared on first
+ * use and finalized by flow__sq_places_close.
+ */
+#include "store/store_sqlite_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { P_STATE_ADD, P_STATE_DROP, P_SCHEMA_VERSION, P_KEY_FIELDS };
+
+static const char *const psql[FLOW__SQ_PLACES_STMTS] = {
+  [P_STATE_ADD] = "INSERT OR IGNORE INTO case_states(state, case_id)"
+                  " VALUES (?1, ?2)",
+  /* The stale entries of state among case ids ?2..?3: only those whose
+     case is not in that state (another connection may have moved one
+     back since). */
+  [P_STATE_DROP] = "DELETE FROM case_states WHERE state = ?1 AND"
+                   " case_id BETWEEN ?2 AND ?3 AND case_id NOT IN (SELECT"
+                   " id FROM cases WHERE id BETWEEN ?2 AND ?3 AND state ="
+                   " ?1)",
+  [P_SCHEMA_VERSION] = "PRAGMA schema_version",
+  [P_KEY_FIELDS] = "SELECT substr(name, 11) FROM sqlite_master WHERE type"
+                   " = 'index' AND name LIKE 'cases\\_key\\_%' ESCAPE '\\'"
+                   " ORDER BY name",
+};
+
+/* Stale entries removed in one commit: a batch of cases that left a state
+   together sits in one or two of its pages. */
+#define STALE_BATCH 64
+
+/* Ids closer than this share one DELETE over their range: cases that
+   left a state together sit together, and a range costs one statement
+   where single ids cost one each. */
+#define STALE_GAP 16
+
+static sqlite3_stmt *
+pstmt(flow__store *s, int which, flow__err *err)
+{
+  flow__sq_places *p = flow__sq_places_of(s);
+  if (p->st[which] == NULL &&
+      sqlite3_prepare_v3(flow__sq_db(s), psql[which], -1,
+                         SQLITE_PREPARE_PERSISTENT, &p->st[which],
+                         NULL) != SQLITE_OK) {
+    flow__sq_fail(s, err, sqlite3_errcode(flow__sq_db(s)),
+                  "preparing a statement");
+    return NULL;
+  }
+  return p->st[which];
+}
+
+/* ---- case_states ------------------------------------------------------- */
+
+static void
+stale_truncate(flow__store *s, size_t n)
+{
+  flow__sq_places *p = flow__sq_places_of(s);
+  while (p->nstale > n)
+    flow__free(flow__sq_alloc(s), p->stale[--p->nstale].state);
+}
+
+/* Notes that case id left state, for a later commit to remove. */
+static int
+stale_add(flow__store *s, int64_t id, const char *state, flow__err *err)
+{
+  flow__sq_places *p = flow__sq_places_of(s);
+  const flow__allocator *a = flow__sq_alloc(s);
+  if (p->nstale == p->cap_stale) {
+    size_t cap = p->cap_stale ? p->cap_stale * 2 : STALE_BATCH * 2;
+    struct flow__sq_stale *v = flow__realloc(a, p->stale, cap * sizeof *v);
+    if (v == NULL)
+      return flow__err_set(err, FLOW_ENOMEM, "out of memory moving a case");
+    p->stale = v;
+    p->cap_stale = cap;
+  }
+  char *copy = flow__strdup(a, state);
+  if (copy == NULL)
+    return flow__err_set(err, FLOW_ENOMEM, "out of memory moving a case");
+  p->stale[p->nstale].id = id;
+  p->stale[p->nstale].state = copy;
+  p->nstale++;
+  return 0;
+}
+
+static int
+stale_cmp(const void *pa, const void *pb)
+{
+  const struct flow__sq_stale *a = pa, *b = pb;
+  int c = strcmp(a->state, b->state);
+  if (c != 0)
+    return c;
+  return (a->id > b->id) - (a->id < b->id);
+}
+
+/* Removes the noted stale entries, inside the open transaction.  The list
+   is sorted first, so which entries came from which transaction cannot
+   be told afterwards (flushed says so). */
+static int
+stale_flush(flow__store *s, flow__err *err)
+{
+  flow__sq_places *p = flow__sq_places_of(s);
+  sqlite3_stmt *st = pstmt(s, P_STATE_DROP, err);
+  if (st == NULL)
+    return err->code;
+  p->flushed = 1;
+  qsort(p->stale, p->nstale, sizeof *p->stale, stale_cmp);
+  for (size_t i = 0; i < p->nstale;) {
+    size_t j = i + 1;
+    while (j < p->nstale && strcmp(p->stale[j].state, p->stale[i].state) == 0 &&
+           p->stale[j].id - p->stale[j - 1].id <= STALE_GAP)
+      j++;
+    sqlite3_bind_text(st, 1, p->stale[i].state, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, p->stale[i].id);
+    sqlite3_bind_int64(st, 3, p->stale[j - 1].id);
+    int rc = flow__sq_done(s, st, err, "removing where cases were");
+    if (rc != 0)
+      return rc;
+    i = j;
+  }
+  stale_truncate(s, 0);
+  return 0;
+}
+
+int
+flow__sq_state_add(flow__store *s, int64_t id, const char *state,
+                   flow__err *err)
+{
+  sqlite3_stmt *st = pstmt(s, P_STATE_ADD, err);
+  if (st == NULL)
+    return err->code;
+  sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, id);
+  return flow__sq_done(s, st, err, "recording where a case is");
+}
+
+int
+flow__sq_state_moved(flow__store *s, int64_t id, const char *from,
+                     const char *to, flow__err *err)
+{
+  int rc = flow__sq_state_add(s, id, to, err);
+  return rc == 0 ? stale_add(s, id, from, err) : rc;
+}
+
+void
+flow__sq_places_begin(flow__store *s)
+{
+  flow__sq_places *p = flow__sq_places_of(s);
+  p->txn_nstale = p->nstale;
+  p->flushed = 0;
+  p->keys_checked = 0;
+}
+
+int
+flow__sq_places_precommit(flow__store *s, flow__err *err)
+{
+  flow__sq_places *p = flow__sq_places_of(s);
+  return p->nstale >= STALE_BATCH ? stale_flush(s, err) : 0;
+}
+
+void
+flow__sq_places_rollback(flow__store *s)
+{
+  flow__sq_places *p = flow__sq_places_of(s);
+  /* The moves of this transaction are undone.  After a flush sorted the
+     list all of it goes: what earlier transactions noted is left behind
+     as stale entries, which lists skip and a later range removes. */
+  stale_truncate(s, p->flushed ? 0 : p->txn_nstale);
+  p->flushed = 0;
+}
+
+void
+flow__sq_places_savepoint(flow__store *s)
+{
+  flow__sq_places *p = flow__sq_places_of(s);
+  p->sp_nstale = p->nstale;
+}
+
+void
+flow__sq_places_rollback_to(flow__store *s)
+{
+  flow__sq_places *p = flow__sq_places_of(s);
+  if (!p->flushed)
+    stale_truncate(s, p->sp_nstale);
+}
+
+/* ---- cases.keys ----------------------------------------------------------- */
+
+static void
+keys_free(flow__store *s)
+{
+  flow__sq_places *p = flow__sq_places_of(s);
+  for (size_t i = 0; i < p->nkeys; i++)
+    flow__free(flow__sq_alloc(s), p->keys[i]);
+  flow__free(flow__sq_alloc(s), p->keys);
+  p->keys = NULL;
+  p->nkeys = 0;
+}
+
+/*
+ * Reads the indexed fields again when the schema changed (here or in
+ * another connection: a service loaded elsewhere may have indexed a new
+ * field, and every writer must then keep it in keys).  PRAGMA
+ * schema_version is a read of the database header; inside a transaction
+ * only this connection changes the schema, and index_key says so.
+ */
+int
+flow__sq_keys_load(flow__store *s, flow__err *err)
+{
+  flow__sq_places *p = flow__sq_places_of(s);
+  int in_txn = flow__sq_in_txn(s);
+  if (in_txn && p->keys_checked && p->keys_schema >= 0)
+    return 0;
+  p->keys_checked = in_txn;
+  sqlite3_stmt *st = pstmt(s, P_SCHEMA_VERSION, err);
+  if (st == NULL)
+    return err->code;
+  int rc = sqlite3_step(st);
+  int64_t ver = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+  sqlite3_reset(st);
+  if (rc != SQLITE_ROW)
+    return flow__sq_fail(s, err, rc, "reading the schema version");
+  if (ver == p->keys_schema)
+    return 0;
+  keys_free(s);
+  if ((st = pstmt(s, P_KEY_FIELDS, err)) == NULL)
+    return err->code;
+  const flow__allocator *a = flow__sq_alloc(s);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    char **v = flow__realloc(a, p->keys, (p->nkeys + 1) * sizeof *v);
+    char *name = v ? flow__strdup(a, (const char *)sqlite3_column_text(
+                                         st, 0))
+                   : NULL;
+    if (v)
+      p->keys = v;
+    if (name == NULL) {
+      sqlite3_reset(st);
+      keys_free(s);
+      return flow__err_set(err, FLOW_ENOMEM, "out of memory reading the "
+                           "indexed fields");
+    }
+    p->keys[p->nkeys++] = name;
+  }
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) {
+    keys_free(s);
+    return flow__sq_fail(s, err, rc, "reading the indexed fields");
+  }
+  p->keys_schema = ver;
+  return 0;
+}
+
+int
+flow__sq_key_fields(flow__store *s, const char *const **out, size_t *n,
+                    flow__err *err)
+{
+  int rc = flow__sq_keys_load(s, err);
+  flow__sq_places *p = flow__sq_places_of(s);
+  *out = (const char *const *)p->keys;
+  *n = rc == 0 ? p->nkeys : 0;
+  return rc;
+}
+
+int
+flow__sq_key_indexed(flow__store *s, const char *field)
+{
+  flow__sq_places *p = flow__sq_places_of(s);
+  for (size_t i = 0; i < p->nkeys; i++)
+    if (strcmp(p->keys[i], field) == 0)
+      return 1;
+  return 0;
+}
+
+/* Fills every case's keys with field's value, then indexes it there.
+   field is an identifier (checked by the loader), safe to splice. */
+static int
+make_key_index(flow__store *s, const char *field, const char *then,
+               flow__err *err)
+{
+  char sql[640];
+  int n = snprintf(sql, sizeof sql,
+                   "UPDATE cases SET keys = json_set(COALESCE(keys, '{}'),"
+                   " '$.%s', json_extract(data, '$.%s')) WHERE"
+                   " json_extract(data, '$.%s') IS NOT NULL;"
+                   "CREATE INDEX IF NOT EXISTS cases_key_%s ON"
+                   " cases(json_extract(keys, '$.%s'));%s",
+                   field, field, field, field, field, then);
+  if (n < 0 || (size_t)n >= sizeof sql)
+    return flow__err_set(err, FLOW_EINVAL, "field name too long: %s", field);
+  int rc = sqlite3_exec(flow__sq_db(s), sql, NULL, NULL, NULL);
+  if (rc != SQLITE_OK)
+    return flow__sq_fail(s, err, rc, "creating a field index");
+  flow__sq_places *p = flow__sq_places_of(s);
+  p->keys_schema = -1; /* read again at the next use */
+  p->keys_checked = 0;
+  return 0;
+}
+
+int
+flow__sq_index_field(flow__store *s, const char *field, flow__err *err)
+{
+  int rc = flow__sq_keys_load(s, err);
+  if (rc != 0 || flow__sq_key_indexed(s, field))
+    return rc;
+  return make_key_index(s, field, "", err);
+}
+
+int
+flow__sq_convert_field_indexes(flow__store *s, flow__err *err)
+{
+  sqlite3_stmt *st = NULL;
+  const flow__allocator *a = flow__sq_alloc(s);
+  int rc = sqlite3_prepare_v2(flow__sq_db(s),
+                              "SELECT substr(name, 12) FROM sqlite_master"
+                              " WHERE type = 'index' AND name LIKE"
+                              " 'cases\\_data\\_%' ESCAPE '\\'",
+                              -1, &st, NULL);
+  if (rc != SQLITE_OK)
+    return flow__sq_fail(s, err, rc, "reading the field indexes");
+  char **names = NULL;
+  size_t n = 0;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    char **v = flow__realloc(a, names, (n + 1) * sizeof *v);
+    if (v == NULL)
+      break;
+    names = v;
+    if ((names[n] = flow__strdup(a, (const char *)sqlite3_column_text(
+                                        st, 0))) == NULL)
+      break;
+    n++;
+  }
+  sqlite3_finalize(st);
+  int ret = rc == SQLITE_DONE ? 0
+            : rc == SQLITE_ROW ? flow__err_set(err, FLOW_ENOMEM, "out of memory")
+                               : flow__sq_fail(s, err, rc,
+                                               "reading the field indexes");
+  for (size_t i = 0; i < n; i++) {
+    char drop[128];
+    snprintf(drop, sizeof drop, "DROP INDEX IF EXISTS cases_data_%s;",
+             names[i]);
+    if (ret == 0)
+      ret = make_key_index(s, names[i], drop, err);
+    flow__free(a, names[i]);
+  }
+  flow__free(a, names);
+  return ret;
+}
+
+/* ---- the connection ------------------------------------------------------ */
+
+void
+flow__sq_places_close(flow__store *s)
+{
+  flow__sq_places *p = flow__sq_places_of(s);
+  sqlite3 *db = flow__sq_db(s);
+  /* What is still noted goes now, if the database lets us; entries left
+     behind (a crash, a busy database) only cost a skipped row when that
+     state is listed. */
+  if (p->nstale > 0 && db && sqlite3_get_autocommit(db) &&
+      sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK) {
+    flow__err err;
+    flow__err_clear(&err);
+    if (stale_flush(s, &err) == 0)
+      sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    else
+      sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+  }
+  stale_truncate(s, 0);
+  flow__free(flow__sq_alloc(s), p->stale);
+  p->stale = NULL;
+  keys_free(s);
+  for (int i = 0; i < FLOW__SQ_PLACES_STMTS; i++) {
+    sqlite3_finalize(p->st[i]);
+    p->st[i] = NULL;
+  }
+}
