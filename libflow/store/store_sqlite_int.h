@@ -14,6 +14,10 @@
 
 #include "store/store.h"
 
+/* The page size of a new database file, as text for its PRAGMA (see
+   sqlite_open for why 2 KB). */
+#define FLOW__SQ_PAGE_SIZE "2048"
+
 /* Statements of store_sqlite_work.c, prepared on first use. */
 #define FLOW__SQ_WORK_STMTS 40
 

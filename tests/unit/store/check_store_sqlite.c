@@ -74,6 +74,20 @@ remove_db(const char *path)
   unlink(aux);
 }
 
+static sqlite3_int64
+sql_int(const char *path, const char *sql)
+{
+  sqlite3 *db;
+  sqlite3_stmt *st;
+  ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+  ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, 0), SQLITE_OK);
+  ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+  sqlite3_int64 v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return v;
+}
+
 START_TEST(test_store_sqlite_refuses_newer_schema)
 {
   char *path = temp_db();
@@ -133,6 +147,38 @@ START_TEST(test_store_sqlite_reopens_existing)
   ck_assert_int_eq(vt->case_get(s2, 1, &got, &err), 0);
   flow__case_row_clear(&A, &got);
   vt->close(s2);
+  /* A new file gets 2 KB pages (half the bytes a transition appends to
+     the WAL) and is in WAL mode. */
+  ck_assert_int_eq(sql_int(path, "PRAGMA page_size"), 2048);
+  remove_db(path);
+}
+END_TEST
+
+/* A file made with another page size keeps it (a database of an
+   earlier libflow): the PRAGMA that gives a new file 2 KB pages is a
+   no-op once the file has its first page. */
+START_TEST(test_store_sqlite_keeps_page_size)
+{
+  char *path = temp_db();
+  sqlite3 *db;
+  ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+  ck_assert_int_eq(sqlite3_exec(db,
+                                "PRAGMA page_size = 4096;"
+                                " PRAGMA journal_mode = WAL;"
+                                " PRAGMA user_version = 0",
+                                0, 0, 0),
+                   SQLITE_OK);
+  sqlite3_close(db);
+  flow__store_config cfg = { &A, FLOW_SYNC_NORMAL, 1000 };
+  flow__store *s2;
+  ck_assert_int_eq(vt->open(&s2, path, &cfg, &err), 0);
+  flow__case_row r = sample_row(1);
+  ck_assert_int_eq(vt->begin(s2, &err), 0);
+  ck_assert_int_eq(vt->case_new_id(s2, &r.id, &err), 0);
+  ck_assert_int_eq(vt->case_insert(s2, &r, &err), 0);
+  ck_assert_int_eq(vt->commit(s2, &err), 0);
+  vt->close(s2);
+  ck_assert_int_eq(sql_int(path, "PRAGMA page_size"), 4096);
   remove_db(path);
 }
 END_TEST
@@ -202,20 +248,6 @@ START_TEST(test_store_sqlite_concurrent_create)
   }
 }
 END_TEST
-
-static sqlite3_int64
-sql_int(const char *path, const char *sql)
-{
-  sqlite3 *db;
-  sqlite3_stmt *st;
-  ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-  ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, 0), SQLITE_OK);
-  ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-  sqlite3_int64 v = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return v;
-}
 
 static void
 sql_exec(const char *path, const char *sql)
@@ -450,6 +482,7 @@ store_suite(void)
   tcase_add_test(tc, test_store_sqlite_refuses_newer_schema);
   tcase_add_test(tc, test_store_sqlite_refuses_foreign_database);
   tcase_add_test(tc, test_store_sqlite_reopens_existing);
+  tcase_add_test(tc, test_store_sqlite_keeps_page_size);
   tcase_add_test(tc, test_store_sqlite_concurrent_create);
   tcase_add_test(tc, test_store_sqlite_case_counter);
   tcase_add_test(tc, test_store_sqlite_case_states);
