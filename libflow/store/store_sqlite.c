@@ -752,6 +752,12 @@ sqlite_case_list(flow__store *s, const flow_case_query *q, int64_t now,
                  int (*each)(void *ctx, const flow__case_row *row), void *ctx,
                  flow__err *err)
 {
+  /* The cases moved in this transaction must be where the list looks. */
+  if (q->state && s->in_txn) {
+    int rc = flow__sq_places_flush(s, err);
+    if (rc != 0)
+      return rc;
+  }
   flow__buf sql;
   flow__buf_init(&sql, s->a);
   flow__buf_adds(&sql, "SELECT c.id, c.service, c.version, c.state,"
@@ -1106,7 +1112,9 @@ sqlite_savepoint(flow__store *s, flow__err *err)
 {
   s->sp_case_last = s->case_last;
   s->sp_case_loaded = s->case_loaded;
-  flow__sq_places_savepoint(s);
+  int rc = flow__sq_places_savepoint(s, err);
+  if (rc != 0)
+    return rc;
   return flow__sq_done(s, s->st[ST_SAVEPOINT], err, "starting a savepoint");
 }
 

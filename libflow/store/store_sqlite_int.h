@@ -22,8 +22,20 @@
 #define FLOW__SQ_WORK_STMTS 40
 
 /* What store_sqlite_index.c keeps per connection. */
-#define FLOW__SQ_PLACES_STMTS 4
+#define FLOW__SQ_PLACES_STMTS 5
 typedef struct flow__sq_places {
+  /* Entries of case_states not inserted yet: the cases that arrived in a
+     state in the open transaction (id, and the state as an offset into
+     arrived_names).  They go in together, FLOW__SQ_ARRIVALS_PER_STMT to
+     a statement, before the commit, before anything reads case_states
+     and when a savepoint begins (so a savepoint's are its own). */
+  struct flow__sq_arrival {
+    int64_t id;
+    size_t name;
+  } *arrived;
+  size_t narrived, cap_arrived;
+  char *arrived_names;
+  size_t names_len, names_cap;
   /* Entries of case_states left behind by moves (the case left that
      state), removed at a commit once there are enough of them; how many
      there were when the transaction and its savepoint began, and whether
@@ -65,7 +77,9 @@ int flow__sq_state_moved(flow__store *s, int64_t id, const char *from,
 void flow__sq_places_begin(flow__store *s);
 int flow__sq_places_precommit(flow__store *s, flow__err *err);
 void flow__sq_places_rollback(flow__store *s);
-void flow__sq_places_savepoint(flow__store *s);
+int flow__sq_places_savepoint(flow__store *s, flow__err *err);
+/* Inserts the entries of case_states noted in this transaction. */
+int flow__sq_places_flush(flow__store *s, flow__err *err);
 void flow__sq_places_rollback_to(flow__store *s);
 /* Removes what is still noted (when the database lets it) and frees. */
 void flow__sq_places_close(flow__store *s);
