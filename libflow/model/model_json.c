@@ -65,10 +65,17 @@ dump_real(flow__buf *b, double x)
     flow__buf_add(b, ".0", 2);
 }
 
+/* A member of an object being printed: its key and value together, so
+   the value needs no lookup once the keys are in order. */
+typedef struct member {
+  const char *key;
+  json_t *val;
+} member;
+
 static int
-cmp_keys(const void *a, const void *b)
+cmp_members(const void *a, const void *b)
 {
-  return strcmp(*(const char *const *)a, *(const char *const *)b);
+  return strcmp(((const member *)a)->key, ((const member *)b)->key);
 }
 
 static int
@@ -79,29 +86,33 @@ dump_value(json_t *j, flow__buf *b, int depth)
   switch (json_typeof(j)) {
   case JSON_OBJECT: {
     size_t n = json_object_size(j), i = 0;
-    const char *small[32];
-    const char **keys = small;
+    member small[32];
+    member *m = small;
     if (n > 32) {
-      keys = flow__malloc(b->a, n * sizeof *keys);
-      if (keys == NULL)
+      m = flow__malloc(b->a, n * sizeof *m);
+      if (m == NULL)
         return FLOW_ENOMEM;
     }
     const char *k;
     json_t *v;
-    json_object_foreach(j, k, v) keys[i++] = k;
-    qsort(keys, n, sizeof *keys, cmp_keys);
+    json_object_foreach(j, k, v) {
+      m[i].key = k;
+      m[i].val = v;
+      i++;
+    }
+    flow__sort(m, n, sizeof *m, cmp_members);
     flow__buf_addc(b, '{');
     int rc = 0;
     for (i = 0; i < n && rc == 0; i++) {
       if (i)
         flow__buf_addc(b, ',');
-      dump_string(b, keys[i], strlen(keys[i]));
+      dump_string(b, m[i].key, strlen(m[i].key));
       flow__buf_addc(b, ':');
-      rc = dump_value(json_object_get(j, keys[i]), b, depth + 1);
+      rc = dump_value(m[i].val, b, depth + 1);
     }
     flow__buf_addc(b, '}');
-    if (keys != small)
-      flow__free(b->a, keys);
+    if (m != small)
+      flow__free(b->a, m);
     return rc;
   }
   case JSON_ARRAY: {

@@ -907,7 +907,7 @@ object_from(conv *c, int t, int depth, size_t n, json_t **out)
     lua_pop(L, 1);
   }
   if (have > 1)
-    qsort(m, have, sizeof *m, member_cmp);
+    flow__sort(m, have, sizeof *m, member_cmp);
   if ((obj = json_object()) == NULL) {
     rc = conv_fail(c, FLOW_ENOMEM, "out of memory");
     goto fail;

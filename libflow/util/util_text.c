@@ -6,7 +6,31 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+void
+flow__sort(void *base, size_t n, size_t size,
+           int (*cmp)(const void *, const void *))
+{
+  unsigned char tmp[64];
+  if (n > 16 || size > sizeof tmp) {
+    qsort(base, n, size, cmp);
+    return;
+  }
+  unsigned char *v = base;
+  for (size_t i = 1; i < n; i++) {
+    if (cmp(v + (i - 1) * size, v + i * size) <= 0)
+      continue;
+    memcpy(tmp, v + i * size, size);
+    size_t j = i;
+    while (j > 0 && cmp(v + (j - 1) * size, tmp) > 0) {
+      memcpy(v + j * size, v + (j - 1) * size, size);
+      j--;
+    }
+    memcpy(v + j * size, tmp, size);
+  }
+}
 
 size_t
 flow__utf8_char(const unsigned char *p, const unsigned char *e)
