@@ -53,8 +53,8 @@ static const char *const psql[FLOW__SQ_PLACES_STMTS] = {
                    " ORDER BY name",
 };
 
-/* Arrivals noted before they go in anyway (memory: ids and state
-   names). */
+/* Arrivals a transaction notes before they go in all the same, which
+   bounds the memory a group of transitions holds for them. */
 #define ARRIVALS_MAX 1024
 
 /* Stale entries removed in one commit: a batch of cases that left a state
@@ -158,6 +158,18 @@ stale_flush(flow__store *s, flow__err *err)
   return 0;
 }
 
+/* One entry of case_states, at once. */
+static int
+state_insert(flow__store *s, int64_t id, const char *state, flow__err *err)
+{
+  sqlite3_stmt *st = pstmt(s, P_STATE_ADD, err);
+  if (st == NULL)
+    return err->code;
+  sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, id);
+  return flow__sq_done(s, st, err, "recording where a case is");
+}
+
 /* Inserts the noted arrivals, ARRIVALS_PER_STMT to a statement and the
    rest one by one. */
 int
@@ -181,17 +193,9 @@ flow__sq_places_flush(flow__store *s, flow__err *err)
       rc = flow__sq_done(s, st, err, "recording where cases are");
     }
   }
-  if (rc == 0 && i < p->narrived) {
-    sqlite3_stmt *st = pstmt(s, P_STATE_ADD, err);
-    if (st == NULL)
-      return err->code;
-    for (; rc == 0 && i < p->narrived; i++) {
-      sqlite3_bind_text(st, 1, p->arrived_names + p->arrived[i].name, -1,
-                        SQLITE_STATIC);
-      sqlite3_bind_int64(st, 2, p->arrived[i].id);
-      rc = flow__sq_done(s, st, err, "recording where a case is");
-    }
-  }
+  for (; rc == 0 && i < p->narrived; i++)
+    rc = state_insert(s, p->arrived[i].id,
+                      p->arrived_names + p->arrived[i].name, err);
   /* Gone either way: a failed statement fails the transaction. */
   p->narrived = 0;
   p->names_len = 0;
@@ -243,14 +247,8 @@ int
 flow__sq_state_add(flow__store *s, int64_t id, const char *state,
                    flow__err *err)
 {
-  if (flow__sq_in_txn(s))
-    return arrival_note(s, id, state, err);
-  sqlite3_stmt *st = pstmt(s, P_STATE_ADD, err);
-  if (st == NULL)
-    return err->code;
-  sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, id);
-  return flow__sq_done(s, st, err, "recording where a case is");
+  return flow__sq_in_txn(s) ? arrival_note(s, id, state, err)
+                            : state_insert(s, id, state, err);
 }
 
 int

@@ -415,6 +415,53 @@ END_TEST
 /* Indexed fields live in cases.keys: a new index fills the keys of the
    cases already there, and another connection sees the new field at its
    next transaction (so that it keeps it in the keys it writes). */
+/* The entries of case_states a transaction adds go in together before
+   its commit: a list by state inside the transaction sees them (more
+   than one statement's worth, and a remainder), a savepoint rolled back
+   takes only its own, and a transaction rolled back leaves none. */
+START_TEST(test_store_sqlite_arrivals_batched)
+{
+  char *path = temp_db();
+  flow__store_config cfg = { &A, FLOW_SYNC_NORMAL, 1000 };
+  flow__store *a;
+  ck_assert_int_eq(vt->open(&a, path, &cfg, &err), 0);
+  ck_assert_int_eq(vt->begin(a, &err), 0);
+  for (int i = 0; i < 37; i++) {
+    flow__case_row r = sample_row(0);
+    ck_assert_int_eq(vt->case_new_id(a, &r.id, &err), 0);
+    ck_assert_int_eq(vt->case_insert(a, &r, &err), 0);
+  }
+  ck_assert_int_eq(listed(a, "reported"), 37);
+  /* Noted before the savepoint: in before it, kept after ROLLBACK TO. */
+  flow__case_row r = sample_row(0);
+  ck_assert_int_eq(vt->case_new_id(a, &r.id, &err), 0);
+  ck_assert_int_eq(vt->case_insert(a, &r, &err), 0);
+  ck_assert_int_eq(vt->savepoint(a, &err), 0);
+  for (int i = 0; i < 3; i++) {
+    flow__case_row t = sample_row(0);
+    ck_assert_int_eq(vt->case_new_id(a, &t.id, &err), 0);
+    ck_assert_int_eq(vt->case_insert(a, &t, &err), 0);
+  }
+  vt->rollback_to(a);
+  ck_assert_int_eq(listed(a, "reported"), 38);
+  ck_assert_int_eq(vt->commit(a, &err), 0);
+  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM case_states"), 38);
+  /* A rolled-back transaction's notes never go in. */
+  ck_assert_int_eq(vt->begin(a, &err), 0);
+  flow__case_row u = sample_row(0);
+  ck_assert_int_eq(vt->case_new_id(a, &u.id, &err), 0);
+  ck_assert_int_eq(vt->case_insert(a, &u, &err), 0);
+  vt->rollback(a);
+  ck_assert_int_eq(open_case(a), 39);
+  vt->close(a);
+  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM case_states"), 39);
+  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM case_states s JOIN"
+                                 " cases c ON c.id = s.case_id"),
+                   39);
+  remove_db(path);
+}
+END_TEST
+
 START_TEST(test_store_sqlite_key_fields)
 {
   char *path = temp_db();
@@ -485,6 +532,7 @@ store_suite(void)
   tcase_add_test(tc, test_store_sqlite_keeps_page_size);
   tcase_add_test(tc, test_store_sqlite_concurrent_create);
   tcase_add_test(tc, test_store_sqlite_case_counter);
+  tcase_add_test(tc, test_store_sqlite_arrivals_batched);
   tcase_add_test(tc, test_store_sqlite_case_states);
   tcase_add_test(tc, test_store_sqlite_key_fields);
   suite_add_tcase(s, tc);
