@@ -31,7 +31,6 @@ enum {
   ST_CASE_INSERT,
   ST_CASE_UPDATE,
   ST_CASE_MOVE,
-  ST_CASE_KEYS,
   ST_CASE_UPDATE_DATA,
   ST_HISTORY_APPEND,
   ST_HISTORY_EACH,
@@ -75,6 +74,14 @@ enum {
   " AND c.closed = 0 AND (timers.state IS NULL OR (timers.state = c.state"     \
   " AND timers.set_seq >= c.entered_seq)))"
 
+/* A new case row; a case with indexed fields also gives their columns
+   (flow__sq_keys_insert). */
+#define CASE_COLS                                                              \
+  "id, service, version, state, closed, data, opened_at, updated_at,"          \
+  " due_at, seq, seed, entered_seq, tasks, keys"
+#define CASE_VALUES                                                            \
+  "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?10, ?12, ?13"
+
 /* A request row, as read_request() takes it. */
 #define REQUEST_COLS                                                           \
   "id, case_id, seq, n, action, args, key, reply, fail, retry_max,"           \
@@ -100,27 +107,23 @@ static const char *const stmt_sql[ST_COUNT] = {
   [ST_CASE_GET] = "SELECT id, service, version, state, closed, data,"
                   " opened_at, updated_at, due_at, seq, seed, tasks,"
                   " sla_paused_at, keys FROM cases WHERE id = ?1",
-  [ST_CASE_INSERT] = "INSERT INTO cases(id, service, version, state, closed,"
-                     " data, opened_at, updated_at, due_at, seq, seed,"
-                     " entered_seq, tasks, keys)"
-                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
-                     " ?10, ?12, ?13)",
-  /* The UPDATEs below leave keys alone; this one assigns it, only when
-     an indexed value changed, so the field indexes over it are not
-     rewritten otherwise. */
-  [ST_CASE_KEYS] = "UPDATE cases SET keys = ?9 WHERE id = ?1",
+  [ST_CASE_INSERT] = "INSERT INTO cases(" CASE_COLS ") VALUES ("
+                     CASE_VALUES ")",
   /* Moving to another state records when it was entered: the state's
-     timers set before that are dead (see LIVE). */
+     timers set before that are dead (see LIVE).  keys has no index of
+     its own (each field's column has), so assigning it unchanged costs
+     nothing more. */
   [ST_CASE_UPDATE] = "UPDATE cases SET state = ?2, closed = ?3, data = ?4,"
                      " updated_at = ?5, seq = ?7, entered_seq = ?7,"
-                     " tasks = ?8 WHERE id = ?1",
+                     " tasks = ?8, keys = ?9 WHERE id = ?1",
   /* The same for a move that does not close the case: closed stays 0,
      and a column left out of SET is one SQLite knows unchanged, so the
      partial cases_due (which reads closed) is not rewritten. */
   [ST_CASE_MOVE] = "UPDATE cases SET state = ?2, data = ?4, updated_at = ?5,"
-                   " seq = ?7, entered_seq = ?7, tasks = ?8 WHERE id = ?1",
+                   " seq = ?7, entered_seq = ?7, tasks = ?8, keys = ?9"
+                   " WHERE id = ?1",
   [ST_CASE_UPDATE_DATA] = "UPDATE cases SET data = ?4, updated_at = ?5,"
-                          " seq = ?7, tasks = ?8 WHERE id = ?1",
+                          " seq = ?7, tasks = ?8, keys = ?9 WHERE id = ?1",
   [ST_HISTORY_APPEND] = "INSERT INTO history(case_id, seq, at, actor, event,"
                         " payload, from_state, to_state)"
                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -647,6 +650,8 @@ bind_case(sqlite3_stmt *st, const flow__case_row *row, int insert)
       sqlite3_bind_int64(st, 6, row->due_at);
     sqlite3_bind_int64(st, 7, row->seq);
     sqlite3_bind_int(st, 8, row->has_tasks);
+    if (row->keys)
+      sqlite3_bind_text(st, 9, row->keys, -1, SQLITE_STATIC);
   }
 }
 
@@ -656,8 +661,12 @@ sqlite_case_insert(flow__store *s, const flow__case_row *row, flow__err *err)
   int rc = load_counter(s, err);
   if (rc != 0)
     return rc;
-  bind_case(s->st[ST_CASE_INSERT], row, 1);
-  rc = flow__sq_done(s, s->st[ST_CASE_INSERT], err, "writing a new case");
+  sqlite3_stmt *st = s->st[ST_CASE_INSERT];
+  if (row->keys &&
+      (st = flow__sq_keys_insert(s, CASE_COLS, CASE_VALUES, err)) == NULL)
+    return err->code;
+  bind_case(st, row, 1);
+  rc = flow__sq_done(s, st, err, "writing a new case");
   if (rc == 0 && row->id > s->case_last) {
     s->case_last = row->id; /* the table says so now: no counter write */
   }
@@ -678,13 +687,8 @@ sqlite_case_update(flow__store *s, const flow__case_row *row,
   if (rc == 0 && sqlite3_changes(s->db) != 1)
     return flow__err_set(err, FLOW_ENOTFOUND, "case %lld disappeared",
                          (long long)row->id);
-  if (rc == 0 && row->keys_changed) {
-    st = s->st[ST_CASE_KEYS];
-    sqlite3_bind_int64(st, 1, row->id);
-    if (row->keys)
-      sqlite3_bind_text(st, 9, row->keys, -1, SQLITE_STATIC);
-    rc = flow__sq_done(s, st, err, "updating a case's indexed fields");
-  }
+  if (rc == 0 && row->keys_changed)
+    rc = flow__sq_keys_write(s, row->id, err);
   if (rc == 0 && from != NULL && strcmp(from, row->state) != 0)
     rc = flow__sq_state_moved(s, row->id, from, row->state, err);
   return rc;
@@ -778,19 +782,20 @@ sqlite_case_list(flow__store *s, const flow_case_query *q, int64_t now,
   if (q->overdue)
     flow__buf_adds(&sql, " AND c.closed = 0 AND c.due_at < ? AND"
                          " c.sla_paused_at IS NULL");
-  /* An indexed field is read from keys, where its index is. */
+  /* An indexed field is read from its own column, where its index is. */
   if (q->nwhere > 0 && flow__sq_keys_load(s, err) != 0) {
     flow__buf_free(&sql);
     return err->code;
   }
-  for (size_t i = 0; i < q->nwhere; i++)
-    flow__buf_addf(&sql,
-                   is_json_null(q->where[i].value_json)
-                       ? " AND json_extract(c.%s, '$.%s') IS NULL"
-                       : " AND json_extract(c.%s, '$.%s') IN (?, ?)",
-                   flow__sq_key_indexed(s, q->where[i].field) ? "keys"
-                                                              : "data",
-                   q->where[i].field);
+  for (size_t i = 0; i < q->nwhere; i++) {
+    const char *test = is_json_null(q->where[i].value_json) ? "IS NULL"
+                                                           : "IN (?, ?)";
+    if (flow__sq_key_indexed(s, q->where[i].field))
+      flow__buf_addf(&sql, " AND c.\"k_%s\" %s", q->where[i].field, test);
+    else
+      flow__buf_addf(&sql, " AND json_extract(c.data, '$.%s') %s",
+                     q->where[i].field, test);
+  }
   flow__buf_adds(&sql, q->state ? " ORDER BY s.case_id LIMIT ? OFFSET ?"
                                 : " ORDER BY c.id LIMIT ? OFFSET ?");
   const char *text = flow__buf_str(&sql);

@@ -7,8 +7,12 @@
  *     (a list by state joins with cases and skips it) and is removed
  *     later, a batch at a commit, by id range.
  *   - cases.keys: the values of the fields the database indexes, which
- *     an UPDATE assigns only when one of them changed, so the field
- *     indexes (over keys) are left alone otherwise.
+ *     an UPDATE assigns only when one of them changed; each field's value
+ *     is copied from there into a column of its own (k_FIELD), which has
+ *     the field's index and is assigned only when that value changed.
+ *     An index over an expression of keys was rewritten whenever any
+ *     indexed field changed: a crew assigned rewrote the uprn's and the
+ *     bin's entries too, two more pages in that commit.
  *
  * What this file keeps per connection is a flow__sq_places inside the
  * connection (store_sqlite_int.h); its statements are prepared on first
@@ -16,6 +20,7 @@
  */
 #include "store/store_sqlite_int.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +30,8 @@ enum {
   P_STATE_ADD_MANY,
   P_STATE_DROP,
   P_SCHEMA_VERSION,
-  P_KEY_FIELDS
+  P_KEY_FIELDS,
+  P_HAS_COLUMN
 };
 
 /* Entries of case_states one statement inserts: one statement per entry
@@ -48,9 +54,11 @@ static const char *const psql[FLOW__SQ_PLACES_STMTS] = {
                    " id FROM cases WHERE id BETWEEN ?2 AND ?3 AND state ="
                    " ?1)",
   [P_SCHEMA_VERSION] = "PRAGMA schema_version",
-  [P_KEY_FIELDS] = "SELECT substr(name, 11) FROM sqlite_master WHERE type"
-                   " = 'index' AND name LIKE 'cases\\_key\\_%' ESCAPE '\\'"
+  [P_KEY_FIELDS] = "SELECT substr(name, 9) FROM sqlite_master WHERE type"
+                   " = 'index' AND name LIKE 'cases\\_k\\_%' ESCAPE '\\'"
                    " ORDER BY name",
+  [P_HAS_COLUMN] = "SELECT count(*) FROM pragma_table_info('cases') WHERE"
+                   " name = ?1",
 };
 
 /* Arrivals a transaction notes before they go in all the same, which
@@ -317,10 +325,17 @@ static void
 keys_free(flow__store *s)
 {
   flow__sq_places *p = flow__sq_places_of(s);
-  for (size_t i = 0; i < p->nkeys; i++)
+  for (size_t i = 0; i < p->nkeys; i++) {
     flow__free(flow__sq_alloc(s), p->keys[i]);
+    if (p->key_set)
+      sqlite3_finalize(p->key_set[i]);
+  }
   flow__free(flow__sq_alloc(s), p->keys);
+  flow__free(flow__sq_alloc(s), p->key_set);
+  sqlite3_finalize(p->key_insert);
+  p->key_insert = NULL;
   p->keys = NULL;
+  p->key_set = NULL;
   p->nkeys = 0;
 }
 
@@ -373,8 +388,75 @@ flow__sq_keys_load(flow__store *s, flow__err *err)
     keys_free(s);
     return flow__sq_fail(s, err, rc, "reading the indexed fields");
   }
+  p->key_set = flow__malloc(a, (p->nkeys ? p->nkeys : 1) * sizeof
+                                                          *p->key_set);
+  if (p->key_set == NULL) {
+    keys_free(s);
+    return flow__err_set(err, FLOW_ENOMEM, "out of memory reading the "
+                         "indexed fields");
+  }
+  memset(p->key_set, 0, (p->nkeys ? p->nkeys : 1) * sizeof *p->key_set);
   p->keys_schema = ver;
   return 0;
+}
+
+sqlite3_stmt *
+flow__sq_keys_insert(flow__store *s, const char *cols, const char *values,
+                     flow__err *err)
+{
+  if (flow__sq_keys_load(s, err) != 0)
+    return NULL;
+  flow__sq_places *p = flow__sq_places_of(s);
+  if (p->key_insert)
+    return p->key_insert;
+  flow__buf sql;
+  flow__buf_init(&sql, flow__sq_alloc(s));
+  flow__buf_addf(&sql, "INSERT INTO cases(%s", cols);
+  for (size_t i = 0; i < p->nkeys; i++)
+    flow__buf_addf(&sql, ", \"k_%s\"", p->keys[i]);
+  flow__buf_addf(&sql, ") VALUES (%s", values);
+  for (size_t i = 0; i < p->nkeys; i++)
+    flow__buf_addf(&sql, ", json_extract(?13, '$.%s')", p->keys[i]);
+  flow__buf_adds(&sql, ")");
+  const char *text = flow__buf_str(&sql);
+  int rc = text ? sqlite3_prepare_v3(flow__sq_db(s), text, -1,
+                                     SQLITE_PREPARE_PERSISTENT,
+                                     &p->key_insert, NULL)
+                : SQLITE_NOMEM;
+  flow__buf_free(&sql);
+  if (rc != SQLITE_OK) {
+    flow__sq_fail(s, err, rc, "preparing a new case's indexed fields");
+    return NULL;
+  }
+  return p->key_insert;
+}
+
+int
+flow__sq_keys_write(flow__store *s, int64_t id, flow__err *err)
+{
+  int rc = flow__sq_keys_load(s, err);
+  flow__sq_places *p = flow__sq_places_of(s);
+  for (size_t i = 0; rc == 0 && i < p->nkeys; i++) {
+    if (p->key_set[i] == NULL) {
+      /* The guard keeps an unchanged value's index entry as it is. */
+      char sql[320];
+      const char *f = p->keys[i];
+      snprintf(sql, sizeof sql,
+               "UPDATE cases SET \"k_%s\" = json_extract(keys, '$.%s')"
+               " WHERE id = ?1 AND \"k_%s\" IS NOT json_extract(keys,"
+               " '$.%s')",
+               f, f, f, f);
+      int src = sqlite3_prepare_v3(flow__sq_db(s), sql, -1,
+                                   SQLITE_PREPARE_PERSISTENT, &p->key_set[i],
+                                   NULL);
+      if (src != SQLITE_OK)
+        return flow__sq_fail(s, err, src, "preparing an indexed field");
+    }
+    sqlite3_bind_int64(p->key_set[i], 1, id);
+    rc = flow__sq_done(s, p->key_set[i], err,
+                       "updating a case's indexed fields");
+  }
+  return rc;
 }
 
 int
@@ -398,25 +480,77 @@ flow__sq_key_indexed(flow__store *s, const char *field)
   return 0;
 }
 
-/* Fills every case's keys with field's value, then indexes it there.
-   field is an identifier (checked by the loader), safe to splice. */
+/* Whether cases has a column of this name (1), or not (0); <0 on error. */
 static int
-make_key_index(flow__store *s, const char *field, const char *then,
+has_column(flow__store *s, const char *name, flow__err *err)
+{
+  sqlite3_stmt *st = pstmt(s, P_HAS_COLUMN, err);
+  if (st == NULL)
+    return -1;
+  sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(st);
+  int n = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+  sqlite3_reset(st);
+  if (rc != SQLITE_ROW) {
+    flow__sq_fail(s, err, rc, "reading the columns of cases");
+    return -1;
+  }
+  return n > 0;
+}
+
+/* Runs one statement of SQL made from fmt; what for, for the message. */
+static int
+exec_fmt(flow__store *s, const char *what, flow__err *err, const char *fmt,
+         ...)
+{
+  char sql[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(sql, sizeof sql, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= sizeof sql)
+    return flow__err_set(err, FLOW_EINVAL, "%s: field name too long", what);
+  int rc = sqlite3_exec(flow__sq_db(s), sql, NULL, NULL, NULL);
+  return rc == SQLITE_OK ? 0 : flow__sq_fail(s, err, rc, what);
+}
+
+/* Indexes field in a column of its own, k_FIELD, filled from every
+   case's keys; from_data: keys gets the field's value from data first.
+   field is an identifier (checked by the loader), safe to splice.  The
+   column stays when another connection made it already, or an index of
+   it was dropped. */
+static int
+make_key_index(flow__store *s, const char *field, int from_data,
                flow__err *err)
 {
-  char sql[640];
-  int n = snprintf(sql, sizeof sql,
-                   "UPDATE cases SET keys = json_set(COALESCE(keys, '{}'),"
-                   " '$.%s', json_extract(data, '$.%s')) WHERE"
-                   " json_extract(data, '$.%s') IS NOT NULL;"
-                   "CREATE INDEX IF NOT EXISTS cases_key_%s ON"
-                   " cases(json_extract(keys, '$.%s'));%s",
-                   field, field, field, field, field, then);
-  if (n < 0 || (size_t)n >= sizeof sql)
+  const char *what = "creating a field index";
+  char col[80];
+  if (snprintf(col, sizeof col, "k_%s", field) >= (int)sizeof col)
     return flow__err_set(err, FLOW_EINVAL, "field name too long: %s", field);
-  int rc = sqlite3_exec(flow__sq_db(s), sql, NULL, NULL, NULL);
-  if (rc != SQLITE_OK)
-    return flow__sq_fail(s, err, rc, "creating a field index");
+  int has = has_column(s, col, err);
+  if (has < 0)
+    return err->code;
+  int rc = 0;
+  if (from_data)
+    rc = exec_fmt(s, what, err,
+                  "UPDATE cases SET keys = json_set(COALESCE(keys, '{}'),"
+                  " '$.%s', json_extract(data, '$.%s')) WHERE"
+                  " json_extract(data, '$.%s') IS NOT NULL",
+                  field, field, field);
+  if (rc == 0 && !has)
+    rc = exec_fmt(s, what, err, "ALTER TABLE cases ADD COLUMN \"%s\"", col);
+  if (rc == 0)
+    rc = exec_fmt(s, what, err,
+                  "UPDATE cases SET \"%s\" = json_extract(keys, '$.%s')"
+                  " WHERE keys IS NOT NULL",
+                  col, field);
+  if (rc == 0)
+    rc = exec_fmt(s, what, err,
+                  "CREATE INDEX IF NOT EXISTS cases_%s ON cases(\"%s\")"
+                  " WHERE \"%s\" IS NOT NULL",
+                  col, col, col);
+  if (rc != 0)
+    return rc;
   flow__sq_places *p = flow__sq_places_of(s);
   p->keys_schema = -1; /* read again at the next use */
   p->keys_checked = 0;
@@ -429,19 +563,24 @@ flow__sq_index_field(flow__store *s, const char *field, flow__err *err)
   int rc = flow__sq_keys_load(s, err);
   if (rc != 0 || flow__sq_key_indexed(s, field))
     return rc;
-  return make_key_index(s, field, "", err);
+  return make_key_index(s, field, 1, err);
 }
 
-int
-flow__sq_convert_field_indexes(flow__store *s, flow__err *err)
+/* Makes each index named PREFIX_FIELD (an older schema's index of a
+   field) an index of the field's own column, and drops it; from_data as
+   for make_key_index. */
+static int
+convert_indexes(flow__store *s, const char *prefix, int from_data,
+                flow__err *err)
 {
-  sqlite3_stmt *st = NULL;
   const flow__allocator *a = flow__sq_alloc(s);
-  int rc = sqlite3_prepare_v2(flow__sq_db(s),
-                              "SELECT substr(name, 12) FROM sqlite_master"
-                              " WHERE type = 'index' AND name LIKE"
-                              " 'cases\\_data\\_%' ESCAPE '\\'",
-                              -1, &st, NULL);
+  char sql[200];
+  snprintf(sql, sizeof sql,
+           "SELECT substr(name, %d) FROM sqlite_master WHERE type = 'index'"
+           " AND name LIKE '%s\\_%%' ESCAPE '\\'",
+           (int)strlen(prefix) + 2, prefix);
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(flow__sq_db(s), sql, -1, &st, NULL);
   if (rc != SQLITE_OK)
     return flow__sq_fail(s, err, rc, "reading the field indexes");
   char **names = NULL;
@@ -462,15 +601,27 @@ flow__sq_convert_field_indexes(flow__store *s, flow__err *err)
                                : flow__sq_fail(s, err, rc,
                                                "reading the field indexes");
   for (size_t i = 0; i < n; i++) {
-    char drop[128];
-    snprintf(drop, sizeof drop, "DROP INDEX IF EXISTS cases_data_%s;",
-             names[i]);
     if (ret == 0)
-      ret = make_key_index(s, names[i], drop, err);
+      ret = make_key_index(s, names[i], from_data, err);
+    if (ret == 0)
+      ret = exec_fmt(s, "dropping an old field index", err,
+                     "DROP INDEX IF EXISTS %s_%s", prefix, names[i]);
     flow__free(a, names[i]);
   }
   flow__free(a, names);
   return ret;
+}
+
+int
+flow__sq_convert_field_indexes(flow__store *s, flow__err *err)
+{
+  return convert_indexes(s, "cases_data", 1, err);
+}
+
+int
+flow__sq_split_field_indexes(flow__store *s, flow__err *err)
+{
+  return convert_indexes(s, "cases_key", 0, err);
 }
 
 /* ---- the connection ------------------------------------------------------ */

@@ -22,7 +22,7 @@
 #define FLOW__SQ_WORK_STMTS 40
 
 /* What store_sqlite_index.c keeps per connection. */
-#define FLOW__SQ_PLACES_STMTS 5
+#define FLOW__SQ_PLACES_STMTS 6
 typedef struct flow__sq_places {
   /* Entries of case_states not inserted yet: the cases that arrived in a
      state in the open transaction (id, and the state as an offset into
@@ -46,8 +46,12 @@ typedef struct flow__sq_places {
   } *stale;
   size_t nstale, cap_stale, txn_nstale, sp_nstale;
   int flushed;
-  /* The fields indexed in cases.keys, as of schema_version. */
+  /* The fields indexed, as of schema_version, and for each the UPDATE
+     that copies its value from cases.keys into its own column (k_FIELD,
+     where its index is), prepared on first use. */
   char **keys;
+  sqlite3_stmt **key_set;
+  sqlite3_stmt *key_insert; /* a new case and its fields' columns */
   size_t nkeys;
   int64_t keys_schema; /* -1: not read yet */
   int keys_checked;    /* schema_version looked at in this transaction */
@@ -92,6 +96,17 @@ int flow__sq_key_fields(flow__store *s, const char *const **out, size_t *n,
                         flow__err *err);
 int flow__sq_index_field(flow__store *s, const char *field, flow__err *err);
 int flow__sq_convert_field_indexes(flow__store *s, flow__err *err);
+/* Schema 12's conversion of the indexes over cases.keys into indexes over
+   one column per field. */
+int flow__sq_split_field_indexes(flow__store *s, flow__err *err);
+/* Copies the indexed fields' values of case id from its keys into their
+   columns, writing only those that changed (after keys was written). */
+int flow__sq_keys_write(flow__store *s, int64_t id, flow__err *err);
+/* The INSERT of a new case (cols, values: its columns and their values,
+   keys the 13th) that also fills the indexed fields' columns from keys,
+   so that each index gets its entry once; NULL with err set. */
+sqlite3_stmt *flow__sq_keys_insert(flow__store *s, const char *cols,
+                                   const char *values, flow__err *err);
 const flow__allocator *flow__sq_alloc(flow__store *s);
 /* The statement in slot idx, prepared from sql the first time; NULL with
    err set when it cannot be prepared. */

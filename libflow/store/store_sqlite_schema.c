@@ -188,6 +188,14 @@ static const char *const migrations[] = {
      assigns data.  The indexes over data become indexes over keys
      (convert_field_indexes, after this). */
   "ALTER TABLE cases ADD COLUMN keys TEXT;",
+
+  /* 11 -> 12: each indexed field is copied from keys into a column of its
+     own (k_FIELD), which its index covers, by an UPDATE that assigns it
+     only when its value changed.  An index over json_extract(keys, ...)
+     was rewritten whenever keys was, so a crew assigned rewrote the
+     uprn's and the bin's entries as well (split_field_indexes, after
+     this). */
+  "SELECT 1;",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof *migrations))
 
@@ -296,6 +304,7 @@ flow__sq_migrate(flow__store *s, const char *path, flow__err *err)
     snprintf(setver, sizeof setver, "PRAGMA user_version = %d", v + 1);
     if ((rc = exec_sql(s, migrations[v], err)) != 0 ||
         (v + 1 == 11 && (rc = flow__sq_convert_field_indexes(s, err)) != 0) ||
+        (v + 1 == 12 && (rc = flow__sq_split_field_indexes(s, err)) != 0) ||
         (rc = exec_sql(s, setver, err)) != 0)
       goto fail;
   }

@@ -312,7 +312,7 @@ START_TEST(test_store_sqlite_case_counter)
                  " PRAGMA user_version = 3;"
                  " UPDATE cases SET id = 7 WHERE id = 4");
   ck_assert_int_eq(vt->open(&s2, path, &cfg, &err), 0);
-  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 11);
+  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 12);
   ck_assert_int_eq(open_case(s2), 8);
   vt->close(s2);
   /* The migration started the counter at the highest case; opening one
@@ -480,14 +480,15 @@ START_TEST(test_store_sqlite_key_fields)
   ck_assert_int_eq(vt->index_field(b, "uprn", &err), 0);
   ck_assert_int_eq(vt->commit(b, &err), 0);
   ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM cases WHERE keys ="
-                                 " '{\"uprn\":\"1000\"}'"),
+                                 " '{\"uprn\":\"1000\"}' AND k_uprn ="
+                                 " '1000'"),
                    1);
   ck_assert_int_eq(vt->begin(a, &err), 0);
   ck_assert_int_eq(vt->key_fields(a, &names, &n, &err), 0);
   ck_assert_uint_eq(n, 1);
   ck_assert_str_eq(names[0], "uprn");
   vt->rollback(a);
-  /* A list by the field reads keys, through the index. */
+  /* A list by the field reads its column, through the index. */
   flow_where w = { "uprn", "\"1000\"" };
   flow_case_query q = FLOW_CASE_QUERY_INIT;
   q.where = &w;
@@ -495,20 +496,72 @@ START_TEST(test_store_sqlite_key_fields)
   int found = 0;
   ck_assert_int_eq(vt->case_list(a, &q, 0, count_row, &found, &err), 0);
   ck_assert_int_eq(found, 1);
+  /* New keys reach the column; a case without keys has none there. */
+  flow__case_row r = sample_row(1);
+  r.seq = 2;
+  r.keys = "{\"uprn\":\"2000\"}";
+  r.keys_changed = 1;
+  ck_assert_int_eq(vt->begin(a, &err), 0);
+  ck_assert_int_eq(vt->case_update(a, &r, "reported", &err), 0);
+  ck_assert_int_eq(vt->commit(a, &err), 0);
+  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM cases WHERE k_uprn ="
+                                 " '2000'"),
+                   1);
+  r.seq = 3;
+  r.keys = NULL;
+  ck_assert_int_eq(vt->begin(a, &err), 0);
+  ck_assert_int_eq(vt->case_update(a, &r, "reported", &err), 0);
+  ck_assert_int_eq(vt->commit(a, &err), 0);
+  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM cases WHERE k_uprn"
+                                 " IS NULL AND keys IS NULL"),
+                   1);
+  found = 0;
+  ck_assert_int_eq(vt->case_list(a, &q, 0, count_row, &found, &err), 0);
+  ck_assert_int_eq(found, 0);
+  flow_where wnull = { "uprn", "null" };
+  q.where = &wnull;
+  ck_assert_int_eq(vt->case_list(a, &q, 0, count_row, &found, &err), 0);
+  ck_assert_int_eq(found, 1);
+  r.seq = 4;
+  r.keys = "{\"uprn\":\"1000\"}";
+  ck_assert_int_eq(vt->begin(a, &err), 0);
+  ck_assert_int_eq(vt->case_update(a, &r, "reported", &err), 0);
+  ck_assert_int_eq(vt->commit(a, &err), 0);
   vt->close(a);
   vt->close(b);
 
+  /* Schema 11 indexed json_extract(keys, ...): the upgrade gives the field
+     its column, filled in, and the column its index. */
+  sql_exec(path, "DROP INDEX cases_k_uprn; ALTER TABLE cases DROP COLUMN"
+                 " k_uprn; CREATE INDEX cases_key_uprn ON"
+                 " cases(json_extract(keys, '$.uprn'));"
+                 " PRAGMA user_version = 11");
+  ck_assert_int_eq(vt->open(&a, path, &cfg, &err), 0);
+  vt->close(a);
+  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 12);
+  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE"
+                                 " name = 'cases_k_uprn'"),
+                   1);
+  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE"
+                                 " name = 'cases_key_uprn'"),
+                   0);
+  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM cases WHERE k_uprn ="
+                                 " '1000'"),
+                   1);
+
   /* A database of schema 10 had its indexes over data: the upgrade makes
-     them indexes over keys, with every case's keys filled in. */
-  sql_exec(path, "DROP INDEX cases_key_uprn; ALTER TABLE cases DROP COLUMN"
+     them indexes of the fields' columns, with every case's keys filled
+     in. */
+  sql_exec(path, "DROP INDEX cases_k_uprn; ALTER TABLE cases DROP COLUMN"
+                 " k_uprn; ALTER TABLE cases DROP COLUMN"
                  " keys; CREATE INDEX cases_data_uprn ON"
                  " cases(json_extract(data, '$.uprn'));"
                  " PRAGMA user_version = 10");
   ck_assert_int_eq(vt->open(&a, path, &cfg, &err), 0);
   vt->close(a);
-  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 11);
+  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 12);
   ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE"
-                                 " name = 'cases_key_uprn'"),
+                                 " name = 'cases_k_uprn'"),
                    1);
   ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE"
                                  " name = 'cases_data_uprn'"),
