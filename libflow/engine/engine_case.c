@@ -508,11 +508,15 @@ check_rules(transition *t, int builtin, flow__err *err)
 }
 
 /* The values of the fields the database indexes, as cases.keys holds
-   them (compact JSON, sorted keys), or NULL when data has none. */
+   them (compact JSON, sorted keys), or NULL when data has none; and
+   which of them differ from oldkeys (the row's, NULL when it had none),
+   as flow__case_row.keys_changed says. */
 static int
-case_keys(flow_engine *e, json_t *data, char **out, flow__err *err)
+case_keys(flow_engine *e, json_t *data, const char *oldkeys, char **out,
+          uint64_t *changed, flow__err *err)
 {
   *out = NULL;
+  *changed = 0;
   const char *const *names;
   size_t n;
   int rc = e->vt->key_fields(e->store, &names, &n, err);
@@ -535,6 +539,21 @@ case_keys(flow_engine *e, json_t *data, char **out, flow__err *err)
         (*out = flow__strdup(&e->alloc, flow__buf_str(&b))) == NULL)
       rc = flow__err_set(err, FLOW_ENOMEM, "out of memory saving case");
     flow__buf_free(&b);
+  }
+  /* Same text, same values (both are printed the one way). */
+  int same = (oldkeys == NULL) == (*out == NULL) &&
+             (oldkeys == NULL || strcmp(oldkeys, *out) == 0);
+  if (rc == 0 && !same) {
+    json_t *old = oldkeys ? json_loads(oldkeys, 0, NULL) : NULL;
+    for (size_t i = 0; i < n; i++) {
+      json_t *a = old ? json_object_get(old, names[i]) : NULL;
+      json_t *b = json_object_get(k, names[i]);
+      if ((a == NULL) != (b == NULL) || (a && !json_equal(a, b)))
+        *changed |= (uint64_t)1 << (i < 63 ? i : 63);
+    }
+    if (oldkeys && old == NULL)
+      *changed = UINT64_MAX; /* unreadable: write them all */
+    json_decref(old);
   }
   json_decref(k);
   return rc;
@@ -589,12 +608,11 @@ persist(transition *t)
   char *oldstate = row->state;
   char *olddata = row->data;
   char *oldkeys = row->keys, *newkeys = NULL;
-  if ((rc = case_keys(e, t->data, &newkeys, &err)) != 0) {
+  if ((rc = case_keys(e, t->data, t->opening ? NULL : oldkeys, &newkeys,
+                      &row->keys_changed, &err)) != 0) {
     flow__engine_fail_err(e, &err);
     goto done;
   }
-  row->keys_changed = (oldkeys == NULL) != (newkeys == NULL) ||
-                      (oldkeys && strcmp(oldkeys, newkeys) != 0);
   row->keys = newkeys;
   row->state = t->next->name;
   row->data = datatext->p;

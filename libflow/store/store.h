@@ -70,10 +70,11 @@ typedef struct flow__case_row {
                         FLOW__NO_TIME (read; written by case_sla) */
   /* The values of the fields the database indexes (key_fields), as a
      compact JSON object with sorted keys, or NULL when the data has none
-     of them.  Written by case_insert, and by case_update only when
-     keys_changed: an index over them is left alone otherwise. */
+     of them.  Written by case_insert and case_update; keys_changed says
+     which values changed, bit i for the i-th of key_fields (bit 63 for
+     the 64th and after), so that only their indexes are written. */
   char *keys;
-  int keys_changed;
+  uint64_t keys_changed;
 } flow__case_row;
 
 typedef struct flow__history_row {

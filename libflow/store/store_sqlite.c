@@ -688,7 +688,7 @@ sqlite_case_update(flow__store *s, const flow__case_row *row,
     return flow__err_set(err, FLOW_ENOTFOUND, "case %lld disappeared",
                          (long long)row->id);
   if (rc == 0 && row->keys_changed)
-    rc = flow__sq_keys_write(s, row->id, err);
+    rc = flow__sq_keys_write(s, row->id, row->keys_changed, err);
   if (rc == 0 && from != NULL && strcmp(from, row->state) != 0)
     rc = flow__sq_state_moved(s, row->id, from, row->state, err);
   return rc;

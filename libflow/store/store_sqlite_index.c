@@ -432,11 +432,14 @@ flow__sq_keys_insert(flow__store *s, const char *cols, const char *values,
 }
 
 int
-flow__sq_keys_write(flow__store *s, int64_t id, flow__err *err)
+flow__sq_keys_write(flow__store *s, int64_t id, uint64_t changed,
+                    flow__err *err)
 {
   int rc = flow__sq_keys_load(s, err);
   flow__sq_places *p = flow__sq_places_of(s);
   for (size_t i = 0; rc == 0 && i < p->nkeys; i++) {
+    if (!(changed >> (i < 63 ? i : 63) & 1))
+      continue;
     if (p->key_set[i] == NULL) {
       /* The guard keeps an unchanged value's index entry as it is. */
       char sql[320];

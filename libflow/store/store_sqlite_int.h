@@ -100,8 +100,11 @@ int flow__sq_convert_field_indexes(flow__store *s, flow__err *err);
    one column per field. */
 int flow__sq_split_field_indexes(flow__store *s, flow__err *err);
 /* Copies the indexed fields' values of case id from its keys into their
-   columns, writing only those that changed (after keys was written). */
-int flow__sq_keys_write(flow__store *s, int64_t id, flow__err *err);
+   columns (after keys was written): those whose bit is set in changed
+   (flow__case_row.keys_changed), and of those only the ones that
+   differ. */
+int flow__sq_keys_write(flow__store *s, int64_t id, uint64_t changed,
+                        flow__err *err);
 /* The INSERT of a new case (cols, values: its columns and their values,
    keys the 13th) that also fills the indexed fields' columns from keys,
    so that each index gets its entry once; NULL with err set. */
