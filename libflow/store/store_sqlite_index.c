@@ -442,7 +442,7 @@ flow__sq_keys_write(flow__store *s, int64_t id, uint64_t changed,
       continue;
     if (p->key_set[i] == NULL) {
       /* The guard keeps an unchanged value's index entry as it is. */
-      char sql[320];
+      char sql[512];
       const char *f = p->keys[i];
       snprintf(sql, sizeof sql,
                "UPDATE cases SET \"k_%s\" = json_extract(keys, '$.%s')"
