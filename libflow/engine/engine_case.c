@@ -594,6 +594,14 @@ persist(transition *t)
 
   flow__case_row *row = t->row;
   /* Refusals come before the first write. */
+  if (row->seq >= FLOW__MAX_CASE_SEQ) {
+    rc = flow__engine_fail(e, FLOW_ELIMIT,
+                           "case %lld has had %d events, the most one case "
+                           "keeps: close it and open a new case for what "
+                           "follows",
+                           (long long)row->id, FLOW__MAX_CASE_SEQ);
+    goto done;
+  }
   if (t->svc->ncorrelate &&
       (rc = flow__correlate_check(e, t->svc, row,
                                   t->opening ? NULL : row->data, t->data,

@@ -74,6 +74,9 @@ enum {
   " AND c.closed = 0 AND (timers.state IS NULL OR (timers.state = c.state"     \
   " AND timers.set_seq >= c.entered_seq)))"
 
+/* The key of history row seq (1 to FLOW__MAX_CASE_SEQ) of a case. */
+#define HISTORY_KEY(case_id, seq) "(" case_id " * 16777216 + " seq ")"
+
 /* A new case row; a case with indexed fields also gives their columns
    (flow__sq_keys_insert). */
 #define CASE_COLS                                                              \
@@ -124,12 +127,18 @@ static const char *const stmt_sql[ST_COUNT] = {
                    " WHERE id = ?1",
   [ST_CASE_UPDATE_DATA] = "UPDATE cases SET data = ?4, updated_at = ?5,"
                           " seq = ?7, tasks = ?8, keys = ?9 WHERE id = ?1",
-  [ST_HISTORY_APPEND] = "INSERT INTO history(case_id, seq, at, actor, event,"
-                        " payload, from_state, to_state)"
-                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+  /* A case's history rows are keyed by HISTORY_KEY: in (case_id, seq)
+     order, like the key they replace, but in a rowid table, where a row
+     appended at the end of the b-tree starts a new page instead of
+     sharing the last ones out again. */
+  [ST_HISTORY_APPEND] = "INSERT INTO history(rid, case_id, seq, at, actor,"
+                        " event, payload, from_state, to_state)"
+                        " VALUES (" HISTORY_KEY("?1", "?2") ", ?1, ?2, ?3,"
+                        " ?4, ?5, ?6, ?7, ?8)",
   [ST_HISTORY_EACH] = "SELECT case_id, seq, at, actor, event, payload,"
-                      " from_state, to_state FROM history WHERE case_id = ?1"
-                      " ORDER BY seq",
+                      " from_state, to_state FROM history WHERE rid BETWEEN"
+                      " " HISTORY_KEY("?1", "1") " AND "
+                      HISTORY_KEY("?1", "16777215") " ORDER BY rid",
   [ST_OUTBOX_ADD] = "INSERT INTO outbox(case_id, seq, n, action, args,"
                     " status, created_at, next_at, key, reply, fail,"
                     " retry_max, backoff_ms, timeout_ms) VALUES (?1, ?2,"
@@ -860,6 +869,11 @@ static int
 sqlite_history_append(flow__store *s, const flow__history_row *row,
                       flow__err *err)
 {
+  if (row->seq < 1 || row->seq > FLOW__MAX_CASE_SEQ || row->case_id < 1)
+    return flow__err_set(err, FLOW_EINVAL,
+                         "storage: history row %lld of case %lld is out of "
+                         "range",
+                         (long long)row->seq, (long long)row->case_id);
   sqlite3_stmt *st = s->st[ST_HISTORY_APPEND];
   sqlite3_bind_int64(st, 1, row->case_id);
   sqlite3_bind_int64(st, 2, row->seq);

@@ -196,6 +196,21 @@ static const char *const migrations[] = {
      uprn's and the bin's entries as well (split_field_indexes, after
      this). */
   "SELECT 1;",
+
+  /* 12 -> 13: history in a rowid table keyed by case_id * 2^24 + seq, the
+     order of its old primary key (case_id, seq).  Appending to a WITHOUT
+     ROWID b-tree shares a full last page out among its neighbours, so an
+     opening wrote two history pages where a rowid table's append starts
+     one new page: bench_bins sync_minimal 9.44 -> 8.92 KB a transition. */
+  ("CREATE TABLE history_13 (rid INTEGER PRIMARY KEY,"
+   "  case_id INTEGER NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL,"
+   "  actor TEXT NOT NULL, event TEXT NOT NULL, payload TEXT NOT NULL,"
+   "  from_state TEXT, to_state TEXT NOT NULL);"
+   "INSERT INTO history_13 SELECT case_id * 16777216 + seq, case_id, seq,"
+   "  at, actor, event, payload, from_state, to_state FROM history"
+   "  ORDER BY case_id, seq;"
+   "DROP TABLE history;"
+   "ALTER TABLE history_13 RENAME TO history;"),
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof *migrations))
 

@@ -76,6 +76,9 @@
 #define FLOW__MESSAGE_BATCH 64
 /* Lists of tasks, incidents and messages: at most this many rows. */
 #define FLOW__MAX_LIST 1000
+/* Events one case keeps (its history's seq; the store keys a history row
+   by case_id * 2^24 + seq). */
+#define FLOW__MAX_CASE_SEQ 16777215
 /* coroutine.close nested inside __close handlers. */
 #define FLOW__MAX_CLOSE_DEPTH 100
 

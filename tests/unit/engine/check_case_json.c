@@ -174,6 +174,44 @@ START_TEST(test_case_stored_data_changed_by_hand)
 }
 END_TEST
 
+/* A case that has had the most events one case keeps refuses the next
+   with an error that says what to do, and nothing of it is written. */
+START_TEST(test_case_event_limit)
+{
+  ck_assert_int_eq(flow_case_open(NULL, E, "forms", NULL, NULL), 0);
+  flow_engine_close(E);
+  sqlite3 *db;
+  ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+  ck_assert_int_eq(sqlite3_exec(db, "UPDATE cases SET seq = 16777214 WHERE"
+                                    " id = 1",
+                                NULL, NULL, NULL),
+                   SQLITE_OK);
+  sqlite3_close(db);
+  ck_assert_int_eq(flow_engine_open(&E, path, NULL, NULL, 0), 0);
+  flow_engine_set_time(E, INT64_C(1770022800000));
+  ck_assert_msg(flow_case_signal(NULL, E, "1", "set", "{\"n\":1}", NULL) == 0,
+                "%s", flow_errmsg(E));
+  char *before = NULL, *after = NULL;
+  ck_assert_int_eq(flow_case_get(&before, E, "1"), 0);
+  ck_assert_ptr_nonnull(strstr(before, "\"seq\":16777215,"));
+  ck_assert_int_eq(flow_case_signal(NULL, E, "1", "set", "{\"n\":2}", NULL),
+                   FLOW_ELIMIT);
+  ck_assert_msg(strstr(flow_errmsg(E), "case 1 has had 16777215 events, the "
+                                       "most one case keeps: close it and "
+                                       "open a new case") != NULL,
+                "%s", flow_errmsg(E));
+  ck_assert_int_eq(flow_case_get(&after, E, "1"), 0);
+  ck_assert_str_eq(before, after);
+  flow_free(before);
+  flow_free(after);
+  char *hist = NULL;
+  ck_assert_int_eq(flow_case_history(&hist, E, "1"), 0);
+  ck_assert_ptr_nonnull(strstr(hist, "\"seq\":16777215"));
+  ck_assert_ptr_null(strstr(hist, "\"n\":2"));
+  flow_free(hist);
+}
+END_TEST
+
 static Suite *
 case_json_suite(void)
 {
@@ -183,6 +221,7 @@ case_json_suite(void)
   tcase_add_test(tc, test_case_object_shape);
   tcase_add_test(tc, test_case_same_bytes_everywhere);
   tcase_add_test(tc, test_case_stored_data_changed_by_hand);
+  tcase_add_test(tc, test_case_event_limit);
   suite_add_tcase(s, tc);
   return s;
 }

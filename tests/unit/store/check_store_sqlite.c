@@ -312,7 +312,7 @@ START_TEST(test_store_sqlite_case_counter)
                  " PRAGMA user_version = 3;"
                  " UPDATE cases SET id = 7 WHERE id = 4");
   ck_assert_int_eq(vt->open(&s2, path, &cfg, &err), 0);
-  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 12);
+  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 13);
   ck_assert_int_eq(open_case(s2), 8);
   vt->close(s2);
   /* The migration started the counter at the highest case; opening one
@@ -462,6 +462,93 @@ START_TEST(test_store_sqlite_arrivals_batched)
 }
 END_TEST
 
+/* Appends history row seq of case id in its own transaction. */
+static void
+add_history(flow__store *s, int64_t id, int64_t seq, const char *event)
+{
+  flow__history_row h = { id, seq, 1000, "{}", event, "{}", NULL, "reported" };
+  ck_assert_int_eq(vt->begin(s, &err), 0);
+  ck_assert_int_eq(vt->history_append(s, &h, &err), 0);
+  ck_assert_int_eq(vt->commit(s, &err), 0);
+}
+
+typedef struct seqs {
+  int64_t got[8];
+  int n;
+} seqs;
+
+static int
+note_seq(void *ctx, const flow__history_row *row)
+{
+  seqs *q = ctx;
+  if (q->n < 8)
+    q->got[q->n++] = row->seq * 1000 + row->case_id;
+  return 0;
+}
+
+/* History is keyed by case_id * 2^24 + seq: each case's rows come back in
+   order whatever order the cases' rows went in, a row past the most one
+   case keeps is refused, and a database of schema 12 (a WITHOUT ROWID
+   table keyed by (case_id, seq)) keeps every row through the upgrade. */
+START_TEST(test_store_sqlite_history_key)
+{
+  char *path = temp_db();
+  flow__store_config cfg = { &A, FLOW_SYNC_NORMAL, 1000 };
+  flow__store *s2;
+  ck_assert_int_eq(vt->open(&s2, path, &cfg, &err), 0);
+  ck_assert_int_eq(open_case(s2), 1);
+  ck_assert_int_eq(open_case(s2), 2);
+  add_history(s2, 1, 1, "open");
+  add_history(s2, 2, 1, "open");
+  add_history(s2, 2, 2, "assign");
+  add_history(s2, 1, 2, "assign");
+  add_history(s2, 1, FLOW__MAX_CASE_SEQ, "last");
+  flow__history_row h = { 1, FLOW__MAX_CASE_SEQ + 1, 1000, "{}", "x", "{}",
+                          NULL, "reported" };
+  ck_assert_int_eq(vt->begin(s2, &err), 0);
+  ck_assert_int_eq(vt->history_append(s2, &h, &err), FLOW_EINVAL);
+  h.seq = 0;
+  ck_assert_int_eq(vt->history_append(s2, &h, &err), FLOW_EINVAL);
+  vt->rollback(s2);
+  seqs q = { { 0 }, 0 };
+  ck_assert_int_eq(vt->history_each(s2, 1, note_seq, &q, &err), 0);
+  ck_assert_int_eq(q.n, 3);
+  ck_assert_int_eq(q.got[0], 1001);
+  ck_assert_int_eq(q.got[1], 2001);
+  ck_assert_int_eq(q.got[2], (int64_t)FLOW__MAX_CASE_SEQ * 1000 + 1);
+  vt->close(s2);
+  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM history WHERE rid ="
+                                 " case_id * 16777216 + seq"),
+                   5);
+
+  /* Back to schema 12's table, rows in a different order. */
+  sql_exec(path, "DROP TABLE history; CREATE TABLE history ("
+                 " case_id INTEGER NOT NULL, seq INTEGER NOT NULL, at"
+                 " INTEGER NOT NULL, actor TEXT NOT NULL, event TEXT NOT"
+                 " NULL, payload TEXT NOT NULL, from_state TEXT, to_state"
+                 " TEXT NOT NULL, PRIMARY KEY (case_id, seq)) WITHOUT ROWID;"
+                 " INSERT INTO history VALUES (2, 1, 5, '{}', 'open', '{}',"
+                 " NULL, 'reported'), (1, 2, 6, '{}', 'assign', '{}',"
+                 " 'reported', 'assigned'), (1, 1, 4, '{}', 'open', '{}',"
+                 " NULL, 'reported'); PRAGMA user_version = 12");
+  ck_assert_int_eq(vt->open(&s2, path, &cfg, &err), 0);
+  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 13);
+  q.n = 0;
+  ck_assert_int_eq(vt->history_each(s2, 1, note_seq, &q, &err), 0);
+  ck_assert_int_eq(q.n, 2);
+  ck_assert_int_eq(q.got[0], 1001);
+  ck_assert_int_eq(q.got[1], 2001);
+  q.n = 0;
+  ck_assert_int_eq(vt->history_each(s2, 2, note_seq, &q, &err), 0);
+  ck_assert_int_eq(q.n, 1);
+  vt->close(s2);
+  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM history WHERE rid ="
+                                 " case_id * 16777216 + seq"),
+                   3);
+  remove_db(path);
+}
+END_TEST
+
 START_TEST(test_store_sqlite_key_fields)
 {
   char *path = temp_db();
@@ -538,7 +625,7 @@ START_TEST(test_store_sqlite_key_fields)
                  " PRAGMA user_version = 11");
   ck_assert_int_eq(vt->open(&a, path, &cfg, &err), 0);
   vt->close(a);
-  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 12);
+  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 13);
   ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE"
                                  " name = 'cases_k_uprn'"),
                    1);
@@ -559,7 +646,7 @@ START_TEST(test_store_sqlite_key_fields)
                  " PRAGMA user_version = 10");
   ck_assert_int_eq(vt->open(&a, path, &cfg, &err), 0);
   vt->close(a);
-  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 12);
+  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 13);
   ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE"
                                  " name = 'cases_k_uprn'"),
                    1);
@@ -588,6 +675,7 @@ store_suite(void)
   tcase_add_test(tc, test_store_sqlite_arrivals_batched);
   tcase_add_test(tc, test_store_sqlite_case_states);
   tcase_add_test(tc, test_store_sqlite_key_fields);
+  tcase_add_test(tc, test_store_sqlite_history_key);
   suite_add_tcase(s, tc);
   return s;
 }
