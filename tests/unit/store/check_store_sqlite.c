@@ -549,6 +549,30 @@ START_TEST(test_store_sqlite_history_key)
 }
 END_TEST
 
+/* Takes the file back to an older schema's index of uprn (down), opens
+   it, and checks that the upgrade left the field's own column and index
+   in place of the old index, with case 1's value in it. */
+static void
+upgrade_field_index(const char *path, const char *down, const char *old)
+{
+  flow__store_config cfg = { &A, FLOW_SYNC_NORMAL, 1000 };
+  flow__store *a;
+  char sql[128];
+  sql_exec(path, down);
+  ck_assert_int_eq(vt->open(&a, path, &cfg, &err), 0);
+  vt->close(a);
+  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 13);
+  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE"
+                                 " name = 'cases_k_uprn'"),
+                   1);
+  snprintf(sql, sizeof sql,
+           "SELECT count(*) FROM sqlite_master WHERE name = '%s'", old);
+  ck_assert_int_eq(sql_int(path, sql), 0);
+  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM cases WHERE k_uprn ="
+                                 " '1000'"),
+                   1);
+}
+
 START_TEST(test_store_sqlite_key_fields)
 {
   char *path = temp_db();
@@ -619,40 +643,23 @@ START_TEST(test_store_sqlite_key_fields)
 
   /* Schema 11 indexed json_extract(keys, ...): the upgrade gives the field
      its column, filled in, and the column its index. */
-  sql_exec(path, "DROP INDEX cases_k_uprn; ALTER TABLE cases DROP COLUMN"
-                 " k_uprn; CREATE INDEX cases_key_uprn ON"
-                 " cases(json_extract(keys, '$.uprn'));"
-                 " PRAGMA user_version = 11");
-  ck_assert_int_eq(vt->open(&a, path, &cfg, &err), 0);
-  vt->close(a);
-  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 13);
-  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE"
-                                 " name = 'cases_k_uprn'"),
-                   1);
-  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE"
-                                 " name = 'cases_key_uprn'"),
-                   0);
-  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM cases WHERE k_uprn ="
-                                 " '1000'"),
-                   1);
+  upgrade_field_index(path,
+                      "DROP INDEX cases_k_uprn; ALTER TABLE cases DROP"
+                      " COLUMN k_uprn; CREATE INDEX cases_key_uprn ON"
+                      " cases(json_extract(keys, '$.uprn'));"
+                      " PRAGMA user_version = 11",
+                      "cases_key_uprn");
 
   /* A database of schema 10 had its indexes over data: the upgrade makes
      them indexes of the fields' columns, with every case's keys filled
      in. */
-  sql_exec(path, "DROP INDEX cases_k_uprn; ALTER TABLE cases DROP COLUMN"
-                 " k_uprn; ALTER TABLE cases DROP COLUMN"
-                 " keys; CREATE INDEX cases_data_uprn ON"
-                 " cases(json_extract(data, '$.uprn'));"
-                 " PRAGMA user_version = 10");
-  ck_assert_int_eq(vt->open(&a, path, &cfg, &err), 0);
-  vt->close(a);
-  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 13);
-  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE"
-                                 " name = 'cases_k_uprn'"),
-                   1);
-  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE"
-                                 " name = 'cases_data_uprn'"),
-                   0);
+  upgrade_field_index(path,
+                      "DROP INDEX cases_k_uprn; ALTER TABLE cases DROP"
+                      " COLUMN k_uprn; ALTER TABLE cases DROP COLUMN keys;"
+                      " CREATE INDEX cases_data_uprn ON"
+                      " cases(json_extract(data, '$.uprn'));"
+                      " PRAGMA user_version = 10",
+                      "cases_data_uprn");
   ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM cases WHERE keys ="
                                  " '{\"uprn\":\"1000\"}'"),
                    1);
