@@ -149,10 +149,13 @@ int flow__sla_before(flow_engine *e, const flow__service *svc,
                      flow__case_row *row, flow__sla_start *st, int64_t now,
                      flow__err *err);
 /* After: the start's timers, then the flow.sla requests among calls in
-   order, the log, and the case's due_at and paused_at when they moved. */
+   order, and the case's due_at and paused_at when they moved.  Each
+   change is added to log, the JSON array (without its closing ']') the
+   transition's history row keeps; log stays empty when nothing changed. */
 int flow__sla_after(flow_engine *e, const flow__service *svc,
                     flow__case_row *row, int opening, flow__sla_start *st,
-                    json_t *calls, int64_t now, flow__err *err);
+                    json_t *calls, int64_t now, flow__buf *log,
+                    flow__err *err);
 
 /* Opens a case; *out (if out) gets its JSON.  Sets the engine error. */
 int flow__case_open_txn(flow_engine *e, const char *service,

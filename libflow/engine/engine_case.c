@@ -647,10 +647,6 @@ persist(transition *t)
   rc = t->opening ? e->vt->case_insert(e->store, row, &err)
                   : e->vt->case_update(e->store, row,
                                        moved ? oldstate : NULL, &err);
-  flow__history_row h = { row->id,  row->seq,  t->now, actor.p,
-                          t->event, payload.p, from,   t->next->name };
-  if (rc == 0)
-    rc = e->vt->history_append(e->store, &h, &err);
   /* Timers: leaving a state cancels its own, closing cancels all.  The
      case row just written says so (state, closed, entered_seq); the rows
      themselves go later, in a batch (flow__engine_sweep_later). */
@@ -658,9 +654,22 @@ persist(transition *t)
     rc = flow__engine_sweep_later(e, row->id, &err);
   if (rc == 0 && moved && !row->closed)
     rc = add_state_timers(t, &err);
+  /* The history row last, with the service-level changes in it. */
+  flow__buf slalog;
+  flow__buf_init(&slalog, &e->alloc);
   if (rc == 0 && !row->closed)
     rc = flow__sla_after(e, t->svc, row, t->opening, &t->sla, t->calls,
-                         t->now, &err);
+                         t->now, &slalog, &err);
+  if (slalog.len > 0)
+    flow__buf_addc(&slalog, ']');
+  flow__history_row h = { row->id,  row->seq,  t->now,       actor.p,
+                          t->event, payload.p, from,         t->next->name,
+                          slalog.len > 0 ? flow__buf_str(&slalog) : NULL };
+  if (rc == 0 && slalog.oom)
+    rc = flow__err_set(&err, FLOW_ENOMEM, "out of memory saving case");
+  if (rc == 0)
+    rc = e->vt->history_append(e->store, &h, &err);
+  flow__buf_free(&slalog);
   if (moved)
     e->next_due = INT64_MIN;
   int nact = 0;

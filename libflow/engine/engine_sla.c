@@ -181,19 +181,32 @@ add_timers(flow_engine *e, const flow__service *svc, const flow__case_row *row,
   return rc;
 }
 
-/* Logs one change; detail is borrowed. */
+/* Logs one change in log, the entries of the transition's history row
+   (history.sla): [n, change, at, due_at or null, detail]; detail is
+   borrowed. */
 static int
-log_change(flow_engine *e, const flow__case_row *row, int *n,
+log_change(flow__buf *log, const flow__case_row *row, int *n,
            const char *change, int64_t now, json_t *detail, flow__err *err)
 {
-  char *text = flow__json_owned(&e->alloc, detail);
-  if (text == NULL)
+  flow__buf_addc(log, log->len == 0 ? '[' : ',');
+  flow__buf_addc(log, '[');
+  flow__buf_addi64(log, (*n)++);
+  flow__buf_addc(log, ',');
+  flow__json_add_string(log, change);
+  flow__buf_addc(log, ',');
+  flow__buf_addi64(log, now);
+  flow__buf_addc(log, ',');
+  if (row->due_at == FLOW__NO_TIME)
+    flow__buf_adds(log, "null");
+  else
+    flow__buf_addi64(log, row->due_at);
+  flow__buf_addc(log, ',');
+  int rc = flow__json_dump(detail, log);
+  flow__buf_addc(log, ']');
+  if (rc != 0 || log->oom)
     return flow__err_set(err, FLOW_ENOMEM, "out of memory logging a "
                          "service-level change");
-  int rc = e->vt->sla_log_add(e->store, row->id, row->seq, (*n)++, change,
-                              now, row->due_at, text, err);
-  flow_free(text);
-  return rc;
+  return 0;
 }
 
 typedef struct shift_ctx {
@@ -226,7 +239,7 @@ shift_timer(void *ctx, int64_t due, const char *payload, int64_t *out)
 int
 flow__sla_after(flow_engine *e, const flow__service *svc, flow__case_row *row,
                 int opening, flow__sla_start *st, json_t *calls, int64_t now,
-                flow__err *err)
+                flow__buf *log, flow__err *err)
 {
   int rc = 0, n = 0, changed = 0;
   if (st->src) {
@@ -242,7 +255,7 @@ flow__sla_after(flow_engine *e, const flow__service *svc, flow__case_row *row,
     if (rc == 0 && (!opening || st->computed || st->src != &svc->sla)) {
       json_t *d = json_pack("{s:s?, s:s?}", "within", start_within(st),
                             "warn", start_warn(st));
-      rc = log_change(e, row, &n, "started", now, d, err);
+      rc = log_change(log, row, &n, "started", now, d, err);
       json_decref(d);
     }
   }
@@ -260,7 +273,7 @@ flow__sla_after(flow_engine *e, const flow__service *svc, flow__case_row *row,
           (rc = add_timers(e, svc, row, within, warn, now, err)))
         break;
       json_t *d = json_pack("{s:s, s:s?}", "within", within, "warn", warn);
-      rc = log_change(e, row, &n, "restarted", now, d, err);
+      rc = log_change(log, row, &n, "restarted", now, d, err);
       json_decref(d);
       changed = 1;
     } else if (strcmp(op, "pause") == 0) {
@@ -271,7 +284,7 @@ flow__sla_after(flow_engine *e, const flow__service *svc, flow__case_row *row,
       row->paused_at = now;
       json_t *d = json_pack("{s:s?}", "reason",
                             json_string_value(json_object_get(c, "reason")));
-      rc = log_change(e, row, &n, "paused", now, d, err);
+      rc = log_change(log, row, &n, "paused", now, d, err);
       json_decref(d);
       changed = 1;
     } else if (strcmp(op, "resume") == 0) {
@@ -290,7 +303,7 @@ flow__sla_after(flow_engine *e, const flow__service *svc, flow__case_row *row,
                             (json_int_t)(now - row->paused_at),
                             "working_ms", (json_int_t)stopped);
       row->paused_at = FLOW__NO_TIME;
-      rc = log_change(e, row, &n, "resumed", now, d, err);
+      rc = log_change(log, row, &n, "resumed", now, d, err);
       json_decref(d);
       changed = 1;
       e->next_due = INT64_MIN;

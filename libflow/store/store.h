@@ -86,6 +86,9 @@ typedef struct flow__history_row {
   const char *payload; /* JSON object text */
   const char *from;    /* NULL for the opening */
   const char *to;
+  /* The transition's service-level changes, a JSON array of [n, change,
+     at, due_at (null when none), detail (a JSON object)], or NULL. */
+  const char *sla;
 } flow__history_row;
 
 typedef struct flow__service_row {
@@ -403,8 +406,8 @@ typedef struct flow__store_vt {
      timers of a case are dropped (pending or paused), paused (pending ->
      paused) or resumed (paused -> pending at the due time shift gives
      for each: ctx, its due time and payload; at most 8 per case), and
-     each change is logged for the history (sla_log_each: oldest first;
-     detail is a JSON object text). */
+     each change is logged for the history (in its history row's sla;
+     sla_log_each: oldest first; detail is a JSON object text). */
   int (*case_sla)(flow__store *s, const flow__case_row *row, flow__err *err);
   int (*sla_timers_drop)(flow__store *s, int64_t case_id, flow__err *err);
   int (*sla_timers_pause)(flow__store *s, int64_t case_id, flow__err *err);
@@ -412,9 +415,6 @@ typedef struct flow__store_vt {
                            int (*shift)(void *ctx, int64_t due,
                                         const char *payload, int64_t *out),
                            void *ctx, flow__err *err);
-  int (*sla_log_add)(flow__store *s, int64_t case_id, int64_t seq, int n,
-                     const char *change, int64_t at, int64_t due_at,
-                     const char *detail, flow__err *err);
   int (*sla_log_each)(flow__store *s, int64_t case_id,
                       int (*each)(void *ctx, int64_t seq, const char *change,
                                   int64_t at, int64_t due_at,

@@ -74,9 +74,6 @@ enum {
   " AND c.closed = 0 AND (timers.state IS NULL OR (timers.state = c.state"     \
   " AND timers.set_seq >= c.entered_seq)))"
 
-/* The key of history row seq (1 to FLOW__MAX_CASE_SEQ) of a case. */
-#define HISTORY_KEY(case_id, seq) "(" case_id " * 16777216 + " seq ")"
-
 /* A new case row; a case with indexed fields also gives their columns
    (flow__sq_keys_insert). */
 #define CASE_COLS                                                              \
@@ -132,13 +129,13 @@ static const char *const stmt_sql[ST_COUNT] = {
      appended at the end of the b-tree starts a new page instead of
      sharing the last ones out again. */
   [ST_HISTORY_APPEND] = "INSERT INTO history(rid, case_id, seq, at, actor,"
-                        " event, payload, from_state, to_state)"
-                        " VALUES (" HISTORY_KEY("?1", "?2") ", ?1, ?2, ?3,"
-                        " ?4, ?5, ?6, ?7, ?8)",
+                        " event, payload, from_state, to_state, sla)"
+                        " VALUES (" FLOW__SQ_HISTORY_KEY("?1", "?2")
+                        ", ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
   [ST_HISTORY_EACH] = "SELECT case_id, seq, at, actor, event, payload,"
                       " from_state, to_state FROM history WHERE rid BETWEEN"
-                      " " HISTORY_KEY("?1", "1") " AND "
-                      HISTORY_KEY("?1", "16777215") " ORDER BY rid",
+                      " " FLOW__SQ_HISTORY_KEY("?1", "1") " AND "
+                      FLOW__SQ_HISTORY_KEY("?1", "16777215") " ORDER BY rid",
   [ST_OUTBOX_ADD] = "INSERT INTO outbox(case_id, seq, n, action, args,"
                     " status, created_at, next_at, key, reply, fail,"
                     " retry_max, backoff_ms, timeout_ms) VALUES (?1, ?2,"
@@ -884,6 +881,7 @@ sqlite_history_append(flow__store *s, const flow__history_row *row,
   if (row->from)
     sqlite3_bind_text(st, 7, row->from, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 8, row->to, -1, SQLITE_STATIC);
+  flow__sq_bind_text(st, 9, row->sla);
   return flow__sq_done(s, st, err, "writing history");
 }
 
@@ -1381,7 +1379,6 @@ const flow__store_vt flow__store_sqlite = {
   .sla_timers_drop = flow__sq_sla_timers_drop,
   .sla_timers_pause = flow__sq_sla_timers_pause,
   .sla_timers_resume = flow__sq_sla_timers_resume,
-  .sla_log_add = flow__sq_sla_log_add,
   .sla_log_each = flow__sq_sla_log_each,
   .savepoint = sqlite_savepoint,
   .release = sqlite_release,

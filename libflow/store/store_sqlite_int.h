@@ -18,6 +18,10 @@
    sqlite_open for why 2 KB). */
 #define FLOW__SQ_PAGE_SIZE "2048"
 
+/* The key of history row seq (1 to FLOW__MAX_CASE_SEQ) of a case. */
+#define FLOW__SQ_HISTORY_KEY(case_id, seq)                                     \
+  "(" case_id " * 16777216 + " seq ")"
+
 /* Statements of store_sqlite_work.c, prepared on first use. */
 #define FLOW__SQ_WORK_STMTS 40
 
@@ -191,9 +195,6 @@ int flow__sq_sla_timers_resume(flow__store *s, int64_t case_id,
                                             const char *payload,
                                             int64_t *out),
                                void *ctx, flow__err *err);
-int flow__sq_sla_log_add(flow__store *s, int64_t case_id, int64_t seq, int n,
-                         const char *change, int64_t at, int64_t due_at,
-                         const char *detail, flow__err *err);
 int flow__sq_sla_log_each(flow__store *s, int64_t case_id,
                           int (*each)(void *ctx, int64_t seq,
                                       const char *change, int64_t at,

@@ -37,7 +37,6 @@ enum {
   W_SLA_PAUSE,
   W_SLA_PAUSED,
   W_SLA_RESUME,
-  W_SLA_LOG_ADD,
   W_SLA_LOG_EACH,
   W_COUNT
 };
@@ -67,10 +66,14 @@ static const char *const wsql[W_COUNT] = {
                    " LIMIT 8",
   [W_SLA_RESUME] = "UPDATE timers SET status = 'pending', due_at = ?2"
                    " WHERE id = ?1 AND status = 'paused'",
-  [W_SLA_LOG_ADD] = "INSERT INTO sla_log(case_id, seq, n, change, at,"
-                    " due_at, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-  [W_SLA_LOG_EACH] = "SELECT seq, change, at, due_at, detail FROM sla_log"
-                     " WHERE case_id = ?1 ORDER BY seq, n",
+  /* A transition's service-level changes are in its history row, as
+     [n, change, at, due_at, detail] entries of history.sla. */
+  [W_SLA_LOG_EACH] = "SELECT h.seq, j.value ->> 1, j.value ->> 2,"
+                     " j.value ->> 3, j.value -> 4 FROM history h,"
+                     " json_each(h.sla) j WHERE h.rid BETWEEN "
+                     FLOW__SQ_HISTORY_KEY("?1", "1") " AND "
+                     FLOW__SQ_HISTORY_KEY("?1", "16777215")
+                     " AND h.sla IS NOT NULL ORDER BY h.rid, j.value ->> 0",
   [W_TASK_ADD] = "INSERT INTO tasks(case_id, seq, n, name, title, team,"
                  " assignee, due_at, data, done, state, created_at) VALUES"
                  " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -702,26 +705,6 @@ flow__sq_sla_timers_resume(flow__store *s, int64_t case_id,
     sqlite3_bind_int64(up, 2, dues[i]);
     rc = flow__sq_done(s, up, err, "resuming service-level timers");
   }
-  return rc;
-}
-
-int
-flow__sq_sla_log_add(flow__store *s, int64_t case_id, int64_t seq, int n,
-                     const char *change, int64_t at, int64_t due_at,
-                     const char *detail, flow__err *err)
-{
-  sqlite3_stmt *st = stmt(s, W_SLA_LOG_ADD, err);
-  if (st == NULL)
-    return err->code;
-  sqlite3_bind_int64(st, 1, case_id);
-  sqlite3_bind_int64(st, 2, seq);
-  sqlite3_bind_int(st, 3, n);
-  sqlite3_bind_text(st, 4, change, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 5, at);
-  flow__sq_bind_time(st, 6, due_at);
-  sqlite3_bind_text(st, 7, detail, -1, SQLITE_STATIC);
-  int rc = flow__sq_done(s, st, err, "logging a service-level change");
-  sqlite3_clear_bindings(st);
   return rc;
 }
 

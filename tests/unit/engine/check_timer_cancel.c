@@ -276,7 +276,7 @@ START_TEST(test_cancel_migrates_schema_2)
       sqlite3_exec(db,
                    "DROP TABLE counters; DROP TABLE tasks; DROP TABLE incidents;"
                    "DROP TABLE messages; DROP TABLE correlations;"
-                   "DROP TABLE sla_log; ALTER TABLE cases DROP COLUMN sla_paused_at; DROP TABLE case_states;"
+                   "DROP TABLE IF EXISTS sla_log; ALTER TABLE cases DROP COLUMN sla_paused_at; DROP TABLE case_states;"
                    "ALTER TABLE cases DROP COLUMN keys;"
                    "ALTER TABLE cases DROP COLUMN tasks;"
                    "DROP TABLE outbox; CREATE TABLE outbox ("

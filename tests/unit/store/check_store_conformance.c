@@ -228,7 +228,8 @@ START_TEST(test_store_rollback_discards)
   ck_assert_int_eq(vt->case_new_id(S, &id, &err), 0);
   flow__case_row r = sample_row(id);
   ck_assert_int_eq(vt->case_insert(S, &r, &err), 0);
-  flow__history_row h = { id, 1, 1000, "{}", "open", "{}", NULL, "reported" };
+  flow__history_row h = { id,   1,    1000,       "{}", "open",
+                          "{}", NULL, "reported", NULL };
   ck_assert_int_eq(vt->history_append(S, &h, &err), 0);
   vt->rollback(S);
   flow__case_row got;
@@ -342,11 +343,12 @@ START_TEST(test_store_history_in_order)
   ck_assert_int_eq(vt->case_insert(S, &r, &err), 0);
   for (int i = 3; i >= 1; i--) {
     flow__history_row h = { r.id, i, 1000 + i, "{\"id\":\"x\",\"roles\":[]}",
-                            "e", "{}", i == 1 ? NULL : "reported", "x" };
+                            "e", "{}", i == 1 ? NULL : "reported", "x",
+                            NULL };
     ck_assert_int_eq(vt->history_append(S, &h, &err), 0);
   }
   /* The same seq twice is refused: history is append-only. */
-  flow__history_row dup = { r.id, 2, 0, "{}", "e", "{}", NULL, "x" };
+  flow__history_row dup = { r.id, 2, 0, "{}", "e", "{}", NULL, "x", NULL };
   ck_assert_int_eq(vt->history_append(S, &dup, &err), FLOW_EIO);
   ck_assert_int_eq(vt->commit(S, &err), 0);
   int n = 0;

@@ -292,7 +292,7 @@ START_TEST(test_store_sqlite_case_counter)
   /* The outbox as schema 1 made it, with one request in it. */
   sql_exec(path, "DROP TABLE counters; DROP TABLE tasks;"
                  "DROP TABLE incidents; DROP TABLE messages;"
-                 "DROP TABLE correlations; DROP TABLE sla_log;"
+                 "DROP TABLE correlations; DROP TABLE IF EXISTS sla_log;"
                  " DROP TABLE case_states; ALTER TABLE cases DROP COLUMN"
                  " keys;"
                  " ALTER TABLE cases DROP COLUMN sla_paused_at;"
@@ -312,7 +312,7 @@ START_TEST(test_store_sqlite_case_counter)
                  " PRAGMA user_version = 3;"
                  " UPDATE cases SET id = 7 WHERE id = 4");
   ck_assert_int_eq(vt->open(&s2, path, &cfg, &err), 0);
-  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 13);
+  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 14);
   ck_assert_int_eq(open_case(s2), 8);
   vt->close(s2);
   /* The migration started the counter at the highest case; opening one
@@ -462,11 +462,14 @@ START_TEST(test_store_sqlite_arrivals_batched)
 }
 END_TEST
 
-/* Appends history row seq of case id in its own transaction. */
+/* Appends history row seq of case id, with its service-level changes
+   (sla, or NULL), in its own transaction. */
 static void
-add_history(flow__store *s, int64_t id, int64_t seq, const char *event)
+add_history(flow__store *s, int64_t id, int64_t seq, const char *event,
+            const char *sla)
 {
-  flow__history_row h = { id, seq, 1000, "{}", event, "{}", NULL, "reported" };
+  flow__history_row h = { id,   seq,  1000,       "{}", event,
+                          "{}", NULL, "reported", sla };
   ck_assert_int_eq(vt->begin(s, &err), 0);
   ck_assert_int_eq(vt->history_append(s, &h, &err), 0);
   ck_assert_int_eq(vt->commit(s, &err), 0);
@@ -486,6 +489,36 @@ note_seq(void *ctx, const flow__history_row *row)
   return 0;
 }
 
+/* Back from schema 14: the service-level log in a table of its own. */
+#define SLA_LOG_BACK                                                           \
+  "ALTER TABLE history DROP COLUMN sla; CREATE TABLE sla_log ("                \
+  " case_id INTEGER NOT NULL, seq INTEGER NOT NULL, n INTEGER NOT NULL,"      \
+  " change TEXT NOT NULL, at INTEGER NOT NULL, due_at INTEGER,"               \
+  " detail TEXT NOT NULL, PRIMARY KEY (case_id, seq, n)) WITHOUT ROWID;"
+
+static int
+note_sla(void *ctx, int64_t seq, const char *change, int64_t at,
+         int64_t due_at, const char *detail)
+{
+  char *buf = ctx;
+  size_t len = strlen(buf);
+  char due[24] = "-";
+  if (due_at != FLOW__NO_TIME)
+    snprintf(due, sizeof due, "%lld", (long long)due_at);
+  snprintf(buf + len, 512 - len, "%lld %s %lld %s %s;", (long long)seq,
+           change, (long long)at, due, detail);
+  return 0;
+}
+
+/* The service-level log of case id, as "seq change at due detail;". */
+static void
+sla_log_is(flow__store *s, int64_t id, const char *want)
+{
+  char buf[512] = "";
+  ck_assert_int_eq(vt->sla_log_each(s, id, note_sla, buf, &err), 0);
+  ck_assert_str_eq(buf, want);
+}
+
 /* History is keyed by case_id * 2^24 + seq: each case's rows come back in
    order whatever order the cases' rows went in, a row past the most one
    case keeps is refused, and a database of schema 12 (a WITHOUT ROWID
@@ -498,18 +531,26 @@ START_TEST(test_store_sqlite_history_key)
   ck_assert_int_eq(vt->open(&s2, path, &cfg, &err), 0);
   ck_assert_int_eq(open_case(s2), 1);
   ck_assert_int_eq(open_case(s2), 2);
-  add_history(s2, 1, 1, "open");
-  add_history(s2, 2, 1, "open");
-  add_history(s2, 2, 2, "assign");
-  add_history(s2, 1, 2, "assign");
-  add_history(s2, 1, FLOW__MAX_CASE_SEQ, "last");
-  flow__history_row h = { 1, FLOW__MAX_CASE_SEQ + 1, 1000, "{}", "x", "{}",
-                          NULL, "reported" };
+  add_history(s2, 1, 1, "open", NULL);
+  add_history(s2, 2, 1, "open",
+              "[[0,\"started\",40,90,{\"within\":\"1d\"}]]");
+  add_history(s2, 2, 2, "assign",
+              "[[0,\"paused\",50,null,{\"reason\":\"x\"}],"
+              "[1,\"resumed\",60,99,{}]]");
+  add_history(s2, 1, 2, "assign", NULL);
+  add_history(s2, 1, FLOW__MAX_CASE_SEQ, "last", NULL);
+  flow__history_row h = { 1,    FLOW__MAX_CASE_SEQ + 1, 1000,       "{}", "x",
+                          "{}", NULL,                   "reported", NULL };
   ck_assert_int_eq(vt->begin(s2, &err), 0);
   ck_assert_int_eq(vt->history_append(s2, &h, &err), FLOW_EINVAL);
   h.seq = 0;
   ck_assert_int_eq(vt->history_append(s2, &h, &err), FLOW_EINVAL);
   vt->rollback(s2);
+  /* A transition's service-level changes are read from its history
+     row, oldest first. */
+  sla_log_is(s2, 2, "1 started 40 90 {\"within\":\"1d\"};"
+                    "2 paused 50 - {\"reason\":\"x\"};2 resumed 60 99 {};");
+  sla_log_is(s2, 1, "");
   seqs q = { { 0 }, 0 };
   ck_assert_int_eq(vt->history_each(s2, 1, note_seq, &q, &err), 0);
   ck_assert_int_eq(q.n, 3);
@@ -521,7 +562,12 @@ START_TEST(test_store_sqlite_history_key)
                                  " case_id * 16777216 + seq"),
                    5);
 
-  /* Back to schema 12's table, rows in a different order. */
+  /* Back to schema 12's table, rows in a different order, and schema
+     13's log of service-level changes. */
+  sql_exec(path, SLA_LOG_BACK);
+  sql_exec(path, "INSERT INTO sla_log VALUES (1, 2, 1, 'resumed', 7, 9,"
+                 " '{\"stopped_ms\":3}'), (1, 2, 0, 'paused', 6, NULL,"
+                 " '{\"reason\":\"waiting\"}')");
   sql_exec(path, "DROP TABLE history; CREATE TABLE history ("
                  " case_id INTEGER NOT NULL, seq INTEGER NOT NULL, at"
                  " INTEGER NOT NULL, actor TEXT NOT NULL, event TEXT NOT"
@@ -532,7 +578,12 @@ START_TEST(test_store_sqlite_history_key)
                  " 'reported', 'assigned'), (1, 1, 4, '{}', 'open', '{}',"
                  " NULL, 'reported'); PRAGMA user_version = 12");
   ck_assert_int_eq(vt->open(&s2, path, &cfg, &err), 0);
-  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 13);
+  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 14);
+  ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE"
+                                 " name = 'sla_log'"),
+                   0);
+  sla_log_is(s2, 1, "2 paused 6 - {\"reason\":\"waiting\"};"
+                    "2 resumed 7 9 {\"stopped_ms\":3};");
   q.n = 0;
   ck_assert_int_eq(vt->history_each(s2, 1, note_seq, &q, &err), 0);
   ck_assert_int_eq(q.n, 2);
@@ -558,10 +609,11 @@ upgrade_field_index(const char *path, const char *down, const char *old)
   flow__store_config cfg = { &A, FLOW_SYNC_NORMAL, 1000 };
   flow__store *a;
   char sql[128];
+  sql_exec(path, SLA_LOG_BACK);
   sql_exec(path, down);
   ck_assert_int_eq(vt->open(&a, path, &cfg, &err), 0);
   vt->close(a);
-  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 13);
+  ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 14);
   ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE"
                                  " name = 'cases_k_uprn'"),
                    1);
