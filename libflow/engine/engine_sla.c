@@ -10,7 +10,8 @@
  * which wait as 'paused' while the clock is stopped and move on at resume
  * by the time that was stopped, counted the way the service level is
  * written (flow__calendar_shift).  Every start after the opening, pause
- * and resume is logged for the case's history (sla_log).
+ * and resume is logged for the case's history, in the transition's own
+ * history row (history.sla, through flow__sla_after's log).
  *
  * A start is worked out in two steps: the durations, which may be
  * functions of the case, while the transition's script run is open

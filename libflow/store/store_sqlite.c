@@ -6,8 +6,8 @@
  * in store_sqlite_work.c).
  *
  * Times are INTEGER milliseconds since the epoch, case data is compact JSON
- * text with sorted keys (so json_extract() and expression indexes work on
- * it).  Case ids come from the highest id in cases and a counter row
+ * text with sorted keys (so json_extract() works on it; an indexed field
+ * is copied into a column of its own, store_sqlite_index.c).  Case ids come from the highest id in cases and a counter row
  * (counters.name = 'case') that whatever deletes cases raises first,
  * read at the first new id of a transaction, so a transition knows its
  * case id before it writes anything and an id is never handed out twice,
