@@ -146,7 +146,6 @@ void *
 flow__sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
   flow__sandbox *sb = ud;
-  const flow__allocator *a = sb->alloc;
   if (ptr == NULL) {
     /* Lua passes the object's type here (0: a vector of some kind); the
        host wants 0. */
@@ -167,7 +166,7 @@ flow__sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
   }
   if (nsize == 0) {
     if (ptr != NULL) {
-      a->fn(a->payload, ptr, osize, 0);
+      flow__pool_realloc(&sb->pool, ptr, osize, 0);
       sb->mem -= osize;
     }
     return NULL;
@@ -185,7 +184,7 @@ flow__sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
        held + (nsize - osize) > sb->mem_limit)) {
     reason = REFUSED_CAP;
   } else {
-    np = a->fn(a->payload, ptr, osize, nsize);
+    np = flow__pool_realloc(&sb->pool, ptr, osize, nsize);
     if (np == NULL)
       reason = REFUSED_HOST;
   }

@@ -65,9 +65,33 @@ typedef struct unit_state {
 } unit_state;
 
 
+/* The small-block pool under the Lua state (script_pool.c): blocks of up
+   to FLOW__POOL_MAX bytes in classes of FLOW__POOL_GRAIN, carved from at
+   most FLOW__POOL_SLABS slabs of FLOW__POOL_SLAB bytes. */
+#define FLOW__POOL_GRAIN 16
+#define FLOW__POOL_MAX 1024
+#define FLOW__POOL_SLAB (64 * 1024)
+#define FLOW__POOL_SLABS 32
+
+typedef struct flow__pool {
+  const flow__allocator *alloc;
+  void *free[FLOW__POOL_MAX / FLOW__POOL_GRAIN + 1]; /* by class */
+  char *cur, *end;                  /* the rest of the last slab */
+  char *slabs[FLOW__POOL_SLABS];    /* by address */
+  size_t nslabs;
+} flow__pool;
+
+void flow__pool_init(flow__pool *pl, const flow__allocator *a);
+/* lua_Alloc for the pool: small blocks from it, the rest from alloc. */
+void *flow__pool_realloc(flow__pool *pl, void *ptr, size_t osize,
+                         size_t nsize);
+/* Gives every slab back; only once nothing in them is used. */
+void flow__pool_release(flow__pool *pl);
+
 struct flow__sandbox {
   lua_State *L;
   const flow__allocator *alloc; /* the engine's; outlives the sandbox */
+  flow__pool pool;              /* where the Lua state's memory comes from */
 
   /* Memory: every byte the Lua state holds, plus `extra` bytes held for
      the script outside Lua (the action requests of flow.call), and the

@@ -928,6 +928,7 @@ flow__sandbox_new(flow__sandbox **out, const flow__sandbox_config *cfg,
     return flow__err_set(err, FLOW_ENOMEM,
                          "out of memory creating a script sandbox");
   sb->alloc = cfg->alloc;
+  flow__pool_init(&sb->pool, cfg->alloc);
   sb->mem_limit = cfg->mem_limit ? cfg->mem_limit : FLOW__DEFAULT_MEMORY;
   sb->instr_limit = cfg->instr_limit ? cfg->instr_limit : FLOW__DEFAULT_INSTRUCTIONS;
   sb->cpu_ms = cfg->cpu_ms ? cfg->cpu_ms : FLOW__DEFAULT_CPU_MS;
@@ -951,6 +952,7 @@ flow__sandbox_new(flow__sandbox **out, const flow__sandbox_config *cfg,
   sb->L = lua_newstate(flow__sb_alloc, sb);
   if (sb->L == NULL) {
     int capped = sb->pend_reason == 1; /* over the cap */
+    flow__pool_release(&sb->pool);
     flow__free(cfg->alloc, sb);
     if (capped)
       return flow__err_set(err, FLOW_ELIMIT,
@@ -990,6 +992,7 @@ flow__sandbox_free(flow__sandbox *sb)
   sb->limit_on = 0;
   lua_sethook(sb->L, flow__sb_hook, LUA_MASKCOUNT, 1);
   lua_close(sb->L);
+  flow__pool_release(&sb->pool);
   flow__free(sb->alloc, sb);
 }
 
