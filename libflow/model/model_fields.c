@@ -29,6 +29,10 @@ problem(vctx *v, const char *field, const char *fmt, ...)
 {
   char *m = v->err->msg;
   size_t cap = sizeof v->err->msg;
+  /* The message's start is written with its first problem: a valid case
+     (nearly every one) costs no formatting. */
+  if (v->nproblems == 0)
+    v->len = (size_t)snprintf(m, cap, "case data is not valid: ");
   if (v->len + 1 >= cap)
     return;
   int n = snprintf(m + v->len, cap - v->len, "%s%s: ",
@@ -231,8 +235,6 @@ flow__fields_validate_rules(const flow__service *svc, json_t *data,
   vctx v = { err, 0, 0, 0, NULL };
   if (!json_is_object(data))
     return flow__err_set(err, FLOW_EDATA, "case data must be a JSON object");
-  int n = snprintf(err->msg, sizeof err->msg, "case data is not valid: ");
-  v.len = (size_t)n;
   if (match != NULL)
     match(ctx, NULL, 0, NULL); /* one budget for all the patterns */
   for (size_t i = 0; i < svc->nfields; i++) {

@@ -32,7 +32,9 @@ buf_grow(flow__buf *b, size_t extra)
     return -1;
   if (b->len + extra + 1 <= b->cap)
     return 0;
-  size_t cap = b->cap ? b->cap : 64;
+  /* Most buffers hold one case's JSON or one statement: 256 bytes is one
+     allocation for them, where 64 took three or four reallocs. */
+  size_t cap = b->cap ? b->cap : 256;
   while (cap < b->len + extra + 1) {
     if (cap > SIZE_MAX / 2) {
       b->oom = 1;
