@@ -1,5 +1,6 @@
 /*
- * `flow test [--tap] [--junit FILE] [--filter TEXT] [--coverage] [PATH...]`:
+ * `flow test [--tap] [--junit FILE] [--filter TEXT] [--coverage]
+ *  [--min-coverage PCT] [PATH...]`:
  * runs *_test.lua files.
  *
  * The files are found under each PATH (default "."), recursively, skipping
@@ -12,8 +13,11 @@
  * and JUnit XML in the shape Jenkins, GitLab and Azure DevOps read
  * (--junit FILE, besides the normal output).  --coverage adds, for each
  * service, the share of states entered and transitions fired and what was
- * never exercised.  Exit 0 only when every test passed; 1 when any failed
- * or no test file was found; 2 for usage errors.
+ * never exercised; --min-coverage PCT (which implies --coverage) fails the
+ * run when a service fired fewer than PCT percent of its transitions.
+ * Exit 0 only when every test passed (and the coverage was met); 1 when
+ * any failed, no test file was found or the coverage fell short; 2 for
+ * usage errors.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -35,6 +39,7 @@ const cli_opt cli_test_opts[] = {
   { "--junit", 1 },
   { "--filter", 1 },
   { "--coverage", 0 },
+  { "--min-coverage", 1 },
   { NULL, 0 },
 };
 
@@ -480,11 +485,44 @@ print_coverage(json_t *all, const char *prefix)
   }
 }
 
+/* For --min-coverage: says on stderr which services fired fewer than min
+   percent of their transitions, and returns how many. */
+static int
+coverage_short(json_t *all, int min)
+{
+  const char *svc;
+  json_t *s;
+  int below = 0;
+
+  json_object_foreach(all, svc, s)
+  {
+    const char *key;
+    json_t *v;
+    size_t hit = 0, total = 0;
+    json_object_foreach(json_object_get(s, "transitions"), key, v)
+    {
+      total++;
+      hit += json_integer_value(v) > 0;
+    }
+    if (hit * 100 < (size_t)min * total) {
+      fprintf(stderr,
+              "flow test: %s fired %zu of its %zu transitions (%d%%), "
+              "below --min-coverage %d: add tests for the transitions "
+              "listed as never fired\n",
+              svc, hit, total, (int)(hit * 100 / total), min);
+      below++;
+    }
+  }
+  return below;
+}
+
 int
 cli_cmd_test(cli_ctx *ctx, const cli_args *args)
 {
   int tap = cli_args_opt(args, "--tap") != NULL;
   int coverage = cli_args_opt(args, "--coverage") != NULL;
+  const char *min_text = cli_args_opt(args, "--min-coverage");
+  int min_cov = -1, below = 0;
   const char *junit = cli_args_opt(args, "--junit");
   const char *filter = cli_args_opt(args, "--filter");
   flow_test_options opts = FLOW_TEST_OPTIONS_INIT;
@@ -497,6 +535,16 @@ cli_cmd_test(cli_ctx *ctx, const cli_args *args)
 
   if (junit != NULL && *junit == '\0')
     return cli_usage_errorf("--junit needs a file name");
+  if (min_text != NULL) {
+    char *end = NULL;
+    long v = strtol(min_text, &end, 10);
+    if (end == min_text || *end != '\0' || v < 0 || v > 100)
+      return cli_usage_errorf("--min-coverage needs a whole percentage from "
+                              "0 to 100, like --min-coverage 95 (got '%s')",
+                              min_text);
+    min_cov = (int)v;
+    coverage = 1;
+  }
   if (results == NULL || cov == NULL) {
     cli_errorf("out of memory");
     return CLI_EXIT_FAILURE;
@@ -601,7 +649,10 @@ cli_cmd_test(cli_ctx *ctx, const cli_args *args)
       print_coverage(cov, "");
     printf("%zu passed, %zu failed\n", t.passed, t.failed + t.errors);
   }
-  if (t.failed + t.errors > 0 || t.n == 0)
+  fflush(stdout);
+  if (min_cov >= 0)
+    below = coverage_short(cov, min_cov);
+  if (t.failed + t.errors > 0 || t.n == 0 || below > 0)
     rc = CLI_EXIT_REFUSED;
 
 done:

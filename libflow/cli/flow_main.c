@@ -339,7 +339,8 @@ static const cli_cmd commands[] = {
   },
   {
     .name = "test",
-    .args = "[--tap] [--junit FILE] [--filter TEXT] [--coverage] [PATH...]",
+    .args = "[--tap] [--junit FILE] [--filter TEXT] [--coverage]"
+            " [--min-coverage PCT] [PATH...]",
     .summary = "run *_test.lua files",
     .help =
       "Finds the *_test.lua files under each PATH (default: the current\n"
@@ -349,9 +350,11 @@ static const cli_cmd commands[] = {
       "line per test and ends with 'N passed, N failed'.  --tap writes TAP\n"
       "instead; --junit FILE also writes JUnit XML for CI; --filter runs\n"
       "only tests whose name contains TEXT; --coverage reports the states\n"
-      "entered and transitions fired per service; --verbose shows what\n"
-      "each test wrote with print and flow.log under its line (a failing\n"
-      "test's is always shown).  Exit 0 only when every test passed.\n"
+      "entered and transitions fired per service, and --min-coverage PCT\n"
+      "also fails the run when a service fired fewer than PCT percent of\n"
+      "its transitions; --verbose shows what each test wrote with print\n"
+      "and flow.log under its line (a failing test's is always shown).\n"
+      "Exit 0 only when every test passed (and the coverage was met).\n"
       "See docs/testing.md.\n",
     .opts = cli_test_opts,
     .min_args = 0,
