@@ -111,6 +111,8 @@ typedef struct transition {
   const char *cause;        /* "call", "timer", "action", "task" or
                                "message", for notes */
   int opening;
+  int checked;              /* data passed the field checks and no script
+                               has changed it since */
   int64_t now;
   flow__sla_start sla;      /* a service level that starts, if any */
   /* results */
@@ -325,6 +327,7 @@ run_scripts(transition *t)
     goto fail;
   json_decref(t->data);
   t->data = newdata;
+  t->checked = 0;
   t->calls = calls;
   t->next = next;
   return 0;
@@ -566,8 +569,10 @@ persist(transition *t)
   flow_engine *e = t->e;
   flow__err err;
   flow__err_clear(&err);
-  int rc = flow__fields_validate(t->svc, t->data, flow__sandbox_match,
-                                 t->comp->sb, &err);
+  int rc = t->checked ? 0
+                      : flow__fields_validate(t->svc, t->data,
+                                              flow__sandbox_match,
+                                              t->comp->sb, &err);
   if (rc != 0 && rc != FLOW_EDATA)
     return flow__engine_fail(e, rc, "%s", err.msg);
 
@@ -841,6 +846,25 @@ flow__case_open_txn(flow_engine *e, const char *service,
     .now = now,
   };
   data = NULL; /* t owns it now */
+  /* The sender's data is checked before any script sees it, so that an
+     initial function or an enter hook may rely on the declared fields
+     (a missing required field is the sender's mistake, not a script
+     error at the line that read it).  It is checked again after the
+     scripts only if they ran. */
+  err.code = 0;
+  rc = flow__fields_validate(svc, t.data, flow__sandbox_match, comp->sb,
+                             &err);
+  if (rc == FLOW_EDATA) {
+    rc = check_rules(&t, rc, &err); /* with the service's own rules */
+    json_decref(t.data);
+    goto done;
+  }
+  if (rc != 0) {
+    rc = flow__engine_fail(e, rc, "%s", err.msg);
+    json_decref(t.data);
+    goto done;
+  }
+  t.checked = 1;
   rc = transition_run(&t, out);
   if (rc == 0 && e->ndeliveries && !e->delivering)
     rc = deliver_after(e, row.id, out);

@@ -361,6 +361,70 @@ START_TEST(test_rules_in_the_schema)
 }
 END_TEST
 
+/* The sender's data is checked before any script sees it: an initial
+   function and an enter hook may rely on the declared fields, and a
+   missing one is refused as the data's fault, naming the field, not as a
+   script error where the hook read it.  Scripts that ran are checked
+   after, as before. */
+static const char *const HOOKED =
+    "return {\n"
+    "  name = 'fly_tipping', version = 1,\n"
+    "  fields = {\n"
+    "    location = { type = 'string', required = true, max = 40 },\n"
+    "    what = { type = 'enum', values = { 'garden', 'hazardous' } },\n"
+    "    title = { type = 'string', max = 30 },\n"
+    "  },\n"
+    "  initial = function(case)\n"
+    "    if case.data.what == 'hazardous' then return 'urgent' end\n"
+    "    return 'reported'\n"
+    "  end,\n"
+    "  initial_states = { 'reported', 'urgent' },\n"
+    "  states = {\n"
+    "    reported = { enter = function(case)\n"
+    "      case.data.title = 'Fly-tipping at ' .. case.data.location\n"
+    "    end, on = { close = 'closed' } },\n"
+    "    urgent = { on = { close = 'closed' } },\n"
+    "    closed = { final = true },\n"
+    "  },\n"
+    "}\n";
+
+START_TEST(test_open_checks_data_before_scripts)
+{
+  load(HOOKED, "fly.lua");
+  size_t before = ncases();
+  const char *m = open_refused("fly_tipping", "{\"what\": \"garden\"}",
+                               FLOW_EDATA);
+  assert_has(m, "location: is required");
+  assert_lacks(m, "fly.lua");
+  m = open_refused("fly_tipping",
+                   "{\"location\": \"Mill Lane\", \"what\": \"sofa\"}",
+                   FLOW_EDATA);
+  assert_has(m, "what: must be one of garden, hazardous");
+  ck_assert_uint_eq(ncases(), before);
+  /* Good data: the initial function and the hook run. */
+  char *c;
+  ck_assert_int_eq(flow_case_open(&c, E, "fly_tipping",
+                                  "{\"location\": \"Mill Lane\"}", NULL),
+                   0);
+  assert_has(c, "\"title\":\"Fly-tipping at Mill Lane\"");
+  assert_has(c, "\"state\":\"reported\"");
+  flow_free(c);
+  /* What a hook wrote is checked too: a title too long for its field. */
+  m = open_refused("fly_tipping",
+                   "{\"location\": \"The lay-by on the old road out of "
+                   "town\"}",
+                   FLOW_EDATA);
+  assert_has(m, "title: ");
+  ck_assert_uint_eq(ncases(), before + 1);
+  /* The service's own rules still join the built-in problems, once. */
+  m = open_refused("event_licence", "{\"street\": \"Mill Lane\", "
+                   "\"phone\": \"1\", \"start_date\": \"2026-12-10\"}",
+                   FLOW_EDATA);
+  assert_has(m, "end_date: is required");
+  ck_assert_ptr_null(strstr(strstr(m, "end_date") + 1, "end_date: is"));
+}
+END_TEST
+
 static Suite *
 rules_suite(void)
 {
@@ -375,6 +439,7 @@ rules_suite(void)
   tcase_add_test(tc, test_validate_refusals);
   tcase_add_test(tc, test_rules_load_errors);
   tcase_add_test(tc, test_rules_in_the_schema);
+  tcase_add_test(tc, test_open_checks_data_before_scripts);
   suite_add_tcase(s, tc);
   return s;
 }
