@@ -463,9 +463,20 @@ flow__runner_c_expect_actions(lua_State *L)
   }
   json_t *got = case_actions(L, r, id);
   int ok = json_array_size(want) == json_array_size(got);
-  for (size_t i = 0; ok && i < json_array_size(want); i++)
+  /* Which request differs, and where: the summaries alone may read the
+     same ("notify.sms (failed)") when only an attempt count or an error
+     text is off. */
+  char where[400] = "";
+  for (size_t i = 0; ok && i < json_array_size(want); i++) {
     ok = flow__runner_json_match(json_array_get(want, i),
                                  json_array_get(got, i), 1);
+    if (!ok) {
+      char d[300];
+      flow__runner_json_diff(json_array_get(want, i), json_array_get(got, i),
+                             d, sizeof d);
+      snprintf(where, sizeof where, "; request %zu differs: %s", i + 1, d);
+    }
+  }
   char g[MSG_MAX / 2], w[MSG_MAX / 2];
   describe_requests(got, g, sizeof g);
   describe_requests(want, w, sizeof w);
@@ -478,8 +489,8 @@ flow__runner_c_expect_actions(lua_State *L)
     free(wtext);
     return flow__runner_fail_at(L, r,
                                 "expect_actions: case %s should have asked "
-                                "for %s, but it asked for %s (expected %s)",
-                                id, w, g, detail);
+                                "for %s, but it asked for %s (expected %s)%s",
+                                id, w, g, detail, where);
   }
   free(wtext);
   lua_settop(L, 1);

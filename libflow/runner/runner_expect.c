@@ -53,6 +53,41 @@ flow__runner_json_match(json_t *expected, json_t *actual, int subset)
   return json_equal(expected, actual);
 }
 
+/* Where actual first fails to match expected, an object compared as a
+   subset: "error is \"x\", not \"y\"" for its first key that differs
+   (nested keys joined with dots), into buf.  Nothing when they match. */
+void
+flow__runner_json_diff(json_t *expected, json_t *actual, char *buf,
+                       size_t len)
+{
+  buf[0] = 0;
+  if (!json_is_object(expected) || !json_is_object(actual))
+    return;
+  const char *k;
+  json_t *v;
+  json_object_foreach(expected, k, v)
+  {
+    json_t *a = json_object_get(actual, k);
+    if (flow__runner_json_match(v, a, 1))
+      continue;
+    if (json_is_object(v) && json_is_object(a)) {
+      char inner[256];
+      flow__runner_json_diff(v, a, inner, sizeof inner);
+      snprintf(buf, len, "%s.%s", k, inner);
+      return;
+    }
+    char *vt = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    char *at = a ? json_dumps(a, JSON_COMPACT | JSON_SORT_KEYS |
+                                     JSON_ENCODE_ANY)
+                 : NULL;
+    snprintf(buf, len, "%s is %.120s, not %.120s", k, at ? at : "not set",
+             vt ? vt : "?");
+    free(vt);
+    free(at);
+    return;
+  }
+}
+
 /* ---- plain values -------------------------------------------------------- */
 
 /* The value at idx as short text for a message, never running a

@@ -185,6 +185,10 @@ int flow__runner_c_expect_actions(lua_State *L);
 
 /* 1 when actual matches expected, as the assertions compare values. */
 int flow__runner_json_match(json_t *expected, json_t *actual, int subset);
+/* The first key where actual fails to match expected, as "KEY is GOT, not
+   WANT", into buf ("" when they match). */
+void flow__runner_json_diff(json_t *expected, json_t *actual, char *buf,
+                            size_t len);
 int flow__runner_l_expect_equal(lua_State *L);
 int flow__runner_l_expect(lua_State *L);
 int flow__runner_l_fail(lua_State *L);

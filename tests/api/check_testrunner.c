@@ -404,6 +404,11 @@ START_TEST(test_testrunner_action_mocks)
                "test('a mock function that returns nothing', function()\n"
                "  mock.action('notify.sms', function(args) end)\n"
                "  open('bell'):signal('ring')\n"
+               "end)\n"
+               "test('only an argument differs', function()\n"
+               "  local c = open('bell')\n"
+               "  c:signal('ring')\n"
+               "  c:expect_actions({ { action = 'notify.sms', args = { to = '2' } } })\n"
                "end)\n",
                NULL),
       0);
@@ -416,6 +421,8 @@ START_TEST(test_testrunner_action_mocks)
       "a result or a failure, not both");
   has("\"message\":\"boom\"");
   has("the answer must be a table like { result = { ... } }");
+  /* Summaries that read the same are followed by where they differ. */
+  has("; request 1 differs: args.to is \\\"1\\\", not \\\"2\\\"");
 }
 END_TEST
 
