@@ -50,9 +50,11 @@ task_json(const flow__task_row *r, int64_t now)
   set_time(o, "finished_at", r->finished_at);
   int live = strcmp(r->status, "open") == 0 ||
              strcmp(r->status, "claimed") == 0;
+  /* Overdue from its due moment on: the moment the task_overdue timer
+     fires and the host is told. */
   json_object_set_new(o, "overdue", json_boolean(live &&
                                                  r->due_at != FLOW__NO_TIME &&
-                                                 r->due_at < now));
+                                                 r->due_at <= now));
   json_t *form = json_loads(r->form, 0, NULL);
   json_object_set_new(o, "form", form ? form : json_object());
   json_t *outcome = r->outcome ? json_loads(r->outcome, 0, NULL) : NULL;
@@ -303,7 +305,7 @@ flow_tasks_list(char **out, flow_engine *engine, const flow_task_query *q)
                              q->status);
   int64_t now = flow_engine_now(e);
   if (q->overdue)
-    sq.due_before = now;
+    sq.due_before = now == INT64_MAX ? now : now + 1; /* due_at <= now */
   list_ctx l = { json_array(), now };
   if (l.arr == NULL)
     return flow__engine_fail(e, FLOW_ENOMEM, "out of memory");

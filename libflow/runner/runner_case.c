@@ -671,6 +671,11 @@ sla_status(runner *r, json_t *c, const char *id)
   const char *st = json_string_value(json_object_get(c, "status"));
   if (st && strcmp(st, "closed") == 0) {
     flow_time_parse(&u, json_string_value(json_object_get(c, "updated_at")));
+    /* A case closed while its clock was stopped is judged at the moment
+       the clock stopped: the due time would have moved on with the wait. */
+    const char *paused = json_string_value(json_object_get(c, "sla_paused_at"));
+    if (paused)
+      flow_time_parse(&u, paused);
     return breached || u > d ? "breached" : "met";
   }
   if (breached)
@@ -776,7 +781,9 @@ c_expect_refused(lua_State *L)
            luaL_checkstring(L, 2), id);
   int rc = do_signal(L, r, id, 2);
   refusal_result(L, r, rc, want, what, id);
-  lua_settop(L, 1);
+  /* The refusal's message, as expect_refused and expect_open_refused
+     give it, for checks of what it says. */
+  lua_pushstring(L, flow_errmsg(r->e));
   return 1;
 }
 

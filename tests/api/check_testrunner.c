@@ -555,9 +555,9 @@ START_TEST(test_testrunner_tasks_and_messages)
           "test('overdue', function()\n"
           "  local c = open('parcel', { ref = 'P6' })\n"
           "  send('arrived', 'P6', {})\n"
-          "  advance('1 working day')\n"
+          "  advance_to('2026-02-03T08:59:59Z')\n"
           "  c:expect_tasks({ { name = 'sort', overdue = false } })\n"
-          "  advance('1s')\n"
+          "  advance('1s')\n" /* its due moment: overdue from now on */
           "  c:expect_tasks({ { name = 'sort', overdue = true } })\n"
           "  expect(#c:tasks({ overdue = true })).to_be(1)\n"
           "end)\n"
@@ -741,6 +741,69 @@ START_TEST(test_testrunner_timers_due_at_the_same_moment)
 }
 END_TEST
 
+/* What service authors met writing the worked examples (issue 16): a
+   refusal's message from c:expect_refused, a case closed while its
+   service-level clock was stopped judged at the stop, a slow host's
+   answer after the timeout ignored as in production, and a task overdue
+   from its due moment on. */
+START_TEST(test_testrunner_authors_findings)
+{
+  write_file("wait.lua",
+             "return { name = 'wait', version = 1,\n"
+             "  sla = { within = '2 working days' },\n"
+             "  fields = { id = { type = 'string' } },\n"
+             "  initial = 'a',\n"
+             "  states = {\n"
+             "    a = { on = {\n"
+             "      wait = function(case) flow.sla.pause('asked') end,\n"
+             "      go = function(case)\n"
+             "        flow.call('slow.thing', {}, { reply = 'done',\n"
+             "          fail = 'gave_up', timeout = '10m' })\n"
+             "      end,\n"
+             "      done = { internal = true, handler = function(case, ev)\n"
+             "        case.data.id = ev.payload.id; return 'b' end },\n"
+             "      gave_up = { internal = true, to = 'c' },\n"
+             "      work = function(case)\n"
+             "        flow.task{ name = 'look', team = 't', due = '1h' }\n"
+             "      end,\n"
+             "      withdraw = 'c' } },\n"
+             "    b = { final = true }, c = { final = true } } }\n");
+  ck_assert_int_eq(
+      run_with("load('wait.lua')\n"
+               "test('message', function()\n"
+               "  local m = open('wait'):expect_refused('nope', 'FLOW_EEVENT')\n"
+               "  expect(m).to_contain(\"'nope'\")\n"
+               "end)\n"
+               "test('paused then closed', function()\n"
+               "  local c = open('wait')\n"
+               "  c:signal('wait')\n"
+               "  advance('10 working days')\n"
+               "  c:signal('withdraw')\n"
+               "  c:expect_sla('met')\n"
+               "end)\n"
+               "test('late answer', function()\n"
+               "  mock.action('slow.thing', { result = { id = 'x' }, after = '30m' })\n"
+               "  local c = open('wait')\n"
+               "  c:signal('go')\n"
+               "  advance('1h')\n"
+               "  c:expect_state('c')\n"
+               "  c:expect_field('id', nil)\n"
+               "end)\n"
+               "test('due now is overdue', function()\n"
+               "  local c = open('wait')\n"
+               "  c:signal('work')\n"
+               "  advance('1h')\n"
+               "  c:expect_tasks({ { name = 'look', overdue = true } })\n"
+               "end)\n",
+               NULL),
+      0);
+  has("\"name\":\"message\",\"status\":\"pass\"");
+  has("\"name\":\"paused then closed\",\"status\":\"pass\"");
+  has("\"name\":\"late answer\",\"status\":\"pass\"");
+  has("\"name\":\"due now is overdue\",\"status\":\"pass\"");
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -765,6 +828,7 @@ suite(void)
   tcase_add_test(tc, test_testrunner_action_mocks);
   tcase_add_test(tc, test_testrunner_tasks_and_messages);
   tcase_add_test(tc, test_testrunner_tasks_failing);
+  tcase_add_test(tc, test_testrunner_authors_findings);
   suite_add_tcase(s, tc);
   return s;
 }
