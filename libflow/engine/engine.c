@@ -313,6 +313,7 @@ flow__engine_sandbox(flow_engine *e, flow__sandbox **out)
   int rc = flow__sandbox_new(out, &cfg, &err);
   if (rc != 0)
     return flow__engine_fail_err(e, &err);
+  flow__sandbox_set_calendar(*out, &e->cal);
   return 0;
 }
 

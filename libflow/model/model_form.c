@@ -39,12 +39,17 @@ read_one(const flow__allocator *a, const char *name, json_t *spec,
                  "values, min, max, pattern and title)",
                  key);
   }
-  const char *type = json_string_value(json_object_get(spec, "type"));
+  json_t *tv = json_object_get(spec, "type");
+  const char *type = json_string_value(tv);
   f->type = type ? flow__ftype_from_name(type) : -1;
-  if (f->type < 0 || f->type == FLOW__F_OBJECT || f->type == FLOW__F_LIST)
-    return bad(err, name, "%s",
-               "needs a type: string, integer, number, boolean, enum, date "
-               "or datetime");
+  if (f->type < 0)
+    return bad(err, name, tv ? "type '%.40s' is not a type (a form field is "
+                               "a string, integer, number, boolean, enum, "
+                               "date, datetime, list or object)"
+                             : "%sneeds a type: string, integer, number, "
+                               "boolean, enum, date, datetime, list or "
+                               "object",
+               type ? type : "");
   f->name = flow__strdup(a, name);
   if (f->name == NULL)
     return flow__err_set(err, FLOW_ENOMEM, "out of memory reading a form");

@@ -36,6 +36,10 @@ typedef struct flow__sandbox_config {
 int flow__sandbox_new(flow__sandbox **out, const flow__sandbox_config *cfg,
                       flow__err *err);
 void flow__sandbox_free(flow__sandbox *sb);
+/* The calendar of flow.add, flow.date and flow.is_working_day (which must
+   outlive the sandbox); until it is set, the default one (Europe/London,
+   England and Wales bank holidays). */
+void flow__sandbox_set_calendar(flow__sandbox *sb, const flow__calendar *cal);
 /* Bytes the Lua state holds now. */
 size_t flow__sandbox_mem(const flow__sandbox *sb);
 /*

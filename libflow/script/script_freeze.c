@@ -91,6 +91,14 @@ flow__frozen_contents(lua_State *L, int idx, int *list)
   return 1;
 }
 
+void
+flow__frozen_thaw_arg(lua_State *L, int idx)
+{
+  idx = lua_absindex(L, idx);
+  if (flow__frozen_contents(L, idx, NULL))
+    lua_replace(L, idx);
+}
+
 /* ---- the metamethods of a frozen table ---------------------------------- */
 
 static int

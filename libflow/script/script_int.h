@@ -92,6 +92,10 @@ struct flow__sandbox {
   lua_State *L;
   const flow__allocator *alloc; /* the engine's; outlives the sandbox */
   flow__pool pool;              /* where the Lua state's memory comes from */
+  /* The working-day calendar of flow.add and friends: the engine's, or
+     the default one when the sandbox has no engine. */
+  const flow__calendar *cal;
+  flow__calendar default_cal;
 
   /* Memory: every byte the Lua state holds, plus `extra` bytes held for
      the script outside Lua (the action requests of flow.call), and the
@@ -229,6 +233,11 @@ void flow__sb_push_sla(lua_State *L);
 const luaL_Reg *flow__sb_sla_funcs(void);
 /* flow.task{...} (script_task.c). */
 int flow__sb_task(lua_State *L);
+/* flow.add, flow.date, flow.is_working_day, flow.before (script_time.c). */
+int flow__sb_add(lua_State *L);
+int flow__sb_date(lua_State *L);
+int flow__sb_is_working_day(lua_State *L);
+int flow__sb_before(lua_State *L);
 /*
  * Host-side budget check for C loops that must not raise (the JSON
  * bridge): adds n to the instruction count and looks at the CPU clock.
@@ -318,6 +327,11 @@ void flow__freeze_restore(lua_State *L);
    and returns 1 (*list set when it was a flow.list); else pushes nothing
    and returns 0.  Never raises and never allocates. */
 int flow__frozen_contents(lua_State *L, int idx, int *list);
+/* If the table at idx is frozen, puts the table that holds its contents
+   in its place, for C code that reads it with lua_rawget or lua_next (a
+   frozen table reads empty that way: options kept in a table at the top
+   of a script were silently ignored).  Never raises. */
+void flow__frozen_thaw_arg(lua_State *L, int idx);
 /* Lets the userdata at idx stay reachable unfrozen: state the sandbox
    itself resets before every run (math.random's generator). */
 void flow__freeze_allow(lua_State *L, int idx);

@@ -436,6 +436,7 @@ call_options(lua_State *L, const char *who, call_opts *o)
                "%s: the options must be a table like { reply = "
                "\"sms_sent\" }, not a %s",
                who, lua_typename(L, t));
+  flow__frozen_thaw_arg(L, 3);
   static const char *const known[] = { "reply", "fail", "retry", "timeout",
                                        "key", NULL };
   flow__sb_known_keys(L, 3, known, who, "option",
@@ -448,6 +449,7 @@ call_options(lua_State *L, const char *who, call_opts *o)
   lua_pushliteral(L, "retry");
   int rt = lua_rawget(L, 3);
   if (rt == LUA_TTABLE) {
+    flow__frozen_thaw_arg(L, -1);
     int r = lua_gettop(L);
     lua_pushliteral(L, "max");
     int isnum = 0;
@@ -647,6 +649,7 @@ timer_request(lua_State *L, const char *fn, int is_at)
                       lua_typename(L, pt));
   int keep = 0;
   if (lua_type(L, 4) == LUA_TTABLE) {
+    flow__frozen_thaw_arg(L, 4);
     lua_pushliteral(L, "keep");
     keep = lua_rawget(L, 4) != LUA_TNIL && lua_toboolean(L, -1);
     lua_pop(L, 1);
@@ -723,7 +726,10 @@ flow_list(lua_State *L)
 static const luaL_Reg flow_funcs[] = {
   { "log", flow_log },   { "fail", flow_fail }, { "now", flow_now },
   { "call", flow_call }, { "list", flow_list }, { "after", flow_after },
-  { "at", flow_at },     { "task", flow__sb_task }, { NULL, NULL },
+  { "at", flow_at },     { "task", flow__sb_task },
+  { "add", flow__sb_add }, { "date", flow__sb_date },
+  { "is_working_day", flow__sb_is_working_day },
+  { "before", flow__sb_before }, { NULL, NULL },
 };
 
 int
@@ -929,6 +935,7 @@ flow__sandbox_new(flow__sandbox **out, const flow__sandbox_config *cfg,
                          "out of memory creating a script sandbox");
   sb->alloc = cfg->alloc;
   flow__pool_init(&sb->pool, cfg->alloc);
+  flow__calendar_default(&sb->default_cal);
   sb->mem_limit = cfg->mem_limit ? cfg->mem_limit : FLOW__DEFAULT_MEMORY;
   sb->instr_limit = cfg->instr_limit ? cfg->instr_limit : FLOW__DEFAULT_INSTRUCTIONS;
   sb->cpu_ms = cfg->cpu_ms ? cfg->cpu_ms : FLOW__DEFAULT_CPU_MS;
@@ -994,6 +1001,12 @@ flow__sandbox_free(flow__sandbox *sb)
   lua_close(sb->L);
   flow__pool_release(&sb->pool);
   flow__free(sb->alloc, sb);
+}
+
+void
+flow__sandbox_set_calendar(flow__sandbox *sb, const flow__calendar *cal)
+{
+  sb->cal = cal;
 }
 
 lua_State *

@@ -78,6 +78,7 @@ sla_restart(lua_State *L)
 {
   const char *within, *warn = NULL;
   if (lua_type(L, 1) == LUA_TTABLE) {
+    flow__frozen_thaw_arg(L, 1);
     static const char *const known[] = { "within", "warn", NULL };
     flow__sb_known_keys(L, 1, known, "flow.sla.restart", "key",
                         "it takes within and warn");

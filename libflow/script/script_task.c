@@ -68,6 +68,7 @@ flow__sb_task(lua_State *L)
                       "flow.task: give the task as a table, like "
                       "flow.task{ name = \"inspect\", team = \"highways\" }");
   lua_settop(L, 1);
+  flow__frozen_thaw_arg(L, 1);
   static const char *const known[] = { "name", "title",  "team", "assignee",
                                        "due",  "form",   "done", "keep",
                                        NULL };

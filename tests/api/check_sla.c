@@ -460,8 +460,9 @@ START_TEST(test_sla_call_refusals)
                              "mean 'pause'?)");
   ck_assert_int_eq(flow_case_signal(NULL, E, "1", "other", NULL, NULL),
                    FLOW_ESCRIPT);
-  assert_has(flow_errmsg(E), "calls.lua:7: flow has no 'zzz' (it has after, "
-                             "at, call, fail, list, log, now, null, sla, "
+  assert_has(flow_errmsg(E), "calls.lua:7: flow has no 'zzz' (it has add, "
+                             "after, at, before, call, date, fail, "
+                             "is_working_day, list, log, now, null, sla, "
                              "task)");
   assert_case_has("1", "\"seq\":1");
 }

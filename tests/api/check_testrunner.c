@@ -804,6 +804,66 @@ START_TEST(test_testrunner_authors_findings)
 }
 END_TEST
 
+/* Options kept in tables at the top of a script (frozen once the script
+   has loaded) are read like options written in the call: they read as
+   empty to the engine's C code and were silently ignored. */
+START_TEST(test_testrunner_frozen_options)
+{
+  write_file("fr.lua",
+             "local RETRY = { max = 3, backoff = '5m' }\n"
+             "local OPTS = { retry = RETRY, fail = 'gave_up' }\n"
+             "local KEEP = { keep = true }\n"
+             "local TASK = { name = 'look', team = 't', due = '1h' }\n"
+             "local RESTART = { within = '3 working days' }\n"
+             "return { name = 'fr', version = 1, initial = 'a',\n"
+             "  sla = { within = '1 working day' },\n"
+             "  states = {\n"
+             "    a = { on = {\n"
+             "      go = function(case)\n"
+             "        flow.call('notify.sms', { to = '1' }, OPTS) end,\n"
+             "      gave_up = { internal = true, to = 'b' },\n"
+             "      tick = function(case)\n"
+             "        flow.after('1h', 'ping', nil, KEEP) end,\n"
+             "      move = 'c',\n"
+             "      work = function(case) flow.task(TASK) end,\n"
+             "      again = function(case) flow.sla.restart(RESTART) end } },\n"
+             "    b = { final = true },\n"
+             "    c = { on = { ping = function() end } } } }\n");
+  ck_assert_int_eq(
+      run_with("load('fr.lua')\n"
+               "test('retry', function()\n"
+               "  mock.action('notify.sms', { fail = 'down', retry = true })\n"
+               "  local c = open('fr')\n"
+               "  c:signal('go')\n"
+               "  advance('2h')\n"
+               "  c:expect_actions({ { status = 'failed', attempts = 4 } })\n"
+               "  c:expect_state('b')\n"
+               "end)\n"
+               "test('keep', function()\n"
+               "  local c = open('fr')\n"
+               "  c:signal('tick')\n"
+               "  c:signal('move')\n"
+               "  c:expect_timers({ 'ping', 'sla_breached' })\n"
+               "end)\n"
+               "test('task', function()\n"
+               "  local c = open('fr')\n"
+               "  c:signal('work')\n"
+               "  c:expect_tasks({ { name = 'look', team = 't' } })\n"
+               "end)\n"
+               "test('restart', function()\n"
+               "  local c = open('fr')\n"
+               "  c:signal('again')\n"
+               "  c:expect_sla('due', '2026-02-05T09:00:00Z')\n"
+               "end)\n",
+               NULL),
+      0);
+  has("\"name\":\"retry\",\"status\":\"pass\"");
+  has("\"name\":\"keep\",\"status\":\"pass\"");
+  has("\"name\":\"task\",\"status\":\"pass\"");
+  has("\"name\":\"restart\",\"status\":\"pass\"");
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -829,6 +889,7 @@ suite(void)
   tcase_add_test(tc, test_testrunner_tasks_and_messages);
   tcase_add_test(tc, test_testrunner_tasks_failing);
   tcase_add_test(tc, test_testrunner_authors_findings);
+  tcase_add_test(tc, test_testrunner_frozen_options);
   suite_add_tcase(s, tc);
   return s;
 }

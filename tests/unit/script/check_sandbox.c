@@ -125,7 +125,7 @@ START_TEST(test_sandbox_globals_are_whitelisted)
           "xpcall\"");
   eval_is("local names = {} for k in pairs(flow) do names[#names + 1] = k "
           "end table.sort(names) return table.concat(names, ',')",
-          "\"after,at,call,fail,list,log,now,null,sla,task\"");
+          "\"add,after,at,before,call,date,fail,is_working_day,list,log,now,null,sla,task\"");
 }
 END_TEST
 
@@ -452,6 +452,62 @@ START_TEST(test_sandbox_flow_now_in_eval)
   ck_assert_uint_ge(strlen(got), 22);
   ck_assert_int_eq(got[11], 'T');
   ck_assert_int_eq(got[strlen(got) - 2], 'Z');
+}
+END_TEST
+
+/* The date and working-day helpers, on the default calendar and on one
+   the engine sets (a council closed on 28 December). */
+START_TEST(test_sandbox_date_helpers)
+{
+  sb = new_sb(0, 0);
+  char got[256];
+  ck_assert_int_eq(
+      eval("return { flow.add('1 working day', '2026-12-24T12:00:00Z'),"
+           " flow.add('48h', '2026-12-24T12:00:00Z'),"
+           " flow.date('2026-06-03T23:30:00Z'),"
+           " flow.date('2026-06-03T23:30:00Z', 'long'),"
+           " flow.is_working_day('2026-12-25'),"
+           " flow.is_working_day('2026-12-28T10:00:00Z'),"
+           " flow.before('2026-01-01T00:00:00.5Z', '2026-01-01T00:00:01Z'),"
+           " flow.before('2026-01-01T00:00:01Z', '2026-01-01T00:00:00.5Z') }",
+           "d", got, sizeof got),
+      0);
+  /* 23:30Z on 3 June is 00:30 on the 4th in London (summer time); Boxing
+     Day 2026 is a Saturday, so Monday 28 December is its substitute. */
+  ck_assert_str_eq(got, "[\"2026-12-29T12:00:00Z\",\"2026-12-26T12:00:00Z\","
+                        "\"2026-06-04\",\"Thursday 4 June 2026\",false,false,"
+                        "true,false]");
+  flow__calendar cal;
+  flow__calendar_default(&cal);
+  int64_t closed = flow__days_from_civil(2026, 12, 29);
+  cal.extra_holidays = &closed;
+  cal.nextra = 1;
+  flow__sandbox_set_calendar(sb, &cal);
+  ck_assert_int_eq(eval("return { flow.add('1 working day',"
+                        " '2026-12-24T12:00:00Z'),"
+                        " flow.is_working_day('2026-12-29') }",
+                        "d", got, sizeof got),
+                   0);
+  ck_assert_str_eq(got, "[\"2026-12-30T12:00:00Z\",false]");
+  /* Mistakes name the function and say what to write. */
+  ck_assert_int_eq(eval("return flow.add('3 wrking days')", "d", NULL, 0),
+                   FLOW_ESCRIPT);
+  ck_assert_ptr_nonnull(strstr(err.msg, "flow.add: "));
+  ck_assert_int_eq(eval("return flow.date('yesterday')", "d", NULL, 0),
+                   FLOW_ESCRIPT);
+  ck_assert_ptr_nonnull(strstr(err.msg, "'yesterday' is not a time"));
+  ck_assert_int_eq(eval("return flow.is_working_day('2026-02-30')", "d",
+                        NULL, 0),
+                   FLOW_ESCRIPT);
+  ck_assert_ptr_nonnull(strstr(err.msg, "is not a date"));
+  ck_assert_int_eq(eval("return flow.date(nil, 'short')", "d", NULL, 0),
+                   FLOW_ESCRIPT);
+  ck_assert_ptr_nonnull(strstr(err.msg, "the style is"));
+  ck_assert_int_eq(eval("return flow.before('2026-01-01T00:00:00Z')", "d",
+                        NULL, 0),
+                   FLOW_ESCRIPT);
+  ck_assert_ptr_nonnull(strstr(err.msg, "needs two times"));
+  flow__sandbox_set_calendar(sb, NULL);
 }
 END_TEST
 
@@ -888,6 +944,7 @@ sandbox_suite(void)
   tcase_add_test(tc, test_sandbox_eval_errors_name_chunk_and_line);
   tcase_add_test(tc, test_sandbox_log_and_print);
   tcase_add_test(tc, test_sandbox_flow_now_in_eval);
+  tcase_add_test(tc, test_sandbox_date_helpers);
   tcase_add_test(tc, test_sandbox_eval_random_is_repeatable);
   tcase_add_test(tc, test_sandbox_flow_list_and_null);
   tcase_add_test(tc, test_sandbox_match);
