@@ -90,7 +90,8 @@ FLOW_EXTERN int flow_action_complete(flow_engine *engine,
 /*
  * Fails the attempt in flight of request_id with message.  A retryable
  * failure is tried again while retries are left; otherwise the script's
- * fail event is applied with ev.payload = { error = message, attempts = N }
+ * fail event is applied with ev.payload = { error = message, attempts = N,
+ * reason = "refused" | "retries_exhausted" | "timed_out" }
  * (an incident if it is refused or the script named none).
  *
  * Errors: as flow_action_complete.

@@ -344,7 +344,8 @@ action_incident(flow_engine *e, const request *q, const char *event,
  */
 static int
 settle_failure(flow_engine *e, const request *q, int retryable,
-               const char *msg, const char **type, char *why, size_t whylen)
+               int timed_out, const char *msg, const char **type, char *why,
+               size_t whylen)
 {
   int rc;
   snprintf(why, whylen, "%s", msg);
@@ -358,8 +359,15 @@ settle_failure(flow_engine *e, const request *q, int retryable,
     json_t *payload = NULL;
     int code = FLOW_ERROR;
     if (q->fail) {
-      payload = json_pack("{s:s, s:i}", "error", msg, "attempts",
-                          q->attempts);
+      /* Why it ended, so that the script can tell "the host said no" from
+         "nobody answered": refused (a failure not worth retrying),
+         timed_out (the last attempt got no answer in time) or
+         retries_exhausted (retryable failures used up the retries). */
+      const char *reason = !retryable ? "refused"
+                           : timed_out ? "timed_out"
+                                       : "retries_exhausted";
+      payload = json_pack("{s:s, s:i, s:s}", "error", msg, "attempts",
+                          q->attempts, "reason", reason);
       if (payload == NULL)
         return flow__engine_fail(e, FLOW_ENOMEM, "out of memory");
       rc = deliver(e, q, q->fail, payload, why, whylen);
@@ -460,7 +468,7 @@ apply_answer(flow_engine *e, const answer *a, request *q, const char **type,
   if (rc != 0)
     return rc;
   if (a->fail)
-    return settle_failure(e, q, a->retryable, a->msg, type, why, whylen);
+    return settle_failure(e, q, a->retryable, 0, a->msg, type, why, whylen);
   const char *status = "done";
   if (q->reply) {
     int d = deliver(e, q, q->reply, a->result, why, whylen);
@@ -686,7 +694,7 @@ time_out(flow_engine *e, request *q)
   int rc = e->vt->begin(e->store, &err);
   if (rc != 0)
     return flow__engine_fail_err(e, &err);
-  rc = settle_failure(e, q, 1, msg, &type, why, sizeof why);
+  rc = settle_failure(e, q, 1, 1, msg, &type, why, sizeof why);
   if (rc == FLOW_ECONFLICT) {
     e->vt->rollback(e->store);
     return 0; /* another engine settled it */

@@ -864,6 +864,49 @@ START_TEST(test_testrunner_frozen_options)
 }
 END_TEST
 
+/* The fail event says why the request ended, so that a script can tell
+   the host's "no" from nobody answering. */
+START_TEST(test_testrunner_fail_reason)
+{
+  write_file("why.lua",
+             "return { name = 'why', version = 1, initial = 'a',\n"
+             "  fields = { reason = { type = 'string' } },\n"
+             "  states = {\n"
+             "    a = { on = {\n"
+             "      go = function(case)\n"
+             "        flow.call('address.lookup', { uprn = '1' },\n"
+             "          { fail = 'lost', retry = { max = 2, backoff = '1m' },\n"
+             "            timeout = '5m' })\n"
+             "      end,\n"
+             "      lost = { internal = true, handler = function(case, ev)\n"
+             "        case.data.reason = ev.payload.reason; return 'b' end } } },\n"
+             "    b = { final = true } } }\n");
+  ck_assert_int_eq(
+      run_with("load('why.lua')\n"
+               "local function reason(answer)\n"
+               "  mock.action('address.lookup', answer)\n"
+               "  local c = open('why')\n"
+               "  c:signal('go')\n"
+               "  advance('1h')\n"
+               "  return c:data().reason\n"
+               "end\n"
+               "test('refused', function()\n"
+               "  expect(reason({ fail = 'no such property' })).to_be('refused')\n"
+               "end)\n"
+               "test('exhausted', function()\n"
+               "  expect(reason({ fail = 'busy', retry = true })).to_be('retries_exhausted')\n"
+               "end)\n"
+               "test('timed out', function()\n"
+               "  expect(reason({ silent = true })).to_be('timed_out')\n"
+               "end)\n",
+               NULL),
+      0);
+  has("\"name\":\"refused\",\"status\":\"pass\"");
+  has("\"name\":\"exhausted\",\"status\":\"pass\"");
+  has("\"name\":\"timed out\",\"status\":\"pass\"");
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -890,6 +933,7 @@ suite(void)
   tcase_add_test(tc, test_testrunner_tasks_failing);
   tcase_add_test(tc, test_testrunner_authors_findings);
   tcase_add_test(tc, test_testrunner_frozen_options);
+  tcase_add_test(tc, test_testrunner_fail_reason);
   suite_add_tcase(s, tc);
   return s;
 }
