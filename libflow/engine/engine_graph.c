@@ -139,23 +139,27 @@ collect_edges(graph *g, const flow__state **states)
         add_edge(g, st->name, tr->target, label, 0, tr->internal);
       if (tr->handler == FLOW__NOREF)
         continue;
-      int first, last, lit = 0, bare = 0, other = 0, lines = 0;
+      int first, last, lit = 0, bare = 0, other = 0, lines = 0, falls = 0;
       returns ret = { svc, found, 0 };
       if (have_tokens &&
           flow__sandbox_func_lines(g->sb, tr->handler, &first, &last) == 0) {
         lines = 1;
         flow__lua_literal_returns(&tk, first, last, returned, &ret);
         flow__lua_return_kinds(&tk, first, last, &lit, &bare, &other);
+        falls = flow__lua_falls_through(&tk, first, last);
       }
       size_t nfound = ret.nfound;
       for (size_t k = 0; k < nfound; k++)
         if (tr->target == NULL || strcmp(found[k]->name, tr->target) != 0)
           add_edge(g, st->name, found[k]->name, label, 1, tr->internal);
-      /* A bare `return` (or none at all) stays: a loop on its state. */
-      int stays = lines && (bare > 0 || (lit == 0 && other == 0));
+      /* A bare `return`, or code that can reach the function's end without
+         one, stays: a loop on its state. */
+      int stays = lines && (bare > 0 || falls);
       if (tr->target == NULL && stays)
         add_edge(g, st->name, st->name, label, 1, tr->internal);
-      if (tr->target == NULL && nfound == 0 && (!stays || other > 0))
+      /* A return of anything but a state's name: the handler decides,
+         whatever plain returns it has besides. */
+      if (tr->target == NULL && (other > 0 || (nfound == 0 && !stays)))
         add_edge(g, st->name, NULL, label, 1, tr->internal);
     }
     for (size_t j = 0; j < st->nafter; j++) {
@@ -273,13 +277,23 @@ static void
 render_mermaid(graph *g, const flow__state **states, flow__buf *b)
 {
   const flow__service *svc = g->svc;
-  flow__buf_adds(b, "---\ntitle: ");
-  mermaid_text(b, svc->title ? svc->title : svc->name);
+  /* The title is YAML front matter: a title with a colon in it ("Local
+     test and trace: a contact") is written as a quoted string, which
+     keeps the colon; others as they are. */
+  const char *t = svc->title ? svc->title : svc->name;
+  int quote = strchr(t, ':') != NULL;
+  flow__buf_adds(b, quote ? "---\ntitle: \"" : "---\ntitle: ");
+  for (const char *p = t; *p; p++) {
+    if (quote && (*p == '"' || *p == '\\'))
+      flow__buf_addc(b, '\\');
+    flow__buf_addc(b, *p == '\n' || (!quote && *p == ';') ? ' ' : *p);
+  }
   flow__buf_addf(b, " (%s version %lld", svc->name, (long long)svc->version);
   if (svc->sla.set)
     flow__buf_addf(b, ", service level %s",
                    svc->sla.within ? svc->sla.within : "set by the case");
-  flow__buf_adds(b, ")\n---\nstateDiagram-v2\n");
+  flow__buf_adds(b, quote ? ")\"\n---\nstateDiagram-v2\n"
+                          : ")\n---\nstateDiagram-v2\n");
   if (svc->initial_fn == FLOW__NOREF)
     flow__buf_addf(b, "  [*] --> %s\n", svc->initial);
   else if (svc->ninitial == 0)

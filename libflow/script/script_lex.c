@@ -278,6 +278,163 @@ flow__lua_return_kinds(const flow__lua_tokens *tk, int first, int last,
   }
 }
 
+/*
+ * Whether the code from token *i on -- one block, up to the end, else,
+ * elseif or until that closes it (left at *i) -- always ends in a return:
+ * its last statement is a return (or a call of flow.fail or error, which
+ * never come back), a do block that ends in one, or an if with an else
+ * whose every branch ends in one.  Loops may not run, so
+ * they never do.  Function literals inside are skipped whole.
+ */
+static int block_returns(const flow__lua_tokens *tk, size_t *i, int last,
+                         int level);
+
+static int
+closes(const flow__token *t)
+{
+  return tok_is(t, "end") || tok_is(t, "else") || tok_is(t, "elseif") ||
+         tok_is(t, "until");
+}
+
+/* Skips a function's parameters and body from its `function` at *i to
+   just past its end. */
+static void
+skip_function(const flow__lua_tokens *tk, size_t *i, int last, int level)
+{
+  (*i)++;
+  while (*i < tk->n && tk->toks[*i].line <= last && tk->toks[*i].ch != '(')
+    (*i)++; /* the name, if it has one */
+  if (*i < tk->n && tk->toks[*i].match > (long)*i)
+    *i = (size_t)tk->toks[*i].match + 1;
+  block_returns(tk, i, last, level + 1);
+  if (*i < tk->n && tok_is(&tk->toks[*i], "end"))
+    (*i)++;
+}
+
+/* Moves *i past the next `word` (then, do) at this level. */
+static void
+skip_to(const flow__lua_tokens *tk, size_t *i, int last, const char *word,
+        int level)
+{
+  while (*i < tk->n && tk->toks[*i].line <= last &&
+         !tok_is(&tk->toks[*i], word)) {
+    if (tok_is(&tk->toks[*i], "function"))
+      skip_function(tk, i, last, level);
+    else
+      (*i)++;
+  }
+  if (*i < tk->n)
+    (*i)++;
+}
+
+static int
+block_returns(const flow__lua_tokens *tk, size_t *i, int last, int level)
+{
+  int ends = 0;
+  if (level > 200)
+    return 0; /* nesting no script needs: say it may fall through */
+  while (*i < tk->n && tk->toks[*i].line <= last) {
+    const flow__token *t = &tk->toks[*i];
+    if (closes(t))
+      return ends;
+    if (tok_is(t, "return")) {
+      /* The last statement of its block: what follows is its value. */
+      (*i)++;
+      while (*i < tk->n && tk->toks[*i].line <= last &&
+             !closes(&tk->toks[*i])) {
+        if (tok_is(&tk->toks[*i], "function"))
+          skip_function(tk, i, last, level);
+        else
+          (*i)++;
+      }
+      return 1;
+    }
+    if (tok_is(t, "if")) {
+      int all = 1, has_else = 0;
+      skip_to(tk, i, last, "then", level);
+      for (;;) {
+        all &= block_returns(tk, i, last, level + 1);
+        if (*i >= tk->n || tk->toks[*i].line > last)
+          return 0;
+        if (tok_is(&tk->toks[*i], "elseif")) {
+          skip_to(tk, i, last, "then", level);
+        } else if (tok_is(&tk->toks[*i], "else")) {
+          has_else = 1;
+          (*i)++;
+        } else {
+          (*i)++; /* its end */
+          break;
+        }
+      }
+      ends = all && has_else;
+      continue;
+    }
+    if (tok_is(t, "do")) {
+      (*i)++;
+      ends = block_returns(tk, i, last, level + 1);
+      if (*i < tk->n)
+        (*i)++;
+      continue;
+    }
+    if (tok_is(t, "while") || tok_is(t, "for")) {
+      skip_to(tk, i, last, "do", level);
+      block_returns(tk, i, last, level + 1);
+      if (*i < tk->n)
+        (*i)++;
+      ends = 0;
+      continue;
+    }
+    if (tok_is(t, "repeat")) {
+      (*i)++;
+      block_returns(tk, i, last, level + 1);
+      if (*i < tk->n)
+        (*i)++; /* until; its condition reads as a statement */
+      ends = 0;
+      continue;
+    }
+    if (tok_is(t, "function")) {
+      skip_function(tk, i, last, level);
+      ends = 0;
+      continue;
+    }
+    /* flow.fail(...) and error(...) never return: as good as a return. */
+    size_t call = *i;
+    if (tok_is(t, "flow") && call + 2 < tk->n && tk->toks[call + 1].ch == '.' &&
+        tok_is(&tk->toks[call + 2], "fail"))
+      call += 3;
+    else if (tok_is(t, "error") && (call == 0 || tk->toks[call - 1].ch != '.'))
+      call += 1;
+    if (call != *i && call < tk->n &&
+        (tk->toks[call].ch == '(' || tk->toks[call].kind == FLOW__TOK_STRING)) {
+      *i = tk->toks[call].ch == '(' && tk->toks[call].match > (long)call
+               ? (size_t)tk->toks[call].match + 1
+               : call + 1;
+      ends = 1;
+      continue;
+    }
+    ends = 0;
+    (*i)++;
+  }
+  return ends;
+}
+
+int
+flow__lua_falls_through(const flow__lua_tokens *tk, int first, int last)
+{
+  size_t i = first_on(tk, first);
+  while (i < tk->n && tk->toks[i].line <= last &&
+         !tok_is(&tk->toks[i], "function"))
+    i++;
+  if (i >= tk->n || tk->toks[i].line > last)
+    return 1; /* cannot tell: as a handler with no return */
+  i++;
+  while (i < tk->n && tk->toks[i].line <= last && tk->toks[i].ch != '(')
+    i++;
+  if (i < tk->n && tk->toks[i].match > (long)i)
+    i = (size_t)tk->toks[i].match + 1;
+  return !block_returns(tk, &i, last, 0);
+}
+
 /* The end of the argument or field that starts at i, inside a bracket
    that closes at hi: the next ',' or ';' at this depth, or hi. */
 static size_t

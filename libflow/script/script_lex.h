@@ -66,6 +66,14 @@ void flow__lua_return_kinds(const flow__lua_tokens *tk, int first, int last,
                             int *literal, int *bare, int *other);
 
 /*
+ * 1 when the function defined from line first to line last may run to
+ * its end without a `return` (so a handler stays in its state), 0 when
+ * its body ends with one.  The first `function` on line first is taken
+ * as the function; when there is none, 1.
+ */
+int flow__lua_falls_through(const flow__lua_tokens *tk, int first, int last);
+
+/*
  * An event the script names in a call to the engine, as the source shows
  * it (flow__lua_event_uses): the event of flow.after/flow.at, the reply
  * and fail options of flow.call, the done of flow.task.  name is NULL

@@ -432,6 +432,61 @@ START_TEST(test_graph_self_loops_and_internal_events_mermaid)
 }
 END_TEST
 
+/* Where a handler's code can go, read from its control flow: one that
+   may fall off its end without a return stays; one whose every branch
+   returns (or calls flow.fail) does not; a return of something other
+   than a state's name adds the note even beside plain returns.  A title
+   with a colon is quoted in Mermaid's front matter. */
+static const char *const FLOWING =
+    "local function paid(case) return 'done' end\n"
+    "return {\n"
+    "  name = 'f', version = 1, title = 'Local test and trace: a contact',\n"
+    "  initial = 'open',\n"
+    "  states = {\n"
+    "    open = { on = {\n"
+    "      falls = function(case, ev)\n"
+    "        if ev.payload.x then return 'done' end\n"
+    "        case.data.y = 1\n"
+    "      end,\n"
+    "      every = function(case, ev)\n"
+    "        if ev.payload.x then return 'done'\n"
+    "        elseif ev.payload.y then return 'other'\n"
+    "        else return 'done' end\n"
+    "      end,\n"
+    "      failing = function(case, ev)\n"
+    "        if ev.payload.x then return 'done' end\n"
+    "        flow.fail('say x')\n"
+    "      end,\n"
+    "      mixed = function(case, ev)\n"
+    "        if ev.payload.ok then return paid(case) end\n"
+    "        return 'other'\n"
+    "      end,\n"
+    "      looping = function(case)\n"
+    "        for i = 1, 3 do if i == 2 then return 'done' end end\n"
+    "      end } },\n"
+    "    other = { final = true },\n"
+    "    done = { final = true },\n"
+    "  },\n"
+    "}\n";
+
+START_TEST(test_graph_reads_the_control_flow)
+{
+  char *g = NULL;
+  ck_assert_int_eq(flow_service_graph(&g, E, FLOWING, strlen(FLOWING),
+                                      "f.lua", "mermaid"),
+                   0);
+  HAS(g, "\n  open --> open: falls (handler)\n");
+  HAS(g, "\n  open --> other: every (handler)\n");
+  LACKS(g, "open --> open: every");
+  LACKS(g, "open --> open: failing");
+  HAS(g, "\n  open --> other: mixed (handler)\n");
+  HAS(g, "note right of open: mixed - the handler decides");
+  HAS(g, "\n  open --> open: looping (handler)\n");
+  HAS(g, "title: \"Local test and trace: a contact (f version 1)\"\n");
+  flow_free(g);
+}
+END_TEST
+
 static Suite *
 lint_suite(void)
 {
@@ -439,6 +494,7 @@ lint_suite(void)
   TCase *tc = tcase_create("lint");
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, test_lint_kept_timer_in_a_state_that_does_not_take_it);
+  tcase_add_test(tc, test_graph_reads_the_control_flow);
   tcase_add_test(tc, test_lint_kept_timer_taken_everywhere);
   tcase_add_test(tc, test_lint_timers_it_cannot_read_say_nothing);
   tcase_add_test(tc, test_lint_timer_fires_in_a_state_that_does_not_take_it);
