@@ -235,7 +235,8 @@ check_engine_events(lint *l)
       if (tr && !tr->internal && !told_internal(l, i, tr))
         warn(l, tr->line,
              "'%s' in state '%s' comes from its timer; mark it `internal = "
-             "true` so that no person can send it",
+             "true` so that no person can send it (or, if people send it "
+             "too, give the timer an event of its own)",
              a->event, st->name);
     }
   }
@@ -623,7 +624,8 @@ check_use_internal(script_events *se, const use *x)
       continue;
     warn(se->l, tr->line,
          "'%s' in state '%s' comes from %s (line %d); mark it `internal = "
-         "true` so that no person can send it",
+         "true` so that no person can send it (or, if people send it too, "
+         "give that its own event)",
          x->name, svc->states[i].name, use_source(x, what, sizeof what),
          x->u.line);
   }

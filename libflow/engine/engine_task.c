@@ -153,8 +153,8 @@ flow__tasks_persist(flow_engine *e, const flow__case_row *row,
       .finished_at = FLOW__NO_TIME,
     };
     const char *due = json_string_value(json_object_get(t, "due"));
-    if (due) {
-      flow__duration d;
+    if (due && flow__time_parse(due, &r.due_at) != 0) {
+      flow__duration d; /* not a time: a duration from now */
       if (flow__duration_parse(due, &d, err) != 0 ||
           flow__calendar_add(&e->cal, now, &d, &r.due_at) != 0)
         return flow__err_set(err, FLOW_ESCRIPT,

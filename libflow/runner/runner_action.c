@@ -422,6 +422,35 @@ flow__runner_c_actions(lua_State *L)
 {
   runner *r = flow__runner_need_test(L, "actions");
   json_t *j = case_actions(L, r, flow__runner_case_id(L, r));
+  /* c:actions("notify.sms") or c:actions({ status = "done" }): only the
+     requests that match, as c:tasks(filter) does. */
+  json_t *filter = NULL;
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    filter = json_pack("{s:s}", "action", lua_tostring(L, 2));
+  } else if (lua_type(L, 2) == LUA_TTABLE) {
+    char msg[256];
+    if (flow__json_from_lua(L, 2, "actions", &r->alloc, &filter, msg,
+                            sizeof msg) != 0) {
+      json_decref(j);
+      return flow__runner_raise_at(L, r, "%s", msg);
+    }
+  } else if (!lua_isnoneornil(L, 2)) {
+    json_decref(j);
+    return flow__runner_raise_at(L, r,
+                                 "c:actions takes an action's name or a "
+                                 "table of fields to match, like { status "
+                                 "= \"done\" }");
+  }
+  if (filter != NULL) {
+    json_t *kept = json_array();
+    for (size_t i = 0; kept && i < json_array_size(j); i++)
+      if (flow__runner_json_match(filter, json_array_get(j, i), 1))
+        json_array_append(kept, json_array_get(j, i));
+    json_decref(filter);
+    json_decref(j);
+    if ((j = kept) == NULL)
+      return luaL_error(L, "out of memory");
+  }
   flow__json_push(L, j);
   json_decref(j);
   return 1;

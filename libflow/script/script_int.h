@@ -233,11 +233,13 @@ void flow__sb_push_sla(lua_State *L);
 const luaL_Reg *flow__sb_sla_funcs(void);
 /* flow.task{...} (script_task.c). */
 int flow__sb_task(lua_State *L);
-/* flow.add, flow.date, flow.is_working_day, flow.before (script_time.c). */
+/* flow.add, flow.date, flow.is_working_day, flow.before, flow.local_time
+   (script_time.c). */
 int flow__sb_add(lua_State *L);
 int flow__sb_date(lua_State *L);
 int flow__sb_is_working_day(lua_State *L);
 int flow__sb_before(lua_State *L);
+int flow__sb_local_time(lua_State *L);
 /*
  * Host-side budget check for C loops that must not raise (the JSON
  * bridge): adds n to the instruction count and looks at the CPU clock.

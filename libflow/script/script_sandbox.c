@@ -729,7 +729,8 @@ static const luaL_Reg flow_funcs[] = {
   { "at", flow_at },     { "task", flow__sb_task },
   { "add", flow__sb_add }, { "date", flow__sb_date },
   { "is_working_day", flow__sb_is_working_day },
-  { "before", flow__sb_before }, { NULL, NULL },
+  { "before", flow__sb_before }, { "local_time", flow__sb_local_time },
+  { NULL, NULL },
 };
 
 int

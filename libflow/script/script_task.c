@@ -91,13 +91,19 @@ flow__sb_task(lua_State *L)
                                   "the id of a person, at most 100 bytes");
   const char *done = name_opt(L, "done", "inspected");
   const char *due = text_opt(L, "due", 64,
-                             "a duration like \"2 working days\"");
-  if (due) {
+                             "a duration like \"2 working days\" or a time "
+                             "like \"2026-12-01T17:00:00Z\"");
+  int64_t due_time;
+  if (due && flow__time_parse(due, &due_time) != 0) {
+    /* A duration from now, else a fixed time (the collection day's
+       17:00, from flow.add or flow.local_time). */
     flow__duration d;
     flow__err perr;
     flow__err_clear(&perr);
     if (flow__duration_parse(due, &d, &perr) != 0)
-      return luaL_error(L, "flow.task: due: %s", perr.msg);
+      return luaL_error(L, "flow.task: due: %s (or give a time like "
+                           "\"2026-12-01T17:00:00Z\")",
+                        perr.msg);
   }
   lua_pushliteral(L, "keep");
   int kt = lua_rawget(L, 1);

@@ -13,6 +13,12 @@
  *   flow.is_working_day([day])         whether a date ("2026-12-25") or
  *                                      the local date of a time is one
  *   flow.before(a, b)                  whether time a is earlier than b
+ *   flow.local_time(day, "10:00")      the instant of that time of day on
+ *                                      the calendar's clock, on the local
+ *                                      date of day (a date or a time)
+ *
+ * Wherever a time is taken, a date alone ("2026-12-01") means its local
+ * midnight.
  *
  * Times are compared by flow.before, not as text: the engine prints
  * milliseconds when there are some ("...09:00:00.500Z"), and "." sorts
@@ -76,10 +82,18 @@ time_arg(lua_State *L, int idx, const char *fn)
   if (lua_type(L, idx) != LUA_TSTRING)
     raise(L, "%s: a time is text like \"2026-12-01T09:30:00Z\", not a %s",
           fn, luaL_typename(L, idx));
+  /* A date alone is its local midnight on the calendar. */
+  int y, m, d;
+  if (lua_rawlen(L, idx) == 10 &&
+      flow__date_parse(lua_tostring(L, idx), &y, &m, &d) == 0)
+    return flow__calendar_local_to_utc(calendar(L),
+                                       flow__days_from_civil(y, m, d) *
+                                           MS_PER_DAY);
   if (flow__time_parse(lua_tostring(L, idx), &t) != 0)
     raise(L,
           "%s: '%.60s' is not a time (write it like "
-          "\"2026-12-01T09:30:00Z\", with its offset or Z)",
+          "\"2026-12-01T09:30:00Z\", with its offset or Z, or a date "
+          "like \"2026-12-01\")",
           fn, lua_tostring(L, idx));
   return t;
 }
@@ -172,5 +186,26 @@ flow__sb_before(lua_State *L)
   int64_t a = time_arg(L, 1, "flow.before");
   int64_t b = time_arg(L, 2, "flow.before");
   lua_pushboolean(L, a < b);
+  return 1;
+}
+
+int
+flow__sb_local_time(lua_State *L)
+{
+  int64_t day_start = time_arg(L, 1, "flow.local_time");
+  const char *clock = luaL_optstring(L, 2, "00:00");
+  int minutes;
+  if (flow__clock_time_parse(clock, &minutes) != 0)
+    return raise(L,
+                 "flow.local_time: '%.20s' is not a time of day (write it "
+                 "like \"10:00\" or \"17:30\")",
+                 clock);
+  const flow__calendar *cal = calendar(L);
+  int64_t day = local_day(cal, day_start);
+  int64_t at = flow__calendar_local_to_utc(cal, day * MS_PER_DAY +
+                                                    (int64_t)minutes * 60000);
+  char buf[40];
+  flow__time_format(buf, sizeof buf, at);
+  lua_pushstring(L, buf);
   return 1;
 }

@@ -217,6 +217,10 @@ int flow__calendar_zone(const char *zone, int *std_min, int *dst_min);
 int flow__clock_time_parse(const char *s, int *minutes);
 /* Local offset from UTC in minutes at instant ms. */
 int flow__calendar_offset(const flow__calendar *cal, int64_t ms);
+/* The instant of a local wall-clock time (ms since the epoch as if the
+   zone were UTC): in the autumn's repeated hour the earlier, in the
+   spring's gap the time as the offset before the change reads it. */
+int64_t flow__calendar_local_to_utc(const flow__calendar *cal, int64_t local);
 /* 1 if the local date (days since epoch) is a working day. */
 int flow__calendar_is_working_day(const flow__calendar *cal, int64_t day);
 /* The same, as the walks of flow__calendar_add answer it (a year's bank

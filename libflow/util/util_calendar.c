@@ -442,8 +442,8 @@ next_working_day(walker *w, int64_t day, int64_t *out)
  * earlier); none is the spring gap, where the offset before the change
  * (the smaller one) applies, which is the later candidate.
  */
-static int64_t
-local_to_utc(const flow__calendar *cal, int64_t local)
+int64_t
+flow__calendar_local_to_utc(const flow__calendar *cal, int64_t local)
 {
   int64_t u1 = local - cal->std_offset_min * MS_MINUTE;
   int64_t u2 = local - cal->dst_offset_min * MS_MINUTE;
@@ -481,7 +481,7 @@ add_working_days(const flow__calendar *cal, int64_t from, int64_t n,
   for (int64_t i = 0; i < n; i++)
     if (next_working_day(&w, day, &day) != 0)
       return FLOW_EINVAL;
-  *out = local_to_utc(cal, day * MS_DAY + tod);
+  *out = flow__calendar_local_to_utc(cal, day * MS_DAY + tod);
   return 0;
 }
 
@@ -526,7 +526,7 @@ add_working_ms(const flow__calendar *cal, int64_t from, int64_t left,
         tod = open;
       if (tod < close) {
         if (left <= close - tod) {
-          *out = local_to_utc(cal, day * MS_DAY + tod + left);
+          *out = flow__calendar_local_to_utc(cal, day * MS_DAY + tod + left);
           return 0;
         }
         left -= close - tod;
@@ -647,7 +647,7 @@ flow__calendar_shift(const flow__calendar *cal, int64_t due, int64_t from,
       walker_init(&w, cal);
       if (next_working_day(&w, day, &day) != 0)
         return FLOW_EINVAL;
-      *out = local_to_utc(cal, day * MS_DAY + cal->open_minute * MS_MINUTE);
+      *out = flow__calendar_local_to_utc(cal, day * MS_DAY + cal->open_minute * MS_MINUTE);
     }
   }
   return 0;

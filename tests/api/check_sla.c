@@ -462,7 +462,8 @@ START_TEST(test_sla_call_refusals)
                    FLOW_ESCRIPT);
   assert_has(flow_errmsg(E), "calls.lua:7: flow has no 'zzz' (it has add, "
                              "after, at, before, call, date, fail, "
-                             "is_working_day, list, log, now, null, sla, "
+                             "is_working_day, list, local_time, log, now, "
+                             "null, sla, "
                              "task)");
   assert_case_has("1", "\"seq\":1");
 }

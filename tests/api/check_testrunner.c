@@ -405,6 +405,15 @@ START_TEST(test_testrunner_action_mocks)
                "  mock.action('notify.sms', function(args) end)\n"
                "  open('bell'):signal('ring')\n"
                "end)\n"
+               "test('filtered', function()\n"
+               "  mock.action('notify.sms', { result = {} })\n"
+               "  local c = open('bell')\n"
+               "  c:signal('ring')\n"
+               "  expect(#c:actions('notify.sms')).to_be(1)\n"
+               "  expect(#c:actions('notify.email')).to_be(0)\n"
+               "  expect(#c:actions({ status = 'done' })).to_be(1)\n"
+               "  expect(#c:actions({ status = 'failed' })).to_be(0)\n"
+               "end)\n"
                "test('only an argument differs', function()\n"
                "  local c = open('bell')\n"
                "  c:signal('ring')\n"
@@ -421,6 +430,7 @@ START_TEST(test_testrunner_action_mocks)
       "a result or a failure, not both");
   has("\"message\":\"boom\"");
   has("the answer must be a table like { result = { ... } }");
+  has("\"name\":\"filtered\",\"status\":\"pass\"");
   /* Summaries that read the same are followed by where they differ. */
   has("; request 1 differs: args.to is \\\"1\\\", not \\\"2\\\"");
 }
@@ -766,6 +776,10 @@ START_TEST(test_testrunner_authors_findings)
              "      work = function(case)\n"
              "        flow.task{ name = 'look', team = 't', due = '1h' }\n"
              "      end,\n"
+             "      book = function(case)\n"
+             "        flow.task{ name = 'collect', team = 't',\n"
+             "          due = flow.local_time('2026-06-03', '17:00') }\n"
+             "      end,\n"
              "      withdraw = 'c' } },\n"
              "    b = { final = true }, c = { final = true } } }\n");
   ck_assert_int_eq(
@@ -789,6 +803,11 @@ START_TEST(test_testrunner_authors_findings)
                "  c:expect_state('c')\n"
                "  c:expect_field('id', nil)\n"
                "end)\n"
+               "test('due at a time', function()\n"
+               "  local c = open('wait')\n"
+               "  c:signal('book')\n"
+               "  c:expect_tasks({ { name = 'collect', due = '2026-06-03T16:00:00Z' } })\n"
+               "end)\n"
                "test('due now is overdue', function()\n"
                "  local c = open('wait')\n"
                "  c:signal('work')\n"
@@ -801,6 +820,7 @@ START_TEST(test_testrunner_authors_findings)
   has("\"name\":\"paused then closed\",\"status\":\"pass\"");
   has("\"name\":\"late answer\",\"status\":\"pass\"");
   has("\"name\":\"due now is overdue\",\"status\":\"pass\"");
+  has("\"name\":\"due at a time\",\"status\":\"pass\"");
 }
 END_TEST
 

@@ -125,7 +125,8 @@ START_TEST(test_sandbox_globals_are_whitelisted)
           "xpcall\"");
   eval_is("local names = {} for k in pairs(flow) do names[#names + 1] = k "
           "end table.sort(names) return table.concat(names, ',')",
-          "\"add,after,at,before,call,date,fail,is_working_day,list,log,now,null,sla,task\"");
+          "\"add,after,at,before,call,date,fail,is_working_day,list,local_time,log,now,"
+          "null,sla,task\"");
 }
 END_TEST
 
@@ -489,6 +490,24 @@ START_TEST(test_sandbox_date_helpers)
                         "d", got, sizeof got),
                    0);
   ck_assert_str_eq(got, "[\"2026-12-30T12:00:00Z\",false]");
+  /* Local times of day, and dates as their local midnight, across the
+     clock changes: 10:00 in June is 09:00Z; 01:30 on the spring-forward
+     night does not exist and reads as GMT; on the autumn night it comes
+     twice and the first (BST) is taken. */
+  ck_assert_int_eq(eval("return { flow.local_time('2026-06-01', '10:00'),"
+                        " flow.local_time('2026-12-01T23:00:00Z', '10:00'),"
+                        " flow.local_time('2026-03-29', '01:30'),"
+                        " flow.local_time('2026-10-25', '01:30'),"
+                        " flow.date('2026-02-11', 'long') }",
+                        "d", got, sizeof got),
+                   0);
+  ck_assert_str_eq(got, "[\"2026-06-01T09:00:00Z\",\"2026-12-01T10:00:00Z\","
+                        "\"2026-03-29T01:30:00Z\",\"2026-10-25T00:30:00Z\","
+                        "\"Wednesday 11 February 2026\"]");
+  ck_assert_int_eq(eval("return flow.local_time('2026-06-01', '25:00')", "d",
+                        NULL, 0),
+                   FLOW_ESCRIPT);
+  ck_assert_ptr_nonnull(strstr(err.msg, "is not a time of day"));
   /* Mistakes name the function and say what to write. */
   ck_assert_int_eq(eval("return flow.add('3 wrking days')", "d", NULL, 0),
                    FLOW_ESCRIPT);
