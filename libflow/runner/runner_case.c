@@ -820,6 +820,8 @@ static const luaL_Reg case_methods[] = {
   { "actions", flow__runner_c_actions },
   { "tasks", flow__runner_c_tasks },
   { "incidents", flow__runner_c_incidents },
+  { "retry", flow__runner_c_retry },
+  { "dismiss", flow__runner_c_dismiss },
   { "claim", flow__runner_c_claim },
   { "release", flow__runner_c_release },
   { "complete", flow__runner_c_complete },

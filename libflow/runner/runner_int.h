@@ -159,6 +159,8 @@ int flow__runner_c_expect_tasks(lua_State *L);
 int flow__runner_c_expect_claim_refused(lua_State *L);
 int flow__runner_c_expect_complete_refused(lua_State *L);
 int flow__runner_c_incidents(lua_State *L);
+int flow__runner_c_retry(lua_State *L);
+int flow__runner_c_dismiss(lua_State *L);
 
 /* ---- messages (runner_message.c) ----------------------------------------- */
 

@@ -589,3 +589,75 @@ flow__runner_c_incidents(lua_State *L)
   json_decref(j);
   return 1;
 }
+
+/* c:retry(incident, opts) and c:dismiss(incident, opts): what the staff
+   member who looks at an incident does once the cause is fixed (or the
+   event is not wanted).  incident is its id, or a table c:incidents()
+   returned; without one, the case's only open incident. */
+static int
+c_incident_op(lua_State *L, int retry)
+{
+  const char *fn = retry ? "retry" : "dismiss";
+  runner *r = flow__runner_need_test(L, fn);
+  const char *id = flow__runner_case_id(L, r);
+  char iid[24] = "";
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "id");
+    if (lua_isstring(L, -1))
+      snprintf(iid, sizeof iid, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+  } else if (lua_isstring(L, 2)) {
+    snprintf(iid, sizeof iid, "%s", lua_tostring(L, 2));
+  } else if (lua_isnoneornil(L, 2)) {
+    char *out = NULL;
+    int rc = flow_incidents_list(&out, r->e, id, "open");
+    if (rc != 0)
+      return flow__runner_engine_error(L, r, rc, "incidents");
+    json_t *j = json_loads(out, 0, NULL);
+    flow_free(out);
+    size_t n = json_array_size(j);
+    if (n == 1)
+      snprintf(iid, sizeof iid, "%s",
+               json_string_value(json_object_get(json_array_get(j, 0), "id")));
+    json_decref(j);
+    if (n != 1)
+      return flow__runner_raise_at(L, r,
+                                   "c:%s(): case %s has %zu open incidents; "
+                                   "say which, like c:%s(c:incidents(\"open\")"
+                                   "[1])",
+                                   fn, id, n, fn);
+  }
+  if (iid[0] == 0)
+    return flow__runner_raise_at(L, r,
+                                 "c:%s takes an incident: its id, or a table "
+                                 "c:incidents() returned",
+                                 fn);
+  const char *roles[FLOW__RUNNER_MAX_ROLES];
+  flow_actor actor;
+  flow__runner_read_actor(L, r, 3, &actor, roles);
+  char *out = NULL;
+  int rc = retry ? flow_incident_retry(&out, r->e, iid, &actor)
+                 : flow_incident_dismiss(r->e, iid, &actor);
+  flow_free(out);
+  if (rc != 0) {
+    char what[64], msg[MSG_MAX];
+    snprintf(what, sizeof what, "%s incident %s", fn, iid);
+    snprintf(msg, sizeof msg, "%s", flow_errmsg(r->e));
+    return flow__runner_refused(L, r, rc, what, msg);
+  }
+  lua_settop(L, 1);
+  flow__runner_answer(L, r); /* what the retried event asked of mocks */
+  return 1;
+}
+
+int
+flow__runner_c_retry(lua_State *L)
+{
+  return c_incident_op(L, 1);
+}
+
+int
+flow__runner_c_dismiss(lua_State *L)
+{
+  return c_incident_op(L, 0);
+}

@@ -927,6 +927,50 @@ START_TEST(test_testrunner_fail_reason)
 }
 END_TEST
 
+/* A test retries or dismisses an incident as the staff member who looks
+   at it would. */
+START_TEST(test_testrunner_incident_retry_dismiss)
+{
+  write_file("inc.lua",
+             "return { name = 'inc', version = 1, initial = 'a',\n"
+             "  fields = { done = { type = 'boolean' } },\n"
+             "  states = { a = { on = {\n"
+             "    go = function(case)\n"
+             "      flow.call('foi.publish', {}, { reply = 'published' }) end,\n"
+             "    published = { internal = true, handler = function(case)\n"
+             "      case.data.done = true return 'b' end } } },\n"
+             "    b = { final = true } } }\n");
+  ck_assert_int_eq(
+      run_with("load('inc.lua')\n"
+               "test('retried', function()\n"
+               "  mock.action('foi.publish', { fail = 'down' })\n"
+               "  local c = open('inc')\n"
+               "  c:signal('go')\n"
+               "  expect(#c:incidents('open')).to_be(1)\n"
+               "  mock.action('foi.publish', { result = {} })\n"
+               "  c:retry(nil, 'amy')\n"
+               "  c:expect_state('b')\n"
+               "  expect(c:incidents()[1].status).to_be('resolved')\n"
+               "end)\n"
+               "test('dismissed', function()\n"
+               "  mock.action('foi.publish', { fail = 'down' })\n"
+               "  local c = open('inc')\n"
+               "  c:signal('go')\n"
+               "  c:dismiss(c:incidents('open')[1], 'amy')\n"
+               "  expect(c:incidents()[1].status).to_be('dismissed')\n"
+               "  c:expect_state('a')\n"
+               "end)\n"
+               "test('none to retry', function()\n"
+               "  open('inc'):retry()\n"
+               "end)\n",
+               NULL),
+      0);
+  has("\"name\":\"retried\",\"status\":\"pass\"");
+  has("\"name\":\"dismissed\",\"status\":\"pass\"");
+  has("c:retry(): case 1 has 0 open incidents; say which");
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -954,6 +998,7 @@ suite(void)
   tcase_add_test(tc, test_testrunner_authors_findings);
   tcase_add_test(tc, test_testrunner_frozen_options);
   tcase_add_test(tc, test_testrunner_fail_reason);
+  tcase_add_test(tc, test_testrunner_incident_retry_dismiss);
   suite_add_tcase(s, tc);
   return s;
 }
