@@ -80,6 +80,18 @@ run_example() {
       fail "$what: example_$name did not run as expected"
     fi
     ;;
+  vendor_day)
+    # A small day from the source tree's services and gazetteer; it
+    # ends with the head of service's report.
+    if (cd "$root" && env "$@" "$bin" --db "$work/run.$n.db" \
+          --outbox "$work/run.$n.outbox" --reports 200 --bookings 20) \
+        >"$out" 2>&1 && grep -q 'Cases by service and state' "$out"; then
+      ok "$what: example_$name runs a day"
+    else
+      sed 's/^/    /' "$out" | tail -n 20
+      fail "$what: example_$name did not run a day"
+    fi
+    ;;
   *)
     fail "$what: example_$name: tests/install/check_install.sh does not" \
          "know how to run it (add it to run_example)"
@@ -142,6 +154,9 @@ pc_build() {
     fail "$what: pkg-config $* --cflags --libs libflow failed"
     return 1
   fi
+  # The host's own loop and JSON library (the vendor's day uses both),
+  # found as a host finds them, not through libflow.pc.
+  flags="$flags $(pkg-config --cflags --libs libuv jansson) -lm"
   for src in "${examples[@]}"; do
     name=$(basename "$src" .c)
     # shellcheck disable=SC2086 # the flags are words
