@@ -355,7 +355,10 @@ settle_failure(flow_engine *e, const request *q, int retryable,
                 NULL);
   } else {
     const char *status = "incident";
-    *type = "incident";
+    /* The request failed for good: so the listener hears, whether the
+       case took the fail event or an incident was raised (which is told
+       in its own note, with its id). */
+    *type = "action_failed";
     json_t *payload = NULL;
     int code = FLOW_ERROR;
     if (q->fail) {
@@ -375,10 +378,8 @@ settle_failure(flow_engine *e, const request *q, int retryable,
         json_decref(payload);
         return rc;
       }
-      if (rc == 0) {
+      if (rc == 0)
         status = "failed";
-        *type = "action_failed";
-      }
       code = e->err.code;
     } else {
       snprintf(why, whylen, "%s (the script named no fail event)", msg);
@@ -483,7 +484,9 @@ apply_answer(flow_engine *e, const answer *a, request *q, const char **type,
   if (strcmp(status, "incident") == 0 &&
       (rc = action_incident(e, q, q->reply, a->result, code, why)) != 0)
     return rc;
-  *type = strcmp(status, "done") == 0 ? "action_completed" : "incident";
+  /* The host answered: completed, even when the case refused the reply
+     (that is told as the incident's own note). */
+  *type = "action_completed";
   return 0;
 }
 

@@ -214,6 +214,35 @@ START_TEST(test_notify_limits)
 }
 END_TEST
 
+static void
+bell_fails(flow_engine *e, const flow_request *req, void *payload)
+{
+  (void)payload;
+  ck_assert_int_eq(flow_action_fail(e, req->id, 0, "the bell is broken"), 0);
+}
+
+/* A request that fails for good with no fail event is told once as
+   action_failed and once as the incident (with the incident's id), not
+   twice as an incident in two shapes. */
+START_TEST(test_notify_action_failure_once)
+{
+  heard h;
+  memset(&h, 0, sizeof h);
+  ck_assert_int_eq(flow_engine_subscribe(E, listen, &h, NULL), 0);
+  ck_assert_int_eq(flow_action_register(E, "door.bell", bell_fails, NULL), 0);
+  char *c = NULL;
+  ck_assert_int_eq(flow_case_open(&c, E, "door", "{\"who\":\"sam\"}", NULL),
+                   0);
+  flow_free(c);
+  ck_assert_int_eq(flow_case_signal(NULL, E, "1", "push", NULL, NULL), 0);
+  ck_assert_int_eq(flow_engine_fire_due(E, NULL), 0);
+  ck_assert_msg(count(h.text, "\"type\":\"action_failed\"") == 1, "%s",
+                h.text);
+  ck_assert_msg(count(h.text, "\"type\":\"incident\"") == 1, "%s", h.text);
+  ck_assert_msg(strstr(h.text, "\"incident\":\"1\"") != NULL, "%s", h.text);
+}
+END_TEST
+
 static Suite *
 notify_suite(void)
 {
@@ -224,6 +253,7 @@ notify_suite(void)
   tcase_add_test(tc, test_notify_group_and_timers);
   tcase_add_test(tc, test_notify_subscriber_calls_back);
   tcase_add_test(tc, test_notify_limits);
+  tcase_add_test(tc, test_notify_action_failure_once);
   suite_add_tcase(s, tc);
   return s;
 }
