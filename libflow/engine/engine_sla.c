@@ -5,7 +5,8 @@
  * (the service's `sla`, or its first state's own), starts again when the
  * case enters a state with an `sla` of its own or a handler calls
  * flow.sla.restart, stops with flow.sla.pause and goes on with
- * flow.sla.resume.  Its due time is cases.due_at; its warning and breach
+ * flow.sla.resume, and is settled for good by flow.sla.stop (met or
+ * breached as it stands then; the case may stay open).  Its due time is cases.due_at; its warning and breach
  * are two timers kept across states (kinds sla_warning and sla_breached),
  * which wait as 'paused' while the clock is stopped and move on at resume
  * by the time that was stopped, counted the way the service level is
@@ -288,6 +289,24 @@ flow__sla_after(flow_engine *e, const flow__service *svc, flow__case_row *row,
       rc = log_change(log, row, &n, "paused", now, d, err);
       json_decref(d);
       changed = 1;
+    } else if (strcmp(op, "stop") == 0) {
+      /* The promise is settled now, though the case stays open (an FOI
+         request answered, with a review still possible): met when it
+         came in time -- when the clock stopped, for a stopped one --
+         breached otherwise.  Its timers go and so does the due time, so
+         nothing warns, breaches or lists it as overdue after this. */
+      if (row->due_at == FLOW__NO_TIME)
+        continue; /* no clock */
+      int64_t judged = row->paused_at != FLOW__NO_TIME ? row->paused_at : now;
+      if ((rc = e->vt->sla_timers_drop(e->store, row->id, err)) != 0)
+        break;
+      json_t *d = json_pack("{s:s}", "result",
+                            judged <= row->due_at ? "met" : "breached");
+      rc = log_change(log, row, &n, "stopped", now, d, err);
+      json_decref(d);
+      row->due_at = row->paused_at = FLOW__NO_TIME;
+      changed = 1;
+      e->next_due = INT64_MIN;
     } else if (strcmp(op, "resume") == 0) {
       if (row->paused_at == FLOW__NO_TIME)
         continue; /* it runs */

@@ -642,9 +642,8 @@ static const char *
 sla_status(runner *r, json_t *c, const char *id)
 {
   const char *due = json_string_value(json_object_get(c, "due_at"));
-  if (due == NULL)
-    return "none";
   int warned = 0, breached = 0;
+  const char *settled = NULL; /* what flow.sla.stop settled it as */
   char *out = NULL;
   if (flow_case_history(&out, r->e, id) == 0) {
     json_t *h = json_loads(out, 0, NULL);
@@ -657,8 +656,14 @@ sla_status(runner *r, json_t *c, const char *id)
       for (size_t k = 0; k < json_array_size(changes); k++) {
         const char *ch = json_string_value(
             json_object_get(json_array_get(changes, k), "change"));
-        if (ch && (strcmp(ch, "started") == 0 || strcmp(ch, "restarted") == 0))
+        if (ch && (strcmp(ch, "started") == 0 || strcmp(ch, "restarted") == 0)) {
           warned = breached = 0;
+          settled = NULL;
+        } else if (ch && strcmp(ch, "stopped") == 0) {
+          const char *res = json_string_value(
+              json_object_get(json_array_get(changes, k), "result"));
+          settled = res && strcmp(res, "met") == 0 ? "met" : "breached";
+        }
       }
       breached |= ev && strcmp(ev, "sla_breached") == 0;
       warned |= ev && strcmp(ev, "sla_warning") == 0;
@@ -666,6 +671,8 @@ sla_status(runner *r, json_t *c, const char *id)
     json_decref(h);
     flow_free(out);
   }
+  if (due == NULL)
+    return settled ? settled : "none";
   int64_t d, u, now = flow_engine_now(r->e);
   flow_time_parse(&d, due);
   const char *st = json_string_value(json_object_get(c, "status"));

@@ -5,6 +5,8 @@
  *   flow.sla.resume()
  *   flow.sla.restart("20 working days")
  *   flow.sla.restart{ within = "20 working days", warn = "15 working days" }
+ *   flow.sla.stop()      the promise is kept (or broken) now, though the
+ *                        case stays open: met, or breached when late
  *
  * Each is checked at its call, so a mistake names its line, and queued
  * with the transition's other requests; the engine applies them in order
@@ -122,8 +124,17 @@ sla_resume(lua_State *L)
   return queue(L, "resume", json_pack("{s:s}", "sla", "resume"));
 }
 
+static int
+sla_stop(lua_State *L)
+{
+  if (!lua_isnoneornil(L, 1))
+    return luaL_error(L, "flow.sla.stop takes no arguments");
+  return queue(L, "stop", json_pack("{s:s}", "sla", "stop"));
+}
+
 static const luaL_Reg sla_funcs[] = {
   { "pause", sla_pause },
+  { "stop", sla_stop },
   { "resume", sla_resume },
   { "restart", sla_restart },
   { NULL, NULL },

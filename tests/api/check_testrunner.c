@@ -971,6 +971,69 @@ START_TEST(test_testrunner_incident_retry_dismiss)
 }
 END_TEST
 
+/* flow.sla.stop settles the service level while the case stays open. */
+START_TEST(test_testrunner_sla_stop)
+{
+  write_file("st.lua",
+             "return { name = 'st', version = 1,\n"
+             "  sla = { within = '2 working days', warn = '1 working day' },\n"
+             "  initial = 'a',\n"
+             "  states = {\n"
+             "    a = { on = {\n"
+             "      answer = function(case) flow.sla.stop() return 'answered' end,\n"
+             "      wait = function(case) flow.sla.pause('asked') end } },\n"
+             "    answered = { on = {\n"
+             "      review = function(case) flow.sla.restart('1 working day')\n"
+             "        return 'reviewing' end,\n"
+             "      close = 'done' } },\n"
+             "    reviewing = { on = { close = 'done' } },\n"
+             "    done = { final = true } } }\n");
+  ck_assert_int_eq(
+      run_with("load('st.lua')\n"
+               "test('met and stays met', function()\n"
+               "  local c = open('st')\n"
+               "  advance('1 working day')\n"
+               "  c:signal('answer')\n"
+               "  c:expect_sla('met')\n"
+               "  c:expect_timers({})\n"
+               "  advance('10 working days')\n"
+               "  c:expect_sla('met')\n"
+               "  expect(c:get().due_at).to_be_nil()\n"
+               "  c:signal('close')\n"
+               "  c:expect_sla('met')\n"
+               "end)\n"
+               "test('late', function()\n"
+               "  local c = open('st')\n"
+               "  advance('3 working days')\n"
+               "  c:signal('answer')\n"
+               "  c:expect_sla('breached')\n"
+               "end)\n"
+               "test('paused', function()\n"
+               "  local c = open('st')\n"
+               "  advance('1 working day')\n"
+               "  c:signal('wait')\n"
+               "  advance('10 working days')\n"
+               "  c:signal('answer')\n"
+               "  c:expect_sla('met')\n"
+               "end)\n"
+               "test('restarted', function()\n"
+               "  local c = open('st')\n"
+               "  c:signal('answer')\n"
+               "  c:signal('review')\n"
+               "  c:expect_sla('due')\n"
+               "  advance('2 working days')\n"
+               "  c:expect_sla('breached')\n"
+               "  expect(c:history()[2].sla[1].result).to_be('met')\n"
+               "end)\n",
+               NULL),
+      0);
+  has("\"name\":\"met and stays met\",\"status\":\"pass\"");
+  has("\"name\":\"late\",\"status\":\"pass\"");
+  has("\"name\":\"paused\",\"status\":\"pass\"");
+  has("\"name\":\"restarted\",\"status\":\"pass\"");
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -999,6 +1062,7 @@ suite(void)
   tcase_add_test(tc, test_testrunner_frozen_options);
   tcase_add_test(tc, test_testrunner_fail_reason);
   tcase_add_test(tc, test_testrunner_incident_retry_dismiss);
+  tcase_add_test(tc, test_testrunner_sla_stop);
   suite_add_tcase(s, tc);
   return s;
 }

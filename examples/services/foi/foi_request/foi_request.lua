@@ -455,11 +455,11 @@ return {
 
     responded = {
       title = "Answered: the requester may ask for a review",
-      -- The 20 working days were kept or not when the answer went; no
-      -- clock runs while the requester decides.  (A service level whose
-      -- `within` gives nil clears the case's clock.)
-      sla = { within = function() return nil end },
       enter = function(case)
+        -- The 20 working days were kept or not when the answer went:
+        -- settled now, met or breached, while the requester decides
+        -- whether to ask for a review.
+        flow.sla.stop()
         send_to_requester(case, "foi_response", {
           outcome = OUTCOME_TEXT[case.data.outcome],
           exemptions = describe_sections(case.data.exemptions),
