@@ -684,7 +684,8 @@ persist(transition *t)
     const char *action = json_string_value(json_object_get(c, "action"));
     if (action == NULL) {
       if (!row->closed && json_object_get(c, "task") == NULL &&
-          json_object_get(c, "sla") == NULL)
+          json_object_get(c, "sla") == NULL &&
+          json_object_get(c, "cancel_task") == NULL)
         rc = add_requested_timer(t, c, &err);
       continue;
     }

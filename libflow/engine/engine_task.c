@@ -132,6 +132,18 @@ flow__tasks_persist(flow_engine *e, const flow__case_row *row,
   else if (moved)
     rc = e->vt->task_end_case(e->store, row->id, state, "left the state",
                               now, ended, &c, err);
+  /* flow.cancel_task, before the tasks this transition creates: a
+     cancel and a new task of the same name is a hand-over. */
+  for (size_t i = 0; rc == 0 && had_tasks && !row->closed && calls &&
+                     i < json_array_size(calls);
+       i++) {
+    const char *name = json_string_value(
+        json_object_get(json_array_get(calls, i), "cancel_task"));
+    if (name)
+      rc = e->vt->task_cancel_named(e->store, row->id, name,
+                                    "cancelled by the service", now, ended,
+                                    &c, err);
+  }
   int n = 0;
   for (size_t i = 0; rc == 0 && calls && i < json_array_size(calls); i++) {
     json_t *t = json_object_get(json_array_get(calls, i), "task");

@@ -233,6 +233,7 @@ void flow__sb_push_sla(lua_State *L);
 const luaL_Reg *flow__sb_sla_funcs(void);
 /* flow.task{...} (script_task.c). */
 int flow__sb_task(lua_State *L);
+int flow__sb_cancel_task(lua_State *L);
 /* flow.add, flow.date, flow.is_working_day, flow.before, flow.local_time
    (script_time.c). */
 int flow__sb_add(lua_State *L);

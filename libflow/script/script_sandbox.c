@@ -727,6 +727,7 @@ static const luaL_Reg flow_funcs[] = {
   { "log", flow_log },   { "fail", flow_fail }, { "now", flow_now },
   { "call", flow_call }, { "list", flow_list }, { "after", flow_after },
   { "at", flow_at },     { "task", flow__sb_task },
+  { "cancel_task", flow__sb_cancel_task },
   { "add", flow__sb_add }, { "date", flow__sb_date },
   { "is_working_day", flow__sb_is_working_day },
   { "before", flow__sb_before }, { "local_time", flow__sb_local_time },

@@ -171,3 +171,39 @@ flow__sb_task(lua_State *L)
     return flow__sb_kill_mem(L);
   return 0;
 }
+
+/* flow.cancel_task(name): the case's open and claimed tasks of that name
+   are cancelled with the transition (before any task it creates), as
+   when it leaves their state: so a handler can take a job from one crew
+   and, with flow.task, give it to another without leaving its state. */
+int
+flow__sb_cancel_task(lua_State *L)
+{
+  flow__sandbox *sb = task_sb(L);
+  size_t n = 0;
+  const char *name = lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &n)
+                                                   : NULL;
+  if (name == NULL || n == 0 || n > FLOW__MAX_NAME ||
+      !flow__name_ok(name, n, 0))
+    return luaL_error(L, "flow.cancel_task: give the task's name, like "
+                         "flow.cancel_task(\"collect\")");
+  if (sb->calls == NULL)
+    return luaL_error(L, "flow.cancel_task('%s'): tasks can only be "
+                         "cancelled while a case handles an event (in a "
+                         "handler or hook)",
+                      name);
+  if (sb->ntasks >= FLOW__MAX_TASKS_PER_RUN)
+    return luaL_error(L, "flow.cancel_task('%s'): an event may create or "
+                         "cancel at most %d tasks",
+                      name, FLOW__MAX_TASKS_PER_RUN);
+  json_t *req = json_pack("{s:s}", "cancel_task", name);
+  if (req == NULL || json_array_append_new(sb->calls, req) != 0) {
+    sb->enomem = 1;
+    return luaL_error(L, "out of memory");
+  }
+  sb->ntasks++;
+  sb->extra += 96;
+  if (sb->limit_on && sb->mem + sb->extra > sb->mem_limit)
+    return flow__sb_kill_mem(L);
+  return 0;
+}

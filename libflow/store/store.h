@@ -345,6 +345,12 @@ typedef struct flow__store_vt {
                        const char *why, int64_t at,
                        int (*each)(void *ctx, const flow__task_row *row),
                        void *ctx, flow__err *err);
+  /* Cancels the open and claimed tasks of a case named name
+     (flow.cancel_task); each (may be NULL) sees each one. */
+  int (*task_cancel_named)(flow__store *s, int64_t case_id, const char *name,
+                           const char *why, int64_t at,
+                           int (*each)(void *ctx, const flow__task_row *row),
+                           void *ctx, flow__err *err);
 
   /* Incidents: add (status, attempts and outcome not read: a new one is
      open, refused once), list (id, case_id 0 / status NULL: any; oldest

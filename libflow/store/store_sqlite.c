@@ -1362,6 +1362,7 @@ const flow__store_vt flow__store_sqlite = {
   .task_set = flow__sq_task_set,
   .task_list = flow__sq_task_list,
   .task_end_case = flow__sq_task_end_case,
+  .task_cancel_named = flow__sq_task_cancel_named,
   .incident_add = flow__sq_incident_add,
   .incident_list = flow__sq_incident_list,
   .incident_set = flow__sq_incident_set,

@@ -145,6 +145,11 @@ int flow__sq_task_end_case(flow__store *s, int64_t case_id,
                            const char *state, const char *why, int64_t at,
                            int (*each)(void *ctx, const flow__task_row *row),
                            void *ctx, flow__err *err);
+int flow__sq_task_cancel_named(flow__store *s, int64_t case_id,
+                               const char *name, const char *why, int64_t at,
+                               int (*each)(void *ctx,
+                                           const flow__task_row *row),
+                               void *ctx, flow__err *err);
 int flow__sq_incident_add(flow__store *s, const flow__incident_row *row,
                           int64_t *id, flow__err *err);
 int flow__sq_incident_list(flow__store *s, int64_t id, int64_t case_id,

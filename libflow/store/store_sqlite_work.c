@@ -17,6 +17,7 @@ enum {
   W_TASK_LIST,
   W_TASK_END_ALL,
   W_TASK_END_STATE,
+  W_TASK_END_NAMED,
   W_INCIDENT_ADD,
   W_INCIDENT_LIST,
   W_INCIDENT_SET,
@@ -93,6 +94,10 @@ static const char *const wsql[W_COUNT] = {
                      " finished_by = ?2, finished_at = ?3 WHERE"
                      " case_id = ?1 AND status IN ('open', 'claimed')"
                      " RETURNING " TASK_COLS,
+  [W_TASK_END_NAMED] = "UPDATE tasks SET status = 'cancelled',"
+                       " finished_by = ?2, finished_at = ?3 WHERE"
+                       " case_id = ?1 AND status IN ('open', 'claimed')"
+                       " AND name = ?4 RETURNING " TASK_COLS,
   [W_TASK_END_STATE] = "UPDATE tasks SET status = 'cancelled',"
                        " finished_by = ?2, finished_at = ?3 WHERE"
                        " case_id = ?1 AND status IN ('open', 'claimed')"
@@ -332,6 +337,25 @@ flow__sq_task_end_case(flow__store *s, int64_t case_id, const char *state,
   return each_row(s, st, read_task, &row,
                   (int (*)(void *, const void *))each, ctx, NULL, err,
                   "ending tasks");
+}
+
+int
+flow__sq_task_cancel_named(flow__store *s, int64_t case_id, const char *name,
+                           const char *why, int64_t at,
+                           int (*each)(void *ctx, const flow__task_row *row),
+                           void *ctx, flow__err *err)
+{
+  sqlite3_stmt *st = stmt(s, W_TASK_END_NAMED, err);
+  if (st == NULL)
+    return err->code;
+  sqlite3_bind_int64(st, 1, case_id);
+  sqlite3_bind_text(st, 2, why, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 3, at);
+  sqlite3_bind_text(st, 4, name, -1, SQLITE_STATIC);
+  flow__task_row row;
+  return each_row(s, st, read_task, &row,
+                  (int (*)(void *, const void *))each, ctx, NULL, err,
+                  "cancelling tasks");
 }
 
 /* ---- incidents --------------------------------------------------------- */

@@ -461,7 +461,7 @@ START_TEST(test_sla_call_refusals)
   ck_assert_int_eq(flow_case_signal(NULL, E, "1", "other", NULL, NULL),
                    FLOW_ESCRIPT);
   assert_has(flow_errmsg(E), "calls.lua:7: flow has no 'zzz' (it has add, "
-                             "after, at, before, call, date, fail, "
+                             "after, at, before, call, cancel_task, date, fail, "
                              "is_working_day, list, local_time, log, now, "
                              "null, sla, "
                              "task)");

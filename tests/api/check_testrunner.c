@@ -1034,6 +1034,58 @@ START_TEST(test_testrunner_sla_stop)
 }
 END_TEST
 
+/* flow.cancel_task: a supervisor hands a crew's job to another crew
+   without leaving the state. */
+START_TEST(test_testrunner_cancel_task)
+{
+  write_file("ct.lua",
+             "return { name = 'ct', version = 1, initial = 'with_crew',\n"
+             "  fields = { crew = { type = 'string' } },\n"
+             "  states = {\n"
+             "    with_crew = {\n"
+             "      enter = function(case)\n"
+             "        flow.task{ name = 'collect', team = case.data.crew,\n"
+             "          due = '1 working day', done = 'collected' } end,\n"
+             "      on = {\n"
+             "        reassign = function(case, ev)\n"
+             "          flow.cancel_task('collect')\n"
+             "          case.data.crew = ev.payload.crew\n"
+             "          flow.task{ name = 'collect', team = ev.payload.crew,\n"
+             "            due = '1 working day', done = 'collected' }\n"
+             "        end,\n"
+             "        drop = function(case) flow.cancel_task('collect') end,\n"
+             "        bad = function(case) flow.cancel_task('No!') end,\n"
+             "        collected = { internal = true, to = 'done' } } },\n"
+             "    done = { final = true } } }\n");
+  ck_assert_int_eq(
+      run_with("load('ct.lua')\n"
+               "test('handed over', function()\n"
+               "  local c = open('ct', { crew = 'north-1' })\n"
+               "  c:claim('collect', 'kim')\n"
+               "  c:signal('reassign', { crew = 'south-2' })\n"
+               "  c:expect_tasks({ { name = 'collect', team = 'south-2',\n"
+               "                     status = 'open' } })\n"
+               "  expect(c:tasks({ team = 'north-1' })[1].status).to_be('cancelled')\n"
+               "  c:complete('collect', {}, 'lee')\n"
+               "  c:expect_state('done')\n"
+               "end)\n"
+               "test('dropped', function()\n"
+               "  local c = open('ct', { crew = 'north-1' })\n"
+               "  c:signal('drop')\n"
+               "  c:expect_tasks({})\n"
+               "end)\n"
+               "test('bad name', function()\n"
+               "  local c = open('ct', { crew = 'north-1' })\n"
+               "  c:signal('bad')\n"
+               "end)\n",
+               NULL),
+      0);
+  has("\"name\":\"handed over\",\"status\":\"pass\"");
+  has("\"name\":\"dropped\",\"status\":\"pass\"");
+  has("flow.cancel_task: give the task's name");
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -1063,6 +1115,7 @@ suite(void)
   tcase_add_test(tc, test_testrunner_fail_reason);
   tcase_add_test(tc, test_testrunner_incident_retry_dismiss);
   tcase_add_test(tc, test_testrunner_sla_stop);
+  tcase_add_test(tc, test_testrunner_cancel_task);
   suite_add_tcase(s, tc);
   return s;
 }

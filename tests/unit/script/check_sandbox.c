@@ -125,7 +125,8 @@ START_TEST(test_sandbox_globals_are_whitelisted)
           "xpcall\"");
   eval_is("local names = {} for k in pairs(flow) do names[#names + 1] = k "
           "end table.sort(names) return table.concat(names, ',')",
-          "\"add,after,at,before,call,date,fail,is_working_day,list,local_time,log,now,"
+          "\"add,after,at,before,call,cancel_task,date,fail,is_working_day,list,local_time,"
+          "log,now,"
           "null,sla,task\"");
 }
 END_TEST

@@ -765,6 +765,21 @@ START_TEST(test_store_task_set)
   flow__task_query open = { .case_id = 7, .status = "open" };
   ck_assert_int_eq(vt->task_list(S2, &open, 10, collect_tasks, &g, &err), 0);
   ck_assert_uint_eq(g.n, 1);
+  /* flow.cancel_task: by name only (the kept one is 'inspect'). */
+  memset(&g, 0, sizeof g);
+  ck_assert_int_eq(vt->begin(S, &err), 0);
+  ck_assert_int_eq(vt->task_cancel_named(S, 7, "collect", "by name", 3000,
+                                         collect_tasks, &g, &err),
+                   0);
+  ck_assert_uint_eq(g.n, 0);
+  ck_assert_int_eq(vt->task_cancel_named(S, 8, "inspect", "by name", 3000,
+                                         collect_tasks, &g, &err),
+                   0);
+  ck_assert_uint_eq(g.n, 0); /* another case's name */
+  ck_assert_int_eq(vt->commit(S, &err), 0);
+  memset(&g, 0, sizeof g);
+  ck_assert_int_eq(vt->task_list(S2, &open, 10, collect_tasks, &g, &err), 0);
+  ck_assert_uint_eq(g.n, 1);
   /* Closing ends the kept one too. */
   ck_assert_int_eq(vt->begin(S, &err), 0);
   ck_assert_int_eq(vt->task_end_case(S, 7, NULL, "closed", 3000, NULL, NULL,
