@@ -49,10 +49,10 @@ calendar(lua_State *L)
 
 /* luaL_error with printf's formats (Lua's own take no precision). */
 static int
-raise(lua_State *L, const char *fmt, ...) FLOW__PRINTF(2, 3);
+time_error(lua_State *L, const char *fmt, ...) FLOW__PRINTF(2, 3);
 
 static int
-raise(lua_State *L, const char *fmt, ...)
+time_error(lua_State *L, const char *fmt, ...)
 {
   char msg[512];
   va_list ap;
@@ -76,11 +76,11 @@ time_arg(lua_State *L, int idx, const char *fn)
                                &t);
     lua_pop(L, 2);
     if (bad)
-      raise(L, "%s: flow.now() did not give a time", fn);
+      time_error(L, "%s: flow.now() did not give a time", fn);
     return t;
   }
   if (lua_type(L, idx) != LUA_TSTRING)
-    raise(L, "%s: a time is text like \"2026-12-01T09:30:00Z\", not a %s",
+    time_error(L, "%s: a time is text like \"2026-12-01T09:30:00Z\", not a %s",
           fn, luaL_typename(L, idx));
   /* A date alone is its local midnight on the calendar. */
   int y, m, d;
@@ -90,7 +90,7 @@ time_arg(lua_State *L, int idx, const char *fn)
                                        flow__days_from_civil(y, m, d) *
                                            MS_PER_DAY);
   if (flow__time_parse(lua_tostring(L, idx), &t) != 0)
-    raise(L,
+    time_error(L,
           "%s: '%.60s' is not a time (write it like "
           "\"2026-12-01T09:30:00Z\", with its offset or Z, or a date "
           "like \"2026-12-01\")",
@@ -116,10 +116,11 @@ flow__sb_add(lua_State *L)
   flow__err err;
   flow__err_clear(&err);
   if (flow__duration_parse(what, &d, &err) != 0)
-    return raise(L, "flow.add: %s", err.msg);
+    return time_error(L, "flow.add: %s", err.msg);
   int64_t out;
   if (flow__calendar_add(calendar(L), from, &d, &out) != 0)
-    return raise(L, "flow.add: '%.60s' from that time is too far off", what);
+    return time_error(L, "flow.add: '%.60s' from that time is too far off",
+                      what);
   char buf[40];
   flow__time_format(buf, sizeof buf, out);
   lua_pushstring(L, buf);
@@ -140,7 +141,7 @@ flow__sb_date(lua_State *L)
   const char *style = luaL_optstring(L, 2, "iso");
   int long_form = strcmp(style, "long") == 0;
   if (!long_form && strcmp(style, "iso") != 0)
-    return raise(L,
+    return time_error(L,
                  "flow.date: the style is \"iso\" (2026-02-16) or \"long\" "
                  "(Monday 16 February 2026), not '%.20s'",
                  style);
@@ -165,7 +166,7 @@ flow__sb_is_working_day(lua_State *L)
   if (lua_type(L, 1) == LUA_TSTRING && lua_rawlen(L, 1) == 10) {
     int y, m, d;
     if (flow__date_parse(lua_tostring(L, 1), &y, &m, &d) != 0)
-      return raise(L,
+      return time_error(L,
                    "flow.is_working_day: '%.20s' is not a date (write it "
                    "like \"2026-12-25\")",
                    lua_tostring(L, 1));
@@ -196,7 +197,7 @@ flow__sb_local_time(lua_State *L)
   const char *clock = luaL_optstring(L, 2, "00:00");
   int minutes;
   if (flow__clock_time_parse(clock, &minutes) != 0)
-    return raise(L,
+    return time_error(L,
                  "flow.local_time: '%.20s' is not a time of day (write it "
                  "like \"10:00\" or \"17:30\")",
                  clock);

@@ -988,8 +988,22 @@ START_TEST(test_testrunner_sla_stop)
              "      close = 'done' } },\n"
              "    reviewing = { on = { close = 'done' } },\n"
              "    done = { final = true } } }\n");
+  /* Without a clock, flow.sla.stop changes nothing. */
+  write_file("nosla.lua",
+             "return { name = 'nosla', version = 1, initial = 'a',\n"
+             "  states = { a = { on = { answer = function(case)\n"
+             "    flow.sla.stop() return 'b' end } },\n"
+             "    b = { on = { close = 'c' } }, c = { final = true } } }\n");
   ck_assert_int_eq(
       run_with("load('st.lua')\n"
+               "load('nosla.lua')\n"
+               "test('no clock', function()\n"
+               "  local c = open('nosla')\n"
+               "  c:signal('answer')\n"
+               "  c:expect_state('b')\n"
+               "  c:expect_sla('none')\n"
+               "  expect(#c:history()).to_be(2)\n"
+               "end)\n"
                "test('met and stays met', function()\n"
                "  local c = open('st')\n"
                "  advance('1 working day')\n"
@@ -1027,6 +1041,7 @@ START_TEST(test_testrunner_sla_stop)
                "end)\n",
                NULL),
       0);
+  has("\"name\":\"no clock\",\"status\":\"pass\"");
   has("\"name\":\"met and stays met\",\"status\":\"pass\"");
   has("\"name\":\"late\",\"status\":\"pass\"");
   has("\"name\":\"paused\",\"status\":\"pass\"");
