@@ -133,7 +133,13 @@ FLOW_EXTERN int flow_incident_dismiss(flow_engine *engine,
  * *out (may be NULL) gets the message: id, name, key, status
  * ("delivered", "buffered" or "incident"), case (when delivered),
  * created_at, expires_at, and incident (the id, when the case refused
- * it).  Errors: FLOW_EINVAL, FLOW_EIO.
+ * it).  When no open case holds the key and a service's correlate says
+ * the message opens a case, one is opened from the key and the payload
+ * and the message delivered to it, in one transaction ("opened": true);
+ * if that case cannot open, the call fails as flow_case_open would
+ * (FLOW_EDATA, FLOW_ESCRIPT, ...) and nothing is kept.  Errors:
+ * FLOW_EINVAL, FLOW_EIO, FLOW_ECONFLICT (two services open cases on
+ * this message name).
  */
 FLOW_EXTERN int flow_message_send(char **out, flow_engine *engine,
                                   const char *name, const char *key,

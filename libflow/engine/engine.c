@@ -314,6 +314,7 @@ flow__engine_sandbox(flow_engine *e, flow__sandbox **out)
   if (rc != 0)
     return flow__engine_fail_err(e, &err);
   flow__sandbox_set_calendar(*out, &e->cal);
+  flow__sandbox_set_opener(*out, flow__open_reserve, e);
   return 0;
 }
 

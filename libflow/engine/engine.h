@@ -106,6 +106,15 @@ struct flow_engine {
      rows are dead whether or not they are deleted (see store.h). */
   int64_t sweep_ids[FLOW__SWEEP_BATCH];
   size_t nsweep;
+
+  /* flow.open in the transition whose scripts run (engine_open.c): its
+     case (NULL: none runs), whether that case is opening itself, the
+     last id handed out, and 1 while the cases it asked for open (they
+     may open none themselves). */
+  const flow__case_row *open_parent;
+  int open_parent_opening;
+  int64_t open_last;
+  int open_depth;
 };
 
 /* ---- transitions (engine_case.c), inside a transaction the caller holds -- */
@@ -161,6 +170,28 @@ int flow__sla_after(flow_engine *e, const flow__service *svc,
 int flow__case_open_txn(flow_engine *e, const char *service,
                         const char *data_json, const flow_actor *actor,
                         char **out);
+/* The same with the data as a value (consumed) and, when id is not 0,
+   the id flow__open_reserve gave it; origin (borrowed, may be NULL) is
+   shown to the opening scripts as ev[origin_key] ("parent" for a case
+   another case's script opened, "message" for one a message opened). */
+int flow__case_open_with(flow_engine *e, const char *service, json_t *data,
+                         int64_t id, const flow_actor *actor,
+                         const char *origin_key, json_t *origin,
+                         const char *cause, char **out);
+
+/* ---- cases that open other cases (engine_open.c) -------------------- */
+
+/* The sandbox's flow.open callback (flow__open_fn); ctx is the engine. */
+int flow__open_reserve(void *ctx, const char *service, json_t *data,
+                       int64_t *id, char *msg, size_t len);
+/*
+ * The newest version of the service whose `correlate` says that a
+ * message of this name opens a case (*out NULL when none does); c gets
+ * the entry.  Two services that both do are refused (FLOW_ECONFLICT),
+ * as flow_service_load refuses the second.
+ */
+int flow__message_opener(flow_engine *e, const char *message,
+                         flow__compiled **out, const flow__correlate **c);
 /* Applies an event of the given kind to case id; payload is borrowed.
    origin (borrowed, may be NULL) is where the event came from, shown to
    the script as ev.action, ev.task or ev.message as kind says. */

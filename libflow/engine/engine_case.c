@@ -685,7 +685,8 @@ persist(transition *t)
     if (action == NULL) {
       if (!row->closed && json_object_get(c, "task") == NULL &&
           json_object_get(c, "sla") == NULL &&
-          json_object_get(c, "cancel_task") == NULL)
+          json_object_get(c, "cancel_task") == NULL &&
+          json_object_get(c, "open") == NULL)
         rc = add_requested_timer(t, c, &err);
       continue;
     }
@@ -735,13 +736,113 @@ done:
   return rc;
 }
 
+/* ---- cases a transition opens (flow.open) ---------------------------- */
+
+static size_t
+count_opens(json_t *calls)
+{
+  size_t n = 0;
+  for (size_t i = 0; calls && i < json_array_size(calls); i++)
+    n += json_object_get(json_array_get(calls, i), "open") != NULL;
+  return n;
+}
+
+/* What a refused transition that opened cases must take back besides
+   the store's writes. */
+typedef struct opens_mark {
+  uint64_t writes;
+  size_t notes, ndeliveries;
+} opens_mark;
+
+static int
+opens_begin(flow_engine *e, opens_mark *m)
+{
+  flow__err err;
+  flow__err_clear(&err);
+  m->writes = e->writes;
+  m->notes = flow__engine_notes_mark(e);
+  m->ndeliveries = e->ndeliveries;
+  if (e->vt->savepoint(e->store, &err) != 0)
+    return flow__engine_fail_err(e, &err);
+  return 0;
+}
+
+static int
+opens_end(flow_engine *e, opens_mark *m, int rc)
+{
+  if (rc == 0) {
+    flow__err err;
+    flow__err_clear(&err);
+    if (e->vt->release(e->store, &err) == 0)
+      return 0;
+    rc = flow__engine_fail_err(e, &err);
+  }
+  /* Nothing was written after all: a timer's, an action's or a
+     message's transition then becomes an incident, as any refusal. */
+  e->vt->rollback_to(e->store);
+  e->writes = m->writes;
+  flow__engine_notes_drop(e, m->notes);
+  e->ndeliveries = m->ndeliveries;
+  e->next_due = INT64_MIN;
+  return rc;
+}
+
+/* Opens the cases t's scripts asked for, in order, after t is written.
+   Their own deliveries wait for t's (the caller's deliver_after). */
+static int
+open_children(transition *t)
+{
+  flow_engine *e = t->e;
+  char parent[24];
+  snprintf(parent, sizeof parent, "%lld", (long long)t->row->id);
+  int rc = 0;
+  for (size_t i = 0; rc == 0 && i < json_array_size(t->calls); i++) {
+    json_t *c = json_array_get(t->calls, i);
+    const char *service = json_string_value(json_object_get(c, "open"));
+    if (service == NULL)
+      continue;
+    int64_t id = json_integer_value(json_object_get(c, "id"));
+    int line = (int)json_integer_value(json_object_get(c, "line"));
+    json_t *data = json_object_get(c, "data");
+    json_t *origin = json_pack("{s:s, s:s, s:I}", "case", parent, "service",
+                               t->svc->name, "seq",
+                               (json_int_t)t->row->seq);
+    if (origin == NULL || data == NULL)
+      return flow__engine_fail(e, FLOW_ENOMEM, "out of memory");
+    json_incref(data);
+    int was = e->delivering;
+    e->open_depth++;
+    e->delivering = 1;
+    rc = flow__case_open_with(e, service, data, id, t->actor, "parent",
+                              origin, t->cause, NULL);
+    e->delivering = was;
+    e->open_depth--;
+    json_decref(origin);
+    if (rc != 0) {
+      char why[sizeof e->err.msg];
+      snprintf(why, sizeof why, "%s", e->err.msg);
+      flow__engine_fail(e, rc,
+                        "%s:%d: flow.open('%s') could not open case %lld, "
+                        "so case %s's event '%s' is refused: %s",
+                        t->svc->chunkname, line, service, (long long)id,
+                        parent, t->event, why);
+    }
+  }
+  return rc;
+}
+
 /* Runs and persists t; on success *out (if out) gets the case JSON.
    Consumes t->data; the caller holds the transaction. */
 static int
 transition_run(transition *t, char **out)
 {
   flow_engine *e = t->e;
+  if (e->open_depth == 0)
+    e->open_last = 0;
+  e->open_parent = t->row;
+  e->open_parent_opening = t->opening;
   int rc = run_scripts(t);
+  e->open_parent = NULL;
   if (rc != 0 && flow__sandbox_damaged(t->comp->sb)) {
     flow__engine_evict(e, t->comp);
     t->comp = NULL;
@@ -750,6 +851,12 @@ transition_run(transition *t, char **out)
   flow__buf datatext;
   flow__buf_init(&datatext, &e->alloc);
   t->datatext = &datatext;
+  /* A transition that opens cases writes them, and itself, in a
+     savepoint: when one of them cannot open, none of it stays. */
+  opens_mark m;
+  int opens = rc == 0 && count_opens(t->calls) > 0;
+  if (opens)
+    rc = opens_begin(e, &m);
   if (rc == 0 && (rc = persist(t)) != 0 && t->comp &&
       flow__sandbox_damaged(t->comp->sb)) {
     /* validate (or a pattern) was killed */
@@ -757,6 +864,10 @@ transition_run(transition *t, char **out)
     t->comp = NULL;
     t->svc = NULL;
   }
+  if (opens && rc == 0)
+    rc = open_children(t);
+  if (opens)
+    rc = opens_end(e, &m, rc);
   json_decref(t->calls);
   t->calls = NULL;
   json_decref(t->data);
@@ -803,16 +914,29 @@ flow__case_open_txn(flow_engine *e, const char *service,
 {
   flow__err err;
   flow__err_clear(&err);
-  json_t *data = NULL, *payload = NULL;
-  int rc;
+  json_t *data = NULL;
   if (!flow__engine_identifier(service))
     return flow__engine_fail(e, FLOW_EINVAL,
                              "'%.40s' is not a service name (names are "
                              "lower-case, like missed_bin)",
                              service);
-  if ((rc = flow__json_parse_object(data_json, "case data", &data, &err)))
+  if (flow__json_parse_object(data_json, "case data", &data, &err) != 0)
     return flow__engine_fail_err(e, &err);
+  return flow__case_open_with(e, service, data, 0, actor, NULL, NULL, "call",
+                              out);
+}
+
+int
+flow__case_open_with(flow_engine *e, const char *service, json_t *data,
+                     int64_t id, const flow_actor *actor,
+                     const char *origin_key, json_t *origin,
+                     const char *cause, char **out)
+{
+  flow__err err;
+  flow__err_clear(&err);
+  json_t *payload = NULL;
   flow__compiled *comp;
+  int rc;
   if ((rc = flow__engine_service(e, service, 0, &comp)) != 0)
     goto done;
   const flow__service *svc = comp->svc;
@@ -828,7 +952,8 @@ flow__case_open_txn(flow_engine *e, const char *service,
   row.state = svc->initial;
   row.opened_at = row.updated_at = now;
   row.due_at = row.paused_at = FLOW__NO_TIME;
-  if ((rc = e->vt->case_new_id(e->store, &row.id, &err)) != 0) {
+  row.id = id;
+  if (id == 0 && (rc = e->vt->case_new_id(e->store, &row.id, &err)) != 0) {
     flow__engine_fail_err(e, &err);
     goto done;
   }
@@ -842,8 +967,10 @@ flow__case_open_txn(flow_engine *e, const char *service,
     .event = "open",
     .payload = payload,
     .actor = actor,
+    .origin = origin,
+    .origin_key = origin_key,
     .opening = 1,
-    .cause = "call",
+    .cause = cause,
     .now = now,
   };
   data = NULL; /* t owns it now */

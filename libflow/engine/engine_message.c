@@ -398,6 +398,89 @@ flow__messages_next_due(flow_engine *e)
   return next;
 }
 
+/* ---- a message that opens a case ---------------------------------------- */
+
+/* The data of the case message r opens: its key in the correlated field
+   (a whole number for an integer field), and each payload value whose
+   name is one of the service's other fields. */
+static json_t *
+opening_data(const flow__service *svc, const flow__correlate *c,
+             const flow__message_row *r, json_t *payload)
+{
+  json_t *data = json_object();
+  if (data == NULL)
+    return NULL;
+  const char *k;
+  json_t *v;
+  json_object_foreach(payload, k, v) {
+    if (strcmp(k, c->field) != 0 && flow__service_field(svc, k) &&
+        json_object_set(data, k, v) != 0) {
+      json_decref(data);
+      return NULL;
+    }
+  }
+  const flow__field *f = flow__service_field(svc, c->field);
+  json_t *key = NULL;
+  char *end = NULL;
+  long long n = f && f->type == FLOW__F_INTEGER ? strtoll(r->key, &end, 10)
+                                                : 0;
+  if (end && *end == 0 && end != r->key)
+    key = json_integer(n);
+  else
+    key = json_string(r->key);
+  if (key == NULL || json_object_set_new(data, c->field, key) != 0) {
+    json_decref(data);
+    return NULL;
+  }
+  return data;
+}
+
+/* Opens a case of svc for message r (buffered, just added), which the
+   opening then delivers to it; *m is read again to say how that went.
+   A case that cannot open refuses the message: the sender hears why,
+   and nothing stays. */
+static int
+open_for(flow_engine *e, const flow__service *svc, const flow__correlate *c,
+         const flow__message_row *r, json_t **m)
+{
+  json_t *payload = json_loads(r->payload, 0, NULL);
+  json_t *data = payload ? opening_data(svc, c, r, payload) : NULL;
+  json_decref(payload);
+  json_t *origin = json_pack("{s:O, s:s, s:s}", "id",
+                             json_object_get(*m, "id"), "name", r->name,
+                             "key", r->key);
+  if (data == NULL || origin == NULL) {
+    json_decref(data);
+    json_decref(origin);
+    return flow__engine_fail(e, FLOW_ENOMEM, "out of memory");
+  }
+  int rc = flow__case_open_with(e, svc->name, data, 0, &flow__system_actor,
+                                "message", origin, "message", NULL);
+  json_decref(origin);
+  if (rc != 0) {
+    char why[sizeof e->err.msg];
+    snprintf(why, sizeof why, "%s", e->err.msg);
+    return flow__engine_fail(e, rc,
+                             "message '%s' with key '%s' opens a case of "
+                             "%s (%s:%d), and the case could not open: %s",
+                             r->name, r->key, svc->name, svc->chunkname,
+                             c->line, why);
+  }
+  flow__err err;
+  flow__err_clear(&err);
+  get_ctx g = { NULL };
+  flow__message_query q = { .id = r->id };
+  if ((rc = e->vt->message_list(e->store, &q, 1, get_one, &g, &err)) != 0)
+    return flow__engine_fail_err(e, &err);
+  if (g.m == NULL)
+    return flow__engine_fail(e, FLOW_EIO, "message %lld vanished",
+                             (long long)r->id);
+  json_object_set_new(g.m, "opened", json_true());
+  json_decref(*m);
+  *m = g.m;
+  return 0;
+}
+
 /* ---- the API ------------------------------------------------------------- */
 
 static int
@@ -477,8 +560,16 @@ flow_message_send(char **out, flow_engine *engine, const char *name,
     rc = flow__engine_fail(e, FLOW_ENOMEM, "out of memory");
     goto done;
   }
+  flow__compiled *opener = NULL;
+  const flow__correlate *entry = NULL;
+  if (holder == 0)
+    rc = flow__message_opener(e, name, &opener, &entry);
+  if (rc != 0)
+    goto done;
   if (holder)
     rc = deliver(e, m, holder, &incident, 0);
+  else if (opener)
+    rc = open_for(e, opener->svc, entry, &r, &m);
   else
     note_message(e, "message_buffered", m, 0);
   if (rc == 0 && incident) {

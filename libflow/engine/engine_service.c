@@ -200,6 +200,27 @@ load_source(flow_engine *e, char **out, const char *src, size_t len,
       goto fail;
     }
   } else if (rc == FLOW_ENOTFOUND) {
+    /* A message opens cases of one service only. */
+    for (size_t i = 0; i < svc->ncorrelate; i++) {
+      if (!svc->correlate[i].opens)
+        continue;
+      flow__compiled *other = NULL;
+      const flow__correlate *entry = NULL;
+      rc = flow__message_opener(e, svc->correlate[i].message, &other,
+                                &entry);
+      if (rc == 0 && other && strcmp(other->svc->name, svc->name) != 0)
+        rc = flow__engine_fail(
+            e, FLOW_ECONFLICT,
+            "%s:%d: correlate: message '%s' already opens cases of %s "
+            "(%s:%d); a message opens cases of one service (take opens = "
+            "true out of one of them)",
+            chunkname, svc->correlate[i].line, svc->correlate[i].message,
+            other->svc->name, other->svc->chunkname, entry->line);
+      if (rc != 0) {
+        e->vt->rollback(e->store);
+        goto fail;
+      }
+    }
     flow__service_row row = {
       .name = svc->name,
       .version = svc->version,

@@ -105,11 +105,14 @@ typedef struct flow__state {
 } flow__state;
 
 /* One entry of `correlate`: the data field whose value is the key of a
-   message of that name sent to the case. */
+   message of that name sent to the case.  opens: a message of that name
+   that no open case waits for opens a case of this service (its newest
+   version), which it is then delivered to. */
 typedef struct flow__correlate {
   char *message;
   char *field;
   int line;
+  int opens;
 } flow__correlate;
 
 /* One group of `one_of`: at least one of these fields must be set. */

@@ -111,7 +111,11 @@ check_field(vctx *v, const flow__field *f, json_t *data, json_t *val,
               : f->type == FLOW__F_DATETIME ? "a time like "
                                               "\"2026-12-01T09:30:00Z\""
                                             : "text",
-              json_is_null(val) ? "null" : "a non-text value");
+              json_is_null(val)      ? "null"
+              : json_is_number(val)  ? "a number"
+              : json_is_boolean(val) ? "true or false"
+              : json_is_array(val)   ? "a list"
+                                     : "an object");
       return;
     }
     break;

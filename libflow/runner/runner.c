@@ -101,6 +101,7 @@ l_test_call(lua_State *L)
 static const luaL_Reg global_funcs[] = {
   { "load", flow__runner_l_load },
   { "open", flow__runner_l_open },
+  { "case_of", flow__runner_l_case_of },
   { "advance", flow__runner_l_advance },
   { "advance_to", flow__runner_l_advance_to },
   { "now", flow__runner_l_now },

@@ -209,6 +209,24 @@ flow__runner_l_open(lua_State *L)
   return 1;
 }
 
+/* case_of(id): the case with that id, for a case the test did not open
+   itself (one a script opened with flow.open, or a message opened). */
+int
+flow__runner_l_case_of(lua_State *L)
+{
+  runner *r = flow__runner_need_test(L, "case_of");
+  if (lua_type(L, 1) != LUA_TSTRING && !lua_isinteger(L, 1))
+    return flow__runner_raise_at(L, r,
+                                 "case_of needs a case id, like "
+                                 "case_of(c:data().contact_case)");
+  const char *id = lua_tostring(L, 1);
+  json_t *j = get_case(L, r, id); /* raises when there is none */
+  json_decref(j);
+  snprintf(r->last_case, sizeof r->last_case, "%s", id);
+  push_case(L, id);
+  return 1;
+}
+
 static int
 do_signal(lua_State *L, runner *r, const char *id, int first)
 {

@@ -117,6 +117,16 @@ flow__runner_collect_coverage(runner *r)
 {
   for (size_t i = 0; i < json_array_size(r->loaded); i++)
     cov_universe(r, json_string_value(json_array_get(r->loaded, i)));
-  for (size_t i = 0; i < json_array_size(r->cases); i++)
-    cov_case(r, json_string_value(json_array_get(r->cases, i)));
+  /* Every case of the test's engine, the ones its scripts and messages
+     opened too: ids start at 1 in each test and have no gaps there (a
+     refused opening gives its id back), so the first id that is not a
+     case ends them. */
+  for (long long id = 1;; id++) {
+    char text[24], *out = NULL;
+    snprintf(text, sizeof text, "%lld", id);
+    if (flow_case_get(&out, r->e, text) != 0)
+      break;
+    flow_free(out);
+    cov_case(r, text);
+  }
 }

@@ -133,6 +133,7 @@ int flow__runner_l_load(lua_State *L);
 /* Makes the case metatable, whose methods are the case API. */
 void flow__runner_case_install(lua_State *L, runner *r);
 int flow__runner_l_open(lua_State *L);
+int flow__runner_l_case_of(lua_State *L);
 int flow__runner_l_expect_open_refused(lua_State *L);
 
 /* The case id of the handle at index 1 (raises when it is not one). */

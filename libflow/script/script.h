@@ -40,6 +40,18 @@ void flow__sandbox_free(flow__sandbox *sb);
    outlive the sandbox); until it is set, the default one (Europe/London,
    England and Wales bank holidays). */
 void flow__sandbox_set_calendar(flow__sandbox *sb, const flow__calendar *cal);
+/*
+ * What flow.open(service, data) asks of the engine: that service can open
+ * a case with data (checked as far as it can be before the case's own
+ * scripts run), and the id the case will have.  Returns 0 with *id, or a
+ * FLOW_* code with a message for the script's author in msg (the caller
+ * adds "flow.open('service'): " and the line).  Until it is set,
+ * flow.open is refused.
+ */
+typedef int (*flow__open_fn)(void *ctx, const char *service, json_t *data,
+                             int64_t *id, char *msg, size_t len);
+void flow__sandbox_set_opener(flow__sandbox *sb, flow__open_fn fn,
+                              void *ctx);
 /* Bytes the Lua state holds now. */
 size_t flow__sandbox_mem(const flow__sandbox *sb);
 /*

@@ -563,7 +563,9 @@ flow__sb_outcome(flow__sandbox *sb, int status, const char *where,
       rc = flow__err_set(err, FLOW_ENOMEM, "out of memory while %s ran",
                          flow__sb_what(sb));
     } else if (sb->refused) {
-      rc = flow__err_set(err, FLOW_EREFUSED, "%s", sb->refuse_msg);
+      /* 2: flow.open was given data its service refuses. */
+      rc = flow__err_set(err, sb->refused == 2 ? FLOW_EDATA : FLOW_EREFUSED,
+                         "%s", sb->refuse_msg);
     } else if (status != LUA_OK) {
       char msg[FLOW__ERRMSG_MAX];
       flow__sb_errobj(L, -1, msg, sizeof msg);

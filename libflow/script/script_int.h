@@ -132,7 +132,8 @@ struct flow__sandbox {
   int killed;        /* FLOW__KILL_*; sticky until the next unit starts */
   int damaged;       /* a kill happened since the sandbox was made */
   int enomem;        /* the host allocator (or Jansson) failed */
-  int refused;       /* flow.fail was called */
+  int refused;       /* flow.fail was called (2: flow.open's data was
+                        refused, FLOW_EDATA) */
   char refuse_msg[FLOW__ERRMSG_MAX];
   char refuse_where[160]; /* "CHUNK:LINE:" of that flow.fail */
   /* What the unit runs, for messages: "the handler for 'assign' in
@@ -177,6 +178,10 @@ struct flow__sandbox {
   json_t *calls;     /* flow.call requests; NULL: flow.call is refused */
   int ncalls, ntimers; /* flow.call and flow.after/at requests in calls */
   int ntasks;          /* flow.task requests in calls */
+  int nopens;          /* flow.open requests in calls */
+  /* flow.open asks the engine for a case id (flow__sandbox_set_opener). */
+  flow__open_fn opener;
+  void *opener_ctx;
   /* The unit all the pattern checks of one validation share, kept while
      the run's own unit is back (flow__sandbox_match). */
   unit_state match_unit;
@@ -234,6 +239,8 @@ const luaL_Reg *flow__sb_sla_funcs(void);
 /* flow.task{...} (script_task.c). */
 int flow__sb_task(lua_State *L);
 int flow__sb_cancel_task(lua_State *L);
+/* flow.open(service, data) (script_open.c). */
+int flow__sb_open(lua_State *L);
 /* flow.add, flow.date, flow.is_working_day, flow.before, flow.local_time
    (script_time.c). */
 int flow__sb_add(lua_State *L);

@@ -523,7 +523,64 @@ flow__ld_read_sla(loader *ld, int idx, flow__sla *out, const char *state)
 }
 
 /* correlate = { message = "field", ... }: which data field of a case
-   names it to a message sent by name and key (flow_message_send). */
+   names it to a message sent by name and key (flow_message_send).  The
+   long form, message = { field = "f", opens = true }, also says that
+   such a message opens a case when no open case waits for it: the first
+   state must then be fixed and take the message. */
+static const char *
+correlate_long(loader *ld, int kl, const char *msg, int *opens)
+{
+  lua_State *L = ld->L;
+  int v = lua_gettop(L);
+  static const char *const known[] = { "field", "opens", NULL };
+  lua_pushnil(L);
+  while (lua_next(L, v)) {
+    int ok = lua_type(L, -2) == LUA_TSTRING;
+    for (int i = 0; ok && known[i]; i++)
+      if (strcmp(lua_tostring(L, -2), known[i]) == 0)
+        ok = 2;
+    if (ok != 2) {
+      char kt[80];
+      flow__ld_problem(ld, kl, "correlate: %s has the unknown key %s (it "
+                       "takes field and opens)",
+                       msg, flow__ld_key_text(L, -2, kt, sizeof kt));
+    }
+    lua_pop(L, 1);
+  }
+  int ty = flow__ld_rawfield(L, v, "opens");
+  if (ty == LUA_TBOOLEAN)
+    *opens = lua_toboolean(L, -1);
+  else if (ty != LUA_TNIL)
+    flow__ld_problem(ld, kl, "correlate: %s.opens must be true or false, "
+                     "not a %s", msg, flow__ld_type_at(L, -1));
+  lua_pop(L, 1);
+  /* The field's text stays alive in the table the loader holds. */
+  ty = flow__ld_rawfield(L, v, "field");
+  const char *field = ty == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+  lua_pop(L, 1);
+  return field;
+}
+
+/* A message that opens cases is delivered to the first state. */
+static void
+correlate_opens_check(loader *ld, const flow__correlate *c)
+{
+  const flow__service *svc = ld->svc;
+  if (svc->initial_fn != FLOW__NOREF || svc->initial == NULL) {
+    flow__ld_problem(ld, c->line, "correlate: %s opens cases, so `initial` "
+                     "must name the first state (not a function)",
+                     c->message);
+    return;
+  }
+  const flow__state *st = flow__service_state(svc, svc->initial);
+  if (st && flow__state_trans(st, c->message) == NULL)
+    flow__ld_problem(ld, c->line, "correlate: %s opens cases, and the "
+                     "message is delivered to the case it opens, but the "
+                     "first state '%s' does not take it (add %s = ... to "
+                     "its `on`)",
+                     c->message, svc->initial, c->message);
+}
+
 static void
 read_correlate(loader *ld, int t)
 {
@@ -556,8 +613,11 @@ read_correlate(loader *ld, int t)
     char kt[80];
     const char *msg = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
                                                      : NULL;
+    int opens = 0;
     const char *field = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
-                                                       : NULL;
+                        : lua_type(L, -1) == LUA_TTABLE && msg
+                            ? correlate_long(ld, kl, msg, &opens)
+                            : NULL;
     const flow__field *f = field ? flow__service_field(svc, field) : NULL;
     if (msg == NULL || !flow__name_ok(msg, strlen(msg), 0) ||
         strlen(msg) > FLOW__MAX_NAME) {
@@ -566,7 +626,8 @@ read_correlate(loader *ld, int t)
                   flow__ld_key_text(L, -2, kt, sizeof kt));
     } else if (field == NULL) {
       flow__ld_problem(ld, kl, "correlate: %s must name a field, like %s = "
-                  "\"payment_ref\"", msg, msg);
+                  "\"payment_ref\" (or %s = { field = \"payment_ref\", "
+                  "opens = true })", msg, msg, msg);
     } else if (f == NULL) {
       flow__ld_problem(ld, kl, "correlate: %s names the field '%.60s', which "
                   "is not in `fields` (declare it there)", msg, field);
@@ -580,9 +641,12 @@ read_correlate(loader *ld, int t)
       c->message = flow__strdup(ld->a, msg);
       c->field = flow__strdup(ld->a, field);
       c->line = kl;
+      c->opens = opens;
       svc->ncorrelate++;
       if (c->message == NULL || c->field == NULL)
         flow__ld_oom(ld);
+      if (opens)
+        correlate_opens_check(ld, c);
     }
     lua_pop(L, 1);
   }

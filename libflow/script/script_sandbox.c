@@ -727,7 +727,7 @@ static const luaL_Reg flow_funcs[] = {
   { "log", flow_log },   { "fail", flow_fail }, { "now", flow_now },
   { "call", flow_call }, { "list", flow_list }, { "after", flow_after },
   { "at", flow_at },     { "task", flow__sb_task },
-  { "cancel_task", flow__sb_cancel_task },
+  { "cancel_task", flow__sb_cancel_task }, { "open", flow__sb_open },
   { "add", flow__sb_add }, { "date", flow__sb_date },
   { "is_working_day", flow__sb_is_working_day },
   { "before", flow__sb_before }, { "local_time", flow__sb_local_time },
@@ -1011,6 +1011,13 @@ flow__sandbox_set_calendar(flow__sandbox *sb, const flow__calendar *cal)
   sb->cal = cal;
 }
 
+void
+flow__sandbox_set_opener(flow__sandbox *sb, flow__open_fn fn, void *ctx)
+{
+  sb->opener = fn;
+  sb->opener_ctx = ctx;
+}
+
 lua_State *
 flow__sandbox_lua(flow__sandbox *sb)
 {
@@ -1210,7 +1217,7 @@ run_begin(flow__sandbox *sb, const flow__service *svc,
   sb->svc = svc;
   sb->now = ev->at;
   sb->calls = json_array();
-  sb->ncalls = sb->ntimers = sb->ntasks = 0;
+  sb->ncalls = sb->ntimers = sb->ntasks = sb->nopens = 0;
   if (sb->calls == NULL) {
     flow__sb_stop(sb);
     return flow__err_set(err, FLOW_ENOMEM, "out of memory starting a run");
@@ -1797,7 +1804,7 @@ flow__sandbox_eval(flow__sandbox *sb, const char *code, size_t len,
   flow__sb_seed(sb, 0);
   /* flow.call works as in a handler; the requests are dropped. */
   sb->calls = json_array();
-  sb->ncalls = sb->ntimers = sb->ntasks = 0;
+  sb->ncalls = sb->ntimers = sb->ntasks = sb->nopens = 0;
   int rc = 0, line;
   char msg[FLOW__ERRMSG_MAX];
   if (sb->calls == NULL) {

@@ -224,8 +224,11 @@ struct flow__store {
   int64_t case_last;
   int case_loaded;
   flow__sq_places places; /* store_sqlite_index.c's */
-  int64_t sp_case_last; /* the same, at the savepoint */
-  int sp_case_loaded;
+  /* The same at each open savepoint (group commit's per call, and one
+     inside it around a transition that opens other cases). */
+  int sp_depth;
+  int64_t sp_case_last[FLOW__SQ_SAVEPOINTS];
+  int sp_case_loaded[FLOW__SQ_SAVEPOINTS];
   /* The last PRAGMA data_version seen; known says whether there is one. */
   int64_t data_version;
   int data_version_known;
@@ -351,6 +354,7 @@ sqlite_begin(flow__store *s, flow__err *err)
   int rc = flow__sq_done(s, s->st[ST_BEGIN], err, "starting a transaction");
   if (rc == 0) {
     s->in_txn = 1;
+    s->sp_depth = 0;
     flow__sq_places_begin(s);
   }
   return rc;
@@ -371,6 +375,7 @@ sqlite_commit(flow__store *s, flow__err *err)
     flow__sq_places_rollback(s);
   }
   s->in_txn = 0;
+  s->sp_depth = 0;
   return rc;
 }
 
@@ -382,6 +387,7 @@ sqlite_rollback(flow__store *s)
     sqlite3_reset(s->st[ST_ROLLBACK]);
   }
   s->in_txn = 0;
+  s->sp_depth = 0;
   s->case_loaded = 0;
   flow__sq_places_rollback(s);
 }
@@ -1127,33 +1133,47 @@ sqlite_outbox_list(flow__store *s, int64_t case_id, const char *status,
 static int
 sqlite_savepoint(flow__store *s, flow__err *err)
 {
-  s->sp_case_last = s->case_last;
-  s->sp_case_loaded = s->case_loaded;
-  int rc = flow__sq_places_savepoint(s, err);
-  if (rc != 0)
-    return rc;
-  return flow__sq_done(s, s->st[ST_SAVEPOINT], err, "starting a savepoint");
+  if (s->sp_depth == FLOW__SQ_SAVEPOINTS)
+    return flow__err_set(err, FLOW_EMISUSE,
+                         "storage: savepoints nested more than %d deep",
+                         FLOW__SQ_SAVEPOINTS);
+  int d = s->sp_depth;
+  s->sp_case_last[d] = s->case_last;
+  s->sp_case_loaded[d] = s->case_loaded;
+  int rc = flow__sq_places_savepoint(s, d, err);
+  if (rc == 0)
+    rc = flow__sq_done(s, s->st[ST_SAVEPOINT], err, "starting a savepoint");
+  if (rc == 0)
+    s->sp_depth++;
+  return rc;
 }
 
 static int
 sqlite_release(flow__store *s, flow__err *err)
 {
-  return flow__sq_done(s, s->st[ST_RELEASE], err, "releasing a savepoint");
+  int rc = flow__sq_done(s, s->st[ST_RELEASE], err, "releasing a savepoint");
+  if (rc == 0 && s->sp_depth > 0)
+    s->sp_depth--;
+  return rc;
 }
 
 static void
 sqlite_rollback_to(flow__store *s)
 {
-  /* ROLLBACK TO keeps the savepoint open; RELEASE ends it. */
+  if (s->sp_depth == 0)
+    return;
+  int d = --s->sp_depth;
+  /* ROLLBACK TO keeps the savepoint open; RELEASE ends it.  (Savepoints
+     of one name nest: both act on the innermost.) */
   sqlite3_step(s->st[ST_ROLLBACK_TO]);
   sqlite3_reset(s->st[ST_ROLLBACK_TO]);
   sqlite3_step(s->st[ST_RELEASE]);
   sqlite3_reset(s->st[ST_RELEASE]);
   /* The ids handed out since the savepoint come again: a refused call
      leaves no gap in the case numbers. */
-  s->case_last = s->sp_case_last;
-  s->case_loaded = s->sp_case_loaded;
-  flow__sq_places_rollback_to(s);
+  s->case_last = s->sp_case_last[d];
+  s->case_loaded = s->sp_case_loaded[d];
+  flow__sq_places_rollback_to(s, d);
 }
 
 

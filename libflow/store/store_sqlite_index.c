@@ -300,19 +300,19 @@ flow__sq_places_rollback(flow__store *s)
 }
 
 int
-flow__sq_places_savepoint(flow__store *s, flow__err *err)
+flow__sq_places_savepoint(flow__store *s, int depth, flow__err *err)
 {
   flow__sq_places *p = flow__sq_places_of(s);
-  p->sp_nstale = p->nstale;
+  p->sp_nstale[depth] = p->nstale;
   return flow__sq_places_flush(s, err);
 }
 
 void
-flow__sq_places_rollback_to(flow__store *s)
+flow__sq_places_rollback_to(flow__store *s, int depth)
 {
   flow__sq_places *p = flow__sq_places_of(s);
   if (!p->flushed)
-    stale_truncate(s, p->sp_nstale);
+    stale_truncate(s, p->sp_nstale[depth]);
   /* All noted since the savepoint began (it began with none), and any
      that went in since are undone by ROLLBACK TO itself. */
   p->narrived = 0;

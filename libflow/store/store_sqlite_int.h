@@ -24,6 +24,8 @@
 
 /* Statements of store_sqlite_work.c, prepared on first use. */
 #define FLOW__SQ_WORK_STMTS 40
+/* Savepoints open at once inside a transaction. */
+#define FLOW__SQ_SAVEPOINTS 4
 
 /* What store_sqlite_index.c keeps per connection. */
 #define FLOW__SQ_PLACES_STMTS 6
@@ -48,7 +50,8 @@ typedef struct flow__sq_places {
     int64_t id;
     char *state;
   } *stale;
-  size_t nstale, cap_stale, txn_nstale, sp_nstale;
+  size_t nstale, cap_stale, txn_nstale;
+  size_t sp_nstale[FLOW__SQ_SAVEPOINTS]; /* at each open savepoint */
   int flushed;
   /* The fields indexed, as of schema_version, and for each the UPDATE
      that copies its value from cases.keys into its own column (k_FIELD,
@@ -85,10 +88,10 @@ int flow__sq_state_moved(flow__store *s, int64_t id, const char *from,
 void flow__sq_places_begin(flow__store *s);
 int flow__sq_places_precommit(flow__store *s, flow__err *err);
 void flow__sq_places_rollback(flow__store *s);
-int flow__sq_places_savepoint(flow__store *s, flow__err *err);
+int flow__sq_places_savepoint(flow__store *s, int depth, flow__err *err);
 /* Inserts the entries of case_states noted in this transaction. */
 int flow__sq_places_flush(flow__store *s, flow__err *err);
-void flow__sq_places_rollback_to(flow__store *s);
+void flow__sq_places_rollback_to(flow__store *s, int depth);
 /* Removes what is still noted (when the database lets it) and frees. */
 void flow__sq_places_close(flow__store *s);
 /* The indexed fields: read again when the schema changed; is field one;

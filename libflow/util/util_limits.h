@@ -63,6 +63,9 @@
    in a task's form; the longest title (characters), team or assignee
    (bytes). */
 #define FLOW__MAX_TASKS_PER_RUN 20
+/* Cases one event may open with flow.open; a case opened so may open
+   none itself while it opens (docs/budgets.md). */
+#define FLOW__MAX_OPENS_PER_RUN 20
 #define FLOW__MAX_ENUM_VALUES 1000
 #define FLOW__MAX_TASK_TITLE 200
 #define FLOW__MAX_TASK_WHO 100

@@ -955,6 +955,55 @@ START_TEST(test_store_savepoint)
 }
 END_TEST
 
+/* Savepoints nest (a call's, and one inside it around a transition that
+   opens cases): undoing the inner keeps the outer's writes, undoing the
+   outer takes both, and the case ids come back with each. */
+START_TEST(test_store_savepoint_nested)
+{
+  if (!start(_i))
+    return;
+  int64_t a, b, c;
+  ck_assert_int_eq(vt->begin(S, &err), 0);
+  ck_assert_int_eq(vt->savepoint(S, &err), 0); /* outer */
+  ck_assert_int_eq(vt->case_new_id(S, &a, &err), 0);
+  flow__case_row r = sample_row(a);
+  ck_assert_int_eq(vt->case_insert(S, &r, &err), 0);
+  ck_assert_int_eq(vt->savepoint(S, &err), 0); /* inner */
+  ck_assert_int_eq(vt->case_new_id(S, &b, &err), 0);
+  ck_assert_int_gt(b, a);
+  r.id = b;
+  ck_assert_int_eq(vt->case_insert(S, &r, &err), 0);
+  vt->rollback_to(S); /* inner: b goes, a stays */
+  ck_assert_int_eq(vt->case_new_id(S, &c, &err), 0);
+  ck_assert_int_eq(c, b); /* its id comes again */
+  flow__case_row got;
+  ck_assert_int_eq(vt->case_get(S, a, &got, &err), 0);
+  flow__case_row_clear(&A, &got);
+  ck_assert_int_eq(vt->case_get(S, b, &got, &err), FLOW_ENOTFOUND);
+  /* Inner released, then outer undone: everything goes. */
+  ck_assert_int_eq(vt->savepoint(S, &err), 0);
+  r.id = c;
+  ck_assert_int_eq(vt->case_insert(S, &r, &err), 0);
+  ck_assert_int_eq(vt->release(S, &err), 0);
+  vt->rollback_to(S);
+  ck_assert_int_eq(vt->case_new_id(S, &c, &err), 0);
+  ck_assert_int_eq(c, a);
+  ck_assert_int_eq(vt->commit(S, &err), 0);
+  ck_assert_int_eq(vt->case_get(S, a, &got, &err), FLOW_ENOTFOUND);
+  /* No deeper than the store allows, and refused cleanly past it. */
+  ck_assert_int_eq(vt->begin(S, &err), 0);
+  int depth = 0;
+  while (depth < 64 && vt->savepoint(S, &err) == 0)
+    depth++;
+  ck_assert_int_lt(depth, 64);
+  ck_assert_int_ge(depth, 2);
+  for (int i = 0; i < depth; i++)
+    ck_assert_int_eq(vt->release(S, &err), 0);
+  ck_assert_int_eq(vt->commit(S, &err), 0);
+  finish();
+}
+END_TEST
+
 /* ---- timers ---------------------------------------------------------- */
 
 /* A claim takes a timer only while it is pending and live, and says so;
@@ -1123,6 +1172,7 @@ conformance_suite(void)
   tcase_add_loop_test(tc, test_store_incidents, 0, NBACKENDS);
   tcase_add_loop_test(tc, test_store_messages, 0, NBACKENDS);
   tcase_add_loop_test(tc, test_store_savepoint, 0, NBACKENDS);
+  tcase_add_loop_test(tc, test_store_savepoint_nested, 0, NBACKENDS);
   tcase_add_loop_test(tc, test_store_timer_claim, 0, NBACKENDS);
   tcase_add_loop_test(tc, test_store_sweep_any_number, 0, NBACKENDS);
   tcase_add_loop_test(tc, test_store_changed_elsewhere, 0, NBACKENDS);

@@ -1,10 +1,11 @@
 -- Local test and trace: the council's own contact tracing for a person
 -- who has tested positive for COVID-19.
 --
--- A case is opened when a test is registered (the booking system, or the
--- national system handing a case to the council, gives the barcode and
--- the person's details).  The laboratory's result arrives as a message
--- carrying the test's barcode.  A positive result starts the trace:
+-- A case opens when the laboratory's result arrives: the message
+-- test_result, keyed by the test's barcode, carrying the person's details
+-- as the national system hands them on.  If the booking system opened a
+-- case when the test was registered, the result goes to that case
+-- instead.  A positive result starts the trace:
 --
 --   awaiting_result --positive--> calling ---reached---> interview
 --     |      |                      |                     |    ^
@@ -24,11 +25,10 @@
 --   (raise_in_error --> withdrawn).
 --
 -- Each contact the person names becomes a case of its own, of the service
--- trace_contact (trace_contact.lua, in this folder).  A script cannot
--- open a case itself, so it asks the host to, with the action
--- "cases.open"; the two cases are linked by ids in their data
--- (contacts[n].case_id here, index_case there).
---
+-- trace_contact (trace_contact.lua, in this folder), opened by this
+-- script with flow.open in the same step; the two cases are linked by ids
+-- in their data (contacts[n].case_id here, index_case there).
+
 -- Try it from the shell (from the repository's top folder):
 --
 --   flow check examples/services/health/test_and_trace/contact_tracing.lua
@@ -157,8 +157,28 @@ end
 
 -- {"name": "Sam Jones", "phone": "07700 900456", "last_contact":
 -- "2026-02-01", "household": true}.  The contact is kept in the list
--- `contacts` (checked by `validate` below) and the host is asked to open
--- a trace_contact case for them; its id comes back in contact_opened.
+-- `contacts` (checked by `validate` below), and a trace_contact case is
+-- opened for them with this step: flow.open gives its id at once.  If
+-- that case cannot open (its data is refused), the tracer's add_contact
+-- is refused with the reason, and nothing is recorded.
+-- What is wrong with a contact's details, or nil.
+local function contact_problem(c)
+  if type(c.name) ~= "string" or c.name == "" or #c.name > 100 then
+    return "give the contact's name (at most 100 characters)"
+  elseif c.phone ~= nil and (type(c.phone) ~= "string"
+                             or not c.phone:find("^%+?[%d ]+$")
+                             or #c.phone > 20) then
+    return "the phone number must be digits and spaces"
+  elseif type(c.last_contact) ~= "string"
+         or not c.last_contact:find("^%d%d%d%d%-%d%d%-%d%d$") then
+    return 'give the day of last contact, like "2026-02-01"'
+  elseif c.last_contact > flow.date() then
+    return "the last contact cannot be after today"
+  elseif c.household ~= nil and type(c.household) ~= "boolean" then
+    return "household must be true or false"
+  end
+end
+
 local function add_contact(case, ev)
   local p = ev.payload
   local contacts = case.data.contacts or flow.list()
@@ -166,51 +186,14 @@ local function add_contact(case, ev)
   contacts[n] = { no = n, name = p.name, phone = p.phone,
                   last_contact = p.last_contact, household = p.household }
   case.data.contacts = contacts
-  flow.call("cases.open", {
-    service = "trace_contact",
-    data = { index_case = case.id, contact_no = n, name = p.name,
-             phone = p.phone, last_contact = p.last_contact,
-             household = p.household },
-  }, {
-    reply = "contact_opened",
-    fail = "contact_not_opened",
-    retry = { max = 5, backoff = "1m" },
-    timeout = "5m",
-    -- The key names the contact, so the answer says which one it was,
-    -- and the host opens one case however often it is asked.
-    key = "contact:" .. case.id .. ":" .. n,
-  })
-end
-
--- The host's answer to cases.open: the new case, { "id": "17", ... }.
-local function contact_opened(case, ev)
-  local n = tonumber(ev.action.key:match(":(%d+)$"))
-  case.data.contacts[n].case_id = ev.payload.id
-end
-
--- The host could not open the contact's case: a tracer opens it by hand
--- and types its id into the task.  The task is named after the contact
--- (link_contact_2), as a task cannot carry anything else back.
-local function contact_not_opened(case, ev)
-  local n = tonumber(ev.action.key:match(":(%d+)$"))
-  case.data.contacts[n].open_failed = true
-  flow.task{
-    name = "link_contact_" .. n,
-    title = "Open a trace_contact case by hand for contact " .. n
-            .. " of test " .. case.data.barcode .. ", and give its id",
-    team = "tracers",
-    due = "4h",
-    form = { case_id = { type = "string", pattern = "^%d+$", max = 20,
-                         required = true } },
-    done = "contact_linked",
-    keep = true,
-  }
-end
-
-local function contact_linked(case, ev)
-  local n = tonumber(ev.task.name:match("_(%d+)$"))
-  case.data.contacts[n].case_id = ev.payload.outcome.case_id
-  case.data.contacts[n].open_failed = nil
+  -- Details that make no sense are refused by `validate`, naming the
+  -- contact by number; only good ones get a case.
+  if contact_problem(contacts[n]) == nil then
+    contacts[n].case_id = flow.open("trace_contact", {
+      index_case = case.id, contact_no = n, name = p.name, phone = p.phone,
+      last_contact = p.last_contact, household = p.household,
+    })
+  end
 end
 
 -- {"needs": ["food", "medicine"], "note": "..."}: a task for the welfare
@@ -365,29 +348,17 @@ return {
   -- cannot say what its items hold, so this says it.)
   validate = function(data)
     for i, c in ipairs(data.contacts or {}) do
-      local why
-      if type(c.name) ~= "string" or c.name == "" or #c.name > 100 then
-        why = "give the contact's name (at most 100 characters)"
-      elseif c.phone ~= nil and (type(c.phone) ~= "string"
-                                 or not c.phone:find("^%+?[%d ]+$")
-                                 or #c.phone > 20) then
-        why = "the phone number must be digits and spaces"
-      elseif type(c.last_contact) ~= "string"
-             or not c.last_contact:find("^%d%d%d%d%-%d%d%-%d%d$") then
-        why = 'give the day of last contact, like "2026-02-01"'
-      elseif c.last_contact > flow.date() then
-        why = "the last contact cannot be after today"
-      elseif c.household ~= nil and type(c.household) ~= "boolean" then
-        why = "household must be true or false"
-      end
+      local why = contact_problem(c)
       if why then
         return { contacts = "contact " .. i .. ": " .. why }
       end
     end
   end,
 
-  -- The lab's result message names the case by the test's barcode.
-  correlate = { test_result = "barcode" },
+  -- The lab's result message names the case by the test's barcode, and
+  -- opens one when no case has that barcode yet (its payload's values
+  -- for these fields become the case's data).
+  correlate = { test_result = { field = "barcode", opens = true } },
 
   initial = "awaiting_result",
 
@@ -486,10 +457,6 @@ return {
         finish_interview = { roles = { "tracer" },
                              handler = finish_interview },
         interview_overdue = { internal = true, handler = finish_interview },
-        contact_opened = { internal = true, handler = contact_opened },
-        contact_not_opened = { internal = true,
-                               handler = contact_not_opened },
-        contact_linked = { internal = true, handler = contact_linked },
         welfare_done = { internal = true, handler = welfare_done },
         test_result = SAME_RESULT_AGAIN,
         raise_in_error = SUPERVISOR_CLOSES,
@@ -545,10 +512,6 @@ return {
         },
         add_contact = { roles = { "tracer" }, handler = add_contact },
         refer_welfare = { roles = { "tracer" }, handler = refer_welfare },
-        contact_opened = { internal = true, handler = contact_opened },
-        contact_not_opened = { internal = true,
-                               handler = contact_not_opened },
-        contact_linked = { internal = true, handler = contact_linked },
         welfare_done = { internal = true, handler = welfare_done },
         test_result = SAME_RESULT_AGAIN,
         raise_in_error = SUPERVISOR_CLOSES,

@@ -37,24 +37,16 @@ local POSITIVE = { result = "positive", test_date = "2026-02-01" }
 local tracer = { actor = "asha", roles = { "tracer" } }
 local supervisor = { actor = "priya", roles = { "supervisor" } }
 
--- The host, mocked: texts are sent, and the contacts' cases are opened
--- (and signalled) in this test's engine, as a real host would.  Returns
--- the contacts' cases by id.
+-- The host, mocked: texts are sent, and a contact's case is signalled
+-- when the positive case is withdrawn, as a real host would.  (The
+-- contacts' cases themselves are opened by the script, with flow.open.)
 local function host()
   mock.action("notify.sms", { result = { id = "sms-1" } })
-  local opened = {}
-  mock.action("cases.open", function(args)
-    local contact = open(args.service, args.data,
-                         { actor = "engine", roles = { "system" } })
-    opened[contact.id] = contact
-    return { result = { id = contact.id } }
-  end)
   mock.action("cases.signal", function(args)
-    opened[args.case]:signal(args.event, args.payload,
-                             { actor = "engine", roles = { "system" } })
+    case_of(args.case):signal(args.event, args.payload,
+                              { actor = "engine", roles = { "system" } })
     return { result = {} }
   end)
-  return opened
 end
 
 -- A registered test whose positive result has come: the case is calling.
@@ -140,24 +132,46 @@ test("a positive result starts the calls: a text, and a call for the tracers",
   c:expect_history({ "open", "test_result" })
 end)
 
-test("a result that comes before the registration waits for it", function()
+-- The national system's result, for a test the council had no
+-- registration for, carries the person's details: it opens the case.
+local HANDED_ON = {
+  result = "positive", test_date = "2026-02-01",
+  name = "Alex Smith", phone = "07700 900123",
+  address = "12 High Street, Exeter", postcode = "EX1 1AA",
+  date_of_birth = "1980-05-17",
+  lab = "Exeter Lighthouse",   -- not a field of the service: not kept
+}
+
+test("a positive result for a test nobody registered opens the case",
+     function()
   host()
-  local m = send("test_result", BARCODE, POSITIVE)
-  expect(m.status).to_be("buffered")
-  expect(m.case).to_be_nil()
-  advance("3h")
-  local c = open("contact_tracing", registration)
+  local m = send("test_result", BARCODE, HANDED_ON)
+  expect(m.status).to_be("delivered")
+  expect(m.opened).to_be(true)
+  local c = case_of(m.case)
   c:expect_state("calling")
   c:expect_history({ "open", "test_result" })
-  expect(messages("delivered")[1].case).to_be(c.id)
-  expect(#messages("buffered")).to_be(0)
+  c:expect_data({ barcode = BARCODE, name = "Alex Smith",
+                  phone = "07700 900123", postcode = "EX1 1AA",
+                  result = "positive", test_date = "2026-02-01" })
+  expect(c:data().lab).to_be_nil()
+  c:expect_tasks({ { name = "call", team = "tracers" } })
+  -- The booking system registering the same barcode afterwards is
+  -- refused: the case is open already.
+  expect(expect_open_refused("contact_tracing", registration, nil,
+                             "FLOW_ECONFLICT")).to_contain(
+    "already waits for message 'test_result'")
 end)
 
-test("a result nobody registers a test for expires after 7 days", function()
+test("a result for an unregistered test without the person's details is "
+     .. "refused, and nothing is kept", function()
   host()
-  send("test_result", "XYZ99999999", POSITIVE)
-  advance("7d")
-  expect(messages("expired")[1].key).to_be("XYZ99999999")
+  local why = expect_refused(function()
+    send("test_result", "XYZ99999999", POSITIVE)
+  end, "FLOW_EDATA")
+  expect(why).to_contain("opens a case of contact_tracing")
+  expect(why).to_contain("name: is required")
+  expect(#messages()).to_be(0)
   -- A registration after that waits for a result of its own.
   local c = open("contact_tracing", registration_without())
   c:expect_state("awaiting_result")
@@ -263,18 +277,24 @@ test("a different result for the same barcode is an incident to check",
     "was positive already, and now a 'negative' result came")
 end)
 
-test("a result for a closed case waits for a case, then expires", function()
+test("a result for a closed case opens a new case, or is refused without "
+     .. "the person's details", function()
   host()
   local c = open("contact_tracing", registration)
   send("test_result", BARCODE, { result = "negative", test_date = "2026-02-01" })
   c:expect_state("not_positive")
-  -- Closing freed the barcode: the lab's repeat finds no case.
-  local m = send("test_result", BARCODE, { result = "negative",
-                                           test_date = "2026-02-01" })
-  expect(m.status).to_be("buffered")
-  advance("7d")
-  expect(messages("expired")[1].id).to_be(m.id)
+  -- Closing freed the barcode: the lab's bare repeat finds no case and
+  -- cannot open one.
+  expect_refused(function()
+    send("test_result", BARCODE, { result = "negative",
+                                   test_date = "2026-02-01" })
+  end, "FLOW_EDATA")
   c:expect_history({ "open", "test_result" })
+  -- The national system's full result opens a new case.
+  local m = send("test_result", BARCODE, HANDED_ON)
+  expect(m.opened).to_be(true)
+  case_of(m.case):expect_state("calling")
+  c:expect_state("not_positive")
 end)
 
 -- Calling: three attempts within 24 hours ---------------------------------
@@ -589,21 +609,17 @@ end)
 -- Contacts: each a linked trace_contact case ------------------------------
 
 test("each contact becomes a trace_contact case, linked both ways", function()
-  local opened = host()
+  host()
   local c = reached_case()
   c:signal("add_contact", ALEX, tracer)
-  c:expect_actions({
-    { action = "notify.sms" },
-    { action = "cases.open", status = "done", key = "contact:1:1",
-      args = { service = "trace_contact",
-               data = { index_case = "1", contact_no = 1,
-                        name = "Sam Jones", last_contact = "2026-02-01" } } },
-  })
-  local contact = opened["2"]
-  expect(contact).to_be_truthy()
+  -- Opened in the same step: no action, no waiting.
+  c:expect_actions({ { action = "notify.sms" } })
+  local contact = case_of(c:data().contacts[1].case_id)
+  expect(contact.id).to_be("2")
   contact:expect_state("isolating")
   contact:expect_data({ index_case = c.id, contact_no = 1,
                         name = "Sam Jones", household = true })
+  contact:expect_history({ "open" })
   expect(c:data().contacts).to_be({
     { no = 1, name = "Sam Jones", phone = "07700 900456",
       last_contact = "2026-02-01", household = true, case_id = "2" },
@@ -611,7 +627,7 @@ test("each contact becomes a trace_contact case, linked both ways", function()
 end)
 
 test("a contact remembered while isolating is linked too", function()
-  local opened = host()
+  host()
   local c = isolating_case()
   c:signal("add_contact", { name = "Jo Bloggs", last_contact = "2026-02-01" },
            tracer)
@@ -619,12 +635,12 @@ test("a contact remembered while isolating is linked too", function()
            tracer)
   expect(c:data().contacts[1].case_id).to_be("2")
   expect(c:data().contacts[2].case_id).to_be("3")
-  opened["3"]:expect_data({ index_case = "1", contact_no = 2,
-                            name = "Kit Lee" })
+  case_of("3"):expect_data({ index_case = "1", contact_no = 2,
+                             name = "Kit Lee" })
 end)
 
-test("a contact with details that make no sense is refused, by number",
-     function()
+test("a contact with details that make no sense is refused, by number, "
+     .. "and no case is opened for them", function()
   host()
   local c = reached_case()
   c:signal("add_contact", ALEX, tracer)
@@ -645,68 +661,23 @@ test("a contact with details that make no sense is refused, by number",
   refused({ name = "Jo", last_contact = "2026-02-01", household = "yes" },
           "household must be true or false")
   expect(#c:data().contacts).to_be(1)
-  expect(#c:actions()).to_be(2)     -- the positive text and one cases.open
-end)
-
-test("the host cannot open the contact's case: a tracer links it by hand",
-     function()
-  host()
-  mock.action("cases.open", { fail = "case system is down" })
-  local c = reached_case()
-  c:signal("add_contact", ALEX, tracer)
-  c:expect_state("interview")
-  expect(c:data().contacts[1].open_failed).to_be(true)
-  c:expect_tasks({ { name = "link_contact_1", team = "tracers" } })
-  c:expect_complete_refused("link_contact_1", { case_id = "case 7" }, "asha",
-                            "FLOW_EDATA")
-  c:complete("link_contact_1", { case_id = "7" }, "asha")
-  expect(c:data().contacts[1].case_id).to_be("7")
-  expect(c:data().contacts[1].open_failed).to_be_nil()
-  c:expect_history({ "open", "test_result", "call_done", "add_contact",
-                     "contact_not_opened", "contact_linked" })
-  c:expect_tasks({})
-end)
-
-test("a slow host is asked again, and its answer links the contact",
-     function()
-  host()
-  local opened = {}
-  mock.action("cases.open", function(args, req)
-    if req.attempt == 1 then return { silent = true } end
-    local contact = open(args.service, args.data)
-    opened[contact.id] = contact
-    return { result = { id = contact.id } }
-  end)
-  local c = isolating_case()
-  c:signal("add_contact", ALEX, tracer)
-  expect(c:data().contacts[1].case_id).to_be_nil()
-  advance("5m")        -- the first attempt times out...
-  advance("2m")        -- ...and the second, after the back-off, answers
-  expect(c:data().contacts[1].case_id).to_be("2")
-  c:expect_actions({
-    { action = "notify.sms" }, { action = "notify.sms" },
-    { action = "cases.open", status = "done", attempts = 2 },
-  })
-  expect(#c:tasks({ name = "link_contact_1" })).to_be(0)
-end)
-
-test("one contact fails while isolating: only that one needs a hand",
-     function()
-  host()
-  mock.action("cases.open", function(args)
-    if args.data.contact_no == 2 then return { fail = "duplicate person" } end
-    return { result = { id = "40" } }
-  end)
-  local c = isolating_case()
-  c:signal("add_contact", ALEX, tracer)
-  c:signal("add_contact", { name = "Kit Lee", last_contact = "2026-01-31" },
+  expect(#c:actions()).to_be(1)     -- the positive text
+  expect_refused(function() case_of("3") end, "FLOW_ENOTFOUND")
+  -- The next good contact gets the next id.
+  c:signal("add_contact", { name = "Jo", last_contact = "2026-02-01" },
            tracer)
-  expect(c:data().contacts[1].case_id).to_be("40")
-  expect(c:data().contacts[2].open_failed).to_be(true)
-  c:expect_tasks({ { name = "link_contact_2", due = "2026-02-02T13:00:00Z" } })
-  c:complete("link_contact_2", { case_id = "41" }, "asha")
-  expect(c:data().contacts[2].case_id).to_be("41")
-  c:expect_state("isolating")
+  expect(c:data().contacts[2].case_id).to_be("3")
+end)
+
+test("a refused step opens no contact: the case and its contacts are "
+     .. "written together", function()
+  host()
+  local c = reached_case()
+  -- The tracer is not allowed to: nothing at all is written.
+  c:expect_refused("add_contact", ALEX, { actor = "vic", roles = { "visits" } },
+                   "FLOW_EPERM")
+  expect_refused(function() case_of("2") end, "FLOW_ENOTFOUND")
+  expect(c:data().contacts).to_be_nil()
 end)
 
 -- Welfare ------------------------------------------------------------------
@@ -837,19 +808,18 @@ end)
 
 test("the contacts of a case raised in error are told to stop isolating",
      function()
-  local opened = host()
+  host()
   local c = isolating_case()
   c:signal("add_contact", ALEX, tracer)
   c:signal("raise_in_error", { reason = "false positive" }, supervisor)
   c:expect_actions({
     { action = "notify.sms" }, { action = "notify.sms" },
-    { action = "cases.open" },
     { action = "cases.signal", status = "done",
       args = { case = "2", event = "index_withdrawn",
                payload = { index_case = "1", reason = "false positive" } } },
   })
-  opened["2"]:expect_state("withdrawn")
-  opened["2"]:expect_field("withdrawn_reason", "false positive")
+  case_of("2"):expect_state("withdrawn")
+  case_of("2"):expect_field("withdrawn_reason", "false positive")
 end)
 
 test("only a supervisor, with a reason, can close a case as raised in error",
@@ -919,7 +889,7 @@ test("what only the engine sends cannot be sent by hand", function()
   c:expect_refused("result_overdue", {}, supervisor, "FLOW_EPERM")
   c:signal("raise_in_error", { reason = "test" }, supervisor)
   c = isolating_case()
-  for _, event in ipairs({ "check_in", "release", "contact_opened",
+  for _, event in ipairs({ "check_in", "release", "check_in_failed",
                            "welfare_done", "test_result" }) do
     c:expect_refused(event, {}, supervisor, "FLOW_EPERM")
   end

@@ -1,8 +1,7 @@
 -- Local test and trace: one contact of a person who tested positive.
 --
--- The host opens a case of this service when a tracer records a contact
--- on a contact_tracing case (the action "cases.open" that
--- contact_tracing.lua asks for).  Each contact is a case of its own: a
+-- A case of this service is opened by contact_tracing.lua (flow.open)
+-- when a tracer records a contact on a contact_tracing case.  Each contact is a case of its own: a
 -- different person, with their own isolation dates, their own history and
 -- their own subject-access request.  index_case holds the id of the
 -- contact_tracing case they came from; that case holds this one's id in

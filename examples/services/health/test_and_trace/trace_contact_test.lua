@@ -29,7 +29,8 @@ local function contact_with(changes)
   return data
 end
 
--- The host opens the case as the engine's own actor.
+-- contact_tracing.lua opens these cases with flow.open; here the test
+-- opens them itself, as the engine's own actor.
 local host = { actor = "engine", roles = { "system" } }
 local supervisor = { actor = "priya", roles = { "supervisor" } }
 
