@@ -59,6 +59,8 @@ task_json(const flow__task_row *r, int64_t now)
   json_object_set_new(o, "form", form ? form : json_object());
   json_t *outcome = r->outcome ? json_loads(r->outcome, 0, NULL) : NULL;
   json_object_set_new(o, "outcome", outcome ? outcome : json_null());
+  json_t *roles = r->roles ? json_loads(r->roles, 0, NULL) : NULL;
+  json_object_set_new(o, "roles", roles ? roles : json_null());
   return o;
 }
 
@@ -177,8 +179,17 @@ flow__tasks_persist(flow_engine *e, const flow__case_row *row,
     if (form == NULL)
       return flow__err_set(err, FLOW_ENOMEM, "out of memory writing a task");
     r.form = form;
+    json_t *roles = json_object_get(t, "roles");
+    char *rtext = roles ? flow__json_owned(&e->alloc, roles) : NULL;
+    if (roles && rtext == NULL) {
+      flow_free(form);
+      return flow__err_set(err, FLOW_ENOMEM, "out of memory writing a task");
+    }
+    r.roles = rtext;
     rc = e->vt->task_add(e->store, &r, &r.id, err);
     flow_free(form);
+    flow_free(rtext);
+    r.roles = NULL;
     if (rc == 0 && r.due_at != FLOW__NO_TIME) {
       /* Overdue is told when it happens: a timer of the task's state. */
       char tid[24];
@@ -286,7 +297,28 @@ assigned_elsewhere(flow_engine *e, int64_t id, json_t *t,
     return flow__engine_fail(e, FLOW_EPERM,
                              "task %lld is assigned to %s, not to %s",
                              (long long)id, to, actor->id);
-  return 0;
+  /* flow.task{ roles = ... }: a person with one of them. */
+  json_t *roles = json_object_get(t, "roles");
+  if (json_array_size(roles) == 0)
+    return 0;
+  char need[256], has[256];
+  flow__join jn, jh;
+  flow__join_init(&jn, need, sizeof need);
+  flow__join_init(&jh, has, sizeof has);
+  size_t i;
+  json_t *r;
+  json_array_foreach(roles, i, r) {
+    if (flow__actor_has_role(actor, json_string_value(r)))
+      return 0;
+    flow__join_add(&jn, " or ", json_string_value(r));
+  }
+  for (i = 0; i < actor->nroles; i++)
+    flow__join_add(&jh, ", ", actor->roles[i]);
+  return flow__engine_fail(e, FLOW_EPERM,
+                           "task %lld (%s) needs the role %s, and %s has "
+                           "%s%s",
+                           (long long)id, jstr(t, "name"), need, actor->id,
+                           has[0] ? "only " : "no roles", has);
 }
 
 int

@@ -9,6 +9,7 @@
 #include "script/script_int.h"
 
 #include <lauxlib.h>
+#include <stdio.h>
 #include <string.h>
 
 static size_t
@@ -24,6 +25,52 @@ static flow__sandbox *
 task_sb(lua_State *L)
 {
   return *(flow__sandbox **)lua_getextraspace(L);
+}
+
+/* roles = { "team_leader", ... }: who may claim and complete the task (a
+   person with any one of them); NULL when absent.  Raises, after freeing
+   form (the caller's, consumed only on a raise), on a mistake. */
+static json_t *
+task_roles(lua_State *L, const char *who, json_t *form)
+{
+  lua_pushliteral(L, "roles");
+  int t = lua_rawget(L, 1);
+  if (t == LUA_TNIL) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  int idx = lua_gettop(L);
+  const char *why = NULL;
+  char most[64];
+  lua_Integer n = t == LUA_TTABLE ? (lua_Integer)lua_rawlen(L, idx) : 0;
+  if (t != LUA_TTABLE || n == 0) {
+    why = "roles must be a list of role names, like { \"team_leader\" }";
+  } else if (n > FLOW__MAX_TASK_ROLES) {
+    snprintf(most, sizeof most, "a task names at most %d roles",
+             FLOW__MAX_TASK_ROLES);
+    why = most;
+  }
+  json_t *arr = why ? NULL : json_array();
+  for (lua_Integer i = 1; !why && i <= n; i++) {
+    size_t len = 0;
+    const char *r = lua_rawgeti(L, idx, i) == LUA_TSTRING
+                        ? lua_tolstring(L, -1, &len)
+                        : NULL;
+    if (r == NULL || len == 0 || len > FLOW__MAX_NAME ||
+        !flow__name_ok(r, len, 0))
+      why = "each role is a name like \"team_leader\" (lower-case "
+            "letters, digits and _)";
+    else if (arr == NULL || json_array_append_new(arr, json_stringn(r, len)))
+      why = "out of memory";
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  if (why) {
+    json_decref(arr);
+    json_decref(form);
+    return luaL_error(L, "%s: %s", who, why), NULL;
+  }
+  return arr;
 }
 
 /* The text option key of the table at 1, or NULL when absent; at most
@@ -69,12 +116,12 @@ flow__sb_task(lua_State *L)
                       "flow.task{ name = \"inspect\", team = \"highways\" }");
   lua_settop(L, 1);
   flow__frozen_thaw_arg(L, 1);
-  static const char *const known[] = { "name", "title",  "team", "assignee",
-                                       "due",  "form",   "done", "keep",
-                                       NULL };
+  static const char *const known[] = { "name", "title", "team", "assignee",
+                                       "roles", "due", "form", "done",
+                                       "keep", NULL };
   flow__sb_known_keys(L, 1, known, "flow.task", "key",
-                      "a task has name, title, team, assignee, due, form, "
-                      "done and keep");
+                      "a task has name, title, team, assignee, roles, due, "
+                      "form, done and keep");
   const char *name = name_opt(L, "name", "inspect");
   if (name == NULL)
     return luaL_error(L, "flow.task: the task needs a name, like name = "
@@ -148,9 +195,15 @@ flow__sb_task(lua_State *L)
     json_decref(form);
     return luaL_error(L, "%s: %s", who, ferr.msg);
   }
+  /* Last of the checks that raise, so nothing it made is lost. */
+  json_t *roles = task_roles(L, who, form);
   json_t *t = json_pack("{s:s, s:o, s:b}", "name", name, "form", form, "keep",
                         keep);
   int bad = t == NULL;
+  if (!bad && roles)
+    bad = json_object_set_new(t, "roles", roles) != 0;
+  else
+    json_decref(roles);
   const char *opt[][2] = { { "title", title },       { "team", team },
                            { "assignee", assignee }, { "due", due },
                            { "done", done } };

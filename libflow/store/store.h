@@ -163,6 +163,8 @@ typedef struct flow__task_row {
   const char *finished_by; /* who completed or cancelled it, or why */
   int64_t created_at;
   int64_t finished_at;     /* FLOW__NO_TIME while open or claimed */
+  const char *roles;       /* JSON array text of the roles that may claim
+                              and complete it; NULL: anyone */
 } flow__task_row;
 
 /* Which tasks task_list reads; zero/NULL members match any. */

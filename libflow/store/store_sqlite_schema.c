@@ -222,6 +222,9 @@ static const char *const migrations[] = {
    "  l.case_id = history.case_id AND l.seq = history.seq)"
    "  WHERE rid IN (SELECT case_id * 16777216 + seq FROM sla_log);"
    "DROP TABLE sla_log;"),
+  /* 14 -> 15: the roles that may claim and complete a task (a JSON
+     array; NULL: anyone). */
+  ("ALTER TABLE tasks ADD COLUMN roles TEXT;"),
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof *migrations))
 

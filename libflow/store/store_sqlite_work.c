@@ -45,7 +45,7 @@ enum {
 #define TASK_COLS                                                              \
   "id, case_id, seq, n, name, title, team, assignee, due_at, data, done,"     \
   " state, status, claimed_by, outcome, finished_by, created_at,"             \
-  " finished_at"
+  " finished_at, roles"
 #define INCIDENT_COLS                                                          \
   "id, case_id, source, source_id, kind, event, payload, origin, target,"     \
   " code, error, status, attempts, raised_at, finished_at, finished_by"
@@ -76,8 +76,9 @@ static const char *const wsql[W_COUNT] = {
                      FLOW__SQ_HISTORY_KEY("?1", "16777215")
                      " AND h.sla IS NOT NULL ORDER BY h.rid, j.value ->> 0",
   [W_TASK_ADD] = "INSERT INTO tasks(case_id, seq, n, name, title, team,"
-                 " assignee, due_at, data, done, state, created_at) VALUES"
-                 " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 " assignee, due_at, data, done, state, created_at, roles)"
+                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
+                 " ?13)",
   [W_TASK_CLAIM] = "UPDATE tasks SET status = 'claimed', claimed_by = ?2"
                    " WHERE id = ?1 AND status = 'open'",
   [W_TASK_SET] = "UPDATE tasks SET status = ?4, claimed_by = ?5,"
@@ -239,6 +240,7 @@ read_task(sqlite3_stmt *st, void *p)
   r->finished_by = col_text(st, 15);
   r->created_at = sqlite3_column_int64(st, 16);
   r->finished_at = flow__sq_col_time(st, 17);
+  r->roles = col_text(st, 18);
   return r->name && r->form && r->status ? 0 : -1;
 }
 
@@ -261,6 +263,7 @@ flow__sq_task_add(flow__store *s, const flow__task_row *r, int64_t *id,
   flow__sq_bind_text(st, 10, r->done);
   flow__sq_bind_text(st, 11, r->state);
   sqlite3_bind_int64(st, 12, r->created_at);
+  flow__sq_bind_text(st, 13, r->roles);
   int rc = flow__sq_done(s, st, err, "writing a task");
   if (rc == 0 && id)
     *id = sqlite3_last_insert_rowid(flow__sq_db(s));

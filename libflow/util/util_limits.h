@@ -69,6 +69,8 @@
 #define FLOW__MAX_ENUM_VALUES 1000
 #define FLOW__MAX_TASK_TITLE 200
 #define FLOW__MAX_TASK_WHO 100
+/* Roles a task may name (flow.task{ roles = ... }). */
+#define FLOW__MAX_TASK_ROLES 10
 /* Messages (flow_message_send): the longest correlation key in bytes,
    the time to live when none is given and the longest one. */
 #define FLOW__MAX_MESSAGE_KEY 200

@@ -660,6 +660,68 @@ START_TEST(test_script_mistakes_are_reported_at_the_line)
 }
 END_TEST
 
+/* flow.task{ roles = ... }: only a person with one of them may claim or
+   complete the task; the roles are listed with it. */
+START_TEST(test_task_roles)
+{
+  static const char *const APPROVE =
+      "return { name = 'award', version = 1, initial = 'deciding',\n"
+      "  fields = { amount = { type = 'integer' } },\n"
+      "  states = {\n"
+      "    deciding = {\n"
+      "      enter = function(case)\n"
+      "        flow.task{ name = 'approve', team = 'revenues',\n"
+      "          roles = { 'team_leader', 'manager' }, done = 'approved',\n"
+      "          form = { ok = { type = 'boolean', required = true } } }\n"
+      "      end,\n"
+      "      on = { approved = { internal = true, handler = function(c, ev)\n"
+      "        return ev.payload.outcome.ok and 'awarded' or 'refused'\n"
+      "      end } } },\n"
+      "    awarded = { final = true }, refused = { final = true } } }\n";
+  ck_assert_msg(flow_service_load_string(NULL, E, APPROVE, strlen(APPROVE),
+                                         "award.lua") == 0,
+                "%s", flow_errmsg(E));
+  char *out = NULL;
+  ck_assert_int_eq(flow_case_open(&out, E, "award", "{\"amount\":900}", NULL),
+                   0);
+  const char *p = strstr(out, "\"id\":\"");
+  char cid[16];
+  snprintf(cid, sizeof cid, "%.*s", (int)strcspn(p + 6, "\""), p + 6);
+  flow_free(out);
+  flow_task_query q = { .case_id = cid };
+  const char *list = tasks(&q);
+  HAS(list, "\"roles\":[\"team_leader\",\"manager\"]");
+  char tid[16];
+  snprintf(tid, sizeof tid, "%s", task_id(list, "approve"));
+  const char *clerk_roles[] = { "assessor" };
+  const flow_actor clerk = { "cal", clerk_roles, 1 };
+  const char *lead_roles[] = { "assessor", "manager" };
+  const flow_actor lead = { "lee", lead_roles, 2 };
+  ck_assert_int_eq(flow_task_claim(E, tid, &clerk), FLOW_EPERM);
+  HAS(flow_errmsg(E), "(approve) needs the role team_leader or manager, and "
+                      "cal has only assessor");
+  ck_assert_int_eq(flow_task_claim(E, tid, &ANN), FLOW_EPERM);
+  HAS(flow_errmsg(E), "ann has no roles");
+  ck_assert_int_eq(flow_task_complete(NULL, E, tid, "{\"ok\":true}", &clerk),
+                   FLOW_EPERM);
+  ck_assert_int_eq(flow_task_complete(NULL, E, tid, "{\"ok\":true}", &lead),
+                   0);
+  HAS(show(cid), "\"state\":\"awarded\"");
+  /* Mistakes in roles are the script's, at the line of flow.task. */
+  static const char *const BAD =
+      "return { name = 'bad', version = 1, initial = 'a',\n"
+      "  states = { a = { enter = function()\n"
+      "    flow.task{ name = 't', roles = 'team_leader' }\n"
+      "  end, on = { x = 'b' } }, b = { final = true } } }\n";
+  ck_assert_int_eq(flow_service_load_string(NULL, E, BAD, strlen(BAD),
+                                            "bad.lua"),
+                   0);
+  ck_assert_int_eq(flow_case_open(NULL, E, "bad", NULL, NULL), FLOW_ESCRIPT);
+  HAS(flow_errmsg(E), "bad.lua:3:");
+  HAS(flow_errmsg(E), "roles must be a list of role names");
+}
+END_TEST
+
 static Suite *
 work_suite(void)
 {
@@ -668,6 +730,7 @@ work_suite(void)
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_set_timeout(tc, 30);
   tcase_add_test(tc, test_task_created_claimed_completed);
+  tcase_add_test(tc, test_task_roles);
   tcase_add_test(tc, test_task_ends_with_its_state);
   tcase_add_test(tc, test_task_overdue_and_bad_ids);
   tcase_add_test(tc, test_task_claim_race_two_engines);

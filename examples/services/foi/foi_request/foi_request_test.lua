@@ -526,11 +526,13 @@ test("the first decision maker cannot review their own decision", function()
     { actor = "dee", roles = { "foi_reviewer" } }, "FLOW_EREFUSED")
   expect(why).to_contain("dee made the first decision on FOI-000001, so " ..
                          "someone else must review it")
-  -- Someone who is not a reviewer: refused too.
+  -- Someone who is not a reviewer may neither take nor complete it.
   why = c:expect_complete_refused("review", { result = "upheld" },
-    { actor = "sam", roles = { "housing" } }, "FLOW_EREFUSED")
-  expect(why).to_contain("only an FOI reviewer (role foi_reviewer) may " ..
-                         "decide an internal review, and sam is not one")
+    { actor = "sam", roles = { "housing" } }, "FLOW_EPERM")
+  expect(why).to_contain("needs the role foi_reviewer, and sam has only " ..
+                         "housing")
+  c:expect_claim_refused("review", { actor = "sam", roles = { "housing" } },
+                         "FLOW_EPERM")
   c:expect_state("under_review")
   c:expect_field("reviewed_by", nil)
   -- The refused attempts left the task open and unclaimed.
