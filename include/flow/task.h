@@ -145,6 +145,21 @@ FLOW_EXTERN int flow_message_send(char **out, flow_engine *engine,
                                   const char *name, const char *key,
                                   const char *payload_json, int64_t ttl_ms);
 
+/*
+ * The same, queued: applied with the loop round's other asynchronous
+ * calls in one transaction (group commit, see flow_case_open_async in
+ * flow/case.h), and cb (may be NULL) is called once that is durable with
+ * status 0 and the message's JSON as case_json, or with the refusal.  A
+ * flood of messages shares one commit per round.  Returns 0 at once, or
+ * FLOW_EMISUSE / FLOW_ENOMEM; everything else is checked when it is
+ * applied.
+ */
+FLOW_EXTERN int flow_message_send_async(flow_engine *engine, const char *name,
+                                        const char *key,
+                                        const char *payload_json,
+                                        int64_t ttl_ms, flow_case_cb cb,
+                                        void *payload);
+
 /* *out gets the messages of name and key (NULL: any) with status (NULL:
    any; "buffered", "delivered", "expired", "incident", "dismissed"). */
 FLOW_EXTERN int flow_messages_list(char **out, flow_engine *engine,

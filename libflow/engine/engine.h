@@ -179,6 +179,12 @@ int flow__case_open_with(flow_engine *e, const char *service, json_t *data,
                          const char *origin_key, json_t *origin,
                          const char *cause, char **out);
 
+/* flow_message_send inside the caller's transaction (a group commit's
+   call): *out (if out) gets the message's JSON. */
+int flow__message_send_txn(flow_engine *e, const char *name, const char *key,
+                           const char *payload_json, int64_t ttl_ms,
+                           char **out);
+
 /* ---- cases that open other cases (engine_open.c) -------------------- */
 
 /* The sandbox's flow.open callback (flow__open_fn); ctx is the engine. */

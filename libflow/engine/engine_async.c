@@ -1,8 +1,8 @@
 /*
  * Asynchronous calls and group commit.
  *
- * flow_case_open_async and flow_case_signal_async copy their arguments
- * into a queue and return.  Once per loop round the loop calls
+ * flow_case_open_async, flow_case_signal_async and flow_message_send_async
+ * copy their arguments into a queue and return.  Once per loop round the loop calls
  * flow__engine_flush_async, which applies every queued call inside one
  * SQLite transaction, commits once, and only then runs the callbacks.  One
  * commit (one WAL append, one fsync with synchronous=FULL) is shared by the
@@ -26,12 +26,13 @@
 #include <stdint.h>
 #include <string.h>
 
-enum { ASYNC_OPEN, ASYNC_SIGNAL };
+enum { ASYNC_OPEN, ASYNC_SIGNAL, ASYNC_MESSAGE };
 
 typedef struct flow__async {
   int kind;
-  char *target;  /* service name or case id */
-  char *event;   /* signal only */
+  char *target;  /* service name, case id or message name */
+  char *event;   /* signal: the event; message: the key */
+  int64_t ttl;   /* message only */
   char *json;    /* data or payload, may be NULL */
   char *actor_id;
   char **roles;
@@ -162,6 +163,24 @@ flow_case_signal_async(flow_engine *engine, const char *case_id,
 }
 
 int
+flow_message_send_async(flow_engine *engine, const char *name,
+                        const char *key, const char *payload_json,
+                        int64_t ttl_ms, flow_case_cb cb, void *payload)
+{
+  if (engine == NULL)
+    return FLOW_EMISUSE;
+  if (name == NULL || key == NULL)
+    return flow__engine_fail(engine, FLOW_EMISUSE,
+                             "flow_message_send_async: %s is NULL",
+                             name ? "key" : "name");
+  int rc = enqueue(engine, ASYNC_MESSAGE, name, key, payload_json, NULL, cb,
+                   payload);
+  if (rc == 0)
+    engine->async_tail->ttl = ttl_ms;
+  return rc;
+}
+
+int
 flow__engine_async_pending(const flow_engine *e)
 {
   return e->async_head != NULL;
@@ -182,6 +201,9 @@ apply_one(flow_engine *e, flow__async *a, int careful)
     return flow__engine_fail_err(e, &err);
   if (a->kind == ASYNC_OPEN) {
     rc = flow__case_open_txn(e, a->target, a->json, &actor, &a->result);
+  } else if (a->kind == ASYNC_MESSAGE) {
+    rc = flow__message_send_txn(e, a->target, a->event, a->json, a->ttl,
+                                &a->result);
   } else {
     int64_t id = 0;
     json_t *payload = NULL;

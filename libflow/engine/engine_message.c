@@ -490,14 +490,9 @@ message_name_ok(const char *s)
 }
 
 int
-flow_message_send(char **out, flow_engine *engine, const char *name,
-                  const char *key, const char *payload_json, int64_t ttl_ms)
+flow__message_send_txn(flow_engine *e, const char *name, const char *key,
+                       const char *payload_json, int64_t ttl_ms, char **out)
 {
-  if (out)
-    *out = NULL;
-  if (engine == NULL)
-    return FLOW_EMISUSE;
-  flow_engine *e = engine;
   if (name == NULL || key == NULL)
     return flow__engine_fail(e, FLOW_EMISUSE, "flow_message_send: %s is NULL",
                              name ? "key" : "name");
@@ -532,10 +527,6 @@ flow_message_send(char **out, flow_engine *engine, const char *name,
     return flow__engine_fail(e, FLOW_EDATA,
                              "the message payload is over %d KiB",
                              FLOW__MAX_DOCUMENT / 1024);
-  }
-  if ((rc = flow__engine_begin(e)) != 0) {
-    flow_free(ptext);
-    return rc;
   }
   int64_t now = flow_engine_now(e);
   flow__message_row r = {
@@ -581,11 +572,31 @@ flow_message_send(char **out, flow_engine *engine, const char *name,
   e->msg_next = INT64_MIN;
 done:
   flow_free(ptext);
-  rc = flow__engine_finish(e, rc, NULL);
   if (rc == 0)
-    rc = flow__engine_owned_json(e, out, m);
+    return flow__engine_owned_json(e, out, m);
+  json_decref(m);
+  return rc;
+}
+
+int
+flow_message_send(char **out, flow_engine *engine, const char *name,
+                  const char *key, const char *payload_json, int64_t ttl_ms)
+{
+  if (out)
+    *out = NULL;
+  if (engine == NULL)
+    return FLOW_EMISUSE;
+  flow_engine *e = engine;
+  int rc = flow__engine_begin(e);
+  if (rc != 0)
+    return rc;
+  char *text = NULL;
+  rc = flow__message_send_txn(e, name, key, payload_json, ttl_ms, &text);
+  rc = flow__engine_finish(e, rc, &text);
+  if (out)
+    *out = text;
   else
-    json_decref(m);
+    flow_free(text);
   return rc;
 }
 

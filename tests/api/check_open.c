@@ -14,6 +14,7 @@
 #include <check.h>
 #include <flow.h>
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -380,6 +381,56 @@ START_TEST(test_one_service_opens_on_a_message)
 }
 END_TEST
 
+static int msg_status[4];
+static char msg_case[4][16];
+
+static void
+on_message(flow_engine *e, int status, const char *json, void *payload)
+{
+  (void)e;
+  int i = (int)(intptr_t)payload;
+  msg_status[i] = status;
+  const char *p = json ? strstr(json, "\"case\":\"") : NULL;
+  snprintf(msg_case[i], sizeof msg_case[i], "%.*s",
+           p ? (int)strcspn(p + 8, "\"") : 0, p ? p + 8 : "");
+}
+
+/* Messages queued are applied in one group: each opens or reaches its
+   case, a refused one fails alone. */
+START_TEST(test_async_messages_share_a_commit)
+{
+  const char *bodies[4] = {
+    "{\"result\":\"positive\",\"name\":\"Ann\"}",
+    "{\"result\":\"void\",\"name\":\"Ann\"}", /* same key: reaches it */
+    "{\"result\":\"positive\"}",                 /* no name: cannot open */
+    "{\"result\":\"positive\",\"name\":\"Bob\"}",
+  };
+  const char *keys[4] = { "K1", "K1", "K2", "K3" };
+  for (int i = 0; i < 4; i++)
+    ck_assert_int_eq(flow_message_send_async(E, "result", keys[i], bodies[i],
+                                             0, on_message,
+                                             (void *)(intptr_t)i),
+                     0);
+  ck_assert_int_eq(flow_message_send_async(E, NULL, "K", NULL, 0, NULL, NULL),
+                   FLOW_EMISUSE);
+  ck_assert_int_ge(flow_engine_run(E, FLOW_RUN_NOWAIT), 0);
+  ck_assert_int_eq(msg_status[0], 0);
+  ck_assert_int_eq(msg_status[1], 0);
+  ck_assert_int_eq(msg_status[2], FLOW_EDATA);
+  ck_assert_int_eq(msg_status[3], 0);
+  ck_assert_str_eq(msg_case[0], "1");
+  ck_assert_str_eq(msg_case[1], "1");
+  ck_assert_str_eq(msg_case[3], "2");
+  assert_has(show("1"), "\"result\":\"void\"");
+  assert_has(show("2"), "\"name\":\"Bob\"");
+  ck_assert(!exists("3"));
+  char *out = NULL;
+  ck_assert_int_eq(flow_messages_list(&out, E, NULL, "K2", NULL), 0);
+  ck_assert_str_eq(out, "[]");
+  flow_free(out);
+}
+END_TEST
+
 static Suite *
 open_suite(void)
 {
@@ -394,6 +445,7 @@ open_suite(void)
   tcase_add_test(tc, test_from_a_timer_a_refusal_is_an_incident);
   tcase_add_test(tc, test_a_message_opens_one_case);
   tcase_add_test(tc, test_one_service_opens_on_a_message);
+  tcase_add_test(tc, test_async_messages_share_a_commit);
   suite_add_tcase(s, tc);
   return s;
 }
