@@ -40,6 +40,20 @@ api_db_remove(const char *dir)
   ck_assert_int_eq(system(cmd), 0);
 }
 
+/* Copies an owned string from the library into one of eight rotating
+   static buffers and frees it, so a test can hold a few results without
+   freeing each. */
+static inline const char *
+api_keep(char *s)
+{
+  static char buf[8][8192];
+  static int k;
+  char *b = buf[k++ % 8];
+  snprintf(b, sizeof buf[0], "%s", s ? s : "");
+  flow_free(s);
+  return b;
+}
+
 static inline void
 assert_has(const char *text, const char *want)
 {

@@ -122,23 +122,12 @@ teardown(void)
 }
 
 static const char *
-keep(char *s)
-{
-  static char buf[8][8192];
-  static int k;
-  char *b = buf[k++ % 8];
-  snprintf(b, sizeof buf[0], "%s", s ? s : "");
-  flow_free(s);
-  return b;
-}
-
-static const char *
 show(const char *id)
 {
   char *out = NULL;
   ck_assert_msg(flow_case_get(&out, E, id) == 0, "case %s: %s", id,
                 flow_errmsg(E));
-  return keep(out);
+  return api_keep(out);
 }
 
 static int
