@@ -2,7 +2,7 @@
 # Sourced, not run.
 
 FLOW_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-FLOW_PACKAGES="gcc g++ make cmake pkg-config liblua5.4-dev libsqlite3-dev libuv1-dev check libjansson-dev libxml2-utils graphviz locales"
+FLOW_PACKAGES="gcc g++ make cmake pkg-config liblua5.4-dev libsqlite3-dev libuv1-dev check libjansson-dev libxml2-utils graphviz locales python3 mypy"
 
 # Installs the Debian packages the build needs, when any is missing.  As
 # root it runs apt-get; otherwise it prints the exact command and fails.
