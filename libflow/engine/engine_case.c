@@ -562,6 +562,36 @@ case_keys(flow_engine *e, json_t *data, const char *oldkeys, char **out,
   return rc;
 }
 
+/* flow.signal: each case it names must exist (before anything is
+   written, so that the refusal names the line and changes nothing). */
+static int
+check_signals(transition *t)
+{
+  flow_engine *e = t->e;
+  for (size_t i = 0; t->calls && i < json_array_size(t->calls); i++) {
+    json_t *c = json_array_get(t->calls, i);
+    const char *id = json_string_value(json_object_get(c, "signal_case"));
+    if (id == NULL)
+      continue;
+    flow__err err;
+    flow__err_clear(&err);
+    flow__case_row row;
+    int rc = e->vt->case_get(e->store, strtoll(id, NULL, 10), &row, &err);
+    if (rc == FLOW_ENOTFOUND)
+      return flow__engine_fail(
+          e, FLOW_ENOTFOUND, "%s:%d: flow.signal(%s, '%s'): there is no case "
+          "%s (a case opened by flow.open in the same step can be signalled "
+          "from its next one)",
+          t->svc->chunkname,
+          (int)json_integer_value(json_object_get(c, "line")), id,
+          json_string_value(json_object_get(c, "event")), id);
+    if (rc != 0)
+      return flow__engine_fail_err(e, &err);
+    flow__case_row_clear(&e->alloc, &row);
+  }
+  return 0;
+}
+
 /* Validates, then writes case, history, timers and actions; in a txn. */
 static int
 persist(transition *t)
@@ -607,6 +637,8 @@ persist(transition *t)
                            (long long)row->id, FLOW__MAX_CASE_SEQ);
     goto done;
   }
+  if ((rc = check_signals(t)) != 0)
+    goto done;
   if (t->svc->ncorrelate &&
       (rc = flow__correlate_check(e, t->svc, row,
                                   t->opening ? NULL : row->data, t->data,
@@ -682,6 +714,14 @@ persist(transition *t)
        i++) {
     json_t *c = json_array_get(t->calls, i);
     const char *action = json_string_value(json_object_get(c, "action"));
+    const char *to = json_string_value(json_object_get(c, "signal_case"));
+    if (to) {
+      /* A kept timer of that case, due now: fired after this commits. */
+      rc = add_timer(e, strtoll(to, NULL, 10), 0, t->now, "timer",
+                     json_string_value(json_object_get(c, "event")),
+                     json_object_get(c, "payload"), NULL, NULL, &err);
+      continue;
+    }
     if (action == NULL) {
       if (!row->closed && json_object_get(c, "task") == NULL &&
           json_object_get(c, "sla") == NULL &&

@@ -200,6 +200,7 @@ reset_test(runner *r)
   r->fail_msg[0] = 0;
   r->last_code = 0;
   r->incident[0] = 0;
+  r->moving = 0;
   r->incident_case[0] = 0;
   r->incident_code = 0;
   flow__buf_free(&r->output);

@@ -288,6 +288,13 @@ void
 flow__runner_answer(lua_State *L, runner *r)
 {
   for (int round = 0; round < 100000; round++) {
+    if (r->ndispatched == 0 && !r->moving &&
+        flow__engine_next_due(r->e) <= flow_engine_now(r->e)) {
+      /* Timers due now (flow.signal's, one a handler set for now) fire
+         as the engine's loop would fire them in its next round. */
+      flow__runner_move_clock(L, r, flow_engine_now(r->e));
+      return;
+    }
     if (r->ndispatched == 0) {
       size_t sent = 0, seen = 0;
       int rc = flow__engine_dispatch_batch(r->e, FLOW__ACTION_BATCH, &sent,

@@ -51,6 +51,7 @@ flow__runner_move_clock(lua_State *L, runner *r, int64_t target)
   flow_engine *e = r->e;
   int64_t now = flow_engine_now(e);
   if (target < now) {
+    r->moving = 0;
     char a[32], b[32];
     flow_time_format(a, sizeof a, target);
     flow_time_format(b, sizeof b, now);
@@ -59,6 +60,7 @@ flow__runner_move_clock(lua_State *L, runner *r, int64_t target)
                           "(%s)",
                           a, b);
   }
+  r->moving++;
   for (int guard = 0; guard < 1000000; guard++) {
     /* The next thing to happen: a timer or request due, or a mock's
        answer given `after` a while. */
@@ -82,6 +84,7 @@ flow__runner_move_clock(lua_State *L, runner *r, int64_t target)
       snprintf(r->last_case, sizeof r->last_case, "%s", r->incident_case);
       r->last_code = r->incident_code;
       flow__runner_capture_history(r, r->last_case);
+      r->moving = 0;
       flow__runner_raise_at(L, r, "%s", r->incident);
     }
     if (fired == 0 && given == 0 && flow__engine_next_due(e) > now &&
@@ -90,6 +93,7 @@ flow__runner_move_clock(lua_State *L, runner *r, int64_t target)
     if (fired == 0 && given == 0)
       break; /* due, but nothing would happen: do not spin */
   }
+  r->moving--;
   flow_engine_set_time(e, target);
 }
 

@@ -61,6 +61,7 @@ typedef struct runner {
   char fail_msg[MSG_MAX];
   json_t *history; /* lines, captured at the failure */
   int last_code;   /* FLOW_E* of the last refusal raised, 0 none */
+  int moving;      /* inside flow__runner_move_clock */
   char incident[MSG_MAX];
   int incident_code;
   char incident_case[24];

@@ -241,6 +241,7 @@ int flow__sb_task(lua_State *L);
 int flow__sb_cancel_task(lua_State *L);
 /* flow.open(service, data) (script_open.c). */
 int flow__sb_open(lua_State *L);
+int flow__sb_signal(lua_State *L);
 /* flow.add, flow.date, flow.is_working_day, flow.before, flow.local_time
    (script_time.c). */
 int flow__sb_add(lua_State *L);

@@ -98,3 +98,76 @@ flow__sb_open(lua_State *L)
   lua_pushstring(L, idtext);
   return 1;
 }
+
+/*
+ * flow.signal(case_id, event, payload): sends an event to another case,
+ * after this transition commits.  It is written with the transition as a
+ * timer of that case, due now, so it is never lost and never sent twice;
+ * the loop fires it like any timer, and a case that refuses it (a state
+ * that does not take the event, a handler that fails) gets an incident,
+ * while this case's change stands.  A case that has closed by then gets
+ * nothing.  The case must exist when the transition is written.
+ */
+int
+flow__sb_signal(lua_State *L)
+{
+  flow__sandbox *sb = open_sb(L);
+  const char *id = NULL;
+  char idbuf[24];
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    id = lua_tostring(L, 1);
+  } else if (lua_isinteger(L, 1)) {
+    snprintf(idbuf, sizeof idbuf, "%lld", (long long)lua_tointeger(L, 1));
+    id = idbuf;
+  }
+  int ok = id != NULL && *id != 0 && strlen(id) <= 19;
+  for (const char *p = id; ok && *p; p++)
+    ok = *p >= '0' && *p <= '9';
+  if (!ok || *id == '0')
+    return luaL_error(L, "flow.signal: the first argument must be a case "
+                         "id, like flow.signal(contact.case_id, "
+                         "\"index_withdrawn\", { ... })");
+  size_t n = 0;
+  const char *event = lua_type(L, 2) == LUA_TSTRING
+                          ? lua_tolstring(L, 2, &n)
+                          : NULL;
+  if (event == NULL || n == 0 || n > FLOW__MAX_NAME ||
+      !flow__name_ok(event, n, 0))
+    return luaL_error(L, "flow.signal(%s): the second argument must be an "
+                         "event name, like \"index_withdrawn\"",
+                      id);
+  char who[128];
+  snprintf(who, sizeof who, "flow.signal(%s, '%s')", id, event);
+  int pt = lua_type(L, 3);
+  if (pt != LUA_TNONE && pt != LUA_TNIL && pt != LUA_TTABLE)
+    return luaL_error(L, "%s: the payload must be a table, not a %s", who,
+                      lua_typename(L, pt));
+  if (sb->calls == NULL)
+    return luaL_error(L, "%s: events can only be sent while a case "
+                         "handles an event (in a handler or hook)",
+                      who);
+  if (sb->ntimers >= FLOW__MAX_TIMERS_PER_RUN)
+    return luaL_error(L, "%s: an event may set at most %d timers and "
+                         "signals",
+                      who, FLOW__MAX_TIMERS_PER_RUN);
+  size_t held = 0;
+  json_t *payload = flow__sb_object_arg(L, sb, 3, "payload", who,
+                                        "the payload must be a table with "
+                                        "named keys, not a list",
+                                        &held);
+  lua_Debug ar;
+  int line = 0;
+  if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "l", &ar))
+    line = ar.currentline;
+  json_t *req = json_pack("{s:s, s:s, s:o, s:i}", "signal_case", id,
+                          "event", event, "payload", payload, "line", line);
+  if (req == NULL || json_array_append_new(sb->calls, req) != 0) {
+    sb->enomem = 1;
+    return luaL_error(L, "out of memory");
+  }
+  sb->ntimers++;
+  sb->extra += held + 128;
+  if (sb->limit_on && sb->mem + sb->extra > sb->mem_limit)
+    return flow__sb_kill_mem(L);
+  return 0;
+}

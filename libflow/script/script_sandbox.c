@@ -728,6 +728,7 @@ static const luaL_Reg flow_funcs[] = {
   { "call", flow_call }, { "list", flow_list }, { "after", flow_after },
   { "at", flow_at },     { "task", flow__sb_task },
   { "cancel_task", flow__sb_cancel_task }, { "open", flow__sb_open },
+  { "signal", flow__sb_signal },
   { "add", flow__sb_add }, { "date", flow__sb_date },
   { "is_working_day", flow__sb_is_working_day },
   { "before", flow__sb_before }, { "local_time", flow__sb_local_time },

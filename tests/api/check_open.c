@@ -53,6 +53,14 @@ static const char *const INDEX =
     "        nowhere = function(case)\n"
     "          flow.open('nosuch', {})\n"
     "        end,\n"
+    "        tell = function(case, ev)\n"
+    "          for _, id in ipairs(case.data.contacts or {}) do\n"
+    "            flow.signal(id, ev.payload.event, { why = ev.payload.why })\n"
+    "          end\n"
+    "          if ev.payload.also then\n"
+    "            flow.signal(ev.payload.also, 'withdrawn')\n"
+    "          end\n"
+    "        end,\n"
     "      },\n"
     "    },\n"
     "    traced = { final = true },\n"
@@ -75,7 +83,11 @@ static const char *const CONTACT =
     "        end\n"
     "        case.data.parent = ev.parent.case .. '/' .. ev.parent.service\n"
     "      end,\n"
-    "      on = { release = 'released' } },\n"
+    "      on = { release = 'released',\n"
+    "             withdrawn = { internal = true, handler = function(c, ev)\n"
+    "               if ev.payload.why == 'no' then error('will not') end\n"
+    "               return 'released'\n"
+    "             end } } },\n"
     "    released = { final = true },\n"
     "  },\n"
     "}\n";
@@ -420,6 +432,61 @@ START_TEST(test_async_messages_share_a_commit)
 }
 END_TEST
 
+/* flow.signal: delivered after the commit as a timer of the other case;
+   a refusal there is that case's incident, a closed case gets nothing,
+   an unknown id is refused at the line with nothing written. */
+START_TEST(test_signal_other_cases)
+{
+  open_index("{\"name\":\"Alex\"}");
+  ck_assert_int_eq(flow_case_signal(NULL, E, "1", "add",
+                                    "{\"names\":[\"bo\",\"cy\",\"di\"]}",
+                                    NULL),
+                   0);
+  ck_assert_int_eq(flow_case_signal(NULL, E, "4", "release", NULL, NULL), 0);
+  ck_assert_int_eq(flow_case_signal(NULL, E, "1", "tell",
+                                    "{\"event\":\"withdrawn\",\"why\":\"x\","
+                                    "\"also\":\"99\"}",
+                                    NULL),
+                   FLOW_ENOTFOUND);
+  assert_has(flow_errmsg(E), "index.lua:");
+  assert_has(flow_errmsg(E), "there is no case 99");
+  /* Not delivered before the loop runs; then each open case gets it. */
+  ck_assert_int_eq(flow_case_signal(NULL, E, "1", "tell",
+                                    "{\"event\":\"withdrawn\",\"why\":\"x\"}",
+                                    NULL),
+                   0);
+  assert_has(show("2"), "\"state\":\"isolating\"");
+  ck_assert_int_ge(flow_engine_run(E, FLOW_RUN_NOWAIT), 0);
+  assert_has(show("2"), "\"state\":\"released\"");
+  assert_has(show("3"), "\"state\":\"released\"");
+  char *h = NULL;
+  ck_assert_int_eq(flow_case_history(&h, E, "4"), 0);
+  assert_lacks(h, "withdrawn"); /* closed before: nothing */
+  flow_free(h);
+  /* Refused by the other case: its incident; the sender's step stands. */
+  open_index("{\"name\":\"Bea\"}");
+  ck_assert_int_eq(flow_case_signal(NULL, E, "5", "add",
+                                    "{\"names\":[\"ed\"]}", NULL),
+                   0);
+  ck_assert_int_eq(flow_case_signal(NULL, E, "5", "tell",
+                                    "{\"event\":\"withdrawn\",\"why\":\"no\"}",
+                                    NULL),
+                   0);
+  ck_assert_int_ge(flow_engine_run(E, FLOW_RUN_NOWAIT), 0);
+  assert_has(show("6"), "\"state\":\"isolating\"");
+  char *out = NULL;
+  ck_assert_int_eq(flow_incidents_list(&out, E, "6", NULL), 0);
+  assert_has(out, "will not");
+  flow_free(out);
+  ck_assert_int_eq(flow_case_history(&h, E, "5"), 0);
+  assert_has(h, "\"event\":\"tell\"");
+  flow_free(h);
+  /* An event nobody may send by hand. */
+  ck_assert_int_eq(flow_case_signal(NULL, E, "6", "withdrawn", NULL, NULL),
+                   FLOW_EPERM);
+}
+END_TEST
+
 static Suite *
 open_suite(void)
 {
@@ -435,6 +502,7 @@ open_suite(void)
   tcase_add_test(tc, test_a_message_opens_one_case);
   tcase_add_test(tc, test_one_service_opens_on_a_message);
   tcase_add_test(tc, test_async_messages_share_a_commit);
+  tcase_add_test(tc, test_signal_other_cases);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -463,7 +463,7 @@ START_TEST(test_sla_call_refusals)
   assert_has(flow_errmsg(E), "calls.lua:7: flow has no 'zzz' (it has add, "
                              "after, at, before, call, cancel_task, date, fail, "
                              "is_working_day, list, local_time, log, now, "
-                             "null, open, sla, "
+                             "null, open, signal, sla, "
                              "task)");
   assert_case_has("1", "\"seq\":1");
 }

@@ -127,7 +127,7 @@ START_TEST(test_sandbox_globals_are_whitelisted)
           "end table.sort(names) return table.concat(names, ',')",
           "\"add,after,at,before,call,cancel_task,date,fail,is_working_day,list,local_time,"
           "log,now,"
-          "null,open,sla,task\"");
+          "null,open,signal,sla,task\"");
 }
 END_TEST
 

@@ -257,13 +257,12 @@ local function raise_in_error(case, ev)
               .. '{"reason": "the lab mixed up two barcodes"}')
   end
   case.data.withdrawn_reason = reason
+  -- Each contact's case hears it once this step is written (a contact
+  -- whose case has closed already needs nothing).
   for _, contact in ipairs(case.data.contacts or {}) do
     if contact.case_id then
-      flow.call("cases.signal", {
-        case = contact.case_id,
-        event = "index_withdrawn",
-        payload = { index_case = case.id, reason = reason },
-      }, { retry = { max = 5, backoff = "1m" }, timeout = "5m" })
+      flow.signal(contact.case_id, "index_withdrawn",
+                  { index_case = case.id, reason = reason })
     end
   end
   return "withdrawn"

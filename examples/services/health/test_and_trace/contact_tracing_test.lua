@@ -37,16 +37,10 @@ local POSITIVE = { result = "positive", test_date = "2026-02-01" }
 local tracer = { actor = "asha", roles = { "tracer" } }
 local supervisor = { actor = "priya", roles = { "supervisor" } }
 
--- The host, mocked: texts are sent, and a contact's case is signalled
--- when the positive case is withdrawn, as a real host would.  (The
--- contacts' cases themselves are opened by the script, with flow.open.)
+-- The host, mocked: texts are sent.  (The contacts' cases are opened by
+-- the script, with flow.open, and told by it, with flow.signal.)
 local function host()
   mock.action("notify.sms", { result = { id = "sms-1" } })
-  mock.action("cases.signal", function(args)
-    case_of(args.case):signal(args.event, args.payload,
-                              { actor = "engine", roles = { "system" } })
-    return { result = {} }
-  end)
 end
 
 -- A registered test whose positive result has come: the case is calling.
@@ -812,14 +806,25 @@ test("the contacts of a case raised in error are told to stop isolating",
   local c = isolating_case()
   c:signal("add_contact", ALEX, tracer)
   c:signal("raise_in_error", { reason = "false positive" }, supervisor)
-  c:expect_actions({
-    { action = "notify.sms" }, { action = "notify.sms" },
-    { action = "cases.signal", status = "done",
-      args = { case = "2", event = "index_withdrawn",
-               payload = { index_case = "1", reason = "false positive" } } },
-  })
-  case_of("2"):expect_state("withdrawn")
-  case_of("2"):expect_field("withdrawn_reason", "false positive")
+  c:expect_actions({ { action = "notify.sms" }, { action = "notify.sms" } })
+  local contact = case_of("2")
+  contact:expect_state("withdrawn")
+  contact:expect_field("withdrawn_reason", "false positive")
+  contact:expect_history({ "open", "index_withdrawn" })
+end)
+
+test("a contact whose own case closed first does not hold up the "
+     .. "supervisor", function()
+  host()
+  local c = isolating_case()
+  c:signal("add_contact", ALEX, tracer)
+  local contact = case_of("2")
+  contact:signal("raise_in_error", { reason = "duplicate" }, supervisor)
+  contact:expect_state("withdrawn")
+  c:signal("raise_in_error", { reason = "false positive" }, supervisor)
+  c:expect_state("withdrawn")
+  contact:expect_history({ "open", "raise_in_error" })
+  expect(#contact:incidents()).to_be(0)
 end)
 
 test("only a supervisor, with a reason, can close a case as raised in error",

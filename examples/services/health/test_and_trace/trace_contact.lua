@@ -139,7 +139,8 @@ return {
         },
         -- Sent by the host (as the engine's own actor, role "system")
         -- when contact_tracing asks for it with "cases.signal".
-        index_withdrawn = { to = "withdrawn", roles = { "system" },
+        -- Sent by the positive case (flow.signal), never by a person.
+        index_withdrawn = { to = "withdrawn", internal = true,
                             handler = withdraw },
         raise_in_error = {
           to = "withdrawn",
