@@ -745,7 +745,9 @@ check_script_events(lint *l)
              "'%s' in state '%s' is internal = true, but nothing in the "
              "service sends it (no timer, flow.call reply or fail, task "
              "done or correlated message names it), so it can never happen "
-             "(send it from one, or drop internal = true)",
+             "(send it from one, or drop internal = true; an event another "
+             "case sends with flow.signal takes roles instead, like roles "
+             "= { \"system\" })",
              st->on[j].event, st->name);
   }
 done:

@@ -63,14 +63,8 @@ local function add_days(date, days)
   return flow.date(flow.add(days .. "d", date .. "T12:00:00Z"))
 end
 
--- A London time of day on a date, as flow.at wants it:
--- london_time("2026-06-10", "10:00") is "2026-06-10T10:00:00+01:00".
--- (The flow module has no helper for this.  In summer time, 23:30 UTC is
--- already the next day in London: that tells which offset applies.)
-local function london_time(date, hh_mm)
-  local summer = flow.date(date .. "T23:30:00Z") ~= date
-  return date .. "T" .. hh_mm .. ":00" .. (summer and "+01:00" or "+00:00")
-end
+-- A London time of day on a date, as flow.at wants it, is
+-- flow.local_time(date, "10:00"): 09:00Z in summer, 10:00Z in winter.
 
 -- Text messages, through GOV.UK Notify.  Only when there is a phone
 -- number; tried again for up to about 40 minutes if the gateway is busy.
@@ -291,10 +285,10 @@ local function finish_interview(case)
   text(case, "isolation_advice", { last_day = last_day })
   local day = add_days(today, 1)
   while day <= last_day do
-    flow.at(london_time(day, CHECK_IN_TIME), "check_in", { date = day })
+    flow.at(flow.local_time(day, CHECK_IN_TIME), "check_in", { date = day })
     day = add_days(day, 1)
   end
-  flow.at(london_time(add_days(last_day, 1), RELEASE_TIME), "release")
+  flow.at(flow.local_time(add_days(last_day, 1), RELEASE_TIME), "release")
   return "isolating"
 end
 

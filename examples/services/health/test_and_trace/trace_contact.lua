@@ -31,17 +31,11 @@ local function given(value)
   return value ~= nil and value ~= ""
 end
 
--- Dates: the same helpers as contact_tracing.lua (a service is one file,
--- so they are copied).  A date plus some days, and a London time of day
--- on a date as flow.at wants it ("2026-06-10T09:00:00+01:00").
+-- A date plus some days, as in contact_tracing.lua (a service is one
+-- file, so the line is copied); a London time of day on a date is
+-- flow.local_time(date, "09:00").
 local function add_days(date, days)
   return flow.date(flow.add(days .. "d", date .. "T12:00:00Z"))
-end
-
-local function london_time(date, hh_mm)
-  -- In summer time, 23:30 UTC is already the next day in London.
-  local summer = flow.date(date .. "T23:30:00Z") ~= date
-  return date .. "T" .. hh_mm .. ":00" .. (summer and "+01:00" or "+00:00")
 end
 
 local function last_day(case)
@@ -119,7 +113,7 @@ return {
           },
           done = "call_done",
         }
-        flow.at(london_time(add_days(case.data.isolation_until, 1),
+        flow.at(flow.local_time(add_days(case.data.isolation_until, 1),
                             RELEASE_TIME), "release")
       end,
       on = {
@@ -139,8 +133,9 @@ return {
         },
         -- Sent by the host (as the engine's own actor, role "system")
         -- when contact_tracing asks for it with "cases.signal".
-        -- Sent by the positive case (flow.signal), never by a person.
-        index_withdrawn = { to = "withdrawn", internal = true,
+        -- Sent by the positive case (flow.signal: roles are not asked of
+        -- it), or by the host as its system actor; never by a person.
+        index_withdrawn = { to = "withdrawn", roles = { "system" },
                             handler = withdraw },
         raise_in_error = {
           to = "withdrawn",

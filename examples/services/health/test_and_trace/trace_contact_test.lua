@@ -148,11 +148,14 @@ test("the positive case was raised in error: the contact is told", function()
   c:expect_timers({})
 end)
 
-test("only the positive case says it was raised in error", function()
+test("only the positive case, or the host, says it was raised in error",
+     function()
   local c = open("trace_contact", contact, host)
-  c:expect_refused("index_withdrawn", {}, host, "FLOW_EPERM")
   c:expect_refused("index_withdrawn", {}, supervisor, "FLOW_EPERM")
+  c:expect_refused("index_withdrawn", {}, "asha", "FLOW_EPERM")
   c:expect_state("isolating")
+  c:signal("index_withdrawn", { index_case = "12", reason = "lab error" }, host)
+  c:expect_state("withdrawn")
 end)
 
 test("a supervisor closes a contact raised in error, with a reason",
